@@ -1,0 +1,219 @@
+//! The 2s-AGCN network (`Model` in the reference's `model/agcn.py`), one stream.
+
+use burn::config::Config;
+use burn::module::{Initializer, Module};
+use burn::nn::{BatchNorm, Linear, LinearConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::Graph;
+use super::unit::{TcnGcnUnit, TcnGcnUnitConfig, batch_norm_scaled};
+use crate::Error;
+
+/// Configuration of one 2s-AGCN stream.
+#[derive(Config, Debug)]
+pub struct AgcnConfig {
+    /// The skeleton graph (V nodes).
+    pub graph: Graph,
+    /// Number of classes of the `fc` head.
+    pub num_classes: usize,
+    /// Persons per sample (M).
+    #[config(default = 2)]
+    pub num_persons: usize,
+    /// Channels per joint (C): x, y, confidence for OpenPose.
+    #[config(default = 3)]
+    pub in_channels: usize,
+    /// `(out_channels, temporal stride)` of each TCN-GCN unit; the reference's ten by default.
+    #[config(
+        default = "vec![(64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1), (256, 2), (256, 1), (256, 1)]"
+    )]
+    pub units: Vec<(usize, usize)>,
+    /// Temporal kernel size of `unit_tcn`.
+    #[config(default = 9)]
+    pub temporal_kernel: usize,
+    /// Embedding reduction of the graph attention.
+    #[config(default = 4)]
+    pub coff_embedding: usize,
+}
+
+/// One 2s-AGCN stream: `data_bn`, the TCN-GCN units (`l1`..`l10`), pooling and `fc`.
+#[derive(Module, Debug)]
+pub struct Agcn<B: Backend> {
+    /// Batch norm over persons x joints x channels, in the reference's (M, V, C) order.
+    pub data_bn: BatchNorm<B>,
+    /// The TCN-GCN units; `layers.0` is the reference's `l1`.
+    pub layers: Vec<TcnGcnUnit<B>>,
+    /// Classifier.
+    pub fc: Linear<B>,
+    num_persons: usize,
+    in_channels: usize,
+    num_nodes: usize,
+}
+
+/// What one stream computes for a batch.
+#[derive(Debug, Clone)]
+pub struct AgcnOutput<B: Backend> {
+    /// Class scores `[N, classes]`.
+    pub logits: Tensor<B, 2>,
+    /// Pooled features `[N, C_out]` (256 for the reference): the mean over time, joints and
+    /// persons, the input of `fc`.
+    pub embedding: Tensor<B, 2>,
+    /// Token map `[N, T', V, C_out]` before pooling, averaged over persons.
+    pub tokens: Tensor<B, 4>,
+}
+
+impl<B: Backend> AgcnOutput<B> {
+    /// One token per time step `[N, T', C_out]`: the token map averaged over joints.
+    pub fn time_tokens(&self) -> Tensor<B, 3> {
+        self.tokens.clone().mean_dim(2).squeeze_dim(2)
+    }
+}
+
+impl AgcnConfig {
+    /// Builds the stream with the reference's initialisation.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> crate::Result<Agcn<B>> {
+        self.graph.validate()?;
+        let invalid = |reason: String| Error::InvalidConfig {
+            model: "agcn",
+            reason,
+        };
+        if self.units.is_empty() || self.num_classes == 0 || self.num_persons == 0 {
+            return Err(invalid(
+                "units, num_classes and num_persons must be non-zero".into(),
+            ));
+        }
+        if let Some((c, _)) = self
+            .units
+            .iter()
+            .find(|(c, _)| c % self.coff_embedding != 0)
+        {
+            return Err(invalid(format!(
+                "{c} output channels are not divisible by coff_embedding {}",
+                self.coff_embedding
+            )));
+        }
+        let v = self.graph.num_nodes();
+        let adjacency = self.graph.adjacency();
+        let mut in_channels = self.in_channels;
+        let layers = self
+            .units
+            .iter()
+            .enumerate()
+            .map(|(i, &(out, stride))| {
+                let unit = TcnGcnUnitConfig::new(in_channels, out)
+                    .with_stride(stride)
+                    .with_residual(i > 0)
+                    .with_temporal_kernel(self.temporal_kernel)
+                    .with_coff_embedding(self.coff_embedding)
+                    .init(&adjacency, v, device);
+                in_channels = out;
+                unit
+            })
+            .collect();
+        let std = (2.0 / self.num_classes as f64).sqrt();
+        Ok(Agcn {
+            data_bn: batch_norm_scaled(self.num_persons * v * self.in_channels, 1.0, device),
+            layers,
+            fc: LinearConfig::new(in_channels, self.num_classes)
+                .with_initializer(Initializer::Normal { mean: 0.0, std })
+                .init(device),
+            num_persons: self.num_persons,
+            in_channels: self.in_channels,
+            num_nodes: v,
+        })
+    }
+}
+
+impl<B: Backend> Agcn<B> {
+    /// Checks an input's shape `[N, C, T, V, M]` against the stream; the message names the
+    /// dimension at fault.
+    pub fn check_input(&self, dims: [usize; 5]) -> crate::Result<()> {
+        let [n, c, t, v, m] = dims;
+        let expected = [
+            ("channels (C)", c, self.in_channels),
+            ("joints (V)", v, self.num_nodes),
+            ("persons (M)", m, self.num_persons),
+        ];
+        for (what, got, want) in expected {
+            if got != want {
+                return Err(Error::InvalidInput {
+                    model: "agcn",
+                    reason: format!("input {dims:?} has {got} {what}, the model takes {want}"),
+                });
+            }
+        }
+        if n == 0 || t == 0 {
+            return Err(Error::InvalidInput {
+                model: "agcn",
+                reason: format!("input {dims:?} is empty (N = 0 or T = 0)"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the stream on skeletons `[N, C, T, V, M]`, after [`Agcn::check_input`].
+    pub fn try_forward(&self, x: Tensor<B, 5>) -> crate::Result<AgcnOutput<B>> {
+        self.check_input(x.dims())?;
+        Ok(self.forward(x))
+    }
+
+    /// Runs the stream on skeletons `[N, C, T, V, M]`. Panics on a shape the model does not
+    /// take; [`Agcn::try_forward`] returns an error instead.
+    pub fn forward(&self, x: Tensor<B, 5>) -> AgcnOutput<B> {
+        let [n, c, t, v, m] = x.dims();
+        // Reference order: (N, M, V, C, T) for data_bn, then (N*M, C, T, V).
+        let x = x.permute([0, 4, 3, 1, 2]).reshape([n, m * v * c, t]);
+        let x = self.data_bn.forward(x);
+        let mut x = x
+            .reshape([n, m, v, c, t])
+            .permute([0, 1, 3, 4, 2])
+            .reshape([n * m, c, t, v]);
+        for layer in &self.layers {
+            x = layer.forward(x);
+        }
+        let [_, c_out, t_out, _] = x.dims();
+        // Mean over persons, then joints and time; the reference's mean(3).mean(1) is the same.
+        let tokens = x
+            .reshape([n, m, c_out, t_out, v])
+            .mean_dim(1)
+            .reshape([n, c_out, t_out, v])
+            .permute([0, 2, 3, 1]);
+        let embedding = tokens.clone().mean_dims(&[1, 2]).reshape([n, c_out]);
+        AgcnOutput {
+            logits: self.fc.forward(embedding.clone()),
+            embedding,
+            tokens,
+        }
+    }
+
+    /// Number of classes of the head.
+    pub fn num_classes(&self) -> usize {
+        self.fc.weight.dims()[1]
+    }
+}
+
+/// The bone stream's input from joint data `[N, C, T, V, M]`, as the reference's bone
+/// generator: at each joint of a bone pair `(joint, parent)`, `x[joint] - x[parent]` over all
+/// channels (confidence included); joints in no pair keep their joint value.
+pub fn bones<B: Backend>(joints: Tensor<B, 5>, graph: &Graph) -> Tensor<B, 5> {
+    let v = graph.num_nodes();
+    let mut parent: Vec<i64> = (0..v as i64).collect();
+    let mut mask = vec![0.0f32; v];
+    for &(joint, of) in &graph.bones {
+        parent[joint] = of as i64;
+        mask[joint] = 1.0;
+    }
+    let device = joints.device();
+    let parent = Tensor::<B, 1, Int>::from_data(TensorData::new(parent, [v]), &device);
+    let mask = Tensor::<B, 5>::from_data(TensorData::new(mask, [1, 1, 1, v, 1]), &device);
+    joints.clone() - joints.select(3, parent) * mask
+}
+
+/// The reference ensemble of the two streams: `joint + alpha * bone` class scores.
+pub fn fuse_scores<B: Backend>(
+    joint: Tensor<B, 2>,
+    bone: Tensor<B, 2>,
+    alpha: f64,
+) -> Tensor<B, 2> {
+    joint + bone * alpha
+}

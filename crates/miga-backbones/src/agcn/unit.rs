@@ -1,0 +1,290 @@
+//! The building blocks of 2s-AGCN: the adaptive graph convolution (`unit_gcn`), the temporal
+//! convolution (`unit_tcn`) and the unit that chains them with a residual (`TCN_GCN_unit`).
+//! Field names follow the reference so that its state_dict keys map one to one.
+
+use burn::config::Config;
+use burn::module::{Initializer, Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::{relu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+/// Configuration of the adaptive graph convolution `unit_gcn`.
+#[derive(Config, Debug)]
+pub struct UnitGcnConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Embedding reduction of `conv_a` / `conv_b` (inter channels = out / this).
+    #[config(default = 4)]
+    pub coff_embedding: usize,
+}
+
+/// The adaptive graph convolution: for each of the three partitions, the fixed graph `A`,
+/// the learned offset `PA` and a data-dependent attention between joints.
+#[derive(Module, Debug)]
+pub struct UnitGcn<B: Backend> {
+    /// Fixed adjacency `[3, V, V]`: a constant, not a parameter, not in checkpoints.
+    pub a: Tensor<B, 3>,
+    /// Learned adjacency offset `[3, V, V]` (the reference's `PA`).
+    pub pa: Param<Tensor<B, 3>>,
+    /// Query embeddings, one per partition.
+    pub conv_a: Vec<Conv2d<B>>,
+    /// Key embeddings, one per partition.
+    pub conv_b: Vec<Conv2d<B>>,
+    /// Output projections, one per partition.
+    pub conv_d: Vec<Conv2d<B>>,
+    /// Projection of the input when the channel count changes (the reference's `down`).
+    pub down: Option<ConvBn<B>>,
+    /// Output norm.
+    pub bn: BatchNorm<B>,
+    inter_channels: usize,
+}
+
+/// A 1x1 convolution followed by batch norm (the reference's `down` Sequential).
+#[derive(Module, Debug)]
+pub struct ConvBn<B: Backend> {
+    /// The convolution (`down.0`).
+    pub conv: Conv2d<B>,
+    /// The norm (`down.1`).
+    pub bn: BatchNorm<B>,
+}
+
+impl UnitGcnConfig {
+    /// Builds the unit on `adjacency` (`[3, V, V]`, row-major, from [`super::Graph::adjacency`])
+    /// with the reference's initialisation.
+    pub fn init<B: Backend>(
+        &self,
+        adjacency: &[f32],
+        num_nodes: usize,
+        device: &B::Device,
+    ) -> UnitGcn<B> {
+        let subsets = adjacency.len() / (num_nodes * num_nodes);
+        let inter = self.out_channels / self.coff_embedding;
+        let a = Tensor::from_data(
+            TensorData::new(adjacency.to_vec(), [subsets, num_nodes, num_nodes]),
+            device,
+        );
+        let pa = Param::from_tensor(Tensor::full([subsets, num_nodes, num_nodes], 1e-6, device));
+        let conv = |out: usize, init: Initializer| {
+            Conv2dConfig::new([self.in_channels, out], [1, 1])
+                .with_initializer(init)
+                .init(device)
+        };
+        let branch_std = (2.0 / (self.out_channels * self.in_channels * subsets) as f64).sqrt();
+        let conv_d = (0..subsets)
+            .map(|_| {
+                conv(
+                    self.out_channels,
+                    Initializer::Normal {
+                        mean: 0.0,
+                        std: branch_std,
+                    },
+                )
+            })
+            .collect();
+        let down = (self.in_channels != self.out_channels).then(|| ConvBn {
+            conv: conv(self.out_channels, kaiming_fan_out()),
+            bn: BatchNormConfig::new(self.out_channels).init(device),
+        });
+        UnitGcn {
+            a,
+            pa,
+            conv_a: (0..subsets)
+                .map(|_| conv(inter, kaiming_fan_out()))
+                .collect(),
+            conv_b: (0..subsets)
+                .map(|_| conv(inter, kaiming_fan_out()))
+                .collect(),
+            conv_d,
+            down,
+            bn: batch_norm_scaled(self.out_channels, 1e-6, device),
+            inter_channels: inter,
+        }
+    }
+}
+
+impl<B: Backend> UnitGcn<B> {
+    /// `[N, C, T, V]` to `[N, out, T, V]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, c, t, v] = x.dims();
+        let adjacency = self.a.clone() + self.pa.val();
+        let flat = x.clone().reshape([n, c * t, v]);
+        let scale = (self.inter_channels * t) as f64;
+        let mut y: Option<Tensor<B, 4>> = None;
+        for (i, ((conv_a, conv_b), conv_d)) in self
+            .conv_a
+            .iter()
+            .zip(&self.conv_b)
+            .zip(&self.conv_d)
+            .enumerate()
+        {
+            // [N, V, inter*T] x [N, inter*T, V] -> [N, V, V], softmax over the first V.
+            let a1 = conv_a.forward(x.clone()).permute([0, 3, 1, 2]).reshape([
+                n,
+                v,
+                self.inter_channels * t,
+            ]);
+            let a2 = conv_b
+                .forward(x.clone())
+                .reshape([n, self.inter_channels * t, v]);
+            let attention =
+                softmax(a1.matmul(a2) / scale, 1) + adjacency.clone().slice([i..i + 1, 0..v, 0..v]);
+            let z = conv_d.forward(flat.clone().matmul(attention).reshape([n, c, t, v]));
+            y = Some(match y {
+                Some(y) => y + z,
+                None => z,
+            });
+        }
+        let y = self.bn.forward(y.expect("at least one partition"));
+        let residual = match &self.down {
+            Some(down) => down.bn.forward(down.conv.forward(x)),
+            None => x,
+        };
+        relu(y + residual)
+    }
+}
+
+/// Configuration of the temporal convolution `unit_tcn`: a `(k, 1)` convolution and batch norm.
+#[derive(Config, Debug)]
+pub struct UnitTcnConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Temporal kernel size.
+    #[config(default = 9)]
+    pub kernel_size: usize,
+    /// Temporal stride.
+    #[config(default = 1)]
+    pub stride: usize,
+}
+
+/// Temporal convolution over frames, joint by joint.
+#[derive(Module, Debug)]
+pub struct UnitTcn<B: Backend> {
+    /// `(k, 1)` convolution with padding `(k - 1) / 2` on time.
+    pub conv: Conv2d<B>,
+    /// Norm.
+    pub bn: BatchNorm<B>,
+}
+
+impl UnitTcnConfig {
+    /// Builds the unit with the reference's initialisation.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> UnitTcn<B> {
+        let pad = (self.kernel_size - 1) / 2;
+        let conv = Conv2dConfig::new([self.in_channels, self.out_channels], [self.kernel_size, 1])
+            .with_stride([self.stride, 1])
+            .with_padding(PaddingConfig2d::Explicit(pad, 0, pad, 0))
+            .with_initializer(kaiming_fan_out())
+            .init(device);
+        UnitTcn {
+            conv,
+            bn: BatchNormConfig::new(self.out_channels).init(device),
+        }
+    }
+}
+
+impl<B: Backend> UnitTcn<B> {
+    /// `[N, C, T, V]` to `[N, out, T / stride, V]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+}
+
+/// Configuration of one `TCN_GCN_unit`.
+#[derive(Config, Debug)]
+pub struct TcnGcnUnitConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Temporal stride.
+    #[config(default = 1)]
+    pub stride: usize,
+    /// Whether the unit has a residual connection (the first unit has none).
+    #[config(default = true)]
+    pub residual: bool,
+    /// Temporal kernel size.
+    #[config(default = 9)]
+    pub temporal_kernel: usize,
+    /// Embedding reduction of the graph attention.
+    #[config(default = 4)]
+    pub coff_embedding: usize,
+}
+
+/// Graph convolution, temporal convolution and a residual, then ReLU.
+#[derive(Module, Debug)]
+pub struct TcnGcnUnit<B: Backend> {
+    /// Spatial part.
+    pub gcn1: UnitGcn<B>,
+    /// Temporal part.
+    pub tcn1: UnitTcn<B>,
+    /// Projected residual when the shape changes.
+    pub residual: Option<UnitTcn<B>>,
+    /// Whether the input is added back unchanged (same shape) when `residual` is `None`.
+    identity_residual: bool,
+}
+
+impl TcnGcnUnitConfig {
+    /// Builds the unit on `adjacency` (`[3, V, V]`).
+    pub fn init<B: Backend>(
+        &self,
+        adjacency: &[f32],
+        num_nodes: usize,
+        device: &B::Device,
+    ) -> TcnGcnUnit<B> {
+        let same_shape = self.in_channels == self.out_channels && self.stride == 1;
+        let residual = (self.residual && !same_shape).then(|| {
+            UnitTcnConfig::new(self.in_channels, self.out_channels)
+                .with_kernel_size(1)
+                .with_stride(self.stride)
+                .init(device)
+        });
+        TcnGcnUnit {
+            gcn1: UnitGcnConfig::new(self.in_channels, self.out_channels)
+                .with_coff_embedding(self.coff_embedding)
+                .init(adjacency, num_nodes, device),
+            tcn1: UnitTcnConfig::new(self.out_channels, self.out_channels)
+                .with_kernel_size(self.temporal_kernel)
+                .with_stride(self.stride)
+                .init(device),
+            residual,
+            identity_residual: self.residual && same_shape,
+        }
+    }
+}
+
+impl<B: Backend> TcnGcnUnit<B> {
+    /// `[N, C, T, V]` to `[N, out, T / stride, V]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let y = self.tcn1.forward(self.gcn1.forward(x.clone()));
+        let y = match (&self.residual, self.identity_residual) {
+            (Some(residual), _) => y + residual.forward(x),
+            (None, true) => y + x,
+            (None, false) => y,
+        };
+        relu(y)
+    }
+}
+
+/// The reference's `conv_init`: Kaiming normal over fan-out (gain sqrt 2).
+fn kaiming_fan_out() -> Initializer {
+    Initializer::KaimingNormal {
+        gain: std::f64::consts::SQRT_2,
+        fan_out_only: true,
+    }
+}
+
+/// Batch norm whose scale starts at `gamma` (the reference's `bn_init(bn, scale)`).
+pub(crate) fn batch_norm_scaled<B: Backend>(
+    channels: usize,
+    gamma: f64,
+    device: &B::Device,
+) -> BatchNorm<B> {
+    let mut bn = BatchNormConfig::new(channels).init(device);
+    bn.gamma = Param::from_tensor(Tensor::full([channels], gamma, device));
+    bn
+}

@@ -1,0 +1,17 @@
+//! Backbones of miga: the networks that turn raw clips, skeletons and faces into tokens.
+//!
+//! - MViTv2 (video; torchvision's `mvit_v2_s` and its presets),
+//! - [`agcn`]: 2s-AGCN (OpenPose skeletons; joint and bone streams),
+//! - Swin Transformer and SwinFace (faces),
+//!
+//! and the layers they share. Every model is generic over `B: Backend` and names no backend;
+//! backend choice belongs to the application (see the `miga` crate's `device` module).
+//! Checkpoints load strictly: every tensor is mapped and shape-checked, and anything missing,
+//! unexpected or mis-shaped is an [`Error`] that names it.
+
+pub mod agcn;
+mod error;
+mod import;
+pub mod tensor_io;
+
+pub use error::{Error, Result};

@@ -1,0 +1,7 @@
+//! Tasks of miga, built from backbones, fusion and data: micro-gesture classification
+//! (32 classes, per clip) and behaviour-based emotion prediction (Win/Lose, per video):
+//! feature extraction, training (burn-train), evaluation and prediction files.
+
+mod error;
+
+pub use error::{Error, Result};

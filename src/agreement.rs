@@ -1,0 +1,224 @@
+//! Backend agreement: run one computation on two backends and compare the outputs.
+//!
+//! A [`Probe`] is a computation written once, generic over the backend; it builds its inputs
+//! and weights with [`seeded_tensor`] and [`seed_params`], so every backend sees the same
+//! numbers, and returns its outputs as host data. [`check`] runs it on two devices and reports
+//! the largest absolute difference per output. The tests in `tests/backend_agreement.rs` use
+//! it for single operations; model issues use it for whole networks.
+//!
+//! ```
+//! use burn::tensor::{TensorData, activation, backend::Backend};
+//! use miga::agreement::{Probe, check, seeded_tensor};
+//! use miga::device::DeviceSpec;
+//!
+//! struct Gelu;
+//! impl Probe for Gelu {
+//!     fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+//!         let x = seeded_tensor::<B, 2>([4, 8], 7, device);
+//!         vec![activation::gelu(x).into_data()]
+//!     }
+//! }
+//! let agreement = check(&Gelu, DeviceSpec::CPU, DeviceSpec::CPU)?;
+//! assert_eq!(agreement.max_abs_error(), 0.0);
+//! # Ok::<(), miga::Error>(())
+//! ```
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::Error;
+use crate::device::{BackendTask, DeviceSpec};
+
+/// A computation that runs on any backend and returns its outputs as host data.
+pub trait Probe {
+    /// Runs the computation on backend `B`.
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData>;
+}
+
+/// How closely two backends agreed on a probe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Agreement {
+    /// Largest absolute difference of each output, in the probe's order.
+    pub max_abs_errors: Vec<f32>,
+}
+
+impl Agreement {
+    /// Largest absolute difference over all outputs.
+    pub fn max_abs_error(&self) -> f32 {
+        self.max_abs_errors.iter().copied().fold(0.0, f32::max)
+    }
+}
+
+/// Runs `probe` on `reference` and on `other` and compares the outputs element by element.
+///
+/// Fails when a device cannot run, or when the two runs disagree on the number, shape or
+/// finiteness of the outputs.
+pub fn check(
+    probe: &impl Probe,
+    reference: DeviceSpec,
+    other: DeviceSpec,
+) -> Result<Agreement, Error> {
+    let expected = reference.run(RunProbe(probe))?;
+    let actual = other.run(RunProbe(probe))?;
+    compare(&expected, &actual).map_err(|reason| Error::Disagreement {
+        reference: reference.to_string(),
+        other: other.to_string(),
+        reason,
+    })
+}
+
+/// Runs `probe` on `device` and compares its outputs with `expected`, outputs of a reference
+/// implementation (for example PyTorch fixtures).
+pub fn check_against(
+    probe: &impl Probe,
+    device: DeviceSpec,
+    expected: &[TensorData],
+) -> Result<Agreement, Error> {
+    let actual = device.run(RunProbe(probe))?;
+    compare(expected, &actual).map_err(|reason| Error::Disagreement {
+        reference: "reference outputs".to_string(),
+        other: device.to_string(),
+        reason,
+    })
+}
+
+struct RunProbe<'a, P>(&'a P);
+
+impl<P: Probe> BackendTask for RunProbe<'_, P> {
+    type Output = Vec<TensorData>;
+    fn run<B: Backend>(self, device: B::Device) -> Vec<TensorData> {
+        self.0.run::<B>(&device)
+    }
+}
+
+fn compare(expected: &[TensorData], actual: &[TensorData]) -> Result<Agreement, String> {
+    if expected.len() != actual.len() {
+        return Err(format!(
+            "{} outputs against {}",
+            expected.len(),
+            actual.len()
+        ));
+    }
+    let mut max_abs_errors = Vec::with_capacity(expected.len());
+    for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
+        if e.shape != a.shape {
+            return Err(format!(
+                "output {i}: shape {:?} against {:?}",
+                e.shape, a.shape
+            ));
+        }
+        let as_f32 = |d: &TensorData| {
+            d.clone()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .map_err(|err| format!("output {i}: {err:?}"))
+        };
+        let (e, a) = (as_f32(e)?, as_f32(a)?);
+        let mut worst = 0.0f32;
+        for (j, (x, y)) in e.iter().zip(&a).enumerate() {
+            if x.is_finite() != y.is_finite() {
+                return Err(format!("output {i}, element {j}: {x} against {y}"));
+            }
+            if x.is_finite() {
+                worst = worst.max((x - y).abs());
+            }
+        }
+        max_abs_errors.push(worst);
+    }
+    Ok(Agreement { max_abs_errors })
+}
+
+/// A tensor of uniform values in [-1, 1) drawn from `seed`: the same numbers on every backend.
+pub fn seeded_tensor<B: Backend, const D: usize>(
+    shape: [usize; D],
+    seed: u64,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let mut rng = SplitMix64(seed);
+    let n = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| rng.uniform()).collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Replaces every float parameter of `module` with seeded values, uniform in
+/// (-1/sqrt(fan), 1/sqrt(fan)) where fan is the parameter's size over its first dimension, so
+/// that a module built on two backends holds the same weights.
+pub fn seed_params<B: Backend, M: Module<B>>(module: M, seed: u64) -> M {
+    struct Seeder(SplitMix64);
+    impl<B: Backend> ModuleMapper<B> for Seeder {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let rng = &mut self.0;
+            param.map(|tensor| {
+                let dims = tensor.dims();
+                let n: usize = dims.iter().product();
+                let fan = (n / dims.first().copied().unwrap_or(1).max(1)).max(1);
+                let scale = 1.0 / (fan as f32).sqrt();
+                let values: Vec<f32> = (0..n).map(|_| rng.uniform() * scale).collect();
+                let device = tensor.device();
+                let seeded = Tensor::from_data(TensorData::new(values, dims), &device);
+                if tensor.is_require_grad() {
+                    seeded.require_grad()
+                } else {
+                    seeded
+                }
+            })
+        }
+    }
+    module.map(&mut Seeder(SplitMix64(seed)))
+}
+
+/// A small, fast generator whose stream is fixed by its seed on every platform.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1), on a 2^-23 grid so every value is exact in f32.
+    fn uniform(&mut self) -> f32 {
+        let bits = (self.next() >> 40) as u32; // 24 bits
+        (bits as f32) / (1u32 << 23) as f32 - 1.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_reports_worst_difference_and_mismatches() {
+        let a = TensorData::new(vec![1.0f32, 2.0, 3.0], [3]);
+        let b = TensorData::new(vec![1.0f32, 2.5, 3.0], [3]);
+        let agreement = compare(&[a.clone()], &[b]).unwrap();
+        assert_eq!(agreement.max_abs_errors, vec![0.5]);
+
+        let shape = TensorData::new(vec![1.0f32, 2.0, 3.0], [3, 1]);
+        assert!(
+            compare(&[a.clone()], &[shape])
+                .unwrap_err()
+                .contains("shape")
+        );
+        let nan = TensorData::new(vec![1.0f32, f32::NAN, 3.0], [3]);
+        assert!(
+            compare(&[a.clone()], &[nan])
+                .unwrap_err()
+                .contains("element 1")
+        );
+        assert!(compare(&[a], &[]).unwrap_err().contains("outputs"));
+    }
+
+    #[test]
+    fn seeded_values_are_fixed_and_in_range() {
+        let mut rng = SplitMix64(1);
+        let values: Vec<f32> = (0..1000).map(|_| rng.uniform()).collect();
+        assert!(values.iter().all(|v| (-1.0..1.0).contains(v)));
+        let mut again = SplitMix64(1);
+        assert_eq!(values[0], again.uniform());
+    }
+}

@@ -1,0 +1,219 @@
+//! The `miga` command line. Run `miga --help` for the commands.
+
+mod forward;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use miga::Error;
+use miga::device::{BackendKind, DeviceSpec, probe};
+
+#[derive(Parser)]
+#[command(
+    name = "miga",
+    version,
+    about = "Micro-gesture recognition and behaviour-based emotion prediction (iMiGUE / MiGA) on Burn",
+    long_about = "Micro-gesture recognition (RGB clips through MViTv2-S, OpenPose skeletons through \
+                  2s-AGCN, fused by Cross-Modal Token Fusion) and behaviour-based emotion \
+                  prediction (SwinFace faces and MViTv2-S context, fused by InterFusion) on the \
+                  iMiGUE / MiGA data, on CPU, wgpu or CUDA.",
+    after_help = "Start with `miga info` to see which backends this build has, then `miga demo`.\n\
+                  Every command has its own --help with an example."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the version, the compiled backends and which devices work on this machine
+    #[command(after_help = "Examples:\n  miga info\n  miga info --device wgpu --json")]
+    Info(InfoArgs),
+    /// Run one backbone on tensors from a safetensors file and write its outputs
+    #[command(
+        after_help = "Example (2s-AGCN, both streams fused):\n  miga forward --arch agcn --graph imigue-upper-hands --stream both \\\n      --weights joint.pt --bone-weights bone.pt --input skeletons.safetensors --output out.safetensors"
+    )]
+    Forward(forward::ForwardArgs),
+    /// Run the whole pipeline on generated data: extract, train, evaluate, predict
+    #[command(after_help = "Example:\n  miga demo --out runs/demo")]
+    Demo(Pending),
+    /// Run the backbones over a dataset and write feature shards
+    #[command(
+        after_help = "Example:\n  miga extract --task micro-gesture --data imigue/ --out features/"
+    )]
+    Extract(Pending),
+    /// Train a fusion model (micro-gesture or emotion) on extracted features
+    #[command(
+        after_help = "Example:\n  miga train --task micro-gesture --features features/ --out runs/mg"
+    )]
+    Train(Pending),
+    /// Evaluate a trained model: metrics, confusion matrix, per-class accuracy
+    #[command(after_help = "Example:\n  miga eval --run runs/mg --split test")]
+    Eval(Pending),
+    /// Write predictions: the MiGA submission file or per-video Win/Lose
+    #[command(after_help = "Example:\n  miga predict --run runs/mg --out prediction.csv")]
+    Predict(Pending),
+    /// Inspect H.264 videos and write chosen frames as PNG
+    #[command(
+        after_help = "Examples:\n  miga video probe clip.mp4\n  miga video extract clip.mp4 --frames 0,10,131 --out frames/"
+    )]
+    Video(Pending),
+    /// Time the models on every compiled backend, side by side with PyTorch
+    #[command(after_help = "Example:\n  miga bench --model all --device cpu,wgpu --batch 1")]
+    Bench(Pending),
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// Probe only this device (cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N]);
+    /// without it every compiled backend is probed
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of a command that has not landed yet: accepted, so that the command can say so.
+#[derive(Args)]
+struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Error> {
+    let pending = |command, plan| Error::NotYetAvailable {
+        command,
+        version: miga::VERSION,
+        plan,
+    };
+    match command {
+        Command::Info(args) => info(args),
+        Command::Forward(args) => forward::run(args),
+        Command::Demo(_) => {
+            println!(
+                "miga demo will generate a small synthetic dataset in the MiGA layout, then run \
+                 extract -> train -> eval -> predict for both tasks (micro-gesture and emotion) \
+                 on the CPU and write every artefact to a run folder.\n\
+                 This build of miga {} does not have the tasks yet; `miga info` shows what it has.",
+                miga::VERSION
+            );
+            Ok(())
+        }
+        Command::Extract(_) => Err(pending(
+            "extract",
+            "backbone feature extraction arrives with the tasks crate",
+        )),
+        Command::Train(_) => Err(pending(
+            "train",
+            "fusion training arrives with the tasks crate",
+        )),
+        Command::Eval(_) => Err(pending("eval", "evaluation arrives with the tasks crate")),
+        Command::Predict(_) => Err(pending(
+            "predict",
+            "prediction files arrive with the tasks crate",
+        )),
+        Command::Video(_) => Err(pending(
+            "video",
+            "H.264 decoding arrives with the datasets crate",
+        )),
+        Command::Bench(_) => Err(pending("bench", "the benchmark harness is not built yet")),
+    }
+}
+
+fn info(args: InfoArgs) -> Result<(), Error> {
+    let specs: Vec<DeviceSpec> = match args.device {
+        Some(spec) => vec![spec],
+        None => BackendKind::ALL
+            .into_iter()
+            .filter(|kind| kind.is_compiled())
+            .map(|kind| DeviceSpec { kind, index: None })
+            .collect(),
+    };
+    let probes: Vec<(DeviceSpec, Result<_, Error>)> =
+        specs.into_iter().map(|spec| (spec, probe(spec))).collect();
+    if args.json {
+        let backends: Vec<_> = BackendKind::ALL
+            .into_iter()
+            .map(|kind| {
+                serde_json::json!({
+                    "device": kind.device_name(),
+                    "feature": kind.feature(),
+                    "compiled": kind.is_compiled(),
+                })
+            })
+            .collect();
+        let devices: Vec<_> = probes
+            .iter()
+            .map(|(spec, result)| match result {
+                Ok(report) => serde_json::json!({
+                    "device": spec.to_string(),
+                    "usable": true,
+                    "backend": report.backend,
+                    "adapter": report.adapter,
+                }),
+                Err(err) => serde_json::json!({
+                    "device": spec.to_string(),
+                    "usable": false,
+                    "error": err.to_string(),
+                }),
+            })
+            .collect();
+        let out = serde_json::json!({
+            "version": miga::VERSION,
+            "burn": "0.21.0",
+            "backends": backends,
+            "devices": devices,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        println!("miga {} (burn 0.21.0)", miga::VERSION);
+        println!("\nbackends:");
+        for kind in BackendKind::ALL {
+            let state = if kind.is_compiled() {
+                "compiled".to_string()
+            } else {
+                format!("not compiled (cargo feature `{}`)", kind.feature())
+            };
+            println!("  {:<8} {state}", kind.device_name());
+        }
+        println!("\ndevices:");
+        for (spec, result) in &probes {
+            match result {
+                Ok(report) => println!(
+                    "  {:<8} usable   {}{}",
+                    spec.to_string(),
+                    report.backend,
+                    report
+                        .adapter
+                        .as_ref()
+                        .map(|a| format!(" on {a}"))
+                        .unwrap_or_default()
+                ),
+                Err(err) => println!("  {:<8} unusable {err}", spec.to_string()),
+            }
+        }
+    }
+    // Asking for one device is asking whether it works: say so with the exit code.
+    match (args.device, probes.into_iter().next()) {
+        (Some(_), Some((_, Err(err)))) => Err(err),
+        _ => Ok(()),
+    }
+}

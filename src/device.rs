@@ -1,0 +1,452 @@
+//! Choosing a backend and a device at run time.
+//!
+//! Every model in miga is generic over `B: Backend`; this module is the one place that names
+//! concrete backends. A [`DeviceSpec`] is parsed from the command line's `--device` value
+//! (`cpu`, `ndarray`, `wgpu[:N]`, `vulkan[:N]`, `metal[:N]`, `cuda[:N]`), and
+//! [`DeviceSpec::run`] / [`DeviceSpec::run_autodiff`] call a generic [`BackendTask`] with the
+//! matching backend type, or fail with the cargo feature to enable when that backend is not
+//! compiled in.
+//!
+//! ```
+//! use burn::tensor::{Tensor, backend::Backend};
+//! use miga::device::{BackendTask, DeviceSpec};
+//!
+//! struct SumOfOnes;
+//! impl BackendTask for SumOfOnes {
+//!     type Output = f32;
+//!     fn run<B: Backend>(self, device: B::Device) -> f32 {
+//!         Tensor::<B, 2>::ones([2, 3], &device).sum().into_scalar().elem()
+//!     }
+//! }
+//! # use burn::tensor::ElementConversion;
+//! let spec: DeviceSpec = "cpu".parse()?;
+//! assert_eq!(spec.run(SumOfOnes)?, 6.0);
+//! # Ok::<(), miga::Error>(())
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+
+use crate::Error;
+
+/// The backends miga knows, whether or not this build compiled them in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// Burn's pure-Rust CPU backend, the default (`--device cpu`).
+    Flex,
+    /// The ndarray CPU backend (`--device ndarray`).
+    NdArray,
+    /// wgpu with the graphics API it picks (Vulkan, Metal, DX12).
+    Wgpu,
+    /// wgpu forced onto Vulkan, kernels compiled to SPIR-V.
+    Vulkan,
+    /// wgpu forced onto Metal.
+    Metal,
+    /// NVIDIA CUDA; the driver is loaded at run time.
+    Cuda,
+}
+
+impl BackendKind {
+    /// Every backend, in the order `miga info` lists them.
+    pub const ALL: [BackendKind; 6] = [
+        BackendKind::Flex,
+        BackendKind::NdArray,
+        BackendKind::Wgpu,
+        BackendKind::Vulkan,
+        BackendKind::Metal,
+        BackendKind::Cuda,
+    ];
+
+    /// The cargo feature of the `miga` crate that compiles this backend in.
+    pub fn feature(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::NdArray => "ndarray",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Vulkan => "vulkan",
+            BackendKind::Metal => "metal",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+
+    /// The name used on the command line (`--device NAME`).
+    pub fn device_name(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "cpu",
+            other => other.feature(),
+        }
+    }
+
+    /// Whether this build has the backend.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            BackendKind::Flex => cfg!(feature = "flex"),
+            BackendKind::NdArray => cfg!(feature = "ndarray"),
+            BackendKind::Wgpu => cfg!(feature = "wgpu"),
+            BackendKind::Vulkan => cfg!(feature = "vulkan"),
+            BackendKind::Metal => cfg!(feature = "metal"),
+            BackendKind::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// Whether the backend has device indices (`cuda:1`).
+    fn indexed(self) -> bool {
+        !matches!(self, BackendKind::Flex | BackendKind::NdArray)
+    }
+}
+
+/// A `--device` value: a backend and, for GPU backends, an optional device index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeviceSpec {
+    /// Which backend runs the work.
+    pub kind: BackendKind,
+    /// Device index for GPU backends (`cuda:1`); `None` lets the backend choose.
+    pub index: Option<usize>,
+}
+
+impl DeviceSpec {
+    /// The default CPU device (Flex).
+    pub const CPU: DeviceSpec = DeviceSpec {
+        kind: BackendKind::Flex,
+        index: None,
+    };
+
+    /// Runs `task` on this device's backend, for inference.
+    pub fn run<T: BackendTask>(&self, task: T) -> Result<T::Output, Error> {
+        struct Plain<T>(T);
+        impl<T: BackendTask> BackendTask for Plain<T> {
+            type Output = T::Output;
+            fn run<B: Backend>(self, device: B::Device) -> T::Output {
+                self.0.run::<B>(device)
+            }
+        }
+        self.dispatch(Plain(task))
+    }
+
+    /// Runs `task` on this device's backend wrapped in `Autodiff`, for training.
+    pub fn run_autodiff<T: AutodiffTask>(&self, task: T) -> Result<T::Output, Error> {
+        struct WithAutodiff<T>(T);
+        impl<T: AutodiffTask> BackendTask for WithAutodiff<T> {
+            type Output = T::Output;
+            fn run<B: Backend>(self, device: B::Device) -> T::Output {
+                self.0.run::<burn::backend::Autodiff<B>>(device)
+            }
+        }
+        self.dispatch(WithAutodiff(task))
+    }
+
+    fn dispatch<T: BackendTask>(&self, task: T) -> Result<T::Output, Error> {
+        if !self.kind.is_compiled() {
+            return Err(Error::BackendNotCompiled {
+                device: self.to_string(),
+                feature: self.kind.feature(),
+            });
+        }
+        #[allow(unused_variables)]
+        let index = self.index;
+        match self.kind {
+            #[cfg(feature = "flex")]
+            BackendKind::Flex => Ok(task.run::<burn::backend::Flex>(Default::default())),
+            #[cfg(feature = "ndarray")]
+            BackendKind::NdArray => Ok(task.run::<burn::backend::NdArray>(Default::default())),
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => {
+                let device = wgpu::device(index, wgpu::Api::Auto)?;
+                Ok(task.run::<burn::backend::Wgpu>(device))
+            }
+            #[cfg(feature = "vulkan")]
+            BackendKind::Vulkan => {
+                let device = wgpu::device(index, wgpu::Api::Vulkan)?;
+                Ok(task.run::<burn::backend::Vulkan>(device))
+            }
+            #[cfg(feature = "metal")]
+            BackendKind::Metal => {
+                let device = wgpu::device(index, wgpu::Api::Metal)?;
+                Ok(task.run::<burn::backend::Metal>(device))
+            }
+            #[cfg(feature = "cuda")]
+            BackendKind::Cuda => {
+                let device = burn::backend::cuda::CudaDevice::new(index.unwrap_or(0));
+                Ok(task.run::<burn::backend::Cuda>(device))
+            }
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("is_compiled() covers every backend that is not compiled in"),
+        }
+    }
+}
+
+impl Default for DeviceSpec {
+    fn default() -> Self {
+        DeviceSpec::CPU
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.device_name())?;
+        match self.index {
+            Some(i) => write!(f, ":{i}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FromStr for DeviceSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let invalid = |reason: &str| Error::InvalidDevice {
+            given: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let lower = s.trim().to_ascii_lowercase();
+        let (name, index) = match lower.split_once(':') {
+            Some((name, index)) => {
+                let index = index
+                    .parse::<usize>()
+                    .map_err(|_| invalid("the part after ':' must be a device index such as 0"))?;
+                (name, Some(index))
+            }
+            None => (lower.as_str(), None),
+        };
+        let kind = match name {
+            "cpu" | "flex" => BackendKind::Flex,
+            "ndarray" => BackendKind::NdArray,
+            "wgpu" => BackendKind::Wgpu,
+            "vulkan" => BackendKind::Vulkan,
+            "metal" => BackendKind::Metal,
+            "cuda" => BackendKind::Cuda,
+            _ => {
+                return Err(invalid(
+                    "expected cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N] or cuda[:N]",
+                ));
+            }
+        };
+        if index.is_some() && !kind.indexed() {
+            return Err(invalid("CPU backends take no device index"));
+        }
+        Ok(DeviceSpec { kind, index })
+    }
+}
+
+/// Generic work to run on whichever backend a [`DeviceSpec`] names.
+pub trait BackendTask {
+    /// What the work returns.
+    type Output;
+    /// Runs the work on backend `B` and `device`.
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Generic training work: like [`BackendTask`], with the backend wrapped in `Autodiff`.
+pub trait AutodiffTask {
+    /// What the work returns.
+    type Output;
+    /// Runs the work on autodiff backend `B` and `device`.
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// What [`probe`] found about one device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceReport {
+    /// The device as it is written on the command line.
+    pub spec: String,
+    /// The backend's own name for it (`flex`, `cubecl<wgpu<vulkan>>`, ...).
+    pub backend: String,
+    /// The adapter, when the backend names one (wgpu).
+    pub adapter: Option<String>,
+}
+
+/// Checks that `spec` can run a computation: initialises the device, runs a small sum and
+/// reads it back. Errors (no adapter, no driver) are returned, not panicked.
+pub fn probe(spec: DeviceSpec) -> Result<DeviceReport, Error> {
+    struct Probe;
+    impl BackendTask for Probe {
+        type Output = Result<String, String>;
+        fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+            use burn::tensor::{ElementConversion, Tensor};
+            let sum: f32 = Tensor::<B, 1>::ones([4], &device)
+                .sum()
+                .into_scalar()
+                .elem();
+            if sum == 4.0 {
+                Ok(B::name(&device))
+            } else {
+                Err(format!("a test sum gave {sum}, expected 4"))
+            }
+        }
+    }
+    let unavailable = |reason: String| Error::DeviceUnavailable {
+        device: spec.to_string(),
+        reason,
+    };
+    let backend = quietly(|| spec.run(Probe))
+        .map_err(unavailable)??
+        .map_err(unavailable)?;
+    #[cfg(feature = "wgpu")]
+    let adapter = wgpu::adapter_name(spec);
+    #[cfg(not(feature = "wgpu"))]
+    let adapter = None;
+    Ok(DeviceReport {
+        spec: spec.to_string(),
+        backend,
+        adapter,
+    })
+}
+
+/// Runs `f`, turning a panic inside a backend (no adapter, no driver) into an error message,
+/// without printing the panic.
+fn quietly<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the backend panicked".to_string())
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    })
+}
+
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    //! wgpu devices are set up once per process with an explicit graphics API, so that
+    //! `vulkan` and `metal` mean what they say and `miga info` can name the adapter.
+
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use burn::backend::wgpu::{WgpuDevice, graphics, init_setup};
+
+    use super::{BackendKind, DeviceSpec, quietly};
+    use crate::Error;
+
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+    pub(super) enum Api {
+        Auto,
+        #[cfg_attr(not(feature = "vulkan"), allow(dead_code))]
+        Vulkan,
+        #[cfg_attr(not(feature = "metal"), allow(dead_code))]
+        Metal,
+    }
+
+    /// Adapter name per initialised (api, index).
+    static SETUPS: Mutex<Option<HashMap<(Api, Option<usize>), String>>> = Mutex::new(None);
+
+    pub(super) fn device(index: Option<usize>, api: Api) -> Result<WgpuDevice, Error> {
+        let device = match index {
+            None => WgpuDevice::DefaultDevice,
+            Some(i) => WgpuDevice::DiscreteGpu(i),
+        };
+        let mut setups = SETUPS.lock().unwrap_or_else(|e| e.into_inner());
+        let setups = setups.get_or_insert_with(HashMap::new);
+        if !setups.contains_key(&(api, index)) {
+            let setup = quietly(|| match api {
+                Api::Auto => init_setup::<graphics::AutoGraphicsApi>(&device, Default::default()),
+                Api::Vulkan => init_setup::<graphics::Vulkan>(&device, Default::default()),
+                Api::Metal => init_setup::<graphics::Metal>(&device, Default::default()),
+            })
+            .map_err(|reason| Error::DeviceUnavailable {
+                device: DeviceSpec {
+                    kind: match api {
+                        Api::Auto => BackendKind::Wgpu,
+                        Api::Vulkan => BackendKind::Vulkan,
+                        Api::Metal => BackendKind::Metal,
+                    },
+                    index,
+                }
+                .to_string(),
+                reason,
+            })?;
+            let info = setup.adapter.get_info();
+            setups.insert(
+                (api, index),
+                format!("{} ({:?}, {:?})", info.name, info.device_type, info.backend),
+            );
+        }
+        Ok(device)
+    }
+
+    pub(super) fn adapter_name(spec: DeviceSpec) -> Option<String> {
+        let api = match spec.kind {
+            BackendKind::Wgpu => Api::Auto,
+            BackendKind::Vulkan => Api::Vulkan,
+            BackendKind::Metal => Api::Metal,
+            _ => return None,
+        };
+        let setups = SETUPS.lock().unwrap_or_else(|e| e.into_inner());
+        setups.as_ref()?.get(&(api, spec.index)).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_backend_and_index() {
+        let cases = [
+            ("cpu", BackendKind::Flex, None),
+            ("flex", BackendKind::Flex, None),
+            ("ndarray", BackendKind::NdArray, None),
+            ("wgpu", BackendKind::Wgpu, None),
+            ("vulkan:1", BackendKind::Vulkan, Some(1)),
+            ("metal", BackendKind::Metal, None),
+            ("CUDA:2", BackendKind::Cuda, Some(2)),
+        ];
+        for (text, kind, index) in cases {
+            let spec: DeviceSpec = text.parse().unwrap();
+            assert_eq!(spec, DeviceSpec { kind, index }, "{text}");
+        }
+        assert_eq!(
+            "cuda:3".parse::<DeviceSpec>().unwrap().to_string(),
+            "cuda:3"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_device_strings() {
+        for bad in ["tpu", "cuda:x", "cpu:1", "", "cuda:-1"] {
+            let err = bad.parse::<DeviceSpec>().unwrap_err();
+            assert!(matches!(err, Error::InvalidDevice { .. }), "{bad}: {err}");
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_names_the_feature() {
+        let spec: DeviceSpec = "cuda".parse().unwrap();
+        let err = probe(spec).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("--features cuda"), "{message}");
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn cpu_probe_runs_and_autodiff_wraps() {
+        let report = probe(DeviceSpec::CPU).unwrap();
+        assert_eq!(report.backend, "flex");
+
+        struct Grad;
+        impl AutodiffTask for Grad {
+            type Output = Vec<f32>;
+            fn run<B: AutodiffBackend>(self, device: B::Device) -> Vec<f32> {
+                use burn::tensor::Tensor;
+                let x = Tensor::<B, 1>::from_floats([1.0, 2.0, 3.0], &device).require_grad();
+                let grads = (x.clone() * x.clone()).sum().backward();
+                x.grad(&grads).unwrap().into_data().to_vec().unwrap()
+            }
+        }
+        assert_eq!(
+            DeviceSpec::CPU.run_autodiff(Grad).unwrap(),
+            vec![2.0, 4.0, 6.0]
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! The same computations on Flex (the reference CPU backend) and on another compiled backend,
+//! compared element by element: max absolute error under 1e-4 for f32. Whole models are also
+//! compared with their PyTorch reference outputs (fixtures written by `scripts/`) on both.
+//!
+//! The other device is `wgpu` unless `MIGA_AGREEMENT_DEVICE` names another (`cuda`, `vulkan`).
+//! When it is not compiled in or not usable here the tests say so and pass, unless
+//! `MIGA_REQUIRE_AGREEMENT=1` (set by CI), which turns that into a failure.
+
+use burn::nn::LayerNormConfig;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::conv3d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{TensorData, activation};
+use miga::agreement::{Probe, check, check_against, seed_params, seeded_tensor};
+use miga::device::{DeviceSpec, probe};
+
+const TOLERANCE: f32 = 1e-4;
+
+/// The device under test, or `None` (with a message) when it cannot run here.
+fn other_device(name: &str) -> Option<DeviceSpec> {
+    let device = std::env::var("MIGA_AGREEMENT_DEVICE").unwrap_or_else(|_| "wgpu".into());
+    let required = std::env::var("MIGA_REQUIRE_AGREEMENT").is_ok_and(|v| v == "1");
+    let spec: DeviceSpec = device.parse().expect("MIGA_AGREEMENT_DEVICE is a device");
+    match probe(spec) {
+        Ok(_) => Some(spec),
+        Err(err) => {
+            assert!(!required, "{name}: {err}");
+            eprintln!("skipping {name} on {spec}: {err}");
+            None
+        }
+    }
+}
+
+fn assert_agrees(name: &str, p: &impl Probe) {
+    let Some(spec) = other_device(name) else {
+        return;
+    };
+    let agreement = check(p, DeviceSpec::CPU, spec).unwrap_or_else(|err| panic!("{name}: {err}"));
+    eprintln!(
+        "{name}: cpu vs {spec}: max abs error {:e}",
+        agreement.max_abs_error()
+    );
+    assert!(
+        agreement.max_abs_error() < TOLERANCE,
+        "{name}: {spec} differs from cpu by {:?}",
+        agreement.max_abs_errors
+    );
+}
+
+/// Depthwise-style grouped 3D convolution with temporal and spatial stride, as MViTv2 pools.
+struct Conv3dGrouped;
+impl Probe for Conv3dGrouped {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        let x = seeded_tensor::<B, 5>([2, 8, 5, 9, 9], 1, device);
+        let weight = seeded_tensor::<B, 5>([8, 2, 3, 3, 3], 2, device) * 0.2;
+        let bias = seeded_tensor::<B, 1>([8], 3, device);
+        let options = ConvOptions::new([1, 2, 2], [1, 1, 1], [1, 1, 1], 4);
+        vec![conv3d(x, weight, Some(bias), options).into_data()]
+    }
+}
+
+#[test]
+fn conv3d_with_groups_and_stride() {
+    assert_agrees("conv3d", &Conv3dGrouped);
+}
+
+/// LayerNorm with MViTv2's eps and seeded (not unit) gamma and beta.
+struct LayerNorm;
+impl Probe for LayerNorm {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        let norm = LayerNormConfig::new(96)
+            .with_epsilon(1e-6)
+            .init::<B>(device);
+        let norm = seed_params(norm, 4);
+        let x = seeded_tensor::<B, 3>([2, 50, 96], 5, device) * 3.0 + 0.5;
+        vec![norm.forward(x).into_data()]
+    }
+}
+
+#[test]
+fn layer_norm() {
+    assert_agrees("layer_norm", &LayerNorm);
+}
+
+/// Attention-shaped batched matmul, with a broadcast batch dimension on one side.
+struct BatchedMatmul;
+impl Probe for BatchedMatmul {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        let q = seeded_tensor::<B, 4>([2, 3, 49, 32], 6, device);
+        let k = seeded_tensor::<B, 4>([2, 3, 50, 32], 7, device);
+        let shared = seeded_tensor::<B, 4>([1, 3, 32, 17], 8, device);
+        vec![
+            q.clone().matmul(k.swap_dims(2, 3)).into_data(),
+            q.matmul(shared).into_data(),
+        ]
+    }
+}
+
+#[test]
+fn batched_matmul_with_broadcasting() {
+    assert_agrees("matmul", &BatchedMatmul);
+}
+
+/// Softmax over the last and over a middle dimension, with large logits.
+struct Softmax;
+impl Probe for Softmax {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        let x = seeded_tensor::<B, 3>([4, 7, 33], 9, device) * 20.0;
+        vec![
+            activation::softmax(x.clone(), 2).into_data(),
+            activation::softmax(x, 1).into_data(),
+        ]
+    }
+}
+
+#[test]
+fn softmax() {
+    assert_agrees("softmax", &Softmax);
+}
+
+/// Exact (erf) GELU, as MViTv2 and Swin use it.
+struct Gelu;
+impl Probe for Gelu {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        let x = seeded_tensor::<B, 2>([16, 256], 10, device) * 6.0;
+        vec![activation::gelu(x).into_data()]
+    }
+}
+
+#[test]
+fn gelu() {
+    assert_agrees("gelu", &Gelu);
+}
+
+/// Both 2s-AGCN streams loaded from the reference fixtures (`scripts/agcn_reference.py`),
+/// with the bone input computed by miga from the joints.
+struct AgcnFixture {
+    layout: &'static str,
+}
+
+impl AgcnFixture {
+    fn dir(&self) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/miga-backbones/tests/fixtures/agcn")
+            .join(self.layout)
+    }
+
+    fn io(&self) -> std::collections::BTreeMap<String, TensorData> {
+        miga::backbones::tensor_io::read_tensors(self.dir().join("io.safetensors")).unwrap()
+    }
+
+    /// The reference's outputs, in the probe's order.
+    fn expected(&self) -> Vec<TensorData> {
+        let io = self.io();
+        [
+            "bones",
+            "joint_logits",
+            "joint_embedding",
+            "bone_logits",
+            "bone_embedding",
+            "fused_logits",
+        ]
+        .iter()
+        .map(|k| io[*k].clone())
+        .collect()
+    }
+}
+
+impl Probe for AgcnFixture {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        use burn::tensor::Tensor;
+        use miga::backbones::agcn::{AgcnConfig, Graph, bones, fuse_scores};
+
+        let graph = Graph::layout(self.layout).unwrap();
+        let io = self.io();
+        let adjacency = io["adjacency"].to_vec::<f32>().unwrap();
+        assert_eq!(
+            adjacency,
+            graph.adjacency(),
+            "{}: adjacency differs",
+            self.layout
+        );
+        let joint =
+            AgcnConfig::load::<B>(self.dir().join("joint.pt"), graph.clone(), device).unwrap();
+        let bone =
+            AgcnConfig::load::<B>(self.dir().join("bone.pt"), graph.clone(), device).unwrap();
+        let joints = Tensor::<B, 5>::from_data(io["joints"].clone(), device);
+        let bone_input = bones(joints.clone(), &graph);
+        let j = joint.try_forward(joints).unwrap();
+        let b = bone.try_forward(bone_input.clone()).unwrap();
+        // The token map pools to the embedding.
+        let pooled = j.tokens.clone().mean_dims(&[1, 2]).flatten::<2>(1, 3);
+        let diff = (pooled - j.embedding.clone()).abs().max().into_scalar();
+        assert!(burn::tensor::ElementConversion::elem::<f32>(diff) < 1e-5);
+        vec![
+            bone_input.into_data(),
+            j.logits.clone().into_data(),
+            j.embedding.into_data(),
+            b.logits.clone().into_data(),
+            b.embedding.into_data(),
+            fuse_scores(j.logits, b.logits, 1.0).into_data(),
+        ]
+    }
+}
+
+fn assert_matches_reference(layout: &'static str) {
+    let probe = AgcnFixture { layout };
+    let expected = probe.expected();
+    let cpu = check_against(&probe, DeviceSpec::CPU, &expected).unwrap();
+    eprintln!("agcn {layout}: cpu vs PyTorch: {:?}", cpu.max_abs_errors);
+    assert!(
+        cpu.max_abs_error() <= TOLERANCE,
+        "{layout}: {:?}",
+        cpu.max_abs_errors
+    );
+    if let Some(spec) = other_device(layout) {
+        let other = check_against(&probe, spec, &expected).unwrap();
+        eprintln!(
+            "agcn {layout}: {spec} vs PyTorch: {:?}",
+            other.max_abs_errors
+        );
+        assert!(
+            other.max_abs_error() <= TOLERANCE,
+            "{layout}: {:?}",
+            other.max_abs_errors
+        );
+    }
+}
+
+#[test]
+fn agcn_kinetics_matches_the_reference() {
+    assert_matches_reference("kinetics");
+}
+
+#[test]
+fn agcn_ntu_matches_the_reference() {
+    assert_matches_reference("ntu-rgb-d");
+}
+
+#[test]
+fn agcn_imigue_matches_the_reference() {
+    assert_matches_reference("imigue-upper-hands");
+}

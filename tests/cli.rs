@@ -1,0 +1,179 @@
+//! The `miga` binary as a user runs it.
+
+use assert_cmd::Command;
+
+fn miga() -> Command {
+    Command::cargo_bin("miga").expect("the miga binary is built for tests")
+}
+
+fn output(args: &[&str]) -> (bool, String, String) {
+    let out = miga().args(args).output().expect("miga runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_command_and_each_has_an_example() {
+    let (ok, stdout, _) = output(&["--help"]);
+    assert!(ok);
+    let commands = [
+        "info", "forward", "demo", "extract", "train", "eval", "predict", "video", "bench",
+    ];
+    for command in commands {
+        assert!(
+            stdout.contains(command),
+            "--help lacks {command}:\n{stdout}"
+        );
+        let (ok, help, _) = output(&[command, "--help"]);
+        assert!(ok, "{command} --help failed");
+        assert!(
+            help.contains(&format!("miga {command}")),
+            "{command} --help has no example:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn info_lists_backends_and_the_cpu_device() {
+    let (ok, stdout, stderr) = output(&["info"]);
+    assert!(ok, "{stderr}");
+    for name in ["cpu", "ndarray", "wgpu", "vulkan", "metal", "cuda"] {
+        assert!(stdout.contains(name), "info lacks {name}:\n{stdout}");
+    }
+    assert!(stdout.contains("usable   flex"), "{stdout}");
+
+    let (ok, json, _) = output(&["info", "--device", "cpu", "--json"]);
+    assert!(ok);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["devices"][0]["usable"], true);
+    assert_eq!(value["backends"].as_array().unwrap().len(), 6);
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_on_a_build_without_it_names_the_feature() {
+    let (ok, _, stderr) = output(&["info", "--device", "cuda"]);
+    assert!(!ok);
+    assert!(stderr.contains("--features cuda"), "{stderr}");
+}
+
+#[test]
+fn bad_device_and_pending_commands_fail_clearly() {
+    let (ok, _, stderr) = output(&["info", "--device", "tpu"]);
+    assert!(!ok);
+    assert!(stderr.contains("invalid device `tpu`"), "{stderr}");
+
+    let (ok, _, stderr) = output(&["train", "--task", "emotion"]);
+    assert!(!ok);
+    assert!(stderr.contains("not available yet"), "{stderr}");
+
+    let (ok, stdout, _) = output(&["demo"]);
+    assert!(ok);
+    assert!(
+        stdout.contains("extract -> train -> eval -> predict"),
+        "{stdout}"
+    );
+}
+
+fn agcn_fixture(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/miga-backbones/tests/fixtures/agcn/kinetics")
+        .join(file)
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("miga-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn forward_runs_both_agcn_streams_like_the_reference() {
+    use miga::backbones::tensor_io::{read_tensors, write_tensors};
+
+    let io = read_tensors(agcn_fixture("io.safetensors")).unwrap();
+    let input = scratch("joints.safetensors");
+    let out_path = scratch("out.safetensors");
+    write_tensors(
+        &input,
+        &[("joints".to_string(), io["joints"].clone())].into(),
+    )
+    .unwrap();
+    let joint = agcn_fixture("joint.pt");
+    let bone = agcn_fixture("bone.pt");
+    let (ok, stdout, stderr) = output(&[
+        "forward",
+        "--arch",
+        "agcn",
+        "--graph",
+        "kinetics",
+        "--stream",
+        "both",
+        "--weights",
+        joint.to_str().unwrap(),
+        "--bone-weights",
+        bone.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("logits"), "{stdout}");
+    let out = read_tensors(&out_path).unwrap();
+    for (ours, reference) in [
+        ("logits", "fused_logits"),
+        ("joint_embedding", "joint_embedding"),
+    ] {
+        let a = out[ours].to_vec::<f32>().unwrap();
+        let b = io[reference].to_vec::<f32>().unwrap();
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-4, "{ours}: {worst}");
+    }
+
+    // A checkpoint for 18 joints on the 25-joint graph, and a NaN in the input.
+    let (ok, _, stderr) = output(&[
+        "forward",
+        "--arch",
+        "agcn",
+        "--graph",
+        "ntu-rgb-d",
+        "--weights",
+        joint.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("18 joints"), "{stderr}");
+    let mut joints = io["joints"].to_vec::<f32>().unwrap();
+    joints[7] = f32::NAN;
+    let bad = burn::tensor::TensorData::new(joints, io["joints"].shape.clone());
+    write_tensors(&input, &[("joints".to_string(), bad)].into()).unwrap();
+    let (ok, _, stderr) = output(&[
+        "forward",
+        "--arch",
+        "agcn",
+        "--graph",
+        "kinetics",
+        "--weights",
+        joint.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("joints.safetensors") && stderr.contains("flat index 7"),
+        "{stderr}"
+    );
+}
