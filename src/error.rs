@@ -42,6 +42,9 @@ pub enum Error {
         /// Where they differ.
         reason: String,
     },
+    /// A command-line value or option that cannot be used.
+    #[error("{0}")]
+    InvalidArgument(String),
     /// A command whose implementation has not landed yet.
     #[error("`miga {command}` is not available yet in miga {version}: {plan}")]
     NotYetAvailable {

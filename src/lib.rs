@@ -12,7 +12,8 @@
 //! - [`datasets`]: annotations, protocols, skeletons, video decoding, batching;
 //! - [`tasks`]: extraction, training and evaluation of the two tasks;
 //! - [`device`]: `--device` parsing and dispatch of generic work onto a compiled backend;
-//! - [`agreement`]: runs one computation on two backends and compares the outputs.
+//! - [`agreement`]: runs one computation on two backends and compares the outputs;
+//! - [`bench`]: times models on any compiled backend.
 //!
 //! ```
 //! let spec: miga::device::DeviceSpec = "cpu".parse()?;
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod agreement;
+pub mod bench;
 pub mod device;
 mod error;
 

@@ -8,7 +8,7 @@
 
 use burn::nn::LayerNormConfig;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv3d;
+use burn::tensor::module::{conv2d, conv3d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{TensorData, activation};
 use miga::agreement::{Probe, check, check_against, seed_params, seeded_tensor};
@@ -240,4 +240,48 @@ fn agcn_ntu_matches_the_reference() {
 #[test]
 fn agcn_imigue_matches_the_reference() {
     assert_matches_reference("imigue-upper-hands");
+}
+
+/// The layout shuffles of 2s-AGCN's `data_bn` and person pooling: permute, reshape and means
+/// over a middle dimension.
+struct PermuteReshapeMean;
+impl Probe for PermuteReshapeMean {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        let (n, c, t, v, m) = (2, 3, 6, 5, 2);
+        let x = seeded_tensor::<B, 5>([n, c, t, v, m], 11, device);
+        let flat = x
+            .clone()
+            .permute([0, 4, 3, 1, 2])
+            .reshape([n, m * v * c, t]);
+        let back = flat
+            .clone()
+            .reshape([n, m, v, c, t])
+            .permute([0, 1, 3, 4, 2])
+            .reshape([n * m, c, t, v]);
+        let pooled = back.clone().reshape([n, m, c, t, v]).mean_dim(1);
+        vec![flat.into_data(), back.into_data(), pooled.into_data()]
+    }
+}
+
+#[test]
+fn permute_reshape_and_mean() {
+    assert_agrees("permute_reshape_mean", &PermuteReshapeMean);
+}
+
+/// A 1x1 convolution over a batch (2s-AGCN's `down`, 8 to 16 channels): with autotuning,
+/// cubecl 0.10 may pick its `conv_im2col_1x1` kernel, which gets this shape wrong.
+struct Conv1x1;
+impl Probe for Conv1x1 {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        let x = seeded_tensor::<B, 4>([4, 8, 20, 18], 12, device);
+        let weight = seeded_tensor::<B, 4>([16, 8, 1, 1], 13, device);
+        let bias = seeded_tensor::<B, 1>([16], 14, device);
+        let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+        vec![conv2d(x, weight, Some(bias), options).into_data()]
+    }
+}
+
+#[test]
+fn conv2d_1x1_over_a_batch() {
+    assert_agrees("conv2d_1x1", &Conv1x1);
 }

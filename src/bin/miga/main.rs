@@ -1,5 +1,6 @@
 //! The `miga` command line. Run `miga --help` for the commands.
 
+mod bench;
 mod forward;
 
 use std::process::ExitCode;
@@ -60,8 +61,10 @@ enum Command {
     )]
     Video(Pending),
     /// Time the models on every compiled backend, side by side with PyTorch
-    #[command(after_help = "Example:\n  miga bench --model all --device cpu,wgpu --batch 1")]
-    Bench(Pending),
+    #[command(
+        after_help = "Example:\n  miga bench --model agcn --device cpu,wgpu --batch 8,32 --mode forward,train --threads 2 --json bench.json"
+    )]
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -134,7 +137,7 @@ fn run(command: Command) -> Result<(), Error> {
             "video",
             "H.264 decoding arrives with the datasets crate",
         )),
-        Command::Bench(_) => Err(pending("bench", "the benchmark harness is not built yet")),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

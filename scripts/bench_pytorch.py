@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""The PyTorch side of `miga bench`: the same models, shapes, thread count and JSON schema.
+
+    python scripts/bench_pytorch.py --model agcn --agcn-reference /path/to/2s-AGCN \
+        --batch 8,32 --mode forward,train --threads 2 --json bench-pytorch.json
+
+agcn: the reference `model/agcn.py` (lshiwjx/2s-AGCN, a local checkout; its hard-coded
+`.cuda()` is a no-op on the CPU), full width, on miga's `imigue-upper-hands` layout (V = 55,
+M = 1), 32 classes, SGD with Nesterov momentum 0.9 for training steps, as `miga bench`.
+"""
+
+import argparse
+import json
+import pathlib
+import resource
+import statistics
+import sys
+import time
+import tomllib
+
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+
+def agcn_model(reference, device):
+    import agcn_reference as ref  # the fixture generator's graph plumbing
+
+    sys.path.insert(0, str(reference))
+    if device == "cpu":
+        torch.Tensor.cuda = lambda self, *a, **k: self
+    from graph import tools
+    from model import agcn
+
+    spec = tomllib.loads((ref.GRAPHS / "imigue-upper-hands.toml").read_text())
+    path = ref.graph_module("imigue-upper-hands", spec, tools)
+    return agcn.Model(num_class=32, num_point=len(spec["nodes"]), num_person=1, graph=path), len(spec["nodes"])
+
+
+def forward_flops(v, frames, batch, units, classes=32, in_channels=3, coff=4, kernel=9):
+    """The same count as AgcnConfig::forward_flops."""
+    t, c_in, total = frames, in_channels, 0
+    for i, (c_out, stride) in enumerate(units):
+        inter = c_out // coff
+        t_out = -(-t // stride)
+        gcn = 2 * (2 * c_in * inter * t * v) + 2 * v * inter * t * v + 2 * c_in * t * v * v + 2 * c_in * c_out * t * v
+        flops = 3 * gcn
+        if c_in != c_out:
+            flops += 2 * c_in * c_out * t * v
+        flops += 2 * c_out * c_out * kernel * t_out * v
+        if i > 0 and (c_in != c_out or stride != 1):
+            flops += 2 * c_in * c_out * t_out * v
+        total += flops
+        t, c_in = t_out, c_out
+    return batch * (total + 2 * c_in * classes)
+
+
+UNITS = [(64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1), (256, 2), (256, 1), (256, 1)]
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench(args, model_name, mode, batch):
+    device = args.device
+    model, v = agcn_model(args.agcn_reference, device)
+    model = model.to(device)
+    x = torch.randn(batch, 3, args.frames, v, 1, device=device)
+    y = torch.arange(batch, device=device) % 32
+    if mode == "forward":
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(x).cpu()
+    else:
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step():
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+
+    for _ in range(args.warmup):
+        step()
+    sync(device)
+    times = []
+    for _ in range(args.iters):
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    median = statistics.median(times)
+    flops = forward_flops(v, args.frames, batch, UNITS) * (3 if mode == "train" else 1)
+    return {
+        "model": model_name,
+        "framework": "pytorch",
+        "backend": f"torch {torch.__version__}",
+        "device": device,
+        "mode": mode,
+        "batch": batch,
+        "frames": args.frames,
+        "threads": torch.get_num_threads(),
+        "iters": args.iters,
+        "median_ms": median,
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "items_per_s": batch / (median / 1e3),
+        "gflop_per_iter": flops / 1e9,
+        "gflop_per_s": flops / 1e9 / (median / 1e3),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="agcn")
+    ap.add_argument("--agcn-reference", type=pathlib.Path, help="checkout of lshiwjx/2s-AGCN")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", default="8")
+    ap.add_argument("--mode", default="forward")
+    ap.add_argument("--frames", type=int, default=64)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--json", type=pathlib.Path)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = []
+    for model in args.model.split(","):
+        if model != "agcn":
+            raise SystemExit(f"model {model}: not in this script yet")
+        if args.agcn_reference is None:
+            raise SystemExit("agcn needs --agcn-reference PATH (a checkout of lshiwjx/2s-AGCN)")
+        for mode in args.mode.split(","):
+            for batch in map(int, args.batch.split(",")):
+                r = bench(args, model, mode, batch)
+                print(f"{r['model']:<8} {r['device']:<6} {r['mode']:<8} {r['batch']:>5} "
+                      f"{r['median_ms']:>10.1f} ms  {r['items_per_s']:>8.1f} items/s  {r['gflop_per_s']:>7.1f} GFLOP/s")
+                results.append(r)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
