@@ -195,18 +195,18 @@ mod tests {
     fn compare_reports_worst_difference_and_mismatches() {
         let a = TensorData::new(vec![1.0f32, 2.0, 3.0], [3]);
         let b = TensorData::new(vec![1.0f32, 2.5, 3.0], [3]);
-        let agreement = compare(&[a.clone()], &[b]).unwrap();
+        let agreement = compare(std::slice::from_ref(&a), &[b]).unwrap();
         assert_eq!(agreement.max_abs_errors, vec![0.5]);
 
         let shape = TensorData::new(vec![1.0f32, 2.0, 3.0], [3, 1]);
         assert!(
-            compare(&[a.clone()], &[shape])
+            compare(std::slice::from_ref(&a), &[shape])
                 .unwrap_err()
                 .contains("shape")
         );
         let nan = TensorData::new(vec![1.0f32, f32::NAN, 3.0], [3]);
         assert!(
-            compare(&[a.clone()], &[nan])
+            compare(std::slice::from_ref(&a), &[nan])
                 .unwrap_err()
                 .contains("element 1")
         );

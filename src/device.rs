@@ -279,7 +279,12 @@ pub fn probe(spec: DeviceSpec) -> Result<DeviceReport, Error> {
     }
     let unavailable = |reason: String| Error::DeviceUnavailable {
         device: spec.to_string(),
-        reason,
+        reason: match spec.kind {
+            BackendKind::Cuda => {
+                format!("no CUDA driver or device could be initialised ({reason})")
+            }
+            _ => reason,
+        },
     };
     let backend = quietly(|| spec.run(Probe))
         .map_err(unavailable)??
@@ -321,6 +326,7 @@ mod wgpu {
     //! `vulkan` and `metal` mean what they say and `miga info` can name the adapter.
 
     use std::collections::HashMap;
+    use std::collections::hash_map::Entry;
     use std::sync::Mutex;
 
     use burn::backend::wgpu::{WgpuDevice, graphics, init_setup};
@@ -338,7 +344,8 @@ mod wgpu {
     }
 
     /// Adapter name per initialised (api, index).
-    static SETUPS: Mutex<Option<HashMap<(Api, Option<usize>), String>>> = Mutex::new(None);
+    type Adapters = HashMap<(Api, Option<usize>), String>;
+    static SETUPS: Mutex<Option<Adapters>> = Mutex::new(None);
 
     pub(super) fn device(index: Option<usize>, api: Api) -> Result<WgpuDevice, Error> {
         let device = match index {
@@ -347,7 +354,7 @@ mod wgpu {
         };
         let mut setups = SETUPS.lock().unwrap_or_else(|e| e.into_inner());
         let setups = setups.get_or_insert_with(HashMap::new);
-        if !setups.contains_key(&(api, index)) {
+        if let Entry::Vacant(slot) = setups.entry((api, index)) {
             let setup = quietly(|| match api {
                 Api::Auto => init_setup::<graphics::AutoGraphicsApi>(&device, Default::default()),
                 Api::Vulkan => init_setup::<graphics::Vulkan>(&device, Default::default()),
@@ -366,10 +373,10 @@ mod wgpu {
                 reason,
             })?;
             let info = setup.adapter.get_info();
-            setups.insert(
-                (api, index),
-                format!("{} ({:?}, {:?})", info.name, info.device_type, info.backend),
-            );
+            slot.insert(format!(
+                "{} ({:?}, {:?})",
+                info.name, info.device_type, info.backend
+            ));
         }
         Ok(device)
     }

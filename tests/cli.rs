@@ -104,23 +104,26 @@ fn forward_runs_both_agcn_streams_like_the_reference() {
     .unwrap();
     let joint = agcn_fixture("joint.pt");
     let bone = agcn_fixture("bone.pt");
-    let (ok, stdout, stderr) = output(&[
-        "forward",
-        "--arch",
-        "agcn",
-        "--graph",
-        "kinetics",
-        "--stream",
-        "both",
-        "--weights",
-        joint.to_str().unwrap(),
-        "--bone-weights",
-        bone.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out_path.to_str().unwrap(),
-    ]);
+    let (joint, bone) = (joint.to_str().unwrap(), bone.to_str().unwrap());
+    let (input_s, out_s) = (input.to_str().unwrap(), out_path.to_str().unwrap());
+    let forward = |graph: &str, extra: &[&str]| {
+        let mut args = vec![
+            "forward",
+            "--arch",
+            "agcn",
+            "--graph",
+            graph,
+            "--weights",
+            joint,
+            "--input",
+            input_s,
+            "--output",
+            out_s,
+        ];
+        args.extend_from_slice(extra);
+        output(&args)
+    };
+    let (ok, stdout, stderr) = forward("kinetics", &["--stream", "both", "--bone-weights", bone]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("logits"), "{stdout}");
     let out = read_tensors(&out_path).unwrap();
@@ -139,38 +142,14 @@ fn forward_runs_both_agcn_streams_like_the_reference() {
     }
 
     // A checkpoint for 18 joints on the 25-joint graph, and a NaN in the input.
-    let (ok, _, stderr) = output(&[
-        "forward",
-        "--arch",
-        "agcn",
-        "--graph",
-        "ntu-rgb-d",
-        "--weights",
-        joint.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out_path.to_str().unwrap(),
-    ]);
+    let (ok, _, stderr) = forward("ntu-rgb-d", &[]);
     assert!(!ok);
     assert!(stderr.contains("18 joints"), "{stderr}");
     let mut joints = io["joints"].to_vec::<f32>().unwrap();
     joints[7] = f32::NAN;
     let bad = burn::tensor::TensorData::new(joints, io["joints"].shape.clone());
     write_tensors(&input, &[("joints".to_string(), bad)].into()).unwrap();
-    let (ok, _, stderr) = output(&[
-        "forward",
-        "--arch",
-        "agcn",
-        "--graph",
-        "kinetics",
-        "--weights",
-        joint.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out_path.to_str().unwrap(),
-    ]);
+    let (ok, _, stderr) = forward("kinetics", &[]);
     assert!(!ok);
     assert!(
         stderr.contains("joints.safetensors") && stderr.contains("flat index 7"),

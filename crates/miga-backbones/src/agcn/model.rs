@@ -253,3 +253,108 @@ pub fn fuse_scores<B: Backend>(
 ) -> Tensor<B, 2> {
     joint + bone * alpha
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+    use burn::tensor::{Distribution, ElementConversion};
+
+    use super::*;
+
+    fn small(graph: Graph) -> AgcnConfig {
+        AgcnConfig::new(graph, 3)
+            .with_num_persons(1)
+            .with_units(vec![(8, 1), (16, 2)])
+    }
+
+    #[test]
+    fn training_lowers_the_loss_and_updates_running_statistics() {
+        type B = Autodiff<Flex>;
+        let device = Default::default();
+        B::seed(&device, 3);
+        let mut model = small(Graph::kinetics()).init::<B>(&device).unwrap();
+        let x = Tensor::<B, 5>::random([6, 3, 8, 18, 1], Distribution::Normal(0.0, 1.0), &device);
+        let y = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(vec![0i64, 1, 2, 0, 1, 2], [6]),
+            &device,
+        );
+        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let mut optimizer = AdamConfig::new().init::<B, Agcn<B>>();
+        let mut losses = Vec::new();
+        for _ in 0..15 {
+            let loss = loss_fn.forward(model.forward(x.clone()).logits, y.clone());
+            losses.push(loss.clone().into_scalar().elem::<f32>());
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(1e-2, model, grads);
+        }
+        assert!(
+            losses[14] < 0.5 * losses[0],
+            "loss did not fall: {losses:?}"
+        );
+        let mean = model
+            .data_bn
+            .running_mean
+            .value()
+            .abs()
+            .sum()
+            .into_scalar()
+            .elem::<f32>();
+        assert!(
+            mean > 0.0,
+            "running statistics were not updated in training"
+        );
+
+        // Inference (no autodiff) uses the running statistics: a single sample's output does
+        // not depend on the rest of the batch.
+        let inference = model.valid();
+        let x = x.inner();
+        let alone = inference.forward(x.clone().narrow(0, 0, 1)).logits;
+        let batched = inference.forward(x).logits.narrow(0, 0, 1);
+        let diff = (alone - batched).abs().max().into_scalar().elem::<f32>();
+        assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_that_name_the_dimension() {
+        let device = Default::default();
+        let model = small(Graph::kinetics()).init::<Flex>(&device).unwrap();
+        let joints = |dims| model.check_input(dims).unwrap_err().to_string();
+        assert!(joints([1, 3, 8, 25, 1]).contains("25 joints (V)"));
+        assert!(joints([1, 2, 8, 18, 1]).contains("channels (C)"));
+        assert!(joints([1, 3, 8, 18, 2]).contains("persons (M)"));
+        assert!(joints([1, 3, 0, 18, 1]).contains("T = 0"));
+        let bad = AgcnConfig::new(Graph::kinetics(), 3).with_units(vec![(10, 1)]);
+        assert!(
+            bad.init::<Flex>(&device)
+                .unwrap_err()
+                .to_string()
+                .contains("coff_embedding")
+        );
+    }
+
+    #[test]
+    fn bones_subtract_the_parent_and_zero_the_root() {
+        let device = Default::default();
+        let graph = Graph::kinetics();
+        // Joint v holds the value v in every channel.
+        let values: Vec<f32> = (0..3 * 18).map(|i| (i % 18) as f32).collect();
+        let joints =
+            Tensor::<Flex, 5>::from_data(TensorData::new(values, [1, 3, 1, 18, 1]), &device);
+        let b = bones(joints, &graph).into_data().to_vec::<f32>().unwrap();
+        for &(joint, parent) in &graph.bones {
+            assert_eq!(b[joint], joint as f32 - parent as f32);
+        }
+        assert_eq!(b[0], 0.0);
+    }
+
+    #[test]
+    fn flops_follow_the_shapes() {
+        let config = AgcnConfig::new(Graph::kinetics(), 60);
+        // Twice the batch is twice the work; more frames is more work.
+        assert_eq!(config.forward_flops(2, 64), 2 * config.forward_flops(1, 64));
+        assert!(config.forward_flops(1, 128) > config.forward_flops(1, 64));
+    }
+}

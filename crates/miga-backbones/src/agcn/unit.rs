@@ -113,6 +113,8 @@ impl<B: Backend> UnitGcn<B> {
         let adjacency = self.a.clone() + self.pa.val();
         let flat = x.clone().reshape([n, c * t, v]);
         let scale = (self.inter_channels * t) as f64;
+        // At inference the output BN is folded into each conv_d (its shift into the first).
+        let folded = folded_norm(&self.bn, &x.device());
         let mut y: Option<Tensor<B, 4>> = None;
         for (i, ((conv_a, conv_b), conv_d)) in self
             .conv_a
@@ -132,15 +134,27 @@ impl<B: Backend> UnitGcn<B> {
                 .reshape([n, self.inter_channels * t, v]);
             let attention =
                 softmax(a1.matmul(a2) / scale, 1) + adjacency.clone().slice([i..i + 1, 0..v, 0..v]);
-            let z = conv_d.forward(flat.clone().matmul(attention).reshape([n, c, t, v]));
+            let mixed = flat.clone().matmul(attention).reshape([n, c, t, v]);
+            let z = match &folded {
+                Some((scale, shift)) => {
+                    let shift = (i == 0).then(|| shift.clone());
+                    with_affine(conv_d, scale.clone(), shift).forward(mixed)
+                }
+                None => conv_d.forward(mixed),
+            };
             y = Some(match y {
                 Some(y) => y + z,
                 None => z,
             });
         }
-        let y = self.bn.forward(y.expect("at least one partition"));
+        let y = y.expect("at least one partition");
+        let y = if folded.is_some() {
+            y
+        } else {
+            self.bn.forward(y)
+        };
         let residual = match &self.down {
-            Some(down) => down.bn.forward(down.conv.forward(x)),
+            Some(down) => conv_bn(&down.conv, &down.bn, x),
             None => x,
         };
         relu(y + residual)
@@ -190,7 +204,7 @@ impl UnitTcnConfig {
 impl<B: Backend> UnitTcn<B> {
     /// `[N, C, T, V]` to `[N, out, T / stride, V]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.bn.forward(self.conv.forward(x))
+        conv_bn(&self.conv, &self.bn, x)
     }
 }
 
@@ -268,6 +282,49 @@ impl<B: Backend> TcnGcnUnit<B> {
         };
         relu(y)
     }
+}
+
+/// A convolution followed by batch norm. At inference (a backend without autodiff) the norm
+/// is folded into the convolution's weights and bias, which saves a pass over the activations
+/// (four broadcast operations, the costliest part of the network on CPU backends); in training
+/// it runs as is, with batch statistics.
+fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    match folded_norm(bn, &x.device()) {
+        Some((scale, shift)) => with_affine(conv, scale, Some(shift)).forward(x),
+        None => bn.forward(conv.forward(x)),
+    }
+}
+
+/// Inference batch norm as a per-channel affine map `(scale, shift)`; `None` in training.
+fn folded_norm<B: Backend>(
+    bn: &BatchNorm<B>,
+    device: &B::Device,
+) -> Option<(Tensor<B, 1>, Tensor<B, 1>)> {
+    if B::ad_enabled(device) {
+        return None;
+    }
+    let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+    let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
+    Some((scale, shift))
+}
+
+/// `conv` followed by the per-channel affine map: its output channels scaled by `scale` and
+/// `shift` (if any) added to its bias.
+fn with_affine<B: Backend>(
+    conv: &Conv2d<B>,
+    scale: Tensor<B, 1>,
+    shift: Option<Tensor<B, 1>>,
+) -> Conv2d<B> {
+    let out = scale.dims()[0];
+    let mut folded = conv.clone();
+    folded.weight = Param::from_tensor(conv.weight.val() * scale.clone().reshape([out, 1, 1, 1]));
+    let bias = conv.bias.as_ref().map(|b| b.val() * scale);
+    folded.bias = match (bias, shift) {
+        (Some(b), Some(s)) => Some(b + s),
+        (b, s) => b.or(s),
+    }
+    .map(Param::from_tensor);
+    folded
 }
 
 /// The reference's `conv_init`: Kaiming normal over fan-out (gain sqrt 2).
