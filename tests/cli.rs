@@ -156,3 +156,39 @@ fn forward_runs_both_agcn_streams_like_the_reference() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_rejects_bad_requests_and_times_a_small_run() {
+    let (ok, _, stderr) = output(&["bench", "--model", "agcn", "--batch", "0"]);
+    assert!(!ok);
+    assert!(stderr.contains("at least 1"), "{stderr}");
+    let (ok, _, stderr) = output(&["bench", "--model", "resnet"]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown model `resnet`"), "{stderr}");
+    let (ok, _, stderr) = output(&["bench", "--model", "mvit_v2_s"]);
+    assert!(!ok);
+    assert!(stderr.contains("not available yet"), "{stderr}");
+
+    let json = scratch("bench.json");
+    let (ok, stdout, stderr) = output(&[
+        "bench",
+        "--model",
+        "agcn",
+        "--batch",
+        "1",
+        "--frames",
+        "8",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("flex"), "{stdout}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(results[0]["model"], "agcn");
+    assert!(results[0]["median_ms"].as_f64().unwrap() > 0.0);
+}
