@@ -60,12 +60,7 @@ pub fn check(
     other: DeviceSpec,
 ) -> Result<Agreement, Error> {
     let expected = reference.run(RunProbe(probe))?;
-    let actual = other.run(RunProbe(probe))?;
-    compare(&expected, &actual).map_err(|reason| Error::Disagreement {
-        reference: reference.to_string(),
-        other: other.to_string(),
-        reason,
-    })
+    compare_on(probe, other, &expected, reference.to_string())
 }
 
 /// Runs `probe` on `device` and compares its outputs with `expected`, outputs of a reference
@@ -75,9 +70,19 @@ pub fn check_against(
     device: DeviceSpec,
     expected: &[TensorData],
 ) -> Result<Agreement, Error> {
+    compare_on(probe, device, expected, "reference outputs".to_string())
+}
+
+/// Runs `probe` on `device` and compares with `expected`, which came from `reference`.
+fn compare_on(
+    probe: &impl Probe,
+    device: DeviceSpec,
+    expected: &[TensorData],
+    reference: String,
+) -> Result<Agreement, Error> {
     let actual = device.run(RunProbe(probe))?;
     compare(expected, &actual).map_err(|reason| Error::Disagreement {
-        reference: "reference outputs".to_string(),
+        reference,
         other: device.to_string(),
         reason,
     })
