@@ -1,6 +1,8 @@
 //! Strict checkpoint loading shared by every backbone.
 //!
-//! burn-store maps a file's tensors onto a module; this wrapper makes the mapping strict:
+//! burn-store maps a file's tensors onto a module, from a PyTorch `.pt`/`.pth` pickle or from a
+//! safetensors file holding a PyTorch state_dict (chosen by the `.safetensors` extension);
+//! this wrapper makes the mapping strict:
 //! every parameter of the module must receive a tensor of its shape, and every tensor of the
 //! file must land somewhere, except buffers the caller names as ignorable (such as BatchNorm's
 //! `num_batches_tracked`). All problems are gathered into one [`Error::Checkpoint`].
@@ -10,7 +12,9 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn_store::{ModuleSnapshot, PytorchStore};
+use burn_store::{
+    ApplyResult, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
 use regex::Regex;
 
 use crate::{Error, Result};
@@ -18,10 +22,15 @@ use crate::{Error, Result};
 /// Key renames from a reference checkpoint to a miga module: `(regex, replacement)`.
 pub(crate) type Remaps<'a> = &'a [(String, String)];
 
-/// Loads a PyTorch `.pt`/`.pth` state_dict (optionally under `top_level_key`) into `module`.
+fn is_safetensors(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors")
+}
+
+/// Loads a PyTorch state_dict (`.pt`/`.pth`, optionally under `top_level_key`, or
+/// `.safetensors`) into `module`.
 ///
 /// `ignorable` are regexes of file keys that may stay unused (buffers miga recomputes).
-pub(crate) fn load_pytorch<B: Backend, M: Module<B>>(
+pub(crate) fn load_checkpoint<B: Backend, M: Module<B>>(
     mut module: M,
     path: &Path,
     top_level_key: Option<&str>,
@@ -35,19 +44,38 @@ pub(crate) fn load_pytorch<B: Backend, M: Module<B>>(
     if !path.is_file() {
         return Err(checkpoint_error("no such file".into()));
     }
-    let mut store = PytorchStore::from_file(path)
-        .allow_partial(true)
-        .validate(false)
-        .map_indices_contiguous(false);
-    if let Some(key) = top_level_key {
-        store = store.with_top_level_key(key);
-    }
-    for (from, to) in remaps {
-        store = store.with_key_remapping(from, to.clone());
-    }
-    let result = module
-        .load_from(&mut store)
-        .map_err(|err| checkpoint_error(err.to_string()))?;
+    let result = if is_safetensors(path) {
+        let mut store = SafetensorsStore::from_file(path)
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .allow_partial(true)
+            .validate(false);
+        for (from, to) in remaps {
+            store = store.with_key_remapping(from, to.clone());
+        }
+        module
+            .load_from(&mut store)
+            .map_err(|err| checkpoint_error(err.to_string()))?
+    } else {
+        let mut store = PytorchStore::from_file(path)
+            .allow_partial(true)
+            .validate(false)
+            .map_indices_contiguous(false);
+        if let Some(key) = top_level_key {
+            store = store.with_top_level_key(key);
+        }
+        for (from, to) in remaps {
+            store = store.with_key_remapping(from, to.clone());
+        }
+        module
+            .load_from(&mut store)
+            .map_err(|err| checkpoint_error(err.to_string()))?
+    };
+    strict(module, result, ignorable).map_err(checkpoint_error)
+}
+
+/// The module if `result` applied every parameter and used every file key but `ignorable`
+/// ones, else every problem in one message.
+fn strict<M>(module: M, result: ApplyResult, ignorable: &[&str]) -> std::result::Result<M, String> {
     let ignorable: Vec<Regex> = ignorable
         .iter()
         .map(|p| Regex::new(p).expect("ignorable patterns are valid regexes"))
@@ -85,24 +113,37 @@ pub(crate) fn load_pytorch<B: Backend, M: Module<B>>(
     if problems.is_empty() {
         Ok(module)
     } else {
-        Err(checkpoint_error(problems.join("; ")))
+        Err(problems.join("; "))
     }
 }
 
-/// The shape of every tensor in a PyTorch checkpoint, by key (after `remaps`).
-pub(crate) fn pytorch_shapes(
+/// The shape of every tensor in a checkpoint (`.pt`/`.pth` or `.safetensors`), by file key.
+pub(crate) fn checkpoint_shapes(
     path: &Path,
     top_level_key: Option<&str>,
 ) -> Result<std::collections::BTreeMap<String, Vec<usize>>> {
-    let mut store = PytorchStore::from_file(path);
-    if let Some(key) = top_level_key {
-        store = store.with_top_level_key(key);
-    }
-    use burn_store::ModuleStore;
-    let snapshots = store.get_all_snapshots().map_err(|err| Error::Checkpoint {
+    let error = |reason: String| Error::Checkpoint {
         path: path.to_path_buf(),
-        reason: err.to_string(),
-    })?;
+        reason,
+    };
+    if !path.is_file() {
+        return Err(error("no such file".into()));
+    }
+    let snapshots = if is_safetensors(path) {
+        SafetensorsStore::from_file(path)
+            .get_all_snapshots()
+            .map(|s| s.clone())
+            .map_err(|err| error(err.to_string()))?
+    } else {
+        let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+        if let Some(key) = top_level_key {
+            store = store.with_top_level_key(key);
+        }
+        store
+            .get_all_snapshots()
+            .map(|s| s.clone())
+            .map_err(|err| error(err.to_string()))?
+    };
     Ok(snapshots
         .iter()
         .map(|(k, s)| (k.clone(), s.shape.to_vec()))

@@ -1,6 +1,6 @@
 //! Backbones of miga: the networks that turn raw clips, skeletons and faces into tokens.
 //!
-//! - MViTv2 (video; torchvision's `mvit_v2_s` and its presets),
+//! - [`mvit`]: MViTv2 (video; torchvision's `mvit_v2_s` and other presets),
 //! - [`agcn`]: 2s-AGCN (OpenPose skeletons; joint and bone streams),
 //! - Swin Transformer and SwinFace (faces),
 //!
@@ -12,6 +12,7 @@
 pub mod agcn;
 mod error;
 mod import;
+pub mod mvit;
 pub mod tensor_io;
 
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 
 use super::{Agcn, AgcnConfig, Graph};
-use crate::import::{load_pytorch, pytorch_shapes};
+use crate::import::{checkpoint_shapes, load_checkpoint};
 use crate::{Error, Result};
 
 /// Buffers of the reference that miga does not keep.
@@ -33,7 +33,7 @@ impl AgcnConfig {
     /// joint count must be the graph's.
     pub fn from_checkpoint(path: impl AsRef<Path>, graph: Graph) -> Result<AgcnConfig> {
         let path = path.as_ref();
-        let shapes = pytorch_shapes(path, None)?;
+        let shapes = checkpoint_shapes(path, None)?;
         let error = |reason: String| Error::Checkpoint {
             path: path.to_path_buf(),
             reason,
@@ -98,7 +98,7 @@ impl<B: Backend> Agcn<B> {
     /// must be present with its shape, and every tensor of the file must be used.
     pub fn load_pytorch(self, path: impl AsRef<Path>) -> Result<Self> {
         let remaps = remaps(self.layers.len());
-        load_pytorch(self, path.as_ref(), None, &remaps, &IGNORABLE)
+        load_checkpoint(self, path.as_ref(), None, &remaps, &IGNORABLE)
     }
 }
 

@@ -1,0 +1,315 @@
+//! Multiscale pooling attention (torchvision's `MultiscaleAttention`, `Pool` and
+//! `_add_rel_pos`): queries, keys and values pooled by depthwise 3D convolutions, a decomposed
+//! relative-position bias, and the residual pooling connection.
+
+use burn::config::Config;
+use burn::module::{Initializer, Module, Param};
+use burn::nn::conv::{Conv3d, Conv3dConfig};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::PadMode;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use burn::nn::PaddingConfig3d;
+
+/// Token grid (T, H, W), without the class token.
+pub type Grid = [usize; 3];
+
+/// Configuration of one [`AttentionPool`].
+#[derive(Config, Debug)]
+pub struct AttentionPoolConfig {
+    /// Channels per head.
+    pub head_dim: usize,
+    /// Kernel (T, H, W).
+    pub kernel: [usize; 3],
+    /// Stride (T, H, W).
+    pub stride: [usize; 3],
+    /// LayerNorm epsilon.
+    pub norm_eps: f64,
+}
+
+impl AttentionPoolConfig {
+    /// A depthwise convolution padded by half its kernel, and a LayerNorm.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> AttentionPool<B> {
+        let [pt, ph, pw] = self.kernel.map(|k| k / 2);
+        AttentionPool {
+            pool: Conv3dConfig::new([self.head_dim, self.head_dim], self.kernel)
+                .with_stride(self.stride)
+                .with_padding(PaddingConfig3d::Explicit(pt, ph, pw))
+                .with_groups(self.head_dim)
+                .with_bias(false)
+                .init(device),
+            norm: LayerNormConfig::new(self.head_dim)
+                .with_epsilon(self.norm_eps)
+                .init(device),
+        }
+    }
+}
+
+/// Pools the token grid of one of q, k, v per head (torchvision's `Pool`): the class token
+/// bypasses the convolution, then all tokens, class token included, are normalised.
+#[derive(Module, Debug)]
+pub struct AttentionPool<B: Backend> {
+    /// Depthwise convolution over (T, H, W), one filter per head channel.
+    pub pool: Conv3d<B>,
+    /// LayerNorm over head channels (torchvision's `norm_act.0`).
+    pub norm: LayerNorm<B>,
+}
+
+impl<B: Backend> AttentionPool<B> {
+    /// `[B, heads, 1 + T*H*W, head_dim]` on grid `thw` to the pooled tokens and their grid.
+    pub fn forward(&self, x: Tensor<B, 4>, thw: Grid) -> (Tensor<B, 4>, Grid) {
+        let [b, heads, n, d] = x.dims();
+        let [t, h, w] = thw;
+        let class = x.clone().narrow(2, 0, 1);
+        let grid = x
+            .narrow(2, 1, n - 1)
+            .swap_dims(2, 3)
+            .reshape([b * heads, d, t, h, w]);
+        let pooled = self.pool.forward(grid);
+        let [_, _, t, h, w] = pooled.dims();
+        let pooled = pooled.reshape([b, heads, d, t * h * w]).swap_dims(2, 3);
+        let x = Tensor::cat(vec![class, pooled], 2);
+        (self.norm.forward(x), [t, h, w])
+    }
+}
+
+/// Configuration of one [`MultiscaleAttention`].
+#[derive(Config, Debug)]
+pub struct MultiscaleAttentionConfig {
+    /// Channels in.
+    pub embed_dim: usize,
+    /// Channels out (attention width).
+    pub output_dim: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// Query pooling kernel.
+    pub kernel_q: [usize; 3],
+    /// Key/value pooling kernel.
+    pub kernel_kv: [usize; 3],
+    /// Query pooling stride.
+    pub stride_q: [usize; 3],
+    /// Key/value pooling stride.
+    pub stride_kv: [usize; 3],
+    /// The grid (T, H, W) the network's tables are sized for at this block, rounded down as
+    /// torchvision does.
+    pub input_size: Grid,
+    /// Dropout after the projection.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// LayerNorm epsilon.
+    #[config(default = 1e-6)]
+    pub norm_eps: f64,
+}
+
+/// Multiscale pooling attention with MViTv2's decomposed relative positions and residual
+/// pooling.
+#[derive(Module, Debug)]
+pub struct MultiscaleAttention<B: Backend> {
+    /// Joint q, k, v projection.
+    pub qkv: Linear<B>,
+    /// Output projection (torchvision's `project.0`).
+    pub project: Linear<B>,
+    /// Query pooling; absent when its kernel and stride are all 1.
+    pub pool_q: Option<AttentionPool<B>>,
+    /// Key pooling; absent when its kernel and stride are all 1.
+    pub pool_k: Option<AttentionPool<B>>,
+    /// Value pooling; absent when its kernel and stride are all 1.
+    pub pool_v: Option<AttentionPool<B>>,
+    /// Relative-position table along H `[2 * size - 1, head_dim]`.
+    pub rel_pos_h: Param<Tensor<B, 2>>,
+    /// Relative-position table along W.
+    pub rel_pos_w: Param<Tensor<B, 2>>,
+    /// Relative-position table along T.
+    pub rel_pos_t: Param<Tensor<B, 2>>,
+    dropout: Dropout,
+    num_heads: usize,
+}
+
+impl MultiscaleAttentionConfig {
+    /// Builds the attention with torchvision's initialisation.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> MultiscaleAttention<B> {
+        let head_dim = self.output_dim / self.num_heads;
+        let pool = |kernel: [usize; 3], stride: [usize; 3]| {
+            let trivial =
+                kernel.iter().product::<usize>() == 1 && stride.iter().product::<usize>() == 1;
+            (!trivial).then(|| {
+                AttentionPoolConfig::new(head_dim, kernel, stride, self.norm_eps).init(device)
+            })
+        };
+        // torchvision sizes the spatial tables by the larger side, divided by the H stride.
+        let size = self.input_size[1].max(self.input_size[2]);
+        let spatial = 2 * (size / self.stride_q[1]).max(size / self.stride_kv[1]) - 1;
+        let temporal = 2 * self.input_size[0] - 1;
+        let table = |rows: usize| {
+            Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            }
+            .init([rows, head_dim], device)
+        };
+        MultiscaleAttention {
+            qkv: linear(self.embed_dim, 3 * self.output_dim, device),
+            project: linear(self.output_dim, self.output_dim, device),
+            pool_q: pool(self.kernel_q, self.stride_q),
+            pool_k: pool(self.kernel_kv, self.stride_kv),
+            pool_v: pool(self.kernel_kv, self.stride_kv),
+            rel_pos_h: table(spatial),
+            rel_pos_w: table(spatial),
+            rel_pos_t: table(temporal),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            num_heads: self.num_heads,
+        }
+    }
+}
+
+/// A linear layer initialised as torchvision's MViT does (normal, std 0.02; zero bias).
+pub(crate) fn linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
+    let mut layer = LinearConfig::new(d_in, d_out)
+        .with_initializer(Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        })
+        .init(device);
+    layer.bias = layer.bias.map(|b| b.map(|t| t.zeros_like()));
+    layer
+}
+
+impl<B: Backend> MultiscaleAttention<B> {
+    /// `[B, 1 + T*H*W, C_in]` on grid `thw` to `[B, 1 + T'*H'*W', C_out]` on the query grid.
+    pub fn forward(&self, x: Tensor<B, 3>, thw: Grid) -> (Tensor<B, 3>, Grid) {
+        let [b, n, _] = x.dims();
+        let out = self.project.weight.dims()[0];
+        let (heads, head_dim) = (self.num_heads, out / self.num_heads);
+        // [B, N, 3, heads, d] -> [3, B, heads, N, d]
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, heads, head_dim])
+            .permute([2, 0, 3, 1, 4]);
+        let part = |i: usize| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
+        let pool = |pool: &Option<AttentionPool<B>>, x: Tensor<B, 4>| match pool {
+            Some(pool) => pool.forward(x, thw),
+            None => (x, thw),
+        };
+        let (k, k_thw) = pool(&self.pool_k, part(1));
+        let (v, _) = pool(&self.pool_v, part(2));
+        let (q, q_thw) = pool(&self.pool_q, part(0));
+
+        let scale = (head_dim as f64).powf(-0.5);
+        let attn = (q.clone() * scale).matmul(k.swap_dims(2, 3));
+        let attn = attn
+            + self
+                .rel_pos_bias(&q, q_thw, k_thw)
+                .pad([(1, 0), (1, 0)], PadMode::Constant(0.0));
+        let x = softmax(attn, 3).matmul(v);
+        // Residual pooling: the pooled queries are added back, except on the class row.
+        let nq = x.dims()[2];
+        let x = Tensor::cat(
+            vec![
+                x.clone().narrow(2, 0, 1),
+                x.narrow(2, 1, nq - 1) + q.narrow(2, 1, nq - 1),
+            ],
+            2,
+        );
+        let x = x.swap_dims(1, 2).reshape([b, nq, out]);
+        (self.dropout.forward(self.project.forward(x)), q_thw)
+    }
+
+    /// The decomposed relative-position bias `[B, heads, Nq - 1, Nk - 1]` between the query
+    /// grid and the key grid (torchvision's `_add_rel_pos`, without the class token).
+    fn rel_pos_bias(&self, q: &Tensor<B, 4>, q_thw: Grid, k_thw: Grid) -> Tensor<B, 4> {
+        let [b, heads, nq, d] = q.dims();
+        let [qt, qh, qw] = q_thw;
+        let [kt, kh, kw] = k_thw;
+        // [B, heads, T, H, W, d]
+        let r_q = q
+            .clone()
+            .narrow(2, 1, nq - 1)
+            .reshape([b, heads, qt, qh, qw, d]);
+        // For the axis at `axis` of r_q: [B, heads, qt, qh, qw, k_axis].
+        let along = |axis: usize, table: &Param<Tensor<B, 2>>, q_len: usize, k_len: usize| {
+            let rel = relative_table(table.val(), q_len, k_len); // [q_len, k_len, d]
+            let mut order = [0, 1, 2, 3, 4, 5];
+            order.swap(0, axis);
+            let moved = r_q.clone().permute(order); // axis first
+            let dims = moved.dims();
+            let rest: usize = dims[1..5].iter().product();
+            let product = moved
+                .reshape([q_len, rest, d])
+                .matmul(rel.swap_dims(1, 2)) // [q_len, rest, k_len]
+                .reshape([dims[0], dims[1], dims[2], dims[3], dims[4], k_len]);
+            product.permute(order)
+        };
+        let rel_t = along(2, &self.rel_pos_t, qt, kt);
+        let rel_h = along(3, &self.rel_pos_h, qh, kh);
+        let rel_w = along(4, &self.rel_pos_w, qw, kw);
+        let bias = rel_h.reshape([b, heads, qt, qh, qw, 1, kh, 1])
+            + rel_w.reshape([b, heads, qt, qh, qw, 1, 1, kw])
+            + rel_t.reshape([b, heads, qt, qh, qw, kt, 1, 1]);
+        bias.reshape([b, heads, qt * qh * qw, kt * kh * kw])
+    }
+}
+
+/// The rows of a relative-position `table` for every (query, key) pair of an axis:
+/// `[q_len, k_len, d]`. As torchvision: the table is linearly resized (align_corners=false) to
+/// `2 * max(q_len, k_len) - 1` rows when it has another length, and the distance between
+/// grids of different lengths is scaled to the finer one, in f32.
+fn relative_table<B: Backend>(table: Tensor<B, 2>, q_len: usize, k_len: usize) -> Tensor<B, 3> {
+    let [rows, d] = table.dims();
+    let wanted = 2 * q_len.max(k_len) - 1;
+    let device = table.device();
+    let table = if rows == wanted {
+        table
+    } else {
+        let weights = linear_resize_matrix(rows, wanted);
+        Tensor::<B, 2>::from_data(TensorData::new(weights, [wanted, rows]), &device).matmul(table)
+    };
+    let q_ratio = (k_len as f64 / q_len as f64).max(1.0) as f32;
+    let k_ratio = (q_len as f64 / k_len as f64).max(1.0) as f32;
+    let index: Vec<i64> = (0..q_len)
+        .flat_map(|i| {
+            (0..k_len).map(move |j| {
+                let offset = j as f32 + (1.0 - k_len as f32);
+                (i as f32 * q_ratio - offset * k_ratio) as i64
+            })
+        })
+        .collect();
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [q_len * k_len]), &device);
+    table.select(0, index).reshape([q_len, k_len, d])
+}
+
+/// The `[to, from]` matrix of PyTorch's 1D linear interpolation with align_corners=false.
+fn linear_resize_matrix(from: usize, to: usize) -> Vec<f32> {
+    let scale = from as f32 / to as f32;
+    let mut m = vec![0.0f32; to * from];
+    for i in 0..to {
+        let src = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(from - 1);
+        let i1 = (i0 + 1).min(from - 1);
+        let l1 = (src - i0 as f32).clamp(0.0, 1.0);
+        m[i * from + i0] += 1.0 - l1;
+        m[i * from + i1] += l1;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_resize_matches_pytorch() {
+        // torch.nn.functional.interpolate(torch.arange(3.).view(1, 1, 3), size=5, mode="linear")
+        // = [0.0, 0.4, 1.0, 1.6, 2.0]
+        let m = linear_resize_matrix(3, 5);
+        let out: Vec<f32> = (0..5)
+            .map(|i| (0..3).map(|j| m[i * 3 + j] * j as f32).sum())
+            .collect();
+        let expected = [0.0, 0.4, 1.0, 1.6, 2.0];
+        for (a, b) in out.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "{out:?}");
+        }
+    }
+}

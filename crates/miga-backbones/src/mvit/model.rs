@@ -1,0 +1,177 @@
+//! The network (torchvision's `MViT` with MViTv2's switches): patch embedding, class token,
+//! multiscale blocks, final norm and head.
+
+use burn::module::{Initializer, Module, Param};
+use burn::nn::conv::{Conv3d, Conv3dConfig};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, PaddingConfig3d};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use super::attention::{Grid, linear};
+use super::block::{MultiscaleBlock, MultiscaleBlockInit};
+use super::config::{MvitConfig, conv_grid};
+use crate::Error;
+
+/// An MViTv2 network.
+#[derive(Module, Debug)]
+pub struct Mvit<B: Backend> {
+    /// Patch embedding (torchvision's `conv_proj`).
+    pub conv_proj: Conv3d<B>,
+    /// Class token (torchvision's `pos_encoding.class_token`).
+    pub class_token: Param<Tensor<B, 1>>,
+    /// The multiscale blocks.
+    pub blocks: Vec<MultiscaleBlock<B>>,
+    /// Final LayerNorm.
+    pub norm: LayerNorm<B>,
+    /// Classifier (torchvision's `head.1`).
+    pub head: Linear<B>,
+    head_dropout: Dropout,
+    clip: [usize; 3],
+    patch_padding: [usize; 3],
+    grid: Grid,
+}
+
+/// What the network computes for a batch of clips.
+#[derive(Debug, Clone)]
+pub struct MvitOutput<B: Backend> {
+    /// Class scores `[B, classes]`.
+    pub logits: Tensor<B, 2>,
+    /// The normalised class token `[B, C]` (768 for MViTv2-S): the input of the head.
+    pub embedding: Tensor<B, 2>,
+    /// The normalised final token grid `[B, T', H', W', C]` (8x7x7 for 16x224x224 clips).
+    pub tokens: Tensor<B, 5>,
+}
+
+impl MvitConfig {
+    /// Builds the network with torchvision's initialisation, after [`MvitConfig::validate`].
+    pub fn init<B: Backend>(&self, device: &B::Device) -> crate::Result<Mvit<B>> {
+        self.validate()?;
+        let c0 = self.blocks[0].input_channels;
+        let [pt, ph, pw] = self.patch_padding;
+        let mut input_size = self.token_grid();
+        let depth = self.blocks.len();
+        let blocks = self
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, block)| {
+                let drop_path = if depth > 1 {
+                    self.stochastic_depth_prob * i as f64 / (depth as f64 - 1.0)
+                } else {
+                    0.0
+                };
+                let built = MultiscaleBlockInit::new(
+                    block.clone(),
+                    input_size,
+                    self.attention_dropout,
+                    drop_path,
+                    self.norm_eps,
+                )
+                .init(device);
+                input_size = std::array::from_fn(|d| input_size[d] / block.stride_q[d]);
+                built
+            })
+            .collect();
+        Ok(Mvit {
+            conv_proj: Conv3dConfig::new([3, c0], self.patch_kernel)
+                .with_stride(self.patch_stride)
+                .with_padding(PaddingConfig3d::Explicit(pt, ph, pw))
+                .init(device),
+            class_token: Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            }
+            .init([c0], device),
+            blocks,
+            norm: LayerNormConfig::new(self.embed_dim())
+                .with_epsilon(self.norm_eps)
+                .init(device),
+            head: linear(self.embed_dim(), self.num_classes, device),
+            head_dropout: DropoutConfig::new(self.dropout).init(),
+            clip: self.clip_size(),
+            patch_padding: self.patch_padding,
+            grid: self.token_grid(),
+        })
+    }
+}
+
+impl<B: Backend> Mvit<B> {
+    /// Checks a clip batch's shape `[B, 3, T, H, W]`: the patch embedding must make the token
+    /// grid the network is sized for.
+    pub fn check_input(&self, dims: [usize; 5]) -> crate::Result<()> {
+        let [b, c, t, h, w] = dims;
+        let invalid = |reason: String| Error::InvalidInput {
+            model: "mvit",
+            reason,
+        };
+        if c != 3 {
+            return Err(invalid(format!(
+                "input {dims:?} has {c} channels; clips are [B, 3, T, H, W] RGB"
+            )));
+        }
+        if b == 0 {
+            return Err(invalid(format!("input {dims:?} is an empty batch")));
+        }
+        let grid = conv_grid(
+            [t, h, w],
+            self.conv_proj.kernel_size,
+            self.conv_proj.stride,
+            self.patch_padding,
+        );
+        if grid != self.grid {
+            let [ct, ch, cw] = self.clip;
+            return Err(invalid(format!(
+                "a {t}x{h}x{w} clip makes a {grid:?} token grid; the network is sized for \
+                 {ct}x{ch}x{cw} clips ({:?} tokens)",
+                self.grid
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the network on clips `[B, 3, T, H, W]` after [`Mvit::check_input`].
+    pub fn try_forward(&self, x: Tensor<B, 5>) -> crate::Result<MvitOutput<B>> {
+        self.check_input(x.dims())?;
+        Ok(self.forward(x))
+    }
+
+    /// Runs the network on clips `[B, 3, T, H, W]`. Panics on a shape the network does not
+    /// take; [`Mvit::try_forward`] returns an error instead.
+    pub fn forward(&self, x: Tensor<B, 5>) -> MvitOutput<B> {
+        let x = self.conv_proj.forward(x);
+        let [b, c, t, h, w] = x.dims();
+        let x = x.reshape([b, c, t * h * w]).swap_dims(1, 2);
+        let class = self.class_token.val().reshape([1, 1, c]).expand([b, 1, c]);
+        let mut x = Tensor::cat(vec![class, x], 1);
+        let mut thw = [t, h, w];
+        for block in &self.blocks {
+            (x, thw) = block.forward(x, thw);
+        }
+        let x = self.norm.forward(x);
+        let [b, n, c] = x.dims();
+        let embedding = x.clone().narrow(1, 0, 1).reshape([b, c]);
+        let tokens = x
+            .narrow(1, 1, n - 1)
+            .reshape([b, thw[0], thw[1], thw[2], c]);
+        MvitOutput {
+            logits: self
+                .head
+                .forward(self.head_dropout.forward(embedding.clone())),
+            embedding,
+            tokens,
+        }
+    }
+
+    /// Number of classes of the head.
+    pub fn num_classes(&self) -> usize {
+        self.head.weight.dims()[1]
+    }
+
+    /// The same network with a new `num_classes`-way head (torchvision's initialisation) for
+    /// fine-tuning; every other weight is kept.
+    pub fn with_num_classes(mut self, num_classes: usize) -> Self {
+        let device = self.head.weight.device();
+        self.head = linear(self.head.weight.dims()[0], num_classes, &device);
+        self
+    }
+}
