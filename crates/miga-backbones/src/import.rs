@@ -132,7 +132,7 @@ pub(crate) fn checkpoint_shapes(
     let snapshots = if is_safetensors(path) {
         SafetensorsStore::from_file(path)
             .get_all_snapshots()
-            .map(|s| s.clone())
+            .cloned()
             .map_err(|err| error(err.to_string()))?
     } else {
         let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
@@ -141,7 +141,7 @@ pub(crate) fn checkpoint_shapes(
         }
         store
             .get_all_snapshots()
-            .map(|s| s.clone())
+            .cloned()
             .map_err(|err| error(err.to_string()))?
     };
     Ok(snapshots

@@ -175,3 +175,87 @@ impl<B: Backend> Mvit<B> {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+    use burn::tensor::{Distribution, Int, TensorData};
+
+    use super::*;
+    use crate::mvit::MultiscaleBlockConfig;
+
+    fn small() -> MvitConfig {
+        MvitConfig::new(
+            vec![
+                MultiscaleBlockConfig::new(1, 8, 8).with_stride_kv([1, 2, 2]),
+                MultiscaleBlockConfig::new(2, 8, 16).with_stride_q([1, 2, 2]),
+                MultiscaleBlockConfig::new(2, 16, 16),
+            ],
+            3,
+        )
+        .with_temporal_size(4)
+        .with_spatial_size([16, 16])
+        .with_stochastic_depth_prob(0.5)
+    }
+
+    #[test]
+    fn training_lowers_the_loss_and_randomness_is_for_training_only() {
+        type B = Autodiff<Flex>;
+        let device = Default::default();
+        B::seed(&device, 5);
+        let mut model = small().init::<B>(&device).unwrap();
+        let x = Tensor::<B, 5>::random([6, 3, 4, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        let y = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(vec![0i64, 1, 2, 0, 1, 2], [6]),
+            &device,
+        );
+
+        // Training mode: head dropout and stochastic depth make two passes differ.
+        let a = model.forward(x.clone()).logits;
+        let b = model.forward(x.clone()).logits;
+        let diff: f32 = (a - b).abs().max().into_scalar();
+        assert!(
+            diff > 0.0,
+            "dropout and stochastic depth are inactive in training"
+        );
+
+        let loss_fn = CrossEntropyLossConfig::new().init(&device);
+        let mut optimizer = AdamConfig::new().init::<B, Mvit<B>>();
+        let mut losses = Vec::new();
+        for _ in 0..30 {
+            let loss = loss_fn.forward(model.forward(x.clone()).logits, y.clone());
+            losses.push(loss.clone().into_scalar());
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(3e-3, model, grads);
+        }
+        let (first, last) = (losses[0], losses[25..].iter().sum::<f32>() / 5.0);
+        assert!(last < 0.5 * first, "loss did not fall: {losses:?}");
+
+        // Inference: deterministic, and a clip's output does not depend on the batch.
+        let model = model.valid();
+        let x = x.inner();
+        let a = model.forward(x.clone()).logits;
+        let b = model.forward(x.clone()).logits;
+        assert_eq!((a.clone() - b).abs().max().into_scalar(), 0.0);
+        let alone = model.forward(x.narrow(0, 2, 1)).logits;
+        let diff: f32 = (alone - a.narrow(0, 2, 1)).abs().max().into_scalar();
+        assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn bad_clips_are_errors_that_name_the_problem() {
+        let device = Default::default();
+        let model = small().init::<Flex>(&device).unwrap();
+        let err = |dims| model.check_input(dims).unwrap_err().to_string();
+        assert!(err([1, 1, 4, 16, 16]).contains("1 channels"));
+        assert!(err([0, 3, 4, 16, 16]).contains("empty batch"));
+        let e = err([1, 3, 4, 24, 16]);
+        assert!(e.contains("4x24x16") && e.contains("4x16x16"), "{e}");
+        model.check_input([2, 3, 4, 16, 16]).unwrap();
+        // Sizes that tile into the same grid are taken, as by torchvision.
+        model.check_input([2, 3, 3, 15, 15]).unwrap();
+    }
+}
