@@ -20,12 +20,14 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Instant;
 
+use burn::module::{AutodiffModule, Module};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use miga_backbones::agcn::{AgcnConfig, Graph};
+use miga_backbones::agcn::{Agcn, AgcnConfig, Graph};
+use miga_backbones::mvit::{Mvit, MvitConfig};
 use serde::Serialize;
 
 use crate::Error;
@@ -35,24 +37,35 @@ use crate::device::{AutodiffTask, BackendTask, DeviceSpec};
 /// The models `miga bench` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchModel {
+    /// MViTv2-S (torchvision's `mvit_v2_s`), 224x224 clips, 400 classes.
+    MvitV2S,
     /// 2s-AGCN, one stream, reference widths, on the `imigue-upper-hands` layout (V = 55, M = 1).
     Agcn,
 }
 
 impl BenchModel {
-    /// Every model, as `--model all` runs them.
-    pub const ALL: [BenchModel; 1] = [BenchModel::Agcn];
+    /// Every model that can be timed today.
+    pub const ALL: [BenchModel; 2] = [BenchModel::MvitV2S, BenchModel::Agcn];
+
+    /// Frames per item when none are asked for: 16 per clip, 64 per skeleton sequence.
+    pub fn default_frames(self) -> usize {
+        match self {
+            BenchModel::MvitV2S => 16,
+            BenchModel::Agcn => 64,
+        }
+    }
 }
 
 impl FromStr for BenchModel {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
         match s {
+            "mvit_v2_s" => Ok(BenchModel::MvitV2S),
             "agcn" => Ok(BenchModel::Agcn),
-            "mvit_v2_s" | "swinface" | "cmtf" | "interfusion" => Err(Error::NotYetAvailable {
+            "swinface" | "cmtf" | "interfusion" => Err(Error::NotYetAvailable {
                 command: "bench",
                 version: crate::VERSION,
-                plan: "this build benchmarks agcn; the other models arrive with their issues",
+                plan: "this build benchmarks mvit_v2_s and agcn; the other models arrive with their issues",
             }),
             other => Err(Error::InvalidArgument(format!(
                 "unknown model `{other}`; expected mvit_v2_s, agcn, swinface, cmtf, interfusion or all"
@@ -64,6 +77,7 @@ impl FromStr for BenchModel {
 impl fmt::Display for BenchModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            BenchModel::MvitV2S => "mvit_v2_s",
             BenchModel::Agcn => "agcn",
         })
     }
@@ -162,13 +176,16 @@ pub fn run(spec: &BenchSpec, device: DeviceSpec) -> Result<BenchResult, Error> {
         ));
     }
     let (backend, times) = match spec.mode {
-        BenchMode::Forward => device.run(AgcnBench(spec.clone()))??,
-        BenchMode::Train => device.run_autodiff(AgcnBench(spec.clone()))??,
+        BenchMode::Forward => device.run(ModelBench(spec.clone()))??,
+        BenchMode::Train => device.run_autodiff(ModelBench(spec.clone()))??,
     };
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
     let median_ms = sorted[sorted.len() / 2];
-    let forward = agcn_config().forward_flops(spec.batch, spec.frames) as f64;
+    let forward = match spec.model {
+        BenchModel::MvitV2S => mvit_config(spec.frames).forward_flops(spec.batch),
+        BenchModel::Agcn => agcn_config().forward_flops(spec.batch, spec.frames),
+    } as f64;
     let flops = match spec.mode {
         BenchMode::Forward => forward,
         BenchMode::Train => 3.0 * forward,
@@ -197,21 +214,44 @@ fn agcn_config() -> AgcnConfig {
     AgcnConfig::new(Graph::imigue_upper_hands(), 32).with_num_persons(1)
 }
 
+fn mvit_config(frames: usize) -> MvitConfig {
+    MvitConfig::mvit_v2_s(400).with_temporal_size(frames)
+}
+
 /// Backend name and milliseconds per timed iteration.
 type Timings = Result<(String, Vec<f64>), Error>;
 
-struct AgcnBench(BenchSpec);
+/// A benchmarked network: its input for a batch, and its class scores.
+trait Classifier<B: Backend>: Module<B> {
+    /// Seeded input of `spec`'s shape.
+    fn input(spec: &BenchSpec, device: &B::Device) -> Tensor<B, 5>;
+    /// Class scores.
+    fn logits(&self, x: Tensor<B, 5>) -> Tensor<B, 2>;
+}
 
-impl AgcnBench {
-    fn input<B: Backend>(&self, device: &B::Device) -> (Tensor<B, 5>, Tensor<B, 1, Int>) {
-        let config = agcn_config();
-        let v = config.graph.num_nodes();
-        let x = seeded_tensor::<B, 5>([self.0.batch, 3, self.0.frames, v, 1], 1, device);
-        let labels: Vec<i64> = (0..self.0.batch as i64).map(|i| i % 32).collect();
-        let y = Tensor::from_data(TensorData::new(labels, [self.0.batch]), device);
-        (x, y)
+impl<B: Backend> Classifier<B> for Agcn<B> {
+    fn input(spec: &BenchSpec, device: &B::Device) -> Tensor<B, 5> {
+        let v = agcn_config().graph.num_nodes();
+        seeded_tensor([spec.batch, 3, spec.frames, v, 1], 1, device)
     }
+    fn logits(&self, x: Tensor<B, 5>) -> Tensor<B, 2> {
+        self.forward(x).logits
+    }
+}
 
+impl<B: Backend> Classifier<B> for Mvit<B> {
+    fn input(spec: &BenchSpec, device: &B::Device) -> Tensor<B, 5> {
+        seeded_tensor([spec.batch, 3, spec.frames, 224, 224], 1, device)
+    }
+    fn logits(&self, x: Tensor<B, 5>) -> Tensor<B, 2> {
+        self.forward(x).logits
+    }
+}
+
+/// Times `spec` on one backend, for whichever model it names.
+struct ModelBench(BenchSpec);
+
+impl ModelBench {
     fn time(
         &self,
         device_sync: impl Fn() -> Result<(), Error>,
@@ -230,6 +270,51 @@ impl AgcnBench {
         }
         Ok(times)
     }
+
+    fn forward<B: Backend, M: Classifier<B>>(&self, model: M, device: &B::Device) -> Timings {
+        let model = seed_params(model, 7);
+        let x = M::input(&self.0, device);
+        let times = self.time(
+            || sync::<B>(device),
+            || {
+                // Reading the scores back makes lazy (fusing) backends run the whole graph.
+                let _ = model.logits(x.clone()).into_data();
+            },
+        )?;
+        Ok((B::name(device), times))
+    }
+
+    fn train<B: AutodiffBackend, M: Classifier<B> + AutodiffModule<B>>(
+        &self,
+        model: M,
+        classes: usize,
+        device: &B::Device,
+    ) -> Timings {
+        let mut model = Some(seed_params(model, 7));
+        let mut optimizer = SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_nesterov(true)
+                    .with_dampening(0.0),
+            ))
+            .init::<B, M>();
+        let loss_fn = CrossEntropyLossConfig::new().init(device);
+        let x = M::input(&self.0, device);
+        let labels: Vec<i64> = (0..self.0.batch as i64)
+            .map(|i| i % classes as i64)
+            .collect();
+        let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [self.0.batch]), device);
+        let times = self.time(
+            || sync::<B>(device),
+            || {
+                let m = model.take().expect("the model is put back after each step");
+                let loss = loss_fn.forward(m.logits(x.clone()), y.clone());
+                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                model = Some(optimizer.step(0.01, m, grads));
+            },
+        )?;
+        Ok((B::name(device), times))
+    }
 }
 
 fn sync<B: Backend>(device: &B::Device) -> Result<(), Error> {
@@ -239,45 +324,28 @@ fn sync<B: Backend>(device: &B::Device) -> Result<(), Error> {
     })
 }
 
-impl BackendTask for AgcnBench {
+impl BackendTask for ModelBench {
     type Output = Timings;
     fn run<B: Backend>(self, device: B::Device) -> Timings {
-        let model = seed_params(agcn_config().init::<B>(&device)?, 7);
-        let (x, _) = self.input::<B>(&device);
-        let times = self.time(
-            || sync::<B>(&device),
-            || {
-                // Reading the scores back makes lazy (fusing) backends run the whole graph.
-                let _ = model.forward(x.clone()).logits.into_data();
-            },
-        )?;
-        Ok((B::name(&device), times))
+        match self.0.model {
+            BenchModel::MvitV2S => {
+                self.forward(mvit_config(self.0.frames).init::<B>(&device)?, &device)
+            }
+            BenchModel::Agcn => self.forward(agcn_config().init::<B>(&device)?, &device),
+        }
     }
 }
 
-impl AutodiffTask for AgcnBench {
+impl AutodiffTask for ModelBench {
     type Output = Timings;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Timings {
-        let mut model = Some(seed_params(agcn_config().init::<B>(&device)?, 7));
-        let mut optimizer = SgdConfig::new()
-            .with_momentum(Some(
-                MomentumConfig::new()
-                    .with_nesterov(true)
-                    .with_dampening(0.0),
-            ))
-            .init::<B, miga_backbones::agcn::Agcn<B>>();
-        let loss_fn = CrossEntropyLossConfig::new().init(&device);
-        let (x, y) = self.input::<B>(&device);
-        let times = self.time(
-            || sync::<B>(&device),
-            || {
-                let m = model.take().expect("the model is put back after each step");
-                let loss = loss_fn.forward(m.forward(x.clone()).logits, y.clone());
-                let grads = GradientsParams::from_grads(loss.backward(), &m);
-                model = Some(optimizer.step(0.01, m, grads));
-            },
-        )?;
-        Ok((B::name(&device), times))
+        match self.0.model {
+            BenchModel::MvitV2S => {
+                let model = mvit_config(self.0.frames).init::<B>(&device)?;
+                self.train(model, 400, &device)
+            }
+            BenchModel::Agcn => self.train(agcn_config().init::<B>(&device)?, 32, &device),
+        }
     }
 }
 

@@ -21,9 +21,9 @@ pub struct BenchArgs {
     /// What an iteration is: forward, train (forward, loss, backward, SGD step), or both
     #[arg(long, value_delimiter = ',', default_value = "forward")]
     mode: Vec<String>,
-    /// Frames per clip or skeleton sequence
-    #[arg(long, default_value_t = 64)]
-    frames: usize,
+    /// Frames per clip or skeleton sequence [default: 16 for mvit_v2_s, 64 for agcn]
+    #[arg(long)]
+    frames: Option<usize>,
     /// Untimed iterations first (autotuning and shader compilation happen there)
     #[arg(long, default_value_t = 3)]
     warmup: usize,
@@ -65,7 +65,7 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
         .collect::<Result<_, _>>()?;
     let mut results: Vec<BenchResult> = Vec::new();
     println!(
-        "{:<8} {:<10} {:<28} {:<8} {:>5} {:>11} {:>17} {:>9} {:>9}",
+        "{:<10} {:<10} {:<28} {:<8} {:>5} {:>11} {:>17} {:>9} {:>9}",
         "model",
         "device",
         "backend",
@@ -84,13 +84,13 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
                         model,
                         mode,
                         batch,
-                        frames: args.frames,
+                        frames: args.frames.unwrap_or(model.default_frames()),
                         warmup: args.warmup,
                         iters: args.iters,
                     };
                     let r = run_bench(&spec, device)?;
                     println!(
-                        "{:<8} {:<10} {:<28} {:<8} {:>5} {:>11.1} {:>17} {:>9.1} {:>9.1}",
+                        "{:<10} {:<10} {:<28} {:<8} {:>5} {:>11.1} {:>17} {:>9.1} {:>9.1}",
                         r.model,
                         r.device,
                         r.backend,

@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use burn::config::Config;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use miga::backbones::agcn::{Agcn, AgcnConfig, Graph, bones, fuse_scores};
+use miga::backbones::mvit::MvitConfig;
 use miga::backbones::tensor_io::{read_tensors, take_tensor, write_tensors};
 use miga::device::{BackendTask, DeviceSpec};
 use miga::{Error, backbones};
@@ -16,14 +18,22 @@ pub struct ForwardArgs {
     /// The backbone
     #[arg(long, value_enum)]
     arch: Arch,
-    /// Skeleton layout: a built-in name (ntu-rgb-d, kinetics, openpose-body25,
-    /// imigue-upper-hands, imigue-full) or a graph TOML file
+    /// MViT: the network as an `MvitConfig` JSON file, instead of the preset `--arch` names
+    /// (the class count is still read from the checkpoint)
     #[arg(long)]
-    graph: String,
+    config: Option<PathBuf>,
+    /// MViT: also write the final token grid `tokens` (B, T', H', W', C)
+    #[arg(long)]
+    tokens: bool,
+    /// 2s-AGCN: skeleton layout, a built-in name (ntu-rgb-d, kinetics, openpose-body25,
+    /// imigue-upper-hands, imigue-full) or a graph TOML file
+    #[arg(long, required_if_eq("arch", "agcn"))]
+    graph: Option<String>,
     /// Which 2s-AGCN stream to run; `both` adds the fused scores joint + alpha * bone
     #[arg(long, value_enum, default_value = "joint")]
     stream: Stream,
-    /// Checkpoint of the stream (the joint stream for `both`): the reference's .pt state_dict
+    /// Checkpoint: torchvision's MViT state_dict (.pth or .safetensors), or the 2s-AGCN
+    /// stream's .pt state_dict (the joint stream for `--stream both`)
     #[arg(long)]
     weights: PathBuf,
     /// Checkpoint of the bone stream, for `--stream both`
@@ -32,10 +42,12 @@ pub struct ForwardArgs {
     /// Weight of the bone scores in the fused scores
     #[arg(long, default_value_t = 1.0)]
     alpha: f64,
-    /// safetensors file with the joint data (N, C, T, V, M): the tensor `joints`, or its only tensor
+    /// safetensors file with the input: clips (B, 3, T, H, W) named `clips`, or joint data
+    /// (N, C, T, V, M) named `joints`; or the file's only tensor
     #[arg(long)]
     input: PathBuf,
-    /// safetensors file to write: `logits` and `embedding` (and each stream's, for `both`)
+    /// safetensors file to write: `logits` and `embedding` (and `tokens` on request; each
+    /// stream's for `--stream both`)
     #[arg(long)]
     output: PathBuf,
     /// Device: cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N]
@@ -45,6 +57,12 @@ pub struct ForwardArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Arch {
+    /// MViTv2-S video backbone (torchvision's mvit_v2_s); the clip size is the input's
+    #[value(name = "mvit_v2_s")]
+    MvitV2S,
+    /// MViTv2-B video backbone (the paper's B layout)
+    #[value(name = "mvit_v2_b")]
+    MvitV2B,
     /// 2s-AGCN skeleton backbone
     Agcn,
 }
@@ -57,11 +75,26 @@ enum Stream {
 }
 
 pub fn run(args: ForwardArgs) -> Result<(), Error> {
-    let Arch::Agcn = args.arch;
-    let graph = if Path::new(&args.graph).is_file() {
-        Graph::from_toml_file(&args.graph)?
+    let outputs = match args.arch {
+        Arch::Agcn => agcn(&args)?,
+        Arch::MvitV2S => mvit(&args, "mvit_v2_s")?,
+        Arch::MvitV2B => mvit(&args, "mvit_v2_b")?,
+    };
+    write_tensors(&args.output, &outputs)?;
+    let summary: Vec<String> = outputs
+        .iter()
+        .map(|(name, data)| format!("{name} {:?}", data.shape.to_vec()))
+        .collect();
+    println!("wrote {}: {}", args.output.display(), summary.join(", "));
+    Ok(())
+}
+
+fn agcn(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
+    let graph = args.graph.as_deref().unwrap_or_default();
+    let graph = if Path::new(graph).is_file() {
+        Graph::from_toml_file(graph)?
     } else {
-        Graph::layout(&args.graph)?
+        Graph::layout(graph)?
     };
     let bone_weights = match (args.stream, &args.bone_weights) {
         (Stream::Both, None) => {
@@ -74,33 +107,49 @@ pub fn run(args: ForwardArgs) -> Result<(), Error> {
         }
         (_, weights) => weights.clone(),
     };
-    let joints = read_joints(&args.input)?;
+    let joints = read_input(&args.input, "joints", "2s-AGCN takes (N, C, T, V, M)")?;
     let task = AgcnForward {
         graph,
         stream: args.stream,
-        weights: args.weights,
+        weights: args.weights.clone(),
         bone_weights,
         alpha: args.alpha,
         joints,
     };
-    let outputs = args.device.run(task)??;
-    write_tensors(&args.output, &outputs)?;
-    let summary: Vec<String> = outputs
-        .iter()
-        .map(|(name, data)| format!("{name} {:?}", data.shape.to_vec()))
-        .collect();
-    println!("wrote {}: {}", args.output.display(), summary.join(", "));
-    Ok(())
+    args.device.run(task)?
 }
 
-/// The joint tensor of an input file: named `joints`, or the file's only tensor; rank 5 and
-/// finite, with the file and the first bad element named otherwise.
-fn read_joints(path: &Path) -> Result<TensorData, Error> {
+fn mvit(args: &ForwardArgs, preset: &str) -> Result<BTreeMap<String, TensorData>, Error> {
+    let clips = read_input(&args.input, "clips", "MViT takes clips (B, 3, T, H, W)")?;
+    let config = match &args.config {
+        Some(path) => MvitConfig::load(path).map_err(|e| backbones::Error::InvalidConfig {
+            model: "mvit",
+            reason: format!("{}: {e}", path.display()),
+        })?,
+        None => {
+            let [_, _, t, h, w] = clips.shape.dims::<5>();
+            MvitConfig::preset(preset, 400)?
+                .with_temporal_size(t)
+                .with_spatial_size([h, w])
+        }
+    };
+    let task = MvitForward {
+        config,
+        weights: args.weights.clone(),
+        clips,
+        tokens: args.tokens,
+    };
+    args.device.run(task)?
+}
+
+/// The input tensor of a file: named `name`, or the file's only tensor; rank 5 and finite,
+/// with the file and the first bad element named otherwise (`expected` says what it should be).
+fn read_input(path: &Path, name: &str, expected: &str) -> Result<TensorData, Error> {
     let mut tensors = read_tensors(path)?;
     let name = if tensors.len() == 1 {
         tensors.keys().next().cloned().unwrap_or_default()
     } else {
-        "joints".to_string()
+        name.to_string()
     };
     let data = take_tensor(&mut tensors, &name, path)?;
     let invalid = |reason: String| backbones::Error::TensorFile {
@@ -109,7 +158,7 @@ fn read_joints(path: &Path) -> Result<TensorData, Error> {
     };
     if data.shape.len() != 5 {
         return Err(invalid(format!(
-            "`{name}` has shape {:?}; 2s-AGCN takes (N, C, T, V, M)",
+            "`{name}` has shape {:?}; {expected}",
             data.shape.to_vec()
         ))
         .into());
@@ -166,6 +215,29 @@ impl BackendTask for AgcnForward {
                 put("bone_logits", b.logits);
                 put("bone_embedding", b.embedding);
             }
+        }
+        Ok(out)
+    }
+}
+
+struct MvitForward {
+    config: MvitConfig,
+    weights: PathBuf,
+    clips: TensorData,
+    tokens: bool,
+}
+
+impl BackendTask for MvitForward {
+    type Output = Result<BTreeMap<String, TensorData>, Error>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let model = self.config.load_checkpoint::<B>(&self.weights, &device)?;
+        let y = model.try_forward(Tensor::<B, 5>::from_data(self.clips, &device))?;
+        let mut out = BTreeMap::new();
+        out.insert("logits".to_string(), y.logits.into_data());
+        out.insert("embedding".to_string(), y.embedding.into_data());
+        if self.tokens {
+            out.insert("tokens".to_string(), y.tokens.into_data());
         }
         Ok(out)
     }
