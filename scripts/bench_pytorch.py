@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """The PyTorch side of `miga bench`: the same models, shapes, thread count and JSON schema.
 
-    python scripts/bench_pytorch.py --model agcn --agcn-reference /path/to/2s-AGCN \
-        --batch 8,32 --mode forward,train --threads 2 --json bench-pytorch.json
+    python scripts/bench_pytorch.py --model mvit_v2_s,agcn --agcn-reference /path/to/2s-AGCN \
+        --batch 1,8 --mode forward,train --threads 2 --json bench-pytorch.json
+
+mvit_v2_s: torchvision's `mvit_v2_s()` (400 classes, random weights), clips of `--frames`
+(default 16) x 224 x 224.
 
 agcn: the reference `model/agcn.py` (lshiwjx/2s-AGCN, a local checkout; its hard-coded
 `.cuda()` is a no-op on the CPU), full width, on miga's `imigue-upper-hands` layout (V = 55,
@@ -59,17 +62,51 @@ def forward_flops(v, frames, batch, units, classes=32, in_channels=3, coff=4, ke
 UNITS = [(64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1), (256, 2), (256, 1), (256, 1)]
 
 
+def mvit_flops(model, frames, batch):
+    """The same count as MvitConfig::forward_flops: convolutions, linear layers, attention."""
+    grid = [frames // 2, 56, 56]
+    c0 = model.conv_proj.out_channels
+    total = 2 * grid[0] * grid[1] * grid[2] * 3 * 3 * 7 * 7 * c0
+    pooled = lambda g, s: [-(-a // b) for a, b in zip(g, s)]
+    prod = lambda g: g[0] * g[1] * g[2]
+    for block in model.blocks:
+        attn = block.attn
+        c_in, c_out = attn.embed_dim, attn.output_dim
+        sq, skv = list(attn.pool_q.pool.stride), list(attn.pool_k.pool.stride)
+        n = prod(grid) + 1
+        q, kv = pooled(grid, sq), pooled(grid, skv)
+        nq, nk = prod(q) + 1, prod(kv) + 1
+        conv = lambda g: 2 * prod(g) * 27 * c_out
+        flops = (2 * n * c_in * 3 * c_out + conv(q) + 2 * conv(kv) + 4 * nq * nk * c_out
+                 + 2 * nq * c_out * c_out + 4 * nq * c_out * 4 * c_out)
+        if c_in != c_out:
+            flops += 2 * n * c_in * c_out
+        total += flops
+        grid = q
+    return batch * (total + 2 * model.head[1].in_features * model.head[1].out_features)
+
+
 def sync(device):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
-def bench(args, model_name, mode, batch):
+def bench(args, model_name, mode, batch, frames):
     device = args.device
-    model, v = agcn_model(args.agcn_reference, device)
-    model = model.to(device)
-    x = torch.randn(batch, 3, args.frames, v, 1, device=device)
-    y = torch.arange(batch, device=device) % 32
+    if model_name == "mvit_v2_s":
+        import mvit_reference as ref  # builds torchvision's MViT with mvit_v2_s's table
+
+        settings = ref.block_settings(ref.mvit_v2_s_blocks())
+        model = ref.build(frames, (224, 224), settings, 400).to(device)
+        x = torch.randn(batch, 3, frames, 224, 224, device=device)
+        y = torch.arange(batch, device=device) % 400
+        forward = mvit_flops(model, frames, batch)
+    else:
+        model, v = agcn_model(args.agcn_reference, device)
+        model = model.to(device)
+        x = torch.randn(batch, 3, frames, v, 1, device=device)
+        y = torch.arange(batch, device=device) % 32
+        forward = forward_flops(v, frames, batch, UNITS)
     if mode == "forward":
         model.eval()
 
@@ -96,7 +133,7 @@ def bench(args, model_name, mode, batch):
         sync(device)
         times.append((time.perf_counter() - start) * 1e3)
     median = statistics.median(times)
-    flops = forward_flops(v, args.frames, batch, UNITS) * (3 if mode == "train" else 1)
+    flops = forward * (3 if mode == "train" else 1)
     return {
         "model": model_name,
         "framework": "pytorch",
@@ -104,7 +141,7 @@ def bench(args, model_name, mode, batch):
         "device": device,
         "mode": mode,
         "batch": batch,
-        "frames": args.frames,
+        "frames": frames,
         "threads": torch.get_num_threads(),
         "iters": args.iters,
         "median_ms": median,
@@ -124,7 +161,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", default="8")
     ap.add_argument("--mode", default="forward")
-    ap.add_argument("--frames", type=int, default=64)
+    ap.add_argument("--frames", type=int, help="default: 16 for mvit_v2_s, 64 for agcn")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int)
@@ -134,14 +171,15 @@ def main():
         torch.set_num_threads(args.threads)
     results = []
     for model in args.model.split(","):
-        if model != "agcn":
+        if model not in ("mvit_v2_s", "agcn"):
             raise SystemExit(f"model {model}: not in this script yet")
-        if args.agcn_reference is None:
+        if model == "agcn" and args.agcn_reference is None:
             raise SystemExit("agcn needs --agcn-reference PATH (a checkout of lshiwjx/2s-AGCN)")
+        frames = args.frames or (16 if model == "mvit_v2_s" else 64)
         for mode in args.mode.split(","):
             for batch in map(int, args.batch.split(",")):
-                r = bench(args, model, mode, batch)
-                print(f"{r['model']:<8} {r['device']:<6} {r['mode']:<8} {r['batch']:>5} "
+                r = bench(args, model, mode, batch, frames)
+                print(f"{r['model']:<10} {r['device']:<6} {r['mode']:<8} {r['batch']:>5} "
                       f"{r['median_ms']:>10.1f} ms  {r['items_per_s']:>8.1f} items/s  {r['gflop_per_s']:>7.1f} GFLOP/s")
                 results.append(r)
     if args.json:

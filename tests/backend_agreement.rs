@@ -203,28 +203,29 @@ impl Probe for AgcnFixture {
     }
 }
 
-fn assert_matches_reference(layout: &'static str) {
-    let probe = AgcnFixture { layout };
-    let expected = probe.expected();
-    let cpu = check_against(&probe, DeviceSpec::CPU, &expected).unwrap();
-    eprintln!("agcn {layout}: cpu vs PyTorch: {:?}", cpu.max_abs_errors);
+/// A model probe compared with its PyTorch outputs, on the CPU and on the other device.
+fn assert_matches_pytorch(name: &str, probe: &impl Probe, expected: &[TensorData]) {
+    let cpu = check_against(probe, DeviceSpec::CPU, expected).unwrap();
+    eprintln!("{name}: cpu vs PyTorch: {:?}", cpu.max_abs_errors);
     assert!(
         cpu.max_abs_error() <= TOLERANCE,
-        "{layout}: {:?}",
+        "{name}: {:?}",
         cpu.max_abs_errors
     );
-    if let Some(spec) = other_device(layout) {
-        let other = check_against(&probe, spec, &expected).unwrap();
-        eprintln!(
-            "agcn {layout}: {spec} vs PyTorch: {:?}",
-            other.max_abs_errors
-        );
+    if let Some(spec) = other_device(name) {
+        let other = check_against(probe, spec, expected).unwrap();
+        eprintln!("{name}: {spec} vs PyTorch: {:?}", other.max_abs_errors);
         assert!(
             other.max_abs_error() <= TOLERANCE,
-            "{layout}: {:?}",
+            "{name}: {:?}",
             other.max_abs_errors
         );
     }
+}
+
+fn assert_matches_reference(layout: &'static str) {
+    let probe = AgcnFixture { layout };
+    assert_matches_pytorch(&format!("agcn {layout}"), &probe, &probe.expected());
 }
 
 #[test]
@@ -284,4 +285,103 @@ impl Probe for Conv1x1 {
 #[test]
 fn conv2d_1x1_over_a_batch() {
     assert_agrees("conv2d_1x1", &Conv1x1);
+}
+
+/// MViTv2 loaded from the torchvision fixtures (`scripts/mvit_reference.py`): logits, class
+/// embedding and final tokens.
+struct MvitFixture {
+    case: &'static str,
+    weights: &'static str,
+}
+
+impl MvitFixture {
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/miga-backbones/tests/fixtures/mvit")
+            .join(self.case)
+            .join(name)
+    }
+
+    fn io(&self) -> std::collections::BTreeMap<String, TensorData> {
+        miga::backbones::tensor_io::read_tensors(self.file("io.safetensors")).unwrap()
+    }
+}
+
+impl Probe for MvitFixture {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        use burn::config::Config;
+        use burn::tensor::Tensor;
+        use miga::backbones::mvit::MvitConfig;
+
+        let config = MvitConfig::load(self.file("config.json")).unwrap();
+        let model = config
+            .load_checkpoint::<B>(self.file(self.weights), device)
+            .unwrap();
+        let x = Tensor::<B, 5>::from_data(self.io()["input"].clone(), device);
+        let out = model.try_forward(x).unwrap();
+        vec![
+            out.logits.into_data(),
+            out.embedding.into_data(),
+            out.tokens.into_data(),
+        ]
+    }
+}
+
+#[test]
+fn mvit_matches_torchvision() {
+    for probe in [
+        MvitFixture {
+            case: "tiny",
+            weights: "weights.pth",
+        },
+        MvitFixture {
+            case: "odd",
+            weights: "weights.safetensors",
+        },
+    ] {
+        let io = probe.io();
+        let expected: Vec<TensorData> = ["logits", "embedding", "tokens"]
+            .iter()
+            .map(|k| io[*k].clone())
+            .collect();
+        assert_matches_pytorch(&format!("mvit {}", probe.case), &probe, &expected);
+    }
+}
+
+/// MViT's pooling: a strided depthwise 3D convolution (attention pooling) and the separable
+/// max pooling of the skip connection, padded, on mostly negative values (padding must act as
+/// -infinity).
+struct MvitPooling;
+impl Probe for MvitPooling {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        use burn::tensor::module::{max_pool1d, max_pool2d};
+        let x = seeded_tensor::<B, 5>([4, 8, 3, 9, 13], 15, device);
+        let weight = seeded_tensor::<B, 5>([8, 1, 3, 3, 3], 16, device);
+        let options = burn::tensor::ops::ConvOptions::new([2, 2, 2], [1, 1, 1], [1, 1, 1], 8);
+        let pooled = conv3d(x.clone(), weight, None, options);
+        let negative = x.reshape([4, 8 * 3, 9, 13]) - 2.0;
+        let spatial = max_pool2d(negative, [3, 3], [2, 2], [1, 1], [1, 1], false);
+        let temporal = max_pool1d(
+            spatial
+                .clone()
+                .reshape([4, 8, 3, 35])
+                .swap_dims(2, 3)
+                .reshape([4, 280, 3]),
+            3,
+            2,
+            1,
+            1,
+            false,
+        );
+        vec![
+            pooled.into_data(),
+            spatial.into_data(),
+            temporal.into_data(),
+        ]
+    }
+}
+
+#[test]
+fn mvit_pooling() {
+    assert_agrees("mvit_pooling", &MvitPooling);
 }

@@ -6,9 +6,9 @@ use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::PadMode;
+use burn::tensor::module::{attention, conv2d};
+use burn::tensor::ops::{AttentionModuleOptions, ConvOptions, PadMode};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use burn::nn::PaddingConfig3d;
@@ -67,12 +67,59 @@ impl<B: Backend> AttentionPool<B> {
             .narrow(2, 1, n - 1)
             .swap_dims(2, 3)
             .reshape([b * heads, d, t, h, w]);
-        let pooled = self.pool.forward(grid);
+        let pooled = depthwise_conv3d(
+            grid,
+            self.pool.weight.val(),
+            self.pool.stride,
+            self.pool.kernel_size.map(|k| k / 2),
+        );
         let [_, _, t, h, w] = pooled.dims();
         let pooled = pooled.reshape([b, heads, d, t * h * w]).swap_dims(2, 3);
         let x = Tensor::cat(vec![class, pooled], 2);
         (self.norm.forward(x), [t, h, w])
     }
+}
+
+/// A depthwise 3D convolution without bias, as the sum over temporal taps of depthwise 2D
+/// convolutions with time folded into the channels (the same sums; Flex has a fast 2D depthwise
+/// path and no 3D one, and GPU backends run either well).
+fn depthwise_conv3d<B: Backend>(
+    x: Tensor<B, 5>,
+    weight: Tensor<B, 5>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> Tensor<B, 5> {
+    let [n, c, t, _, _] = x.dims();
+    let [_, _, kt, kh, kw] = weight.dims();
+    let t_out = (t + 2 * padding[0] - kt) / stride[0] + 1;
+    let x = x.pad(
+        [(padding[0], padding[0]), (0, 0), (0, 0)],
+        PadMode::Constant(0.0),
+    );
+    let [_, _, _, h, w] = x.dims();
+    let device = x.device();
+    let options = ConvOptions::new(
+        [stride[1], stride[2]],
+        [padding[1], padding[2]],
+        [1, 1],
+        c * t_out,
+    );
+    let taps = (0..kt).map(|tap| {
+        let frames: Vec<i64> = (0..t_out).map(|o| (o * stride[0] + tap) as i64).collect();
+        let frames = Tensor::<B, 1, Int>::from_data(TensorData::new(frames, [t_out]), &device);
+        let input = x.clone().select(2, frames).reshape([n, c * t_out, h, w]);
+        let filter = weight
+            .clone()
+            .narrow(2, tap, 1)
+            .expand([c, t_out, 1, kh, kw])
+            .reshape([c * t_out, 1, kh, kw]);
+        conv2d(input, filter, None, options.clone())
+    });
+    let sum = taps
+        .reduce(|a, b| a + b)
+        .expect("a kernel has at least one temporal tap");
+    let [_, _, h, w] = sum.dims();
+    sum.reshape([n, c, t_out, h, w])
 }
 
 /// Configuration of one [`MultiscaleAttention`].
@@ -197,13 +244,29 @@ impl<B: Backend> MultiscaleAttention<B> {
         let (v, _) = pool(&self.pool_v, part(2));
         let (q, q_thw) = pool(&self.pool_q, part(0));
 
+        // softmax(scale * q k^T + rel-pos bias) v, with the bias folded into the product: the
+        // queries carry their relative-position terms as extra columns, the keys a 0/1
+        // selector of their (t, h, w) position.
         let scale = (head_dim as f64).powf(-0.5);
-        let attn = (q.clone() * scale).matmul(k.swap_dims(2, 3));
-        let attn = attn
-            + self
-                .rel_pos_bias(&q, q_thw, k_thw)
-                .pad([(1, 0), (1, 0)], PadMode::Constant(0.0));
-        let x = softmax(attn, 3).matmul(v);
+        let (q_rel, k_rel) = self.rel_pos_columns(&q, q_thw, k_thw);
+        let [_, _, nk, _] = k.dims();
+        let extra = k_rel.dims()[1];
+        let query = Tensor::cat(vec![q.clone() * scale, q_rel], 3);
+        let key = Tensor::cat(
+            vec![
+                k,
+                k_rel
+                    .reshape([1, 1, nk, extra])
+                    .expand([b, heads, nk, extra]),
+            ],
+            3,
+        );
+        let options = AttentionModuleOptions {
+            scale: Some(1.0),
+            softcap: None,
+            is_causal: false,
+        };
+        let x = attention(query, key, v, None, None, options);
         // Residual pooling: the pooled queries are added back, except on the class row.
         let nq = x.dims()[2];
         let x = Tensor::cat(
@@ -217,9 +280,16 @@ impl<B: Backend> MultiscaleAttention<B> {
         (self.dropout.forward(self.project.forward(x)), q_thw)
     }
 
-    /// The decomposed relative-position bias `[B, heads, Nq - 1, Nk - 1]` between the query
-    /// grid and the key grid (torchvision's `_add_rel_pos`, without the class token).
-    fn rel_pos_bias(&self, q: &Tensor<B, 4>, q_thw: Grid, k_thw: Grid) -> Tensor<B, 4> {
+    /// The decomposed relative-position bias (torchvision's `_add_rel_pos`) as a product:
+    /// query columns `[B, heads, Nq, T_k + H_k + W_k]` holding each query's terms for every
+    /// key time, row and column, and the keys' 0/1 selector `[Nk, T_k + H_k + W_k]` of their
+    /// own (t, h, w); their product is the bias. Class token rows are zero (no bias).
+    fn rel_pos_columns(
+        &self,
+        q: &Tensor<B, 4>,
+        q_thw: Grid,
+        k_thw: Grid,
+    ) -> (Tensor<B, 4>, Tensor<B, 2>) {
         let [b, heads, nq, d] = q.dims();
         let [qt, qh, qw] = q_thw;
         let [kt, kh, kw] = k_thw;
@@ -242,13 +312,33 @@ impl<B: Backend> MultiscaleAttention<B> {
                 .reshape([dims[0], dims[1], dims[2], dims[3], dims[4], k_len]);
             product.permute(order)
         };
-        let rel_t = along(2, &self.rel_pos_t, qt, kt);
-        let rel_h = along(3, &self.rel_pos_h, qh, kh);
-        let rel_w = along(4, &self.rel_pos_w, qw, kw);
-        let bias = rel_h.reshape([b, heads, qt, qh, qw, 1, kh, 1])
-            + rel_w.reshape([b, heads, qt, qh, qw, 1, 1, kw])
-            + rel_t.reshape([b, heads, qt, qh, qw, kt, 1, 1]);
-        bias.reshape([b, heads, qt * qh * qw, kt * kh * kw])
+        let columns = Tensor::cat(
+            vec![
+                along(2, &self.rel_pos_t, qt, kt),
+                along(3, &self.rel_pos_h, qh, kh),
+                along(4, &self.rel_pos_w, qw, kw),
+            ],
+            5,
+        )
+        .reshape([b, heads, nq - 1, kt + kh + kw])
+        .pad([(1, 0), (0, 0)], PadMode::Constant(0.0));
+        let width = kt + kh + kw;
+        let mut selector = vec![0.0f32; (1 + kt * kh * kw) * width];
+        for t in 0..kt {
+            for y in 0..kh {
+                for x in 0..kw {
+                    let row = 1 + (t * kh + y) * kw + x;
+                    for column in [t, kt + y, kt + kh + x] {
+                        selector[row * width + column] = 1.0;
+                    }
+                }
+            }
+        }
+        let selector = Tensor::from_data(
+            TensorData::new(selector, [1 + kt * kh * kw, width]),
+            &q.device(),
+        );
+        (columns, selector)
     }
 }
 
