@@ -33,7 +33,7 @@ enum Command {
     Info(InfoArgs),
     /// Run one backbone on tensors from a safetensors file and write its outputs
     #[command(
-        after_help = "Example (2s-AGCN, both streams fused):\n  miga forward --arch agcn --graph imigue-upper-hands --stream both \\\n      --weights joint.pt --bone-weights bone.pt --input skeletons.safetensors --output out.safetensors"
+        after_help = "Examples:\n  MViTv2-S on clips (B, 3, T, H, W), torchvision weights, with the token grid:\n  miga forward --arch mvit_v2_s --weights mvit_v2_s-ae3be167.pth --input clips.safetensors \\\n      --output out.safetensors --tokens\n  2s-AGCN, both streams fused:\n  miga forward --arch agcn --graph imigue-upper-hands --stream both \\\n      --weights joint.pt --bone-weights bone.pt --input skeletons.safetensors --output out.safetensors"
     )]
     Forward(forward::ForwardArgs),
     /// Run the whole pipeline on generated data: extract, train, evaluate, predict
@@ -62,7 +62,7 @@ enum Command {
     Video(Pending),
     /// Time the models on every compiled backend, side by side with PyTorch
     #[command(
-        after_help = "Example:\n  miga bench --model agcn --device cpu,wgpu --batch 8,32 --mode forward,train --threads 2 --json bench.json"
+        after_help = "Examples:\n  miga bench --model mvit_v2_s --device cpu,cuda --batch 1,8 --mode forward,train --threads 2\n  miga bench --model agcn --device cpu,wgpu --batch 8,32 --mode forward,train --json bench.json"
     )]
     Bench(bench::BenchArgs),
 }
