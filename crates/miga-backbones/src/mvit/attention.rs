@@ -63,10 +63,7 @@ impl<B: Backend> AttentionPool<B> {
         let [b, heads, n, d] = x.dims();
         let [t, h, w] = thw;
         let class = x.clone().narrow(2, 0, 1);
-        let grid = x
-            .narrow(2, 1, n - 1)
-            .swap_dims(2, 3)
-            .reshape([b * heads, d, t, h, w]);
+        let grid = swap_last_two(x.narrow(2, 1, n - 1)).reshape([b * heads, d, t, h, w]);
         let pooled = depthwise_conv3d(
             grid,
             self.pool.weight.val(),
@@ -74,10 +71,23 @@ impl<B: Backend> AttentionPool<B> {
             self.pool.kernel_size.map(|k| k / 2),
         );
         let [_, _, t, h, w] = pooled.dims();
-        let pooled = pooled.reshape([b, heads, d, t * h * w]).swap_dims(2, 3);
+        let pooled = swap_last_two(pooled.reshape([b, heads, d, t * h * w]));
         let x = Tensor::cat(vec![class, pooled], 2);
         (self.norm.forward(x), [t, h, w])
     }
+}
+
+/// `x.swap_dims(2, 3)`, materialised one `[R, C]` matrix at a time and concatenated: Flex
+/// copies a 2D transpose with a tiled kernel but walks a batched (higher-rank) one element by
+/// element, about ten times slower; on other backends it is the same data movement.
+fn swap_last_two<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [g1, g2, _, _] = x.dims();
+    let matrices = (0..g1)
+        .flat_map(|i| (0..g2).map(move |j| (i, j)))
+        .map(|(i, j)| x.clone().narrow(0, i, 1).narrow(1, j, 1).swap_dims(2, 3))
+        .collect::<Vec<_>>();
+    let [_, _, c, r] = matrices[0].dims();
+    Tensor::cat(matrices, 0).reshape([g1, g2, c, r])
 }
 
 /// A depthwise 3D convolution without bias, as the sum over temporal taps of depthwise 2D
@@ -105,9 +115,16 @@ fn depthwise_conv3d<B: Backend>(
         c * t_out,
     );
     let taps = (0..kt).map(|tap| {
-        let frames: Vec<i64> = (0..t_out).map(|o| (o * stride[0] + tap) as i64).collect();
-        let frames = Tensor::<B, 1, Int>::from_data(TensorData::new(frames, [t_out]), &device);
-        let input = x.clone().select(2, frames).reshape([n, c * t_out, h, w]);
+        // A contiguous run of frames is a view; a strided one is gathered.
+        let input = if stride[0] == 1 {
+            x.clone().narrow(2, tap, t_out)
+        } else {
+            let frames: Vec<i64> = (0..t_out).map(|o| (o * stride[0] + tap) as i64).collect();
+            let frames = TensorData::new(frames, [t_out]);
+            x.clone()
+                .select(2, Tensor::<B, 1, Int>::from_data(frames, &device))
+        };
+        let input = input.reshape([n, c * t_out, h, w]);
         let filter = weight
             .clone()
             .narrow(2, tap, 1)
@@ -276,7 +293,14 @@ impl<B: Backend> MultiscaleAttention<B> {
             ],
             2,
         );
-        let x = x.swap_dims(1, 2).reshape([b, nq, out]);
+        // [B, heads, Nq, d] to [B, Nq, heads * d], one head at a time (see `swap_last_two`).
+        let x = Tensor::cat(
+            (0..heads)
+                .map(|h| x.clone().narrow(1, h, 1).swap_dims(1, 2))
+                .collect(),
+            2,
+        )
+        .reshape([b, nq, out]);
         (self.dropout.forward(self.project.forward(x)), q_thw)
     }
 
@@ -293,35 +317,39 @@ impl<B: Backend> MultiscaleAttention<B> {
         let [b, heads, nq, d] = q.dims();
         let [qt, qh, qw] = q_thw;
         let [kt, kh, kw] = k_thw;
-        // [B, heads, T, H, W, d]
-        let r_q = q
-            .clone()
-            .narrow(2, 1, nq - 1)
-            .reshape([b, heads, qt, qh, qw, d]);
-        // For the axis at `axis` of r_q: [B, heads, qt, qh, qw, k_axis].
-        let along = |axis: usize, table: &Param<Tensor<B, 2>>, q_len: usize, k_len: usize| {
-            let rel = relative_table(table.val(), q_len, k_len); // [q_len, k_len, d]
-            let mut order = [0, 1, 2, 3, 4, 5];
-            order.swap(0, axis);
-            let moved = r_q.clone().permute(order); // axis first
-            let dims = moved.dims();
-            let rest: usize = dims[1..5].iter().product();
-            let product = moved
-                .reshape([q_len, rest, d])
-                .matmul(rel.swap_dims(1, 2)) // [q_len, rest, k_len]
-                .reshape([dims[0], dims[1], dims[2], dims[3], dims[4], k_len]);
-            product.permute(order)
+        // Each query's term for every key time, row and column: r · table[query pos, key pos].
+        // Time and rows are broadcast matrix products over the token grid; columns go one query
+        // column at a time (each a plain matrix product), which keeps every copy two-dimensional.
+        let g = b * heads;
+        let r = q.clone().narrow(2, 1, nq - 1);
+        let table = |t: &Param<Tensor<B, 2>>, q_len, k_len| {
+            relative_table(t.val(), q_len, k_len).swap_dims(1, 2) // [q_len, d, k_len]
         };
-        let columns = Tensor::cat(
-            vec![
-                along(2, &self.rel_pos_t, qt, kt),
-                along(3, &self.rel_pos_h, qh, kh),
-                along(4, &self.rel_pos_w, qw, kw),
-            ],
-            5,
+        let by_t = r
+            .clone()
+            .reshape([g, qt, qh * qw, d])
+            .matmul(table(&self.rel_pos_t, qt, kt).unsqueeze())
+            .reshape([b, heads, nq - 1, kt]);
+        let by_h = r
+            .clone()
+            .reshape([g * qt, qh, qw, d])
+            .matmul(table(&self.rel_pos_h, qh, kh).unsqueeze())
+            .reshape([b, heads, nq - 1, kh]);
+        let rel_w = table(&self.rel_pos_w, qw, kw);
+        let rows = r.reshape([g * qt * qh, qw, d]);
+        let by_w = Tensor::cat(
+            (0..qw)
+                .map(|j| {
+                    let column = rows.clone().narrow(1, j, 1).reshape([g * qt * qh, d]);
+                    let weights = rel_w.clone().narrow(0, j, 1).reshape([d, kw]);
+                    column.matmul(weights).reshape([g * qt * qh, 1, kw])
+                })
+                .collect(),
+            1,
         )
-        .reshape([b, heads, nq - 1, kt + kh + kw])
-        .pad([(1, 0), (0, 0)], PadMode::Constant(0.0));
+        .reshape([b, heads, nq - 1, kw]);
+        let columns =
+            Tensor::cat(vec![by_t, by_h, by_w], 3).pad([(1, 0), (0, 0)], PadMode::Constant(0.0));
         let width = kt + kh + kw;
         let mut selector = vec![0.0f32; (1 + kt * kh * kw) * width];
         for t in 0..kt {
