@@ -80,7 +80,7 @@ impl<B: Backend> AttentionPool<B> {
 /// `x.swap_dims(2, 3)`, materialised one `[R, C]` matrix at a time and concatenated: Flex
 /// copies a 2D transpose with a tiled kernel but walks a batched (higher-rank) one element by
 /// element, about ten times slower; on other backends it is the same data movement.
-fn swap_last_two<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub(crate) fn swap_last_two<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [g1, g2, _, _] = x.dims();
     let matrices = (0..g1)
         .flat_map(|i| (0..g2).map(move |j| (i, j)))

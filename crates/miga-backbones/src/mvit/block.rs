@@ -8,7 +8,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::{max_pool1d, max_pool2d};
 use burn::tensor::{Distribution, Tensor};
 
-use super::attention::{Grid, MultiscaleAttention, MultiscaleAttentionConfig, linear};
+use super::attention::{
+    Grid, MultiscaleAttention, MultiscaleAttentionConfig, linear, swap_last_two,
+};
 use super::config::MultiscaleBlockConfig;
 
 /// The two-layer MLP of a block (torchvision's `MLP`: Linear, GELU, Dropout, Linear, Dropout).
@@ -145,10 +147,7 @@ fn max_pool_tokens<B: Backend>(x: Tensor<B, 3>, thw: Grid, stride: [usize; 3]) -
     let kernel = stride.map(|s| if s > 1 { s + 1 } else { s });
     let padding = kernel.map(|k| k / 2);
     let class = x.clone().narrow(1, 0, 1);
-    let grid = x
-        .narrow(1, 1, n - 1)
-        .swap_dims(1, 2)
-        .reshape([b, c * t, h, w]);
+    let grid = swap_last_two(x.narrow(1, 1, n - 1).unsqueeze()).reshape([b, c * t, h, w]);
     let grid = max_pool2d(
         grid,
         [kernel[1], kernel[2]],
@@ -170,6 +169,6 @@ fn max_pool_tokens<B: Backend>(x: Tensor<B, 3>, thw: Grid, stride: [usize; 3]) -
         grid.reshape([b, c, t, h * w])
     };
     let [_, _, t, hw] = grid.dims();
-    let tokens = grid.reshape([b, c, t * hw]).swap_dims(1, 2);
+    let tokens = swap_last_two(grid.reshape([1, b, c, t * hw])).reshape([b, t * hw, c]);
     Tensor::cat(vec![class, tokens], 1)
 }

@@ -7,7 +7,7 @@ use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, Paddi
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use super::attention::{Grid, linear};
+use super::attention::{Grid, linear, swap_last_two};
 use super::block::{MultiscaleBlock, MultiscaleBlockInit};
 use super::config::{MvitConfig, conv_grid};
 use crate::Error;
@@ -140,7 +140,7 @@ impl<B: Backend> Mvit<B> {
     pub fn forward(&self, x: Tensor<B, 5>) -> MvitOutput<B> {
         let x = self.conv_proj.forward(x);
         let [b, c, t, h, w] = x.dims();
-        let x = x.reshape([b, c, t * h * w]).swap_dims(1, 2);
+        let x = swap_last_two(x.reshape([1, b, c, t * h * w])).reshape([b, t * h * w, c]);
         let class = self.class_token.val().reshape([1, 1, c]).expand([b, 1, c]);
         let mut x = Tensor::cat(vec![class, x], 1);
         let mut thw = [t, h, w];
