@@ -227,6 +227,8 @@ trait Classifier<B: Backend>: Module<B> {
     fn input(spec: &BenchSpec, device: &B::Device) -> Tensor<B, 5>;
     /// Class scores.
     fn logits(&self, x: Tensor<B, 5>) -> Tensor<B, 2>;
+    /// Classes of the head.
+    fn classes(&self) -> usize;
 }
 
 impl<B: Backend> Classifier<B> for Agcn<B> {
@@ -237,6 +239,9 @@ impl<B: Backend> Classifier<B> for Agcn<B> {
     fn logits(&self, x: Tensor<B, 5>) -> Tensor<B, 2> {
         self.forward(x).logits
     }
+    fn classes(&self) -> usize {
+        self.num_classes()
+    }
 }
 
 impl<B: Backend> Classifier<B> for Mvit<B> {
@@ -245,6 +250,9 @@ impl<B: Backend> Classifier<B> for Mvit<B> {
     }
     fn logits(&self, x: Tensor<B, 5>) -> Tensor<B, 2> {
         self.forward(x).logits
+    }
+    fn classes(&self) -> usize {
+        self.num_classes()
     }
 }
 
@@ -287,9 +295,9 @@ impl ModelBench {
     fn train<B: AutodiffBackend, M: Classifier<B> + AutodiffModule<B>>(
         &self,
         model: M,
-        classes: usize,
         device: &B::Device,
     ) -> Timings {
+        let classes = model.classes() as i64;
         let mut model = Some(seed_params(model, 7));
         let mut optimizer = SgdConfig::new()
             .with_momentum(Some(
@@ -300,9 +308,7 @@ impl ModelBench {
             .init::<B, M>();
         let loss_fn = CrossEntropyLossConfig::new().init(device);
         let x = M::input(&self.0, device);
-        let labels: Vec<i64> = (0..self.0.batch as i64)
-            .map(|i| i % classes as i64)
-            .collect();
+        let labels: Vec<i64> = (0..self.0.batch as i64).map(|i| i % classes).collect();
         let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [self.0.batch]), device);
         let times = self.time(
             || sync::<B>(device),
@@ -341,10 +347,9 @@ impl AutodiffTask for ModelBench {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Timings {
         match self.0.model {
             BenchModel::MvitV2S => {
-                let model = mvit_config(self.0.frames).init::<B>(&device)?;
-                self.train(model, 400, &device)
+                self.train(mvit_config(self.0.frames).init::<B>(&device)?, &device)
             }
-            BenchModel::Agcn => self.train(agcn_config().init::<B>(&device)?, 32, &device),
+            BenchModel::Agcn => self.train(agcn_config().init::<B>(&device)?, &device),
         }
     }
 }

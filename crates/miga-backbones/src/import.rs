@@ -13,7 +13,8 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn_store::{
-    ApplyResult, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ApplyResult, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
 };
 use regex::Regex;
 
@@ -44,14 +45,13 @@ pub(crate) fn load_checkpoint<B: Backend, M: Module<B>>(
     if !path.is_file() {
         return Err(checkpoint_error("no such file".into()));
     }
+    let remapper = KeyRemapper::from_patterns(remaps.to_vec()).expect("remaps are valid regexes");
     let result = if is_safetensors(path) {
         let mut store = SafetensorsStore::from_file(path)
             .with_from_adapter(PyTorchToBurnAdapter)
             .allow_partial(true)
-            .validate(false);
-        for (from, to) in remaps {
-            store = store.with_key_remapping(from, to.clone());
-        }
+            .validate(false)
+            .remap(remapper);
         module
             .load_from(&mut store)
             .map_err(|err| checkpoint_error(err.to_string()))?
@@ -59,12 +59,10 @@ pub(crate) fn load_checkpoint<B: Backend, M: Module<B>>(
         let mut store = PytorchStore::from_file(path)
             .allow_partial(true)
             .validate(false)
-            .map_indices_contiguous(false);
+            .map_indices_contiguous(false)
+            .remap(remapper);
         if let Some(key) = top_level_key {
             store = store.with_top_level_key(key);
-        }
-        for (from, to) in remaps {
-            store = store.with_key_remapping(from, to.clone());
         }
         module
             .load_from(&mut store)

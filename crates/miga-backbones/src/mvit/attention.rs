@@ -2,7 +2,6 @@
 //! `_add_rel_pos`): queries, keys and values pooled by depthwise 3D convolutions, a decomposed
 //! relative-position bias, and the residual pooling connection.
 
-use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -13,37 +12,31 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use burn::nn::PaddingConfig3d;
 
+use super::block::MultiscaleBlockInit;
+
 /// Token grid (T, H, W), without the class token.
 pub type Grid = [usize; 3];
 
-/// Configuration of one [`AttentionPool`].
-#[derive(Config, Debug)]
-pub struct AttentionPoolConfig {
-    /// Channels per head.
-    pub head_dim: usize,
-    /// Kernel (T, H, W).
-    pub kernel: [usize; 3],
-    /// Stride (T, H, W).
-    pub stride: [usize; 3],
-    /// LayerNorm epsilon.
-    pub norm_eps: f64,
-}
-
-impl AttentionPoolConfig {
-    /// A depthwise convolution padded by half its kernel, and a LayerNorm.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> AttentionPool<B> {
-        let [pt, ph, pw] = self.kernel.map(|k| k / 2);
-        AttentionPool {
-            pool: Conv3dConfig::new([self.head_dim, self.head_dim], self.kernel)
-                .with_stride(self.stride)
-                .with_padding(PaddingConfig3d::Explicit(pt, ph, pw))
-                .with_groups(self.head_dim)
-                .with_bias(false)
-                .init(device),
-            norm: LayerNormConfig::new(self.head_dim)
-                .with_epsilon(self.norm_eps)
-                .init(device),
-        }
+/// A pooling of `head_dim` channels: a depthwise convolution padded by half its kernel, and a
+/// LayerNorm.
+fn attention_pool<B: Backend>(
+    head_dim: usize,
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    norm_eps: f64,
+    device: &B::Device,
+) -> AttentionPool<B> {
+    let [pt, ph, pw] = kernel.map(|k| k / 2);
+    AttentionPool {
+        pool: Conv3dConfig::new([head_dim, head_dim], kernel)
+            .with_stride(stride)
+            .with_padding(PaddingConfig3d::Explicit(pt, ph, pw))
+            .with_groups(head_dim)
+            .with_bias(false)
+            .init(device),
+        norm: LayerNormConfig::new(head_dim)
+            .with_epsilon(norm_eps)
+            .init(device),
     }
 }
 
@@ -139,34 +132,6 @@ fn depthwise_conv3d<B: Backend>(
     sum.reshape([n, c, t_out, h, w])
 }
 
-/// Configuration of one [`MultiscaleAttention`].
-#[derive(Config, Debug)]
-pub struct MultiscaleAttentionConfig {
-    /// Channels in.
-    pub embed_dim: usize,
-    /// Channels out (attention width).
-    pub output_dim: usize,
-    /// Attention heads.
-    pub num_heads: usize,
-    /// Query pooling kernel.
-    pub kernel_q: [usize; 3],
-    /// Key/value pooling kernel.
-    pub kernel_kv: [usize; 3],
-    /// Query pooling stride.
-    pub stride_q: [usize; 3],
-    /// Key/value pooling stride.
-    pub stride_kv: [usize; 3],
-    /// The grid (T, H, W) the network's tables are sized for at this block, rounded down as
-    /// torchvision does.
-    pub input_size: Grid,
-    /// Dropout after the projection.
-    #[config(default = 0.0)]
-    pub dropout: f64,
-    /// LayerNorm epsilon.
-    #[config(default = 1e-6)]
-    pub norm_eps: f64,
-}
-
 /// Multiscale pooling attention with MViTv2's decomposed relative positions and residual
 /// pooling.
 #[derive(Module, Debug)]
@@ -191,20 +156,20 @@ pub struct MultiscaleAttention<B: Backend> {
     num_heads: usize,
 }
 
-impl MultiscaleAttentionConfig {
-    /// Builds the attention with torchvision's initialisation.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> MultiscaleAttention<B> {
-        let head_dim = self.output_dim / self.num_heads;
+impl MultiscaleBlockInit {
+    /// The block's attention with torchvision's initialisation: `input_channels` in,
+    /// `output_channels` wide (projection after attention).
+    pub(crate) fn attention<B: Backend>(&self, device: &B::Device) -> MultiscaleAttention<B> {
+        let b = &self.block;
+        let head_dim = b.output_channels / b.num_heads;
         let pool = |kernel: [usize; 3], stride: [usize; 3]| {
             let trivial =
                 kernel.iter().product::<usize>() == 1 && stride.iter().product::<usize>() == 1;
-            (!trivial).then(|| {
-                AttentionPoolConfig::new(head_dim, kernel, stride, self.norm_eps).init(device)
-            })
+            (!trivial).then(|| attention_pool(head_dim, kernel, stride, self.norm_eps, device))
         };
         // torchvision sizes the spatial tables by the larger side, divided by the H stride.
         let size = self.input_size[1].max(self.input_size[2]);
-        let spatial = 2 * (size / self.stride_q[1]).max(size / self.stride_kv[1]) - 1;
+        let spatial = 2 * (size / b.stride_q[1]).max(size / b.stride_kv[1]) - 1;
         let temporal = 2 * self.input_size[0] - 1;
         let table = |rows: usize| {
             Initializer::Normal {
@@ -214,16 +179,16 @@ impl MultiscaleAttentionConfig {
             .init([rows, head_dim], device)
         };
         MultiscaleAttention {
-            qkv: linear(self.embed_dim, 3 * self.output_dim, device),
-            project: linear(self.output_dim, self.output_dim, device),
-            pool_q: pool(self.kernel_q, self.stride_q),
-            pool_k: pool(self.kernel_kv, self.stride_kv),
-            pool_v: pool(self.kernel_kv, self.stride_kv),
+            qkv: linear(b.input_channels, 3 * b.output_channels, device),
+            project: linear(b.output_channels, b.output_channels, device),
+            pool_q: pool(b.kernel_q, b.stride_q),
+            pool_k: pool(b.kernel_kv, b.stride_kv),
+            pool_v: pool(b.kernel_kv, b.stride_kv),
             rel_pos_h: table(spatial),
             rel_pos_w: table(spatial),
             rel_pos_t: table(temporal),
             dropout: DropoutConfig::new(self.dropout).init(),
-            num_heads: self.num_heads,
+            num_heads: b.num_heads,
         }
     }
 }

@@ -8,9 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::{max_pool1d, max_pool2d};
 use burn::tensor::{Distribution, Tensor};
 
-use super::attention::{
-    Grid, MultiscaleAttention, MultiscaleAttentionConfig, linear, swap_last_two,
-};
+use super::attention::{Grid, MultiscaleAttention, linear, swap_last_two};
 use super::config::MultiscaleBlockConfig;
 
 /// The two-layer MLP of a block (torchvision's `MLP`: Linear, GELU, Dropout, Linear, Dropout).
@@ -34,7 +32,7 @@ impl<B: Backend> Mlp<B> {
 
 /// What a block needs beyond its table row.
 #[derive(Config, Debug)]
-pub struct MultiscaleBlockInit {
+pub(crate) struct MultiscaleBlockInit {
     /// The block's row of the network table.
     pub block: MultiscaleBlockConfig,
     /// Grid the relative-position tables are sized for.
@@ -66,7 +64,7 @@ pub struct MultiscaleBlock<B: Backend> {
 
 impl MultiscaleBlockInit {
     /// Builds the block with torchvision's initialisation.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> MultiscaleBlock<B> {
+    pub(crate) fn init<B: Backend>(&self, device: &B::Device) -> MultiscaleBlock<B> {
         let b = &self.block;
         let (c_in, c_out) = (b.input_channels, b.output_channels);
         let norm = |d: usize| {
@@ -76,19 +74,7 @@ impl MultiscaleBlockInit {
         };
         MultiscaleBlock {
             norm1: norm(c_in),
-            attn: MultiscaleAttentionConfig::new(
-                c_in,
-                c_out,
-                b.num_heads,
-                b.kernel_q,
-                b.kernel_kv,
-                b.stride_q,
-                b.stride_kv,
-                self.input_size,
-            )
-            .with_dropout(self.dropout)
-            .with_norm_eps(self.norm_eps)
-            .init(device),
+            attn: self.attention(device),
             norm2: norm(c_out),
             mlp: Mlp {
                 fc1: linear(c_out, 4 * c_out, device),

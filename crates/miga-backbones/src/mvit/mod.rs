@@ -36,10 +36,8 @@ mod import;
 mod model;
 mod preprocess;
 
-pub use attention::{
-    AttentionPool, AttentionPoolConfig, Grid, MultiscaleAttention, MultiscaleAttentionConfig,
-};
-pub use block::{Mlp, MultiscaleBlock, MultiscaleBlockInit};
+pub use attention::{AttentionPool, Grid, MultiscaleAttention};
+pub use block::{Mlp, MultiscaleBlock};
 pub use config::{MultiscaleBlockConfig, MvitConfig};
 pub use model::{Mvit, MvitOutput};
 pub use preprocess::VideoPreset;
