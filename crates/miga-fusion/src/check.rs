@@ -1,0 +1,113 @@
+//! Input checks shared by the fusion modules: shapes (cheap, from dims) and values (read back
+//! from the device, in `try_forward` only).
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor};
+
+use crate::{Error, Result};
+
+/// Builds the error for `input` of `module`.
+pub(crate) fn invalid(module: &'static str, input: &'static str, reason: String) -> Error {
+    Error::InvalidInput {
+        module,
+        input,
+        reason,
+    }
+}
+
+/// Checks that a token tensor has `batch` samples, at least one token per axis and `width`
+/// features in its last axis.
+pub(crate) fn check_tokens<const D: usize>(
+    module: &'static str,
+    input: &'static str,
+    dims: [usize; D],
+    batch: usize,
+    width: usize,
+) -> Result<()> {
+    if dims.contains(&0) {
+        return Err(invalid(module, input, format!("shape {dims:?} is empty")));
+    }
+    if dims[0] != batch {
+        return Err(invalid(
+            module,
+            input,
+            format!(
+                "batch of {} samples; the other inputs have {batch}",
+                dims[0]
+            ),
+        ));
+    }
+    if dims[D - 1] != width {
+        return Err(invalid(
+            module,
+            input,
+            format!(
+                "shape {dims:?} has {} features; the configuration expects {width}",
+                dims[D - 1]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a padding mask's shape against its tokens' `[batch, steps]`.
+pub(crate) fn check_padding(
+    module: &'static str,
+    input: &'static str,
+    padding: Option<&Tensor<impl Backend, 2, Bool>>,
+    expected: [usize; 2],
+) -> Result<()> {
+    match padding.map(|p| p.dims()) {
+        Some(dims) if dims != expected => Err(invalid(
+            module,
+            input,
+            format!("padding mask of shape {dims:?}; the tokens need {expected:?}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Errors when `x` holds a NaN or an infinity (reads the tensor back).
+pub(crate) fn check_finite<B: Backend, const D: usize>(
+    module: &'static str,
+    input: &'static str,
+    x: &Tensor<B, D>,
+) -> Result<()> {
+    let bad = x.clone().is_nan().bool_or(x.clone().is_inf()).any();
+    if bad.into_data().to_vec::<bool>().unwrap_or_default() != [false] {
+        return Err(invalid(
+            module,
+            input,
+            "holds NaN or infinite values".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors naming the samples that have no valid token in any stream; `present` are per-stream
+/// `[B]` masks (reads them back).
+pub(crate) fn check_some_token<B: Backend>(
+    module: &'static str,
+    present: Vec<Tensor<B, 1, Bool>>,
+) -> Result<()> {
+    let any = present
+        .into_iter()
+        .reduce(|a, b| a.bool_or(b))
+        .expect("at least one stream");
+    let flags: Vec<bool> = any.into_data().to_vec().unwrap_or_default();
+    let empty: Vec<usize> = flags
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !**p)
+        .map(|(i, _)| i)
+        .collect();
+    if empty.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(
+            module,
+            "padding",
+            format!("samples {empty:?} have every token of every stream masked"),
+        ))
+    }
+}

@@ -1,0 +1,1015 @@
+//! Cross-Modal Token Fusion: video tokens (MViTv2) and skeleton tokens (2s-AGCN) fused into one
+//! micro-gesture prediction. The design choices are documented in docs/models/fusion.md.
+
+use burn::config::Config;
+use burn::module::{Initializer, Module, Param};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Distribution, Int, Tensor};
+
+use crate::AttentionMap;
+use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
+use crate::layers::{
+    CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, grid_regions, masked_mean,
+    pool_regions,
+};
+use crate::loss::ClassificationLoss;
+
+const MODULE: &str = "cmtf";
+
+/// How the two token sets meet.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum CmtfVariant {
+    /// Per-modality self-attention, bidirectional cross-attention and feed-forward per layer.
+    Cross,
+    /// Both token sets and a [CLS] token concatenated through a plain transformer encoder.
+    Joint,
+}
+
+/// Configuration of [`Cmtf`]; every default is documented in docs/models/fusion.md.
+#[derive(Config, Debug)]
+pub struct CmtfConfig {
+    /// Width of the video tokens (MViTv2-S: 768).
+    #[config(default = 768)]
+    pub video_dim: usize,
+    /// Width of the skeleton tokens (2s-AGCN: 256).
+    #[config(default = 256)]
+    pub skeleton_dim: usize,
+    /// Classes (iMiGUE: 32).
+    #[config(default = 32)]
+    pub num_classes: usize,
+    /// Fusion width.
+    #[config(default = 256)]
+    pub d_model: usize,
+    /// Attention heads.
+    #[config(default = 8)]
+    pub heads: usize,
+    /// Fusion layers.
+    #[config(default = 2)]
+    pub layers: usize,
+    /// Feed-forward hidden width.
+    #[config(default = 1024)]
+    pub ff_dim: usize,
+    /// Dropout on residual branches and before the heads.
+    #[config(default = 0.1)]
+    pub dropout: f64,
+    /// Cross-attention blocks or one joint encoder.
+    #[config(default = "CmtfVariant::Cross")]
+    pub variant: CmtfVariant,
+    /// Video tokens per time step: the spatial token grid is average-pooled to
+    /// `video_grid x video_grid` cells (1: one token per time step).
+    #[config(default = 1)]
+    pub video_grid: usize,
+    /// Adds the video class embedding as one more video token (then every input must have it).
+    #[config(default = true)]
+    pub video_class_token: bool,
+    /// Skeleton tokens per time step: each list is a body part (joint indices of the skeleton
+    /// graph) averaged to one token. Empty: one token per time step, averaged over all joints.
+    #[config(default = "Vec::new()")]
+    pub skeleton_parts: Vec<Vec<usize>>,
+    /// Scale of the shared clock: the time code is the transformer code at position
+    /// `clock_scale * t` for normalised time `t` in (0, 1).
+    #[config(default = 64.0)]
+    pub clock_scale: f64,
+    /// In training, each modality of a sample is dropped with this probability (never both),
+    /// so the model keeps working with one stream missing.
+    #[config(default = 0.2)]
+    pub modality_dropout: f64,
+    /// Weight of each auxiliary per-modality loss in [`Cmtf::loss`].
+    #[config(default = 0.5)]
+    pub aux_loss_weight: f64,
+}
+
+/// Video tokens of a batch.
+#[derive(Debug, Clone)]
+pub struct VideoTokens<B: Backend> {
+    /// MViTv2's final token grid `[B, T', H', W', C]`.
+    pub tokens: Tensor<B, 5>,
+    /// MViTv2's normalised class embedding `[B, C]` (needed when the config's
+    /// `video_class_token` is set).
+    pub class_embedding: Option<Tensor<B, 2>>,
+    /// `[B, T']`, true on padded time steps; a sample with every step padded has no video.
+    pub padding: Option<Tensor<B, 2, Bool>>,
+}
+
+/// Skeleton tokens of a batch.
+#[derive(Debug, Clone)]
+pub struct SkeletonTokens<B: Backend> {
+    /// 2s-AGCN's token map `[B, T'', V, C]`.
+    pub tokens: Tensor<B, 4>,
+    /// `[B, T'']`, true on padded time steps; a sample with every step padded has no skeleton.
+    pub padding: Option<Tensor<B, 2, Bool>>,
+}
+
+/// The inputs of [`Cmtf`]: either modality may be absent for the whole batch (`None`) or for
+/// some samples (all their time steps padded; see [`VideoTokens::with_missing`]).
+#[derive(Debug, Clone)]
+pub struct CmtfInput<B: Backend> {
+    /// Video tokens.
+    pub video: Option<VideoTokens<B>>,
+    /// Skeleton tokens.
+    pub skeleton: Option<SkeletonTokens<B>>,
+}
+
+/// Marks every step of the samples in `missing` `[B]` as padded.
+fn with_missing<B: Backend>(
+    padding: Option<Tensor<B, 2, Bool>>,
+    missing: Tensor<B, 1, Bool>,
+    [b, t]: [usize; 2],
+) -> Tensor<B, 2, Bool> {
+    let missing = missing.reshape([b, 1]).expand([b, t]);
+    match padding {
+        Some(p) => p.bool_or(missing),
+        None => missing,
+    }
+}
+
+impl<B: Backend> VideoTokens<B> {
+    /// Tokens `[B, T', H', W', C]` and the class embedding `[B, C]`, nothing padded.
+    pub fn new(tokens: Tensor<B, 5>, class_embedding: Option<Tensor<B, 2>>) -> Self {
+        Self {
+            tokens,
+            class_embedding,
+            padding: None,
+        }
+    }
+
+    /// The same tokens with the samples flagged in `missing` `[B]` treated as having no video.
+    pub fn with_missing(mut self, missing: Tensor<B, 1, Bool>) -> Self {
+        let [b, t, ..] = self.tokens.dims();
+        self.padding = Some(with_missing(self.padding, missing, [b, t]));
+        self
+    }
+}
+
+impl<B: Backend> SkeletonTokens<B> {
+    /// Tokens `[B, T'', V, C]`, nothing padded.
+    pub fn new(tokens: Tensor<B, 4>) -> Self {
+        Self {
+            tokens,
+            padding: None,
+        }
+    }
+
+    /// The same tokens with the samples flagged in `missing` `[B]` treated as having no
+    /// skeleton.
+    pub fn with_missing(mut self, missing: Tensor<B, 1, Bool>) -> Self {
+        let [b, t, ..] = self.tokens.dims();
+        self.padding = Some(with_missing(self.padding, missing, [b, t]));
+        self
+    }
+}
+
+/// What [`Cmtf`] computes for a batch.
+#[derive(Debug, Clone)]
+pub struct CmtfOutput<B: Backend> {
+    /// Fused class scores `[B, classes]`.
+    pub logits: Tensor<B, 2>,
+    /// Fused embedding `[B, d_model]`, the input of the fused head.
+    pub embedding: Tensor<B, 2>,
+    /// Auxiliary video-only scores `[B, classes]` (meaningless where the video is absent).
+    pub video_logits: Tensor<B, 2>,
+    /// Auxiliary skeleton-only scores `[B, classes]`.
+    pub skeleton_logits: Tensor<B, 2>,
+    /// `[B]`: the sample had video tokens (after modality dropout).
+    pub video_present: Tensor<B, 1, Bool>,
+    /// `[B]`: the sample had skeleton tokens (after modality dropout).
+    pub skeleton_present: Tensor<B, 1, Bool>,
+}
+
+/// Cross-Modal Token Fusion.
+///
+/// ```
+/// use burn::backend::Flex;
+/// use burn::tensor::{Distribution, Tensor};
+/// use miga_fusion::{CmtfConfig, CmtfInput, SkeletonTokens, VideoTokens};
+///
+/// let device = Default::default();
+/// let config = CmtfConfig::new().with_video_dim(24).with_skeleton_dim(16).with_d_model(32).with_heads(4).with_ff_dim(64);
+/// let model = config.init::<Flex>(&device)?;
+/// let video = Tensor::random([2, 8, 7, 7, 24], Distribution::Default, &device);
+/// let class = Tensor::random([2, 24], Distribution::Default, &device);
+/// let skeleton = Tensor::random([2, 16, 55, 16], Distribution::Default, &device);
+/// let out = model.try_forward(CmtfInput {
+///     video: Some(VideoTokens::new(video, Some(class))),
+///     skeleton: Some(SkeletonTokens::new(skeleton)),
+/// })?;
+/// assert_eq!(out.logits.dims(), [2, 32]);
+/// # Ok::<(), miga_fusion::Error>(())
+/// ```
+#[derive(Module, Debug)]
+pub struct Cmtf<B: Backend> {
+    /// Video token projection `video_dim -> d_model` (also applied to the class embedding).
+    pub video_projection: Linear<B>,
+    /// Skeleton token projection `skeleton_dim -> d_model`.
+    pub skeleton_projection: Linear<B>,
+    /// Modality embeddings `[2, d_model]`: video, skeleton.
+    pub modality: Param<Tensor<B, 2>>,
+    /// Embedding of the video class token `[d_model]` (with `video_class_token`).
+    pub video_class: Option<Param<Tensor<B, 1>>>,
+    /// Embeddings of the video grid cells `[video_grid^2, d_model]` (grid larger than 1).
+    pub video_cells: Option<Param<Tensor<B, 2>>>,
+    /// Embeddings of the body parts `[parts, d_model]` (more than one part).
+    pub skeleton_parts: Option<Param<Tensor<B, 2>>>,
+    /// The [CLS] token of the joint variant `[d_model]`.
+    pub cls: Option<Param<Tensor<B, 1>>>,
+    /// Fusion layers of the cross variant.
+    pub cross_layers: Vec<CrossBlock<B>>,
+    /// Fusion layers of the joint variant.
+    pub joint_layers: Vec<EncoderLayer<B>>,
+    /// Final norm of the video tokens.
+    pub video_norm: LayerNorm<B>,
+    /// Final norm of the skeleton tokens.
+    pub skeleton_norm: LayerNorm<B>,
+    /// Norm of the fused embedding.
+    pub fused_norm: LayerNorm<B>,
+    /// Fused classifier.
+    pub head: Linear<B>,
+    /// Auxiliary video classifier.
+    pub video_head: Linear<B>,
+    /// Auxiliary skeleton classifier.
+    pub skeleton_head: Linear<B>,
+    dropout: Dropout,
+    #[module(skip)]
+    settings: Settings,
+}
+
+/// The non-learned parts of the configuration the forward needs.
+#[derive(Debug, Clone)]
+struct Settings {
+    video_dim: usize,
+    skeleton_dim: usize,
+    video_grid: usize,
+    skeleton_parts: Vec<Vec<usize>>,
+    clock_scale: f64,
+    modality_dropout: f64,
+    aux_loss_weight: f64,
+}
+
+/// `[n, d]` (or `[d]`) parameters drawn from N(0, 0.02), as ViT-style embeddings.
+pub(crate) fn embedding<B: Backend, const D: usize>(
+    shape: [usize; D],
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
+    Initializer::Normal {
+        mean: 0.0,
+        std: 0.02,
+    }
+    .init(shape, device)
+}
+
+impl CmtfConfig {
+    /// Checks the configuration.
+    pub fn validate(&self) -> crate::Result<()> {
+        let invalid = |reason: String| crate::Error::InvalidConfig {
+            module: MODULE,
+            reason,
+        };
+        crate::validate_widths(MODULE, self.d_model, self.heads, self.ff_dim, self.dropout)?;
+        for (name, value) in [
+            ("video_dim", self.video_dim),
+            ("skeleton_dim", self.skeleton_dim),
+            ("num_classes", self.num_classes),
+            ("video_grid", self.video_grid),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("{name} is 0")));
+            }
+        }
+        if let Some(i) = self.skeleton_parts.iter().position(Vec::is_empty) {
+            return Err(invalid(format!("skeleton part {i} has no joint")));
+        }
+        if !(0.0..1.0).contains(&self.modality_dropout) {
+            return Err(invalid(format!(
+                "modality_dropout {} is outside [0, 1)",
+                self.modality_dropout
+            )));
+        }
+        if self.aux_loss_weight < 0.0 || !self.clock_scale.is_finite() {
+            return Err(invalid(
+                "aux_loss_weight must be at least 0 and clock_scale finite".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the module after [`CmtfConfig::validate`].
+    pub fn init<B: Backend>(&self, device: &B::Device) -> crate::Result<Cmtf<B>> {
+        self.validate()?;
+        let d = self.d_model;
+        let layer = LayerConfig::new(d, self.heads, self.ff_dim, self.dropout);
+        let (cross, joint) = match self.variant {
+            CmtfVariant::Cross => (self.layers, 0),
+            CmtfVariant::Joint => (0, self.layers),
+        };
+        let norm = || LayerNormConfig::new(d).init(device);
+        let head = || LinearConfig::new(d, self.num_classes).init(device);
+        let cells = self.video_grid * self.video_grid;
+        Ok(Cmtf {
+            video_projection: LinearConfig::new(self.video_dim, d).init(device),
+            skeleton_projection: LinearConfig::new(self.skeleton_dim, d).init(device),
+            modality: embedding([2, d], device),
+            video_class: self.video_class_token.then(|| embedding([d], device)),
+            video_cells: (cells > 1).then(|| embedding([cells, d], device)),
+            skeleton_parts: (self.skeleton_parts.len() > 1)
+                .then(|| embedding([self.skeleton_parts.len(), d], device)),
+            cls: (self.variant == CmtfVariant::Joint).then(|| embedding([d], device)),
+            cross_layers: (0..cross)
+                .map(|_| layer.cross_block(true, device))
+                .collect(),
+            joint_layers: (0..joint).map(|_| layer.encoder(device)).collect(),
+            video_norm: norm(),
+            skeleton_norm: norm(),
+            fused_norm: norm(),
+            head: head(),
+            video_head: head(),
+            skeleton_head: head(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            settings: Settings {
+                video_dim: self.video_dim,
+                skeleton_dim: self.skeleton_dim,
+                video_grid: self.video_grid,
+                skeleton_parts: self.skeleton_parts.clone(),
+                clock_scale: self.clock_scale,
+                modality_dropout: self.modality_dropout,
+                aux_loss_weight: self.aux_loss_weight,
+            },
+        })
+    }
+}
+
+/// In training, drops each stream of a sample with probability `p`, never both and never one
+/// whose partner is already absent. `a` and `b` are the time-step paddings.
+fn modality_dropout<B: Backend>(
+    a: Tensor<B, 2, Bool>,
+    b: Tensor<B, 2, Bool>,
+    p: f64,
+) -> (Tensor<B, 2, Bool>, Tensor<B, 2, Bool>) {
+    let device = a.device();
+    if p == 0.0 || !B::ad_enabled(&device) {
+        return (a, b);
+    }
+    let [n, ta] = a.dims();
+    let tb = b.dims()[1];
+    let has = |x: &Tensor<B, 2, Bool>| x.clone().bool_not().any_dim(1);
+    let coin =
+        || Tensor::<B, 2>::random([n, 1], Distribution::Bernoulli(p), &device).greater_elem(0.5);
+    let (has_a, has_b) = (has(&a), has(&b));
+    let drop_a = coin().bool_and(has_b);
+    let drop_b = coin().bool_and(has_a).bool_and(drop_a.clone().bool_not());
+    (
+        a.bool_or(drop_a.expand([n, ta])),
+        b.bool_or(drop_b.expand([n, tb])),
+    )
+}
+
+impl<B: Backend> Cmtf<B> {
+    /// Checks the shapes of `input` against the configuration (no data is read).
+    pub fn check_input(&self, input: &CmtfInput<B>) -> crate::Result<()> {
+        let s = &self.settings;
+        let batch = match (&input.video, &input.skeleton) {
+            (Some(v), _) => v.tokens.dims()[0],
+            (None, Some(k)) => k.tokens.dims()[0],
+            (None, None) => {
+                return Err(invalid(
+                    MODULE,
+                    "video, skeleton",
+                    "neither video nor skeleton tokens were given".into(),
+                ));
+            }
+        };
+        if let Some(v) = &input.video {
+            let dims = v.tokens.dims();
+            check_tokens(MODULE, "video tokens", dims, batch, s.video_dim)?;
+            check_padding(
+                MODULE,
+                "video padding",
+                v.padding.as_ref(),
+                [batch, dims[1]],
+            )?;
+            if s.video_grid > dims[2].min(dims[3]) {
+                return Err(invalid(
+                    MODULE,
+                    "video tokens",
+                    format!(
+                        "a {}x{} token grid cannot be pooled to {}x{} cells",
+                        dims[2], dims[3], s.video_grid, s.video_grid
+                    ),
+                ));
+            }
+            match (&v.class_embedding, self.video_class.is_some()) {
+                (Some(c), true) => check_tokens(
+                    MODULE,
+                    "video class embedding",
+                    c.dims(),
+                    batch,
+                    s.video_dim,
+                )?,
+                (None, true) => {
+                    return Err(invalid(
+                        MODULE,
+                        "video class embedding",
+                        "missing; the configuration has video_class_token set".into(),
+                    ));
+                }
+                (_, false) => {}
+            }
+        }
+        if let Some(k) = &input.skeleton {
+            let dims = k.tokens.dims();
+            check_tokens(MODULE, "skeleton tokens", dims, batch, s.skeleton_dim)?;
+            check_padding(
+                MODULE,
+                "skeleton padding",
+                k.padding.as_ref(),
+                [batch, dims[1]],
+            )?;
+            if let Some(j) = s.skeleton_parts.iter().flatten().find(|&&j| j >= dims[2]) {
+                return Err(invalid(
+                    MODULE,
+                    "skeleton tokens",
+                    format!("{} joints, but skeleton_parts names joint {j}", dims[2]),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the fusion after checking shapes, finite values and that every sample has at
+    /// least one valid token (reads the inputs back from the device).
+    pub fn try_forward(&self, input: CmtfInput<B>) -> crate::Result<CmtfOutput<B>> {
+        self.check_input(&input)?;
+        if let Some(v) = &input.video {
+            check_finite(MODULE, "video tokens", &v.tokens)?;
+            if let Some(c) = &v.class_embedding {
+                check_finite(MODULE, "video class embedding", c)?;
+            }
+        }
+        if let Some(k) = &input.skeleton {
+            check_finite(MODULE, "skeleton tokens", &k.tokens)?;
+        }
+        let output = self.run(input, false).0;
+        check_some_token(
+            MODULE,
+            vec![
+                output.video_present.clone(),
+                output.skeleton_present.clone(),
+            ],
+        )?;
+        Ok(output)
+    }
+
+    /// Runs the fusion. Panics on shapes [`Cmtf::check_input`] refuses. A sample with no
+    /// valid token at all gets the heads' biases as scores ([`Cmtf::try_forward`] refuses it).
+    pub fn forward(&self, input: CmtfInput<B>) -> CmtfOutput<B> {
+        if let Err(e) = self.check_input(&input) {
+            panic!("{e}");
+        }
+        self.run(input, false).0
+    }
+
+    /// [`Cmtf::forward`] that also returns every attention map, layer by layer.
+    ///
+    /// Cross variant: `video self`, `skeleton self`, `video->skeleton`, `skeleton->video`;
+    /// joint variant: `joint self` over `[CLS, video tokens, skeleton tokens]`. Video tokens are
+    /// `[class token,] time-major grid cells`, skeleton tokens time-major parts.
+    pub fn forward_with_attention(
+        &self,
+        input: CmtfInput<B>,
+    ) -> crate::Result<(CmtfOutput<B>, Vec<AttentionMap<B>>)> {
+        self.check_input(&input)?;
+        Ok(self.run(input, true))
+    }
+
+    /// Fused loss plus `aux_loss_weight` times each auxiliary loss over the samples that have
+    /// that modality; `targets` `[B]` are class indices.
+    pub fn loss(
+        &self,
+        output: &CmtfOutput<B>,
+        targets: Tensor<B, 1, Int>,
+        loss: &ClassificationLoss<B>,
+    ) -> Tensor<B, 1> {
+        let fused = loss.forward(output.logits.clone(), targets.clone(), None);
+        let w = self.settings.aux_loss_weight;
+        if w == 0.0 {
+            return fused;
+        }
+        let aux = |logits: &Tensor<B, 2>, present: &Tensor<B, 1, Bool>| {
+            loss.forward(
+                logits.clone(),
+                targets.clone(),
+                Some(present.clone().float()),
+            )
+        };
+        fused
+            + (aux(&output.video_logits, &output.video_present)
+                + aux(&output.skeleton_logits, &output.skeleton_present))
+                * w
+    }
+
+    /// Classes of the heads.
+    pub fn num_classes(&self) -> usize {
+        self.head.weight.dims()[1]
+    }
+
+    fn video_stream(&self, v: VideoTokens<B>, padding: Tensor<B, 2, Bool>) -> Stream<B> {
+        let [b, t, h, w, c] = v.tokens.dims();
+        let k = self.settings.video_grid;
+        let flat = v.tokens.reshape([b * t, h * w, c]);
+        let cells = if k == 1 {
+            flat.mean_dim(1)
+        } else {
+            pool_regions(flat, &grid_regions(h, w, k))
+        };
+        let modality = self.modality.val().narrow(0, 0, 1);
+        let embedding = match &self.video_cells {
+            Some(e) => e.val() + modality.clone(),
+            None => modality.clone(),
+        };
+        let mut stream = embed_steps(
+            &self.video_projection,
+            cells.reshape([b, t, k * k, c]),
+            padding.clone(),
+            embedding,
+            self.settings.clock_scale,
+        );
+        if let (Some(class), Some(e)) = (v.class_embedding, &self.video_class) {
+            let d = modality.dims()[1];
+            let token = self.video_projection.forward(class) + e.val().reshape([1, d]) + modality;
+            stream = Stream {
+                tokens: Tensor::cat(vec![token.reshape([b, 1, d]), stream.tokens], 1),
+                padding: Tensor::cat(vec![padding.all_dim(1), stream.padding], 1),
+            };
+        }
+        stream
+    }
+
+    fn skeleton_stream(&self, k: SkeletonTokens<B>, padding: Tensor<B, 2, Bool>) -> Stream<B> {
+        let [b, t, v, c] = k.tokens.dims();
+        let flat = k.tokens.reshape([b * t, v, c]);
+        let parts = &self.settings.skeleton_parts;
+        let pooled = if parts.is_empty() {
+            flat.mean_dim(1)
+        } else {
+            pool_regions(flat, parts)
+        };
+        let p = pooled.dims()[1];
+        let modality = self.modality.val().narrow(0, 1, 1);
+        let embedding = match &self.skeleton_parts {
+            Some(e) => e.val() + modality,
+            None => modality,
+        };
+        embed_steps(
+            &self.skeleton_projection,
+            pooled.reshape([b, t, p, c]),
+            padding,
+            embedding,
+            self.settings.clock_scale,
+        )
+    }
+
+    fn run(&self, input: CmtfInput<B>, weights: bool) -> (CmtfOutput<B>, Vec<AttentionMap<B>>) {
+        let device = self.head.weight.device();
+        let d = self.modality.dims()[1];
+        let b = input
+            .video
+            .as_ref()
+            .map(|v| v.tokens.dims()[0])
+            .or(input.skeleton.as_ref().map(|k| k.tokens.dims()[0]))
+            .expect("checked: one modality is given");
+        // Time-step paddings, then modality dropout on them.
+        let step_padding =
+            |padding, dims: &[usize]| Stream::padding_or_none(padding, [b, dims[1]], &device);
+        let (video, skeleton) = (input.video, input.skeleton);
+        let pv = video
+            .as_ref()
+            .map(|v| step_padding(v.padding.clone(), &v.tokens.dims()));
+        let ps = skeleton
+            .as_ref()
+            .map(|k| step_padding(k.padding.clone(), &k.tokens.dims()));
+        let (pv, ps) = match (pv, ps) {
+            (Some(a), Some(c)) => {
+                let (a, c) = modality_dropout(a, c, self.settings.modality_dropout);
+                (Some(a), Some(c))
+            }
+            other => other,
+        };
+        let v = match (video, pv) {
+            (Some(video), Some(p)) => self.video_stream(video, p),
+            _ => Stream::absent(b, d, &device),
+        };
+        let s = match (skeleton, ps) {
+            (Some(skeleton), Some(p)) => self.skeleton_stream(skeleton, p),
+            _ => Stream::absent(b, d, &device),
+        };
+        let mut maps = Vec::new();
+        let (v, s, fused) = match &self.cls {
+            None => {
+                let (mut v, mut s) = (v, s);
+                for (layer, block) in self.cross_layers.iter().enumerate() {
+                    let (nv, ns, m) = block.forward(v, s, weights);
+                    (v, s) = (nv, ns);
+                    for (name, w) in [
+                        ("video self", m.self_a),
+                        ("skeleton self", m.self_b),
+                        ("video->skeleton", m.a_to_b),
+                        ("skeleton->video", m.b_to_a),
+                    ] {
+                        if let Some(weights) = w {
+                            maps.push(AttentionMap {
+                                layer,
+                                name,
+                                weights,
+                            });
+                        }
+                    }
+                }
+                (v, s, None)
+            }
+            Some(cls) => {
+                let (nv, ns) = (v.tokens.dims()[1], s.tokens.dims()[1]);
+                let cls_padding = Tensor::<B, 2, Int>::zeros([b, 1], &device).bool();
+                let mut x = Tensor::cat(
+                    vec![
+                        cls.val().reshape([1, 1, d]).expand([b, 1, d]),
+                        v.tokens,
+                        s.tokens,
+                    ],
+                    1,
+                );
+                let padding =
+                    Tensor::cat(vec![cls_padding, v.padding.clone(), s.padding.clone()], 1);
+                for (layer, encoder) in self.joint_layers.iter().enumerate() {
+                    let (nx, w) = encoder.forward(x, Some(padding.clone()), weights);
+                    x = nx;
+                    if let Some(weights) = w {
+                        maps.push(AttentionMap {
+                            layer,
+                            name: "joint self",
+                            weights,
+                        });
+                    }
+                }
+                let fused = x.clone().narrow(1, 0, 1).reshape([b, d]);
+                (
+                    Stream {
+                        tokens: x.clone().narrow(1, 1, nv),
+                        padding: v.padding,
+                    },
+                    Stream {
+                        tokens: x.narrow(1, 1 + nv, ns),
+                        padding: s.padding,
+                    },
+                    Some(fused),
+                )
+            }
+        };
+        let (zv, video_present) = masked_mean(self.video_norm.forward(v.tokens), v.padding);
+        let (zs, skeleton_present) = masked_mean(self.skeleton_norm.forward(s.tokens), s.padding);
+        let fused = fused.unwrap_or_else(|| {
+            let (av, as_) = (
+                video_present.clone().float().reshape([b, 1]),
+                skeleton_present.clone().float().reshape([b, 1]),
+            );
+            (zv.clone() * av.clone() + zs.clone() * as_.clone()) / (av + as_).clamp_min(1.0)
+        });
+        let embedding = self.fused_norm.forward(fused);
+        let head = |h: &Linear<B>, x: Tensor<B, 2>| h.forward(self.dropout.forward(x));
+        (
+            CmtfOutput {
+                logits: head(&self.head, embedding.clone()),
+                embedding,
+                video_logits: head(&self.video_head, zv),
+                skeleton_logits: head(&self.skeleton_head, zs),
+                video_present,
+                skeleton_present,
+            },
+            maps,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
+    use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+    use burn::tensor::{Distribution, TensorData};
+
+    use super::*;
+    use crate::ClassificationLossConfig;
+    use crate::testing::{all_finite, assert_every_param_learns, max_diff, tail_padding};
+
+    type B = Flex;
+    type A = Autodiff<Flex>;
+
+    const VIDEO: [usize; 5] = [3, 4, 3, 3, 12];
+    const SKELETON: [usize; 4] = [3, 6, 5, 10];
+
+    fn config(variant: CmtfVariant) -> CmtfConfig {
+        CmtfConfig::new()
+            .with_video_dim(12)
+            .with_skeleton_dim(10)
+            .with_num_classes(5)
+            .with_d_model(16)
+            .with_heads(2)
+            .with_ff_dim(32)
+            .with_variant(variant)
+    }
+
+    /// The configurations worth running every test on: both variants, with and without grids
+    /// and parts.
+    fn configs() -> Vec<CmtfConfig> {
+        vec![
+            config(CmtfVariant::Cross),
+            config(CmtfVariant::Joint),
+            config(CmtfVariant::Cross)
+                .with_video_grid(2)
+                .with_skeleton_parts(vec![vec![0, 1], vec![2, 3, 4]]),
+            config(CmtfVariant::Joint)
+                .with_video_grid(2)
+                .with_video_class_token(false)
+                .with_skeleton_parts(vec![vec![4]]),
+        ]
+    }
+
+    fn input<Bk: Backend>(device: &Bk::Device) -> CmtfInput<Bk> {
+        let x = |shape: &[usize], seed: u64| {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = (0..n)
+                .map(|i| ((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            TensorData::new(data, shape.to_vec())
+        };
+        CmtfInput {
+            video: Some(VideoTokens::new(
+                Tensor::from_data(x(&VIDEO, 1), device),
+                Some(Tensor::from_data(x(&[3, 12], 2), device)),
+            )),
+            skeleton: Some(SkeletonTokens::new(Tensor::from_data(
+                x(&SKELETON, 3),
+                device,
+            ))),
+        }
+    }
+
+    #[test]
+    fn output_shapes() {
+        let device = Default::default();
+        for config in configs() {
+            let model = config.init::<B>(&device).unwrap();
+            let (out, maps) = model.forward_with_attention(input(&device)).unwrap();
+            assert_eq!(out.logits.dims(), [3, 5]);
+            assert_eq!(out.embedding.dims(), [3, 16]);
+            assert_eq!(out.video_logits.dims(), [3, 5]);
+            assert_eq!(out.skeleton_logits.dims(), [3, 5]);
+            let per_layer = if config.variant == CmtfVariant::Cross {
+                4
+            } else {
+                1
+            };
+            assert_eq!(maps.len(), 2 * per_layer);
+            let k = config.video_grid * config.video_grid;
+            let nv = 4 * k + usize::from(config.video_class_token);
+            let ns = 6 * config.skeleton_parts.len().max(1);
+            let expected = match config.variant {
+                CmtfVariant::Cross => [3, 2, nv, ns],
+                CmtfVariant::Joint => [3, 2, 1 + nv + ns, 1 + nv + ns],
+            };
+            let map = maps
+                .iter()
+                .find(|m| m.name != "video self" && m.name != "skeleton self");
+            assert_eq!(map.unwrap().weights.dims(), expected, "{config}");
+        }
+    }
+
+    #[test]
+    fn padded_tokens_do_not_matter() {
+        let device = Default::default();
+        for config in configs() {
+            let model = config.init::<B>(&device).unwrap();
+            let padded = |mut input: CmtfInput<B>, noise: f64| {
+                // Noise on the padded steps only.
+                let v = input.video.as_mut().unwrap();
+                let pad = tail_padding::<B>(&[2, 0, 1], 4, &device);
+                v.padding = Some(pad.clone());
+                let pad = pad.reshape([3, 4, 1, 1, 1]).expand(VIDEO);
+                v.tokens = v.tokens.clone()
+                    + Tensor::random(VIDEO, Distribution::Normal(0.0, noise), &device)
+                        .mask_fill(pad.bool_not(), 0.0);
+                let s = input.skeleton.as_mut().unwrap();
+                let pad = tail_padding::<B>(&[0, 3, 5], 6, &device);
+                s.padding = Some(pad.clone());
+                let pad = pad.reshape([3, 6, 1, 1]).expand(SKELETON);
+                s.tokens = s.tokens.clone()
+                    + Tensor::random(SKELETON, Distribution::Normal(0.0, noise), &device)
+                        .mask_fill(pad.bool_not(), 0.0);
+                model.forward(input)
+            };
+            let a = padded(input(&device), 0.0);
+            let b = padded(input(&device), 100.0);
+            assert!(max_diff(a.logits.clone(), b.logits) < 1e-5, "{config}");
+            assert!(max_diff(a.video_logits, b.video_logits) < 1e-5, "{config}");
+            let unpadded = model.forward(input(&device));
+            assert!(
+                max_diff(a.logits, unpadded.logits) > 1e-4,
+                "padding changes nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_modality_gives_the_single_stream_answer() {
+        let device = Default::default();
+        for config in configs() {
+            let model = config.init::<B>(&device).unwrap();
+            let mut masked = input::<B>(&device);
+            let missing = Tensor::from_data([false, true, false], &device);
+            masked.video = masked.video.map(|v| v.with_missing(missing));
+            let masked = model.try_forward(masked).unwrap();
+            assert!(all_finite(masked.logits.clone()));
+            assert_eq!(
+                masked.video_present.into_data().to_vec::<bool>().unwrap(),
+                vec![true, false, true]
+            );
+            let skeleton_only = model
+                .try_forward(CmtfInput {
+                    video: None,
+                    ..input(&device)
+                })
+                .unwrap();
+            assert!(all_finite(skeleton_only.logits.clone()));
+            let diff = max_diff(
+                masked.logits.narrow(0, 1, 1),
+                skeleton_only.logits.narrow(0, 1, 1),
+            );
+            assert!(diff < 1e-5, "{config}: {diff}");
+            let video_only = model
+                .try_forward(CmtfInput {
+                    skeleton: None,
+                    ..input(&device)
+                })
+                .unwrap();
+            assert!(all_finite(video_only.logits));
+        }
+    }
+
+    #[test]
+    fn permuting_the_batch_permutes_the_outputs() {
+        let device = Default::default();
+        let order = Tensor::<B, 1, Int>::from_data([2, 0, 1], &device);
+        for config in configs() {
+            let model = config.init::<B>(&device).unwrap();
+            let base = model.forward(input(&device));
+            let mut permuted = input::<B>(&device);
+            let v = permuted.video.as_mut().unwrap();
+            v.tokens = v.tokens.clone().select(0, order.clone());
+            v.class_embedding = v
+                .class_embedding
+                .clone()
+                .map(|c| c.select(0, order.clone()));
+            let s = permuted.skeleton.as_mut().unwrap();
+            s.tokens = s.tokens.clone().select(0, order.clone());
+            let out = model.forward(permuted);
+            assert!(max_diff(base.logits.select(0, order.clone()), out.logits) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn gradients_reach_every_parameter() {
+        let device = Default::default();
+        for config in configs() {
+            // No modality dropout: every auxiliary head must see its modality.
+            let model = config
+                .with_modality_dropout(0.0)
+                .init::<A>(&device)
+                .unwrap();
+            let loss_fn = ClassificationLossConfig::new().init(None, &device).unwrap();
+            let out = model.forward(input(&device));
+            let targets = Tensor::from_data([0, 3, 4], &device);
+            let grads = model.loss(&out, targets, &loss_fn).backward();
+            assert_every_param_learns(&model, &grads);
+        }
+    }
+
+    #[test]
+    fn modality_dropout_only_in_training_and_never_both() {
+        let device = Default::default();
+        let model = config(CmtfVariant::Cross)
+            .with_modality_dropout(0.9)
+            .init::<A>(&device)
+            .unwrap();
+        let out = model.forward(input(&device));
+        let (v, s): (Vec<bool>, Vec<bool>) = (
+            out.video_present.into_data().to_vec().unwrap(),
+            out.skeleton_present.into_data().to_vec().unwrap(),
+        );
+        assert!(v.iter().zip(&s).all(|(a, b)| *a || *b), "{v:?} {s:?}");
+        assert!(v.iter().chain(&s).any(|p| !p), "p = 0.9 dropped nothing");
+        let inference = model.valid().forward(input(&device));
+        assert!(inference.video_present.all().into_scalar());
+        assert!(inference.skeleton_present.all().into_scalar());
+    }
+
+    #[test]
+    fn learns_a_toy_problem() {
+        let device = Default::default();
+        let classes = 4;
+        let n = 16;
+        let mut model = config(CmtfVariant::Cross)
+            .with_num_classes(classes)
+            .with_dropout(0.0)
+            .with_modality_dropout(0.0)
+            .init::<A>(&device)
+            .unwrap();
+        // Class c moves video feature c and skeleton feature c; the rest is noise.
+        let labels: Vec<i64> = (0..n as i64).map(|i| i % classes as i64).collect();
+        let onehot = |width: usize| {
+            let mut data = vec![0.0f32; n * width];
+            for (i, &c) in labels.iter().enumerate() {
+                data[i * width + c as usize] = 2.0;
+            }
+            Tensor::<A, 2>::from_data(TensorData::new(data, [n, width]), &device)
+        };
+        let video =
+            Tensor::<A, 5>::random([n, 4, 3, 3, 12], Distribution::Normal(0.0, 1.0), &device)
+                + onehot(12).reshape([n, 1, 1, 1, 12]);
+        let skeleton =
+            Tensor::<A, 4>::random([n, 6, 5, 10], Distribution::Normal(0.0, 1.0), &device)
+                + onehot(10).reshape([n, 1, 1, 10]);
+        let input = CmtfInput {
+            video: Some(VideoTokens::new(
+                video.clone(),
+                Some(video.mean_dim(1).mean_dim(2).mean_dim(3).reshape([n, 12])),
+            )),
+            skeleton: Some(SkeletonTokens::new(skeleton)),
+        };
+        let targets = Tensor::<A, 1, Int>::from_data(TensorData::new(labels, [n]), &device);
+        let loss_fn = ClassificationLossConfig::new()
+            .with_label_smoothing(0.0)
+            .init(None, &device)
+            .unwrap();
+        let mut optim = AdamConfig::new().init();
+        let mut last = f32::MAX;
+        for _ in 0..200 {
+            let out = model.forward(input.clone());
+            let loss = model.loss(&out, targets.clone(), &loss_fn);
+            last = loss.clone().into_scalar();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(3e-3, model, grads);
+        }
+        assert!(last < 0.05, "loss after 200 steps: {last}");
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let device = Default::default();
+        let model = config(CmtfVariant::Cross).init::<B>(&device).unwrap();
+        let message = |input: CmtfInput<B>| model.try_forward(input).unwrap_err().to_string();
+        let mut wrong_batch = input(&device);
+        wrong_batch.skeleton = Some(SkeletonTokens::new(Tensor::zeros([2, 6, 5, 10], &device)));
+        assert!(message(wrong_batch).contains("batch of 2 samples"));
+        let mut wrong_width = input(&device);
+        wrong_width.skeleton = Some(SkeletonTokens::new(Tensor::zeros([3, 6, 5, 11], &device)));
+        assert!(message(wrong_width).contains("has 11 features"));
+        let mut no_class = input(&device);
+        no_class.video.as_mut().unwrap().class_embedding = None;
+        assert!(message(no_class).contains("video_class_token"));
+        let mut nan = input(&device);
+        let s = nan.skeleton.as_mut().unwrap();
+        s.tokens = s
+            .tokens
+            .clone()
+            .slice_fill([1..2, 2..3, 0..1, 0..1], f32::NAN);
+        assert!(message(nan).contains("NaN"));
+        let mut all_masked = input(&device);
+        let gone = Tensor::<B, 1, Bool>::from_data([false, true, false], &device);
+        all_masked.video = all_masked.video.map(|v| v.with_missing(gone.clone()));
+        all_masked.skeleton = all_masked.skeleton.map(|s| s.with_missing(gone));
+        assert!(message(all_masked).contains("samples [1]"));
+        assert!(
+            message(CmtfInput {
+                video: None,
+                skeleton: None
+            })
+            .contains("neither")
+        );
+        let parts = config(CmtfVariant::Cross)
+            .with_skeleton_parts(vec![vec![0, 9]])
+            .init::<B>(&device)
+            .unwrap();
+        assert!(
+            parts
+                .try_forward(input(&device))
+                .unwrap_err()
+                .to_string()
+                .contains("joint 9")
+        );
+        assert!(
+            config(CmtfVariant::Cross)
+                .with_heads(3)
+                .init::<B>(&device)
+                .is_err()
+        );
+    }
+}

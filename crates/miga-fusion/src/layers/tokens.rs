@@ -1,0 +1,32 @@
+//! Turning a modality's features into fusion tokens.
+
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor};
+
+use super::cross::Stream;
+use super::time::clock_code;
+
+/// Projects features `[B, T, R, C]` (R tokens per time step: grid cells, body parts, or 1)
+/// to `[B, T * R, D]` tokens in time-major order, adding `embedding` `[R, D]` (modality plus
+/// region embeddings) and the shared clock code of each time step. `padding` `[B, T]` marks
+/// padded time steps; each of their R tokens is padded.
+pub fn embed_steps<B: Backend>(
+    projection: &Linear<B>,
+    x: Tensor<B, 4>,
+    padding: Tensor<B, 2, Bool>,
+    embedding: Tensor<B, 2>,
+    clock_scale: f64,
+) -> Stream<B> {
+    let [b, t, r, _] = x.dims();
+    let d = embedding.dims()[1];
+    let clock = clock_code(padding.clone(), d, clock_scale).reshape([b, t, 1, d]);
+    let tokens = projection.forward(x) + clock + embedding.reshape([1, 1, r, d]);
+    Stream {
+        tokens: tokens.reshape([b, t * r, d]),
+        padding: padding
+            .reshape([b, t, 1])
+            .expand([b, t, r])
+            .reshape([b, t * r]),
+    }
+}
