@@ -385,3 +385,111 @@ impl Probe for MvitPooling {
 fn mvit_pooling() {
     assert_agrees("mvit_pooling", &MvitPooling);
 }
+
+/// A fusion module written again in PyTorch (`scripts/fusion_reference.py`), with random
+/// weights; miga loads its state_dict and must give its outputs.
+struct FusionFixture {
+    case: &'static str,
+}
+
+impl FusionFixture {
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/miga-fusion/tests/fixtures")
+            .join(self.case)
+            .join(name)
+    }
+
+    fn io(&self) -> std::collections::BTreeMap<String, TensorData> {
+        miga::backbones::tensor_io::read_tensors(self.file("io.safetensors")).unwrap()
+    }
+
+    fn outputs(&self) -> &'static [&'static str] {
+        if self.case.starts_with("cmtf") {
+            &["logits", "embedding", "video_logits", "skeleton_logits"]
+        } else {
+            &["logits", "embedding", "face_weights", "context_weights"]
+        }
+    }
+}
+
+impl Probe for FusionFixture {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        use burn::config::Config;
+        use burn::tensor::{Bool, Tensor};
+        use miga::backbones::load_checkpoint;
+        use miga::fusion::*;
+
+        let io = self.io();
+        let float = |k: &str| Tensor::<B, 3>::from_data(io[k].clone(), device);
+        let mask = |k: &str| -> Tensor<B, 2, Bool> {
+            Tensor::<B, 2>::from_data(io[k].clone(), device).greater_elem(0.5)
+        };
+        let weights = self.file("weights.safetensors");
+        if self.case.starts_with("cmtf") {
+            let config = CmtfConfig::load(self.file("config.json")).unwrap();
+            let model = config.init::<B>(device).unwrap();
+            let model = load_checkpoint(model, &weights, None, &[], &[]).unwrap();
+            let video = VideoTokens {
+                tokens: Tensor::from_data(io["video"].clone(), device),
+                class_embedding: config
+                    .video_class_token
+                    .then(|| Tensor::from_data(io["video_class"].clone(), device)),
+                padding: Some(mask("video_padding")),
+            };
+            let skeleton = SkeletonTokens {
+                tokens: Tensor::from_data(io["skeleton"].clone(), device),
+                padding: Some(mask("skeleton_padding")),
+            };
+            let out = model
+                .try_forward(CmtfInput {
+                    video: Some(video),
+                    skeleton: Some(skeleton),
+                })
+                .unwrap();
+            [
+                out.logits,
+                out.embedding,
+                out.video_logits,
+                out.skeleton_logits,
+            ]
+            .into_iter()
+            .map(|t| t.into_data())
+            .collect()
+        } else {
+            let config = InterFusionConfig::load(self.file("config.json")).unwrap();
+            let model = config.init::<B>(device).unwrap();
+            let model = load_checkpoint(model, &weights, None, &[], &[]).unwrap();
+            let out = model
+                .try_forward(InterFusionInput {
+                    face: Some(Sequence::new(float("face")).with_padding(mask("face_padding"))),
+                    expressions: io.contains_key("expressions").then(|| float("expressions")),
+                    context: Some(
+                        Sequence::new(float("context")).with_padding(mask("context_padding")),
+                    ),
+                })
+                .unwrap();
+            vec![
+                out.logits.into_data(),
+                out.embedding.into_data(),
+                out.face_weights.unwrap().into_data(),
+                out.context_weights.unwrap().into_data(),
+            ]
+        }
+    }
+}
+
+#[test]
+fn fusion_modules_match_their_pytorch_twins() {
+    for case in [
+        "cmtf_cross",
+        "cmtf_joint",
+        "interfusion_full",
+        "interfusion_late",
+    ] {
+        let probe = FusionFixture { case };
+        let io = probe.io();
+        let expected: Vec<TensorData> = probe.outputs().iter().map(|k| io[*k].clone()).collect();
+        assert_matches_pytorch(case, &probe, &expected);
+    }
+}

@@ -21,7 +21,7 @@ use regex::Regex;
 use crate::{Error, Result};
 
 /// Key renames from a reference checkpoint to a miga module: `(regex, replacement)`.
-pub(crate) type Remaps<'a> = &'a [(String, String)];
+pub type Remaps<'a> = &'a [(String, String)];
 
 fn is_safetensors(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "safetensors")
@@ -30,8 +30,11 @@ fn is_safetensors(path: &Path) -> bool {
 /// Loads a PyTorch state_dict (`.pt`/`.pth`, optionally under `top_level_key`, or
 /// `.safetensors`) into `module`.
 ///
-/// `ignorable` are regexes of file keys that may stay unused (buffers miga recomputes).
-pub(crate) fn load_checkpoint<B: Backend, M: Module<B>>(
+/// `remaps` rename file keys to the module's (regex, replacement); `ignorable` are regexes of
+/// file keys that may stay unused (buffers miga recomputes). Every backbone loads through it;
+/// it serves any Burn module whose PyTorch twin uses the same names (the fusion modules and
+/// `scripts/fusion_reference.py`).
+pub fn load_checkpoint<B: Backend, M: Module<B>>(
     mut module: M,
     path: &Path,
     top_level_key: Option<&str>,

@@ -16,3 +16,4 @@ pub mod mvit;
 pub mod tensor_io;
 
 pub use error::{Error, Result};
+pub use import::{Remaps, load_checkpoint};

@@ -74,7 +74,7 @@ pub(crate) fn check_finite<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
 ) -> Result<()> {
     let bad = x.clone().is_nan().bool_or(x.clone().is_inf()).any();
-    if bad.into_data().to_vec::<bool>().unwrap_or_default() != [false] {
+    if flags(bad)[0] {
         return Err(invalid(
             module,
             input,
@@ -94,8 +94,7 @@ pub(crate) fn check_some_token<B: Backend>(
         .into_iter()
         .reduce(|a, b| a.bool_or(b))
         .expect("at least one stream");
-    let flags: Vec<bool> = any.into_data().to_vec().unwrap_or_default();
-    let empty: Vec<usize> = flags
+    let empty: Vec<usize> = flags(any)
         .iter()
         .enumerate()
         .filter(|(_, p)| !**p)
@@ -110,4 +109,9 @@ pub(crate) fn check_some_token<B: Backend>(
             format!("samples {empty:?} have every token of every stream masked"),
         ))
     }
+}
+
+/// A boolean tensor's values, whatever type the backend stores booleans in.
+fn flags<B: Backend, const D: usize>(x: Tensor<B, D, Bool>) -> Vec<bool> {
+    x.int().into_data().iter::<i64>().map(|v| v != 0).collect()
 }
