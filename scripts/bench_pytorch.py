@@ -7,6 +7,11 @@
 mvit_v2_s: torchvision's `mvit_v2_s()` (400 classes, random weights), clips of `--frames`
 (default 16) x 224 x 224.
 
+cmtf, interfusion: the PyTorch twins of miga's fusion modules (scripts/fusion_reference.py) at
+their default configs, on the shapes `miga bench` uses (cmtf: `--frames` (8) video token steps of
+7x7x768 plus the class embedding, twice as many skeleton steps of 55x256; interfusion:
+4 x `--frames` (32) faces of 512 and `--frames` context windows of 768), batch 32 in the docs.
+
 agcn: the reference `model/agcn.py` (lshiwjx/2s-AGCN, a local checkout; its hard-coded
 `.cuda()` is a no-op on the CPU), full width, on miga's `imigue-upper-hands` layout (V = 55,
 M = 1), 32 classes, SGD with Nesterov momentum 0.9 for training steps, as `miga bench`.
@@ -93,7 +98,38 @@ def sync(device):
 
 def bench(args, model_name, mode, batch, frames):
     device = args.device
-    if model_name == "mvit_v2_s":
+    if model_name in ("cmtf", "interfusion"):
+        import fusion_reference as ref  # the PyTorch twins of miga's fusion modules
+
+        if model_name == "cmtf":
+            config = ref.CMTF_DEFAULTS
+            net = ref.Cmtf(config).to(device)
+            inputs = dict(
+                video=torch.randn(batch, frames, 7, 7, 768, device=device),
+                video_class=torch.randn(batch, 768, device=device),
+                skeleton=torch.randn(batch, 2 * frames, 55, 256, device=device),
+            )
+            forward = ref.cmtf_flops(config, batch, (frames, 7, 7), (2 * frames, 55))
+        else:
+            config = ref.INTERFUSION_DEFAULTS
+            net = ref.InterFusion(config).to(device)
+            inputs = dict(
+                face=torch.randn(batch, 4 * frames, 512, device=device),
+                context=torch.randn(batch, frames, 768, device=device),
+            )
+            forward = ref.interfusion_flops(config, batch, 4 * frames, frames)
+        y = torch.arange(batch, device=device) % config["num_classes"]
+
+        class Logits(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = net
+
+            def forward(self, _):
+                return self.net(**inputs)["logits"]
+
+        model, x = Logits(), None
+    elif model_name == "mvit_v2_s":
         import mvit_reference as ref  # builds torchvision's MViT with mvit_v2_s's table
 
         settings = ref.block_settings(ref.mvit_v2_s_blocks())
@@ -161,7 +197,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", default="8")
     ap.add_argument("--mode", default="forward")
-    ap.add_argument("--frames", type=int, help="default: 16 for mvit_v2_s, 64 for agcn")
+    ap.add_argument("--frames", type=int, help="default: 16 for mvit_v2_s, 64 for agcn, 8 for cmtf, 32 for interfusion")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int)
@@ -171,11 +207,11 @@ def main():
         torch.set_num_threads(args.threads)
     results = []
     for model in args.model.split(","):
-        if model not in ("mvit_v2_s", "agcn"):
+        if model not in ("mvit_v2_s", "agcn", "cmtf", "interfusion"):
             raise SystemExit(f"model {model}: not in this script yet")
         if model == "agcn" and args.agcn_reference is None:
             raise SystemExit("agcn needs --agcn-reference PATH (a checkout of lshiwjx/2s-AGCN)")
-        frames = args.frames or (16 if model == "mvit_v2_s" else 64)
+        frames = args.frames or {"mvit_v2_s": 16, "agcn": 64, "cmtf": 8, "interfusion": 32}[model]
         for mode in args.mode.split(","):
             for batch in map(int, args.batch.split(",")):
                 r = bench(args, model, mode, batch, frames)

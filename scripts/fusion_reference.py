@@ -162,7 +162,7 @@ def param(*shape):
 
 
 class Cmtf(nn.Module):
-    """miga_fusion::Cmtf (inference: no modality dropout; dropout is nn.Dropout)."""
+    """miga_fusion::Cmtf, modality dropout in training included."""
 
     def __init__(self, c):
         super().__init__()
@@ -215,12 +215,23 @@ class Cmtf(nn.Module):
         some = video if video is not None else skeleton
         b, device, d = some.shape[0], some.device, self.c["d_model"]
         no_padding = lambda x: torch.zeros(b, x.shape[1], dtype=torch.bool, device=device)
+        if video is not None and video_padding is None:
+            video_padding = no_padding(video)
+        if skeleton is not None and skeleton_padding is None:
+            skeleton_padding = no_padding(skeleton)
+        p = self.c["modality_dropout"]
+        if self.training and p > 0 and video is not None and skeleton is not None:
+            has_v = (~video_padding).any(1, keepdim=True)
+            has_s = (~skeleton_padding).any(1, keepdim=True)
+            drop_v = (torch.rand(b, 1, device=device) < p) & has_s
+            drop_s = (torch.rand(b, 1, device=device) < p) & has_v & ~drop_v
+            video_padding, skeleton_padding = video_padding | drop_v, skeleton_padding | drop_s
         if video is not None:
-            v, pv = self.video_stream(video, video_class, video_padding if video_padding is not None else no_padding(video))
+            v, pv = self.video_stream(video, video_class, video_padding)
         else:
             v, pv = absent(b, d, device)
         if skeleton is not None:
-            s, ps = self.skeleton_stream(skeleton, skeleton_padding if skeleton_padding is not None else no_padding(skeleton))
+            s, ps = self.skeleton_stream(skeleton, skeleton_padding)
         else:
             s, ps = absent(b, d, device)
         fused = None
@@ -346,6 +357,49 @@ class InterFusion(nn.Module):
             z, w, logits, _ = pooled(branch, s)
             out.update({"logits": logits, "embedding": z, key: w})
         return out
+
+
+def attention_flops(nq, nk, d):
+    return 4 * nq * d * d + 4 * nk * d * d + 4 * nq * nk * d
+
+
+def feed_forward_flops(n, d, ff):
+    return 4 * n * d * ff
+
+
+def cmtf_flops(c, batch, video, skeleton):
+    """The same count as CmtfConfig::forward_flops."""
+    att, ff = attention_flops, feed_forward_flops
+    d, f = c["d_model"], c["ff_dim"]
+    (tv, h, w), (ts, joints) = video, skeleton
+    nv = tv * c["video_grid"] ** 2 + int(c["video_class_token"])
+    ns = ts * max(len(c["skeleton_parts"]), 1)
+    pooling = tv * h * w * c["video_dim"] + ts * joints * c["skeleton_dim"]
+    projections = 2 * (nv * c["video_dim"] + ns * c["skeleton_dim"]) * d
+    if c["variant"] == "Cross":
+        layer = att(nv, nv, d) + att(ns, ns, d) + att(nv, ns, d) + att(ns, nv, d) + ff(nv, d, f) + ff(ns, d, f)
+    else:
+        n = 1 + nv + ns
+        layer = att(n, n, d) + ff(n, d, f)
+    return batch * (pooling + projections + c["layers"] * layer + 3 * 2 * d * c["num_classes"])
+
+
+def interfusion_flops(c, batch, faces, windows):
+    """The same count as InterFusionConfig::forward_flops."""
+    att, ff = attention_flops, feed_forward_flops
+    d, f, k = c["d_model"], c["ff_dim"], c["num_classes"]
+    stream = lambda n, width: 2 * n * width * d + c["intra_layers"] * (att(n, n, d) + ff(n, d, f)) + 2 * n * d
+    face = stream(faces, c["face_dim"] + c["expression_classes"])
+    context = stream(windows, c["context_dim"])
+    head = 2 * d * k
+    inter = att(faces, windows, d) + att(windows, faces, d) + ff(faces, d, f) + ff(windows, d, f)
+    total = {
+        "Full": face + context + c["inter_layers"] * inter + 4 * d * d + head,
+        "FaceOnly": face + head,
+        "ContextOnly": context + head,
+        "LateFusion": face + context + 2 * head,
+    }[c["variant"]]
+    return batch * total
 
 
 # Defaults of CmtfConfig / InterFusionConfig (crates/miga-fusion).

@@ -28,6 +28,10 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use miga_backbones::agcn::{Agcn, AgcnConfig, Graph};
 use miga_backbones::mvit::{Mvit, MvitConfig};
+use miga_fusion::{
+    Cmtf, CmtfConfig, CmtfInput, InterFusion, InterFusionConfig, InterFusionInput, Sequence,
+    SkeletonTokens, VideoTokens,
+};
 use serde::Serialize;
 
 use crate::Error;
@@ -41,17 +45,32 @@ pub enum BenchModel {
     MvitV2S,
     /// 2s-AGCN, one stream, reference widths, on the `imigue-upper-hands` layout (V = 55, M = 1).
     Agcn,
+    /// Cross-Modal Token Fusion at its default config (32 classes) on MViTv2-S video tokens
+    /// (`frames` steps of 7x7x768 plus the class embedding) and 2s-AGCN skeleton tokens
+    /// (`2 x frames` steps of 55x256).
+    Cmtf,
+    /// InterFusion at its default config on `4 x frames` face embeddings (512) and `frames`
+    /// context embeddings (768) per video.
+    InterFusion,
 }
 
 impl BenchModel {
     /// Every model that can be timed today.
-    pub const ALL: [BenchModel; 2] = [BenchModel::MvitV2S, BenchModel::Agcn];
+    pub const ALL: [BenchModel; 4] = [
+        BenchModel::MvitV2S,
+        BenchModel::Agcn,
+        BenchModel::Cmtf,
+        BenchModel::InterFusion,
+    ];
 
-    /// Frames per item when none are asked for: 16 per clip, 64 per skeleton sequence.
+    /// Frames per item when none are asked for: 16 per clip, 64 per skeleton sequence, 8 video
+    /// token steps for cmtf (a 16-frame clip), 32 context windows for interfusion.
     pub fn default_frames(self) -> usize {
         match self {
             BenchModel::MvitV2S => 16,
             BenchModel::Agcn => 64,
+            BenchModel::Cmtf => 8,
+            BenchModel::InterFusion => 32,
         }
     }
 }
@@ -62,10 +81,12 @@ impl FromStr for BenchModel {
         match s {
             "mvit_v2_s" => Ok(BenchModel::MvitV2S),
             "agcn" => Ok(BenchModel::Agcn),
-            "swinface" | "cmtf" | "interfusion" => Err(Error::NotYetAvailable {
+            "cmtf" => Ok(BenchModel::Cmtf),
+            "interfusion" => Ok(BenchModel::InterFusion),
+            "swinface" => Err(Error::NotYetAvailable {
                 command: "bench",
                 version: crate::VERSION,
-                plan: "this build benchmarks mvit_v2_s and agcn; the other models arrive with their issues",
+                plan: "this build benchmarks mvit_v2_s, agcn, cmtf and interfusion; swinface arrives with its issue",
             }),
             other => Err(Error::InvalidArgument(format!(
                 "unknown model `{other}`; expected mvit_v2_s, agcn, swinface, cmtf, interfusion or all"
@@ -79,6 +100,8 @@ impl fmt::Display for BenchModel {
         f.write_str(match self {
             BenchModel::MvitV2S => "mvit_v2_s",
             BenchModel::Agcn => "agcn",
+            BenchModel::Cmtf => "cmtf",
+            BenchModel::InterFusion => "interfusion",
         })
     }
 }
@@ -185,6 +208,14 @@ pub fn run(spec: &BenchSpec, device: DeviceSpec) -> Result<BenchResult, Error> {
     let forward = match spec.model {
         BenchModel::MvitV2S => mvit_config(spec.frames).forward_flops(spec.batch),
         BenchModel::Agcn => agcn_config().forward_flops(spec.batch, spec.frames),
+        BenchModel::Cmtf => CmtfConfig::new().forward_flops(
+            spec.batch,
+            [spec.frames, 7, 7],
+            [2 * spec.frames, SKELETON_JOINTS],
+        ),
+        BenchModel::InterFusion => {
+            InterFusionConfig::new().forward_flops(spec.batch, 4 * spec.frames, spec.frames)
+        }
     } as f64;
     let flops = match spec.mode {
         BenchMode::Forward => forward,
@@ -221,17 +252,23 @@ fn mvit_config(frames: usize) -> MvitConfig {
 /// Backend name and milliseconds per timed iteration.
 type Timings = Result<(String, Vec<f64>), Error>;
 
+/// Joints of the skeleton tokens fed to cmtf: the `imigue-upper-hands` layout of `agcn`.
+const SKELETON_JOINTS: usize = 55;
+
 /// A benchmarked network: its input for a batch, and its class scores.
 trait Classifier<B: Backend>: Module<B> {
+    /// What a forward pass takes.
+    type Input: Clone;
     /// Seeded input of `spec`'s shape.
-    fn input(spec: &BenchSpec, device: &B::Device) -> Tensor<B, 5>;
+    fn input(spec: &BenchSpec, device: &B::Device) -> Self::Input;
     /// Class scores.
-    fn logits(&self, x: Tensor<B, 5>) -> Tensor<B, 2>;
+    fn logits(&self, x: Self::Input) -> Tensor<B, 2>;
     /// Classes of the head.
     fn classes(&self) -> usize;
 }
 
 impl<B: Backend> Classifier<B> for Agcn<B> {
+    type Input = Tensor<B, 5>;
     fn input(spec: &BenchSpec, device: &B::Device) -> Tensor<B, 5> {
         let v = agcn_config().graph.num_nodes();
         seeded_tensor([spec.batch, 3, spec.frames, v, 1], 1, device)
@@ -245,10 +282,53 @@ impl<B: Backend> Classifier<B> for Agcn<B> {
 }
 
 impl<B: Backend> Classifier<B> for Mvit<B> {
+    type Input = Tensor<B, 5>;
     fn input(spec: &BenchSpec, device: &B::Device) -> Tensor<B, 5> {
         seeded_tensor([spec.batch, 3, spec.frames, 224, 224], 1, device)
     }
     fn logits(&self, x: Tensor<B, 5>) -> Tensor<B, 2> {
+        self.forward(x).logits
+    }
+    fn classes(&self) -> usize {
+        self.num_classes()
+    }
+}
+
+impl<B: Backend> Classifier<B> for Cmtf<B> {
+    type Input = CmtfInput<B>;
+    fn input(spec: &BenchSpec, device: &B::Device) -> CmtfInput<B> {
+        let (b, t) = (spec.batch, spec.frames);
+        CmtfInput {
+            video: Some(VideoTokens::new(
+                seeded_tensor([b, t, 7, 7, 768], 1, device),
+                Some(seeded_tensor([b, 768], 2, device)),
+            )),
+            skeleton: Some(SkeletonTokens::new(seeded_tensor(
+                [b, 2 * t, SKELETON_JOINTS, 256],
+                3,
+                device,
+            ))),
+        }
+    }
+    fn logits(&self, x: CmtfInput<B>) -> Tensor<B, 2> {
+        self.forward(x).logits
+    }
+    fn classes(&self) -> usize {
+        self.num_classes()
+    }
+}
+
+impl<B: Backend> Classifier<B> for InterFusion<B> {
+    type Input = InterFusionInput<B>;
+    fn input(spec: &BenchSpec, device: &B::Device) -> InterFusionInput<B> {
+        let (b, n) = (spec.batch, spec.frames);
+        InterFusionInput {
+            face: Some(Sequence::new(seeded_tensor([b, 4 * n, 512], 1, device))),
+            expressions: None,
+            context: Some(Sequence::new(seeded_tensor([b, n, 768], 2, device))),
+        }
+    }
+    fn logits(&self, x: InterFusionInput<B>) -> Tensor<B, 2> {
         self.forward(x).logits
     }
     fn classes(&self) -> usize {
@@ -338,6 +418,10 @@ impl BackendTask for ModelBench {
                 self.forward(mvit_config(self.0.frames).init::<B>(&device)?, &device)
             }
             BenchModel::Agcn => self.forward(agcn_config().init::<B>(&device)?, &device),
+            BenchModel::Cmtf => self.forward(CmtfConfig::new().init::<B>(&device)?, &device),
+            BenchModel::InterFusion => {
+                self.forward(InterFusionConfig::new().init::<B>(&device)?, &device)
+            }
         }
     }
 }
@@ -350,6 +434,10 @@ impl AutodiffTask for ModelBench {
                 self.train(mvit_config(self.0.frames).init::<B>(&device)?, &device)
             }
             BenchModel::Agcn => self.train(agcn_config().init::<B>(&device)?, &device),
+            BenchModel::Cmtf => self.train(CmtfConfig::new().init::<B>(&device)?, &device),
+            BenchModel::InterFusion => {
+                self.train(InterFusionConfig::new().init::<B>(&device)?, &device)
+            }
         }
     }
 }

@@ -293,6 +293,33 @@ impl CmtfConfig {
         Ok(())
     }
 
+    /// Floating-point operations of one forward pass (matrix products and token pooling;
+    /// norms and softmax left out) for `batch` samples of `video` `[T', H', W']` and `skeleton`
+    /// `[T'', V]` tokens. The count `miga bench` and `scripts/bench_pytorch.py` report.
+    pub fn forward_flops(&self, batch: usize, video: [usize; 3], skeleton: [usize; 2]) -> u64 {
+        use crate::{attention_flops as att, feed_forward_flops as ff};
+        let (d, f) = (self.d_model, self.ff_dim);
+        let [tv, h, w] = video;
+        let [ts, joints] = skeleton;
+        let nv = tv * self.video_grid * self.video_grid + usize::from(self.video_class_token);
+        let ns = ts * self.skeleton_parts.len().max(1);
+        let pooling = (tv * h * w * self.video_dim + ts * joints * self.skeleton_dim) as u64;
+        let projections = (2 * (nv * self.video_dim + ns * self.skeleton_dim) * d) as u64;
+        let layer = match self.variant {
+            CmtfVariant::Cross => {
+                att(nv, nv, d)
+                    + att(ns, ns, d)
+                    + att(nv, ns, d)
+                    + att(ns, nv, d)
+                    + ff(nv, d, f)
+                    + ff(ns, d, f)
+            }
+            CmtfVariant::Joint => att(1 + nv + ns, 1 + nv + ns, d) + ff(1 + nv + ns, d, f),
+        };
+        let heads = (3 * 2 * d * self.num_classes) as u64;
+        batch as u64 * (pooling + projections + self.layers as u64 * layer + heads)
+    }
+
     /// Builds the module after [`CmtfConfig::validate`].
     pub fn init<B: Backend>(&self, device: &B::Device) -> crate::Result<Cmtf<B>> {
         self.validate()?;

@@ -216,6 +216,35 @@ impl InterFusionConfig {
         Ok(())
     }
 
+    /// Floating-point operations of one forward pass (matrix products; norms and softmax left
+    /// out) for `batch` videos of `faces` face and `windows` context embeddings. The count
+    /// `miga bench` and `scripts/bench_pytorch.py` report.
+    pub fn forward_flops(&self, batch: usize, faces: usize, windows: usize) -> u64 {
+        use crate::{attention_flops as att, feed_forward_flops as ff};
+        let (d, f, k) = (self.d_model, self.ff_dim, self.num_classes);
+        let stream = |n: usize, width: usize| {
+            (2 * n * width * d) as u64
+                + self.intra_layers as u64 * (att(n, n, d) + ff(n, d, f))
+                + (2 * n * d) as u64
+        };
+        let face = stream(faces, self.face_dim + self.expression_classes);
+        let context = stream(windows, self.context_dim);
+        let head = (2 * d * k) as u64;
+        let total = match self.variant {
+            InterFusionVariant::Full => {
+                let inter = att(faces, windows, d)
+                    + att(windows, faces, d)
+                    + ff(faces, d, f)
+                    + ff(windows, d, f);
+                face + context + self.inter_layers as u64 * inter + (4 * d * d) as u64 + head
+            }
+            InterFusionVariant::FaceOnly => face + head,
+            InterFusionVariant::ContextOnly => context + head,
+            InterFusionVariant::LateFusion => face + context + 2 * head,
+        };
+        batch as u64 * total
+    }
+
     /// Builds the module after [`InterFusionConfig::validate`].
     pub fn init<B: Backend>(&self, device: &B::Device) -> crate::Result<InterFusion<B>> {
         self.validate()?;

@@ -63,3 +63,14 @@ fn validate_widths(
     };
     Err(Error::InvalidConfig { module, reason })
 }
+
+/// Floating-point operations of one attention sub-layer: query and output projections over
+/// `nq` tokens, key and value projections over `nk`, scores and mixing (a multiply-add is 2).
+fn attention_flops(nq: usize, nk: usize, d: usize) -> u64 {
+    (4 * nq * d * d + 4 * nk * d * d + 4 * nq * nk * d) as u64
+}
+
+/// Floating-point operations of one feed-forward sub-layer over `n` tokens.
+fn feed_forward_flops(n: usize, d: usize, ff: usize) -> u64 {
+    (4 * n * d * ff) as u64
+}

@@ -21,7 +21,8 @@ pub struct BenchArgs {
     /// What an iteration is: forward, train (forward, loss, backward, SGD step), or both
     #[arg(long, value_delimiter = ',', default_value = "forward")]
     mode: Vec<String>,
-    /// Frames per clip or skeleton sequence [default: 16 for mvit_v2_s, 64 for agcn]
+    /// Frames per item [default: 16 per clip for mvit_v2_s, 64 per skeleton for agcn, 8 video
+    /// token steps (16-frame clip) for cmtf, 32 context windows (and 128 faces) for interfusion]
     #[arg(long)]
     frames: Option<usize>,
     /// Untimed iterations first (autotuning and shader compilation happen there)
