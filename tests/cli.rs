@@ -238,7 +238,9 @@ fn bench_rejects_bad_requests_and_times_a_small_run() {
     let (ok, stdout, stderr) = output(&[
         "bench",
         "--model",
-        "agcn",
+        "agcn,cmtf,interfusion",
+        "--mode",
+        "forward,train",
         "--batch",
         "1",
         "--frames",
@@ -254,6 +256,15 @@ fn bench_rejects_bad_requests_and_times_a_small_run() {
     assert!(stdout.contains("flex"), "{stdout}");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(results[0]["model"], "agcn");
-    assert!(results[0]["median_ms"].as_f64().unwrap() > 0.0);
+    let rows = results.as_array().unwrap();
+    let models: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(
+        models,
+        ["agcn", "agcn", "cmtf", "cmtf", "interfusion", "interfusion"]
+    );
+    assert!(rows.iter().all(|r| r["median_ms"].as_f64().unwrap() > 0.0));
+    assert!(
+        rows.iter()
+            .all(|r| r["gflop_per_s"].as_f64().unwrap() > 0.0)
+    );
 }
