@@ -11,7 +11,9 @@ use burn::tensor::{Bool, Tensor};
 use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::cmtf::embedding;
-use crate::layers::{AttentionPool, CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps};
+use crate::layers::{
+    AttentionPool, CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, linear_rows,
+};
 
 const MODULE: &str = "interfusion";
 
@@ -311,7 +313,7 @@ impl<B: Backend> SequenceBranch<B> {
             clock_scale,
         );
         if let (Some(p), Some(e)) = (&self.expression_projection, expressions) {
-            stream.tokens = stream.tokens + p.forward(e);
+            stream.tokens = stream.tokens + linear_rows(p, e);
         }
         let mut maps = Vec::new();
         for encoder in &self.encoder {

@@ -7,6 +7,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
+use super::linear::linear_rows;
+
 /// Score given to padded keys before the softmax: finite in every float type, so that a query
 /// with no valid key gets a uniform row (then zeroed) instead of NaN.
 const MASKED_SCORE: f32 = -1.0e4;
@@ -74,9 +76,9 @@ impl<B: Backend> MaskedAttention<B> {
         let nk = context.dims()[1];
         let (h, dh) = (self.heads, d / self.heads);
         let split = |x: Tensor<B, 3>, n: usize| x.reshape([b, n, h, dh]).swap_dims(1, 2);
-        let q = split(self.query.forward(query), nq);
-        let k = split(self.key.forward(context.clone()), nk);
-        let v = split(self.value.forward(context), nk);
+        let q = split(linear_rows(&self.query, query), nq);
+        let k = split(linear_rows(&self.key, context.clone()), nk);
+        let v = split(linear_rows(&self.value, context), nk);
         let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt());
         let probs = match padding {
             Some(padding) => {
@@ -86,7 +88,7 @@ impl<B: Backend> MaskedAttention<B> {
             None => softmax(scores, 3),
         };
         let out = probs.clone().matmul(v).swap_dims(1, 2).reshape([b, nq, d]);
-        (self.output.forward(out), weights.then_some(probs))
+        (linear_rows(&self.output, out), weights.then_some(probs))
     }
 }
 

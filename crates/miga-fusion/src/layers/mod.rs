@@ -3,6 +3,7 @@
 mod attention;
 mod cross;
 mod encoder;
+mod linear;
 mod pool;
 mod sublayer;
 mod time;
@@ -11,6 +12,7 @@ mod tokens;
 pub use attention::{MaskedAttention, MaskedAttentionConfig};
 pub use cross::{CrossBlock, CrossMaps, Stream};
 pub use encoder::EncoderLayer;
+pub use linear::linear_rows;
 pub use pool::{AttentionPool, grid_regions, masked_mean, pool_regions};
 pub use sublayer::{AttentionSublayer, FeedForwardSublayer, LayerConfig};
 pub use time::clock_code;

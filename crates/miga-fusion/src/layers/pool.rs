@@ -7,6 +7,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
+use super::linear::linear_rows;
+
 /// Mean of the valid tokens of `x` `[B, N, D]` (`padding` `[B, N]` true = ignore), and whether
 /// each sample has any valid token `[B]`. A sample with none pools to zeros.
 pub fn masked_mean<B: Backend>(
@@ -45,7 +47,7 @@ impl<B: Backend> AttentionPool<B> {
         padding: Tensor<B, 2, Bool>,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let [b, n, d] = x.dims();
-        let scores = self.score.forward(x.clone()).reshape([b, n]);
+        let scores = linear_rows(&self.score, x.clone()).reshape([b, n]);
         let weights = softmax(scores.mask_fill(padding.clone(), -1.0e4), 1).mask_fill(padding, 0.0);
         let pooled = weights
             .clone()

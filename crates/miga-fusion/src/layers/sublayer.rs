@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::attention::{MaskedAttention, MaskedAttentionConfig};
+use super::linear::linear_rows;
 
 /// Widths shared by every transformer layer of a fusion module.
 #[derive(Config, Debug)]
@@ -110,8 +111,8 @@ impl<B: Backend> FeedForwardSublayer<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = self
             .activation
-            .forward(self.fc1.forward(self.norm.forward(x.clone())));
-        let h = self.fc2.forward(self.dropout.forward(h));
+            .forward(linear_rows(&self.fc1, self.norm.forward(x.clone())));
+        let h = linear_rows(&self.fc2, self.dropout.forward(h));
         x + self.dropout.forward(h)
     }
 }

@@ -5,6 +5,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::cross::Stream;
+use super::linear::linear_rows;
 use super::time::clock_code;
 
 /// Projects features `[B, T, R, C]` (R tokens per time step: grid cells, body parts, or 1)
@@ -21,7 +22,7 @@ pub fn embed_steps<B: Backend>(
     let [b, t, r, _] = x.dims();
     let d = embedding.dims()[1];
     let clock = clock_code(padding.clone(), d, clock_scale).reshape([b, t, 1, d]);
-    let tokens = projection.forward(x) + clock + embedding.reshape([1, 1, r, d]);
+    let tokens = linear_rows(projection, x) + clock + embedding.reshape([1, 1, r, d]);
     Stream {
         tokens: tokens.reshape([b, t * r, d]),
         padding: padding
