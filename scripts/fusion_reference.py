@@ -53,8 +53,11 @@ class MaskedAttention(nn.Module):
         else:
             mask = padding.reshape(b, 1, 1, nk).expand(b, h, nq, nk)
             probs = scores.masked_fill(mask, MASKED_SCORE).softmax(3).masked_fill(mask, 0.0)
-        out = (probs @ v).transpose(1, 2).reshape(b, nq, d)
-        return self.output(out), probs
+        out = self.output((probs @ v).transpose(1, 2).reshape(b, nq, d))
+        if padding is not None:
+            # A query with no valid key gets a zero output, bias included.
+            out = out * (~padding).any(1).float().reshape(b, 1, 1)
+        return out, probs
 
 
 class AttentionSublayer(nn.Module):
@@ -130,6 +133,7 @@ def embed_steps(projection, x, padding, embedding, scale):
     b, t, r, _ = x.shape
     d = embedding.shape[1]
     clock = clock_code(padding, d, scale).reshape(b, t, 1, d)
+    x = x.masked_fill(padding.reshape(b, t, 1, 1).expand_as(x), 0.0)
     tokens = projection(x) + clock + embedding.reshape(1, 1, r, d)
     return tokens.reshape(b, t * r, d), padding.reshape(b, t, 1).expand(b, t, r).reshape(b, t * r)
 
@@ -223,8 +227,9 @@ class Cmtf(nn.Module):
         if self.training and p > 0 and video is not None and skeleton is not None:
             has_v = (~video_padding).any(1, keepdim=True)
             has_s = (~skeleton_padding).any(1, keepdim=True)
-            drop_v = (torch.rand(b, 1, device=device) < p) & has_s
-            drop_s = (torch.rand(b, 1, device=device) < p) & has_v & ~drop_v
+            u = torch.rand(b, 1, device=device)
+            drop_v = (u < p) & has_s
+            drop_s = (u >= p) & (u < 2 * p) & has_v
             video_padding, skeleton_padding = video_padding | drop_v, skeleton_padding | drop_s
         if video is not None:
             v, pv = self.video_stream(video, video_class, video_padding)

@@ -26,7 +26,7 @@ pub use cmtf::{Cmtf, CmtfConfig, CmtfInput, CmtfOutput, CmtfVariant, SkeletonTok
 pub use error::{Error, Result};
 pub use interfusion::{
     InterFusion, InterFusionConfig, InterFusionInput, InterFusionOutput, InterFusionVariant,
-    Sequence,
+    Sequence, SequenceBranch,
 };
 pub use loss::{ClassificationLoss, ClassificationLossConfig};
 

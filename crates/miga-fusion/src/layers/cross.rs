@@ -93,17 +93,20 @@ impl<B: Backend> CrossBlock<B> {
         weights: bool,
     ) -> (Stream<B>, Stream<B>, CrossMaps<B>) {
         let self_attend = |layer: &Option<AttentionSublayer<B>>, s: &Stream<B>| match layer {
-            Some(layer) => layer.forward_self(s.tokens.clone(), Some(s.padding.clone()), weights),
+            Some(layer) => layer.forward(s.tokens.clone(), None, Some(s.padding.clone()), weights),
             None => (s.tokens.clone(), None),
         };
         let (xa, self_a) = self_attend(&self.self_a, &a);
         let (xb, self_b) = self_attend(&self.self_b, &b);
-        let (ya, a_to_b) =
-            self.cross_a
-                .forward_cross(xa.clone(), xb.clone(), Some(b.padding.clone()), weights);
+        let (ya, a_to_b) = self.cross_a.forward(
+            xa.clone(),
+            Some(xb.clone()),
+            Some(b.padding.clone()),
+            weights,
+        );
         let (yb, b_to_a) = self
             .cross_b
-            .forward_cross(xb, xa, Some(a.padding.clone()), weights);
+            .forward(xb, Some(xa), Some(a.padding.clone()), weights);
         (
             Stream {
                 tokens: self.feed_forward_a.forward(ya),

@@ -34,7 +34,7 @@ impl<B: Backend> EncoderLayer<B> {
         padding: Option<Tensor<B, 2, Bool>>,
         weights: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
-        let (x, w) = self.attention.forward_self(x, padding, weights);
+        let (x, w) = self.attention.forward(x, None, padding, weights);
         (self.feed_forward.forward(x), w)
     }
 }

@@ -3,10 +3,10 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
+use super::attention::masked_softmax;
 use super::linear::linear_rows;
 
 /// Mean of the valid tokens of `x` `[B, N, D]` (`padding` `[B, N]` true = ignore), and whether
@@ -48,7 +48,7 @@ impl<B: Backend> AttentionPool<B> {
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let [b, n, d] = x.dims();
         let scores = linear_rows(&self.score, x.clone()).reshape([b, n]);
-        let weights = softmax(scores.mask_fill(padding.clone(), -1.0e4), 1).mask_fill(padding, 0.0);
+        let weights = masked_softmax(scores, padding, 1);
         let pooled = weights
             .clone()
             .unsqueeze_dim::<3>(1)

@@ -59,36 +59,24 @@ pub struct AttentionSublayer<B: Backend> {
 }
 
 impl<B: Backend> AttentionSublayer<B> {
-    /// Self-attention over `x` `[B, N, D]` with `padding` `[B, N]`.
-    pub fn forward_self(
+    /// Attention from `x` `[B, N, D]` to `context` `[B, M, D]` (cross-attention; the sub-layer
+    /// must have a context norm) or to `x` itself (`None`); `padding` masks the keys.
+    pub fn forward(
         &self,
         x: Tensor<B, 3>,
+        context: Option<Tensor<B, 3>>,
         padding: Option<Tensor<B, 2, Bool>>,
         weights: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
         let normed = self.norm.forward(x.clone());
-        let (out, w) = self
-            .attention
-            .forward(normed.clone(), normed, padding, weights);
-        (x + self.dropout.forward(out), w)
-    }
-
-    /// Cross-attention from `x` `[B, N, D]` to `context` `[B, M, D]` with the context's
-    /// `padding` `[B, M]`.
-    pub fn forward_cross(
-        &self,
-        x: Tensor<B, 3>,
-        context: Tensor<B, 3>,
-        padding: Option<Tensor<B, 2, Bool>>,
-        weights: bool,
-    ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
-        let context = match &self.context_norm {
-            Some(norm) => norm.forward(context),
-            None => context,
+        let context = match (context, &self.context_norm) {
+            (Some(context), Some(norm)) => norm.forward(context),
+            (None, None) => normed.clone(),
+            _ => panic!(
+                "cross-attention takes a context and has a context norm; self-attention neither"
+            ),
         };
-        let (out, w) =
-            self.attention
-                .forward(self.norm.forward(x.clone()), context, padding, weights);
+        let (out, w) = self.attention.forward(normed, context, padding, weights);
         (x + self.dropout.forward(out), w)
     }
 }

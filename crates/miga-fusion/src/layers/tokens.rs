@@ -22,6 +22,12 @@ pub fn embed_steps<B: Backend>(
     let [b, t, r, _] = x.dims();
     let d = embedding.dims()[1];
     let clock = clock_code(padding.clone(), d, clock_scale).reshape([b, t, 1, d]);
+    // Padded steps are zeroed first: whatever they hold (NaN included) cannot leak.
+    let c = x.dims()[3];
+    let x = x.mask_fill(
+        padding.clone().reshape([b, t, 1, 1]).expand([b, t, r, c]),
+        0.0,
+    );
     let tokens = linear_rows(projection, x) + clock + embedding.reshape([1, 1, r, d]);
     Stream {
         tokens: tokens.reshape([b, t * r, d]),
