@@ -292,7 +292,10 @@ impl CmtfConfig {
                 self.modality_dropout
             )));
         }
-        if !(self.aux_loss_weight >= 0.0) || !self.clock_scale.is_finite() {
+        if self.aux_loss_weight.is_nan()
+            || self.aux_loss_weight < 0.0
+            || !self.clock_scale.is_finite()
+        {
             return Err(invalid(
                 "aux_loss_weight must be at least 0 and clock_scale finite".into(),
             ));
