@@ -2,7 +2,7 @@
 //! micro-gesture prediction. The design choices are documented in docs/models/fusion.md.
 
 use burn::config::Config;
-use burn::module::{Initializer, Module, Param};
+use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Distribution, Int, Tensor};
@@ -10,8 +10,8 @@ use burn::tensor::{Bool, Distribution, Int, Tensor};
 use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
-    CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, grid_regions, masked_mean,
-    pool_regions,
+    CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding, grid_regions,
+    masked_mean, pool_regions,
 };
 use crate::loss::ClassificationLoss;
 
@@ -246,18 +246,6 @@ struct Settings {
     aux_loss_weight: f64,
 }
 
-/// `[n, d]` (or `[d]`) parameters drawn from N(0, 0.02), as ViT-style embeddings.
-pub(crate) fn embedding<B: Backend, const D: usize>(
-    shape: [usize; D],
-    device: &B::Device,
-) -> Param<Tensor<B, D>> {
-    Initializer::Normal {
-        mean: 0.0,
-        std: 0.02,
-    }
-    .init(shape, device)
-}
-
 impl CmtfConfig {
     /// Checks the configuration.
     pub fn validate(&self) -> crate::Result<()> {
@@ -489,15 +477,17 @@ impl<B: Backend> Cmtf<B> {
         if let Some(k) = &input.skeleton {
             check_finite(MODULE, "skeleton tokens", &k.tokens)?;
         }
-        let output = self.run(input, false).0;
         check_some_token(
             MODULE,
-            vec![
-                output.video_present.clone(),
-                output.skeleton_present.clone(),
-            ],
+            &[
+                input.video.as_ref().map(|v| v.padding.as_ref()),
+                input.skeleton.as_ref().map(|k| k.padding.as_ref()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
         )?;
-        Ok(output)
+        Ok(self.run(input, false).0)
     }
 
     /// Runs the fusion. Panics on shapes [`Cmtf::check_input`] refuses. A sample with no
@@ -554,60 +544,70 @@ impl<B: Backend> Cmtf<B> {
         self.head.weight.dims()[1]
     }
 
-    fn video_stream(&self, v: VideoTokens<B>, padding: Tensor<B, 2, Bool>) -> Stream<B> {
-        let [b, t, h, w, c] = v.tokens.dims();
-        let k = self.settings.video_grid;
-        let flat = v.tokens.reshape([b * t, h * w, c]);
-        let cells = if k == 1 {
+    /// Pools tokens `[B, T, N, C]` over `regions` of the N per-step tokens (none: one mean
+    /// over all), projects them and adds the `modality` embedding, the regions' own
+    /// embeddings and the clock.
+    fn region_stream(
+        &self,
+        tokens: Tensor<B, 4>,
+        regions: &[Vec<usize>],
+        projection: &Linear<B>,
+        region_embedding: &Option<Param<Tensor<B, 2>>>,
+        modality: usize,
+        padding: Tensor<B, 2, Bool>,
+    ) -> Stream<B> {
+        let [b, t, n, c] = tokens.dims();
+        let flat = tokens.reshape([b * t, n, c]);
+        let pooled = if regions.is_empty() {
             flat.mean_dim(1)
         } else {
-            pool_regions(flat, &grid_regions(h, w, k))
+            pool_regions(flat, regions)
         };
-        let modality = self.modality.val().narrow(0, 0, 1);
-        let embedding = match &self.video_cells {
-            Some(e) => e.val() + modality.clone(),
-            None => modality.clone(),
-        };
-        let mut stream = embed_steps(
-            &self.video_projection,
-            cells.reshape([b, t, k * k, c]),
-            padding.clone(),
-            embedding,
-            self.settings.clock_scale,
-        );
-        if let (Some(class), Some(e)) = (v.class_embedding, &self.video_class) {
-            let d = modality.dims()[1];
-            let token = self.video_projection.forward(class) + e.val().reshape([1, d]) + modality;
-            stream = Stream {
-                tokens: Tensor::cat(vec![token.reshape([b, 1, d]), stream.tokens], 1),
-                padding: Tensor::cat(vec![padding.all_dim(1), stream.padding], 1),
-            };
-        }
-        stream
-    }
-
-    fn skeleton_stream(&self, k: SkeletonTokens<B>, padding: Tensor<B, 2, Bool>) -> Stream<B> {
-        let [b, t, v, c] = k.tokens.dims();
-        let flat = k.tokens.reshape([b * t, v, c]);
-        let parts = &self.settings.skeleton_parts;
-        let pooled = if parts.is_empty() {
-            flat.mean_dim(1)
-        } else {
-            pool_regions(flat, parts)
-        };
-        let p = pooled.dims()[1];
-        let modality = self.modality.val().narrow(0, 1, 1);
-        let embedding = match &self.skeleton_parts {
+        let r = pooled.dims()[1];
+        let modality = self.modality.val().narrow(0, modality, 1);
+        let embedding = match region_embedding {
             Some(e) => e.val() + modality,
             None => modality,
         };
         embed_steps(
-            &self.skeleton_projection,
-            pooled.reshape([b, t, p, c]),
+            projection,
+            pooled.reshape([b, t, r, c]),
             padding,
             embedding,
             self.settings.clock_scale,
         )
+    }
+
+    /// The video stream: grid cells per step, then the class token first.
+    fn video_stream(&self, v: VideoTokens<B>, padding: Tensor<B, 2, Bool>) -> Stream<B> {
+        let [b, t, h, w, c] = v.tokens.dims();
+        let k = self.settings.video_grid;
+        let cells = if k == 1 {
+            Vec::new()
+        } else {
+            grid_regions(h, w, k)
+        };
+        let stream = self.region_stream(
+            v.tokens.reshape([b, t, h * w, c]),
+            &cells,
+            &self.video_projection,
+            &self.video_cells,
+            0,
+            padding.clone(),
+        );
+        match (v.class_embedding, &self.video_class) {
+            (Some(class), Some(e)) => {
+                let d = e.dims()[0];
+                let token = self.video_projection.forward(class)
+                    + e.val().reshape([1, d])
+                    + self.modality.val().narrow(0, 0, 1);
+                Stream {
+                    tokens: Tensor::cat(vec![token.reshape([b, 1, d]), stream.tokens], 1),
+                    padding: Tensor::cat(vec![padding.all_dim(1), stream.padding], 1),
+                }
+            }
+            _ => stream,
+        }
     }
 
     fn run(&self, input: CmtfInput<B>, weights: bool) -> (CmtfOutput<B>, Vec<AttentionMap<B>>) {
@@ -641,7 +641,14 @@ impl<B: Backend> Cmtf<B> {
             _ => Stream::absent(b, d, &device),
         };
         let s = match (skeleton, ps) {
-            (Some(skeleton), Some(p)) => self.skeleton_stream(skeleton, p),
+            (Some(skeleton), Some(p)) => self.region_stream(
+                skeleton.tokens,
+                &self.settings.skeleton_parts,
+                &self.skeleton_projection,
+                &self.skeleton_parts,
+                1,
+                p,
+            ),
             _ => Stream::absent(b, d, &device),
         };
         let mut maps = Vec::new();
@@ -651,20 +658,15 @@ impl<B: Backend> Cmtf<B> {
                 for (layer, block) in self.cross_layers.iter().enumerate() {
                     let (nv, ns, m) = block.forward(v, s, weights);
                     (v, s) = (nv, ns);
-                    for (name, w) in [
-                        ("video self", m.self_a),
-                        ("skeleton self", m.self_b),
-                        ("video->skeleton", m.a_to_b),
-                        ("skeleton->video", m.b_to_a),
-                    ] {
-                        if let Some(weights) = w {
-                            maps.push(AttentionMap {
-                                layer,
-                                name,
-                                weights,
-                            });
-                        }
-                    }
+                    maps.extend(m.named(
+                        layer,
+                        [
+                            "video self",
+                            "skeleton self",
+                            "video->skeleton",
+                            "skeleton->video",
+                        ],
+                    ));
                 }
                 (v, s, None)
             }

@@ -10,9 +10,9 @@ use burn::tensor::{Bool, Tensor};
 
 use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
-use crate::cmtf::embedding;
 use crate::layers::{
-    AttentionPool, CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, linear_rows,
+    AttentionPool, CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding,
+    linear_rows,
 };
 
 const MODULE: &str = "interfusion";
@@ -422,24 +422,20 @@ impl<B: Backend> InterFusion<B> {
     /// one valid face or context token (reads the inputs back from the device).
     pub fn try_forward(&self, input: InterFusionInput<B>) -> crate::Result<InterFusionOutput<B>> {
         self.check_input(&input)?;
-        let mut present = Vec::new();
+        let mut paddings = Vec::new();
         for (name, sequence, used) in [
             ("face", &input.face, self.face.is_some()),
             ("context", &input.context, self.context.is_some()),
         ] {
             if let Some(s) = sequence.as_ref().filter(|_| used) {
                 check_finite(MODULE, name, &s.tokens)?;
-                if let Some(p) = &s.padding {
-                    present.push(p.clone().bool_not().any_dim(1).reshape([p.dims()[0]]));
-                }
+                paddings.push(s.padding.as_ref());
             }
         }
-        if let Some(e) = &input.expressions {
+        if let Some(e) = input.expressions.as_ref().filter(|_| self.face.is_some()) {
             check_finite(MODULE, "expressions", e)?;
         }
-        if !present.is_empty() && present.len() == self.streams_given(&input) {
-            check_some_token(MODULE, present)?;
-        }
+        check_some_token(MODULE, &paddings)?;
         Ok(self.run(input, false).0)
     }
 
@@ -470,11 +466,6 @@ impl<B: Backend> InterFusion<B> {
             .or(self.context.as_ref().and_then(|c| c.head.as_ref()))
             .expect("every variant has a head");
         head.weight.dims()[1]
-    }
-
-    fn streams_given(&self, input: &InterFusionInput<B>) -> usize {
-        usize::from(input.face.is_some() && self.face.is_some())
-            + usize::from(input.context.is_some() && self.context.is_some())
     }
 
     fn run(
@@ -526,15 +517,15 @@ impl<B: Backend> InterFusion<B> {
             for (layer, block) in self.inter_layers.iter().enumerate() {
                 let (nf, nc, m) = block.forward(f.clone(), c.clone(), weights);
                 (*f, *c) = (nf, nc);
-                for (name, w) in [("face->context", m.a_to_b), ("context->face", m.b_to_a)] {
-                    if let Some(weights) = w {
-                        maps.push(AttentionMap {
-                            layer,
-                            name,
-                            weights,
-                        });
-                    }
-                }
+                maps.extend(m.named(
+                    layer,
+                    [
+                        "face self",
+                        "context self",
+                        "face->context",
+                        "context->face",
+                    ],
+                ));
             }
         }
         let present = |s: &Stream<B>| s.padding.clone().bool_not().any_dim(1).float();

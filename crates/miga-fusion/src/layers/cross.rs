@@ -4,6 +4,8 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 
+use crate::AttentionMap;
+
 use super::sublayer::{AttentionSublayer, FeedForwardSublayer, LayerConfig};
 
 /// One sequence of a [`CrossBlock`]: tokens `[B, N, D]` and padding `[B, N]` (true = ignore).
@@ -45,6 +47,24 @@ pub struct CrossMaps<B: Backend> {
     pub a_to_b: Option<Tensor<B, 4>>,
     /// Stream b querying stream a `[B, heads, Nb, Na]`.
     pub b_to_a: Option<Tensor<B, 4>>,
+}
+
+impl<B: Backend> CrossMaps<B> {
+    /// The maps that were computed, as [`AttentionMap`]s of `layer` named (in this order)
+    /// self a, self b, a to b, b to a.
+    pub fn named(self, layer: usize, names: [&'static str; 4]) -> Vec<AttentionMap<B>> {
+        [self.self_a, self.self_b, self.a_to_b, self.b_to_a]
+            .into_iter()
+            .zip(names)
+            .filter_map(|(w, name)| {
+                w.map(|weights| AttentionMap {
+                    layer,
+                    name,
+                    weights,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Per-stream self-attention (optional), bidirectional cross-attention and per-stream

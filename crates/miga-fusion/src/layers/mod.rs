@@ -16,4 +16,4 @@ pub use linear::linear_rows;
 pub use pool::{AttentionPool, grid_regions, masked_mean, pool_regions};
 pub use sublayer::{AttentionSublayer, FeedForwardSublayer, LayerConfig};
 pub use time::clock_code;
-pub use tokens::embed_steps;
+pub use tokens::{embed_steps, embedding};

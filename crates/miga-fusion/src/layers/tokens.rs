@@ -1,5 +1,6 @@
 //! Turning a modality's features into fusion tokens.
 
+use burn::module::{Initializer, Param};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
@@ -36,4 +37,16 @@ pub fn embed_steps<B: Backend>(
             .expand([b, t, r])
             .reshape([b, t * r]),
     }
+}
+
+/// `[n, d]` (or `[d]`) parameters drawn from N(0, 0.02), as ViT-style embeddings.
+pub fn embedding<B: Backend, const D: usize>(
+    shape: [usize; D],
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
+    Initializer::Normal {
+        mean: 0.0,
+        std: 0.02,
+    }
+    .init(shape, device)
 }
