@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Errors of the data layer; each names the file and, where there is one, the place in it.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,46 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A request that the data cannot satisfy (a clip beyond the video's end, a frame that does
+    /// not exist, an empty skeleton where one is needed).
+    #[error("{}: {reason}", path.display())]
+    Request {
+        /// The file or folder asked for.
+        path: PathBuf,
+        /// What cannot be done.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Self::Io { path: path.as_ref().to_path_buf(), source }
+    }
+
+    /// A format error at `place` in `path`.
+    pub fn format(path: impl AsRef<Path>, place: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Format { path: path.as_ref().to_path_buf(), place: place.into(), reason: reason.into() }
+    }
+
+    /// A request on `path` that cannot be satisfied.
+    pub fn request(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Self::Request { path: path.as_ref().to_path_buf(), reason: reason.into() }
+    }
 }
 
 /// Result of the datasets crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Reads a whole file, naming it in the error.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Reads a whole text file, naming it in the error.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    let bytes = read_file(path)?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::format(path, format!("byte {}", e.utf8_error().valid_up_to()), "not UTF-8 text")
+    })
+}

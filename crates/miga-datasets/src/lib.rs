@@ -3,6 +3,17 @@
 //!
 //! Every reader reports bad input as an [`Error`] naming the file and the place in it.
 
+pub mod annotations;
+pub mod classes;
 mod error;
+pub mod io;
+pub mod protocols;
+pub mod skeleton;
+#[cfg(test)]
+mod testing;
 
+pub use annotations::{Clip, LabelTable, Segment, SegmentFormat};
+pub use classes::{MicroGesture, NUM_CLASSES, Outcome};
 pub use error::{Error, Result};
+pub use protocols::{MigaLayout, Protocol, Split};
+pub use skeleton::{PersonSelection, Skeleton};
