@@ -319,20 +319,30 @@ mod real_data {
         assert_eq!(list(&value["emotion"]["test_videos"]), EMOTION_TEST);
     }
 
-    /// Every per-video label file parses (they are the raw annotation: their segments differ
-    /// from the curated label CSV in 1 video of 3, so only the videos are compared).
+    /// Every per-video label file parses. They are the raw annotation: their segments differ
+    /// from the curated label CSV in about 1 video of 3, 8 files (295 among them) have no CSV row, and
+    /// the file of video 341 has a row with class 0, reported as such.
     #[test]
     fn real_per_video_files_parse() {
         let Some(dir) = shared("imigue") else { return };
         let videos = LabelTable::read(dir.join("labels_20200831.csv")).unwrap().videos();
-        let mut files = 0;
+        let (mut files, mut in_csv) = (0, 0);
         for entry in std::fs::read_dir(dir.join("labels-per-video")).unwrap() {
             let path = entry.unwrap().path();
             let video: u32 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-            let segments = read_segments(&path, SegmentFormat::ImigueSeconds).unwrap();
-            assert!(!segments.is_empty() && videos.contains_key(&video), "{}", path.display());
+            let read = read_segments(&path, SegmentFormat::ImigueSeconds);
+            if video == 341 {
+                // The real file's first line is `0<TAB>1.2048<TAB>0`: class code 0 does not exist.
+                let message = read.unwrap_err().to_string();
+                assert!(message.contains("341.txt:line 1") && message.contains("unknown class code `0`"), "{message}");
+                files += 1;
+                continue;
+            }
+            let segments = read.unwrap();
+            assert!(!segments.is_empty(), "{}", path.display());
             files += 1;
+            in_csv += usize::from(videos.contains_key(&video));
         }
-        assert_eq!(files, 358);
+        assert_eq!((files, in_csv), (358, 350));
     }
 }
