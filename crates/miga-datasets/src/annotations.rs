@@ -97,24 +97,40 @@ impl LabelTable {
     pub fn read_lenient(path: impl AsRef<Path>) -> Result<(Self, Vec<Error>)> {
         let path = path.as_ref();
         let text = read_text(path)?;
-        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
-        let header = reader.headers().map_err(|e| Error::format(path, "line 1", e.to_string()))?.clone();
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let header = reader
+            .headers()
+            .map_err(|e| Error::format(path, "line 1", e.to_string()))?
+            .clone();
         let mut index = [0usize; COLUMNS.len()];
         for (slot, name) in index.iter_mut().zip(COLUMNS) {
             *slot = header
                 .iter()
                 .position(|h| h.eq_ignore_ascii_case(name))
-                .ok_or_else(|| Error::format(path, "line 1", format!("no column `{name}` in the header")))?;
+                .ok_or_else(|| {
+                    Error::format(path, "line 1", format!("no column `{name}` in the header"))
+                })?;
         }
         let mut clips = Vec::new();
         let mut problems = Vec::new();
         for record in reader.records() {
-            match record.map_err(|e| csv_error(path, e)).and_then(|r| parse_clip(path, &r, &index)) {
+            match record
+                .map_err(|e| csv_error(path, e))
+                .and_then(|r| parse_clip(path, &r, &index))
+            {
                 Ok(clip) => clips.push(clip),
                 Err(e) => problems.push(e),
             }
         }
-        Ok((Self { path: path.to_path_buf(), clips }, problems))
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                clips,
+            },
+            problems,
+        ))
     }
 
     /// The videos, with their subject, outcome and clip count, by id.
@@ -144,26 +160,47 @@ impl LabelTable {
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> Error {
-    let place = e.position().map_or_else(|| "?".to_string(), |p| format!("line {}", p.line()));
+    let place = e
+        .position()
+        .map_or_else(|| "?".to_string(), |p| format!("line {}", p.line()));
     Error::format(path, place, e.to_string())
 }
 
-fn field<T: FromStr>(path: &Path, record: &csv::StringRecord, index: usize, name: &str) -> Result<T> {
+fn field<T: FromStr>(
+    path: &Path,
+    record: &csv::StringRecord,
+    index: usize,
+    name: &str,
+) -> Result<T> {
     let line = record.position().map_or(0, |p| p.line());
     let text = record.get(index).unwrap_or("");
-    text.parse()
-        .map_err(|_| Error::format(path, format!("line {line}, column {name}"), format!("cannot read `{text}`")))
+    text.parse().map_err(|_| {
+        Error::format(
+            path,
+            format!("line {line}, column {name}"),
+            format!("cannot read `{text}`"),
+        )
+    })
 }
 
-fn parse_clip(path: &Path, record: &csv::StringRecord, index: &[usize; COLUMNS.len()]) -> Result<Clip> {
+fn parse_clip(
+    path: &Path,
+    record: &csv::StringRecord,
+    index: &[usize; COLUMNS.len()],
+) -> Result<Clip> {
     let line = record.position().map_or(0, |p| p.line());
     let place = |column: &str| format!("line {line}, column {column}");
     let code: u32 = field(path, record, index[6], "class")?;
     let class = MicroGesture::from_code(code)
         .ok_or_else(|| Error::format(path, place("class"), format!("unknown class code {code}")))?;
     let outcome_text = record.get(index[10]).unwrap_or("");
-    let outcome = Outcome::parse(outcome_text)
-        .ok_or_else(|| Error::format(path, place("win_or_lose"), format!("`{outcome_text}` is neither Win nor Lose")))?;
+    let outcome = Outcome::parse(outcome_text).ok_or_else(|| {
+        Error::format(
+            path,
+            place("win_or_lose"),
+            format!("`{outcome_text}` is neither Win nor Lose"),
+        )
+    })?;
     let clip = Clip {
         video: field(path, record, index[0], "video_id")?,
         label_id: field(path, record, index[1], "label_id")?,
@@ -177,7 +214,10 @@ fn parse_clip(path: &Path, record: &csv::StringRecord, index: &[usize; COLUMNS.l
         nationality: record.get(index[9]).unwrap_or("").to_string(),
         outcome,
     };
-    if clip.end_frame < clip.start_frame || !(clip.end_time >= clip.start_time) {
+    if clip.end_frame < clip.start_frame
+        || clip.end_time.partial_cmp(&clip.start_time) == Some(std::cmp::Ordering::Less)
+        || clip.end_time.is_nan()
+    {
         return Err(Error::format(
             path,
             format!("line {line}"),
@@ -223,41 +263,64 @@ pub fn read_segments(path: impl AsRef<Path>, format: SegmentFormat) -> Result<Ve
             continue;
         }
         let parts: Vec<&str> = match format {
-            SegmentFormat::ImigueSeconds => line.split(['\t', ' ']).filter(|s| !s.is_empty()).collect(),
+            SegmentFormat::ImigueSeconds => {
+                line.split(['\t', ' ']).filter(|s| !s.is_empty()).collect()
+            }
             SegmentFormat::MigaFrames => line.split(',').map(str::trim).collect(),
         };
         // Some real files write class codes as `4.0`.
         if parts.len() != 3 {
-            return Err(Error::format(path, place(), format!("expected 3 fields, found {}", parts.len())));
+            return Err(Error::format(
+                path,
+                place(),
+                format!("expected 3 fields, found {}", parts.len()),
+            ));
         }
         let (class_text, start_text, end_text) = match format {
             SegmentFormat::ImigueSeconds => (parts[2], parts[0], parts[1]),
             SegmentFormat::MigaFrames => (parts[0], parts[1], parts[2]),
         };
-        if number == 0 && format == SegmentFormat::MigaFrames && class_text.parse::<f64>().is_err() {
+        if number == 0 && format == SegmentFormat::MigaFrames && class_text.parse::<f64>().is_err()
+        {
             continue; // header row
         }
         let number_of = |text: &str, what: &str| -> Result<f64> {
             text.parse::<f64>()
                 .ok()
                 .filter(|v| v.is_finite() && *v >= 0.0)
-                .ok_or_else(|| Error::format(path, place(), format!("{what} `{text}` is not a non-negative number")))
+                .ok_or_else(|| {
+                    Error::format(
+                        path,
+                        place(),
+                        format!("{what} `{text}` is not a non-negative number"),
+                    )
+                })
         };
         let code = class_text
             .parse::<f64>()
             .ok()
             .filter(|c| c.fract() == 0.0 && *c >= 0.0 && *c <= f64::from(u32::MAX))
             .and_then(|c| MicroGesture::from_code(c as u32))
-            .ok_or_else(|| Error::format(path, place(), format!("unknown class code `{class_text}`")))?;
+            .ok_or_else(|| {
+                Error::format(path, place(), format!("unknown class code `{class_text}`"))
+            })?;
         let (start, end) = (number_of(start_text, "start")?, number_of(end_text, "end")?);
         if end < start {
-            return Err(Error::format(path, place(), format!("segment ends ({end}) before it starts ({start})")));
+            return Err(Error::format(
+                path,
+                place(),
+                format!("segment ends ({end}) before it starts ({start})"),
+            ));
         }
         let to_frame = |v: f64| match format {
             SegmentFormat::ImigueSeconds => (v * FPS).floor() as u32,
             SegmentFormat::MigaFrames => v.round() as u32,
         };
-        segments.push(Segment { class: code, start_frame: to_frame(start), end_frame: to_frame(end) });
+        segments.push(Segment {
+            class: code,
+            start_frame: to_frame(start),
+            end_frame: to_frame(end),
+        });
     }
     Ok(segments)
 }
@@ -266,7 +329,12 @@ pub fn read_segments(path: impl AsRef<Path>, format: SegmentFormat) -> Result<Ve
 pub fn write_miga_segments(path: impl AsRef<Path>, segments: &[Segment]) -> Result<()> {
     let mut text = String::new();
     for s in segments {
-        text.push_str(&format!("{},{},{}\n", s.class.code(), s.start_frame, s.end_frame));
+        text.push_str(&format!(
+            "{},{},{}\n",
+            s.class.code(),
+            s.start_frame,
+            s.end_frame
+        ));
     }
     crate::io::write_atomic(path.as_ref(), text.as_bytes())
 }
@@ -295,8 +363,16 @@ mod tests {
         assert_eq!(table.clips[1].outcome, Outcome::Lose);
         let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(messages.len(), 2, "{messages:?}");
-        assert!(messages[0].contains("line 3, column class") && messages[0].contains("42"), "{}", messages[0]);
-        assert!(messages[1].contains("line 4") && messages[1].contains("ends before"), "{}", messages[1]);
+        assert!(
+            messages[0].contains("line 3, column class") && messages[0].contains("42"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[1].contains("line 4") && messages[1].contains("ends before"),
+            "{}",
+            messages[1]
+        );
         let strict = LabelTable::read(&path).unwrap_err().to_string();
         assert!(strict.contains("line 3"), "{strict}");
         assert_eq!(table.videos()[&372].outcome, Outcome::Lose);
@@ -313,17 +389,39 @@ mod tests {
     fn segment_files_in_both_formats() {
         let imigue = scratch_file("1.txt", b"6.7499\t10.2819\t4\n25.3411\t26.3513\t99\n");
         let segments = read_segments(&imigue, SegmentFormat::ImigueSeconds).unwrap();
-        assert_eq!(segments[0], Segment { class: MicroGesture::from_code(4).unwrap(), start_frame: 168, end_frame: 257 });
+        assert_eq!(
+            segments[0],
+            Segment {
+                class: MicroGesture::from_code(4).unwrap(),
+                start_frame: 168,
+                end_frame: 257
+            }
+        );
         assert_eq!(segments[1].class.index(), 31);
         let miga = scratch_file("1_label.csv", b"class,start,end\n4,168,257\n");
-        assert_eq!(read_segments(&miga, SegmentFormat::MigaFrames).unwrap(), segments[..1]);
+        assert_eq!(
+            read_segments(&miga, SegmentFormat::MigaFrames).unwrap(),
+            segments[..1]
+        );
         let out = scratch_file("out_label.csv", b"");
         write_miga_segments(&out, &segments).unwrap();
-        assert_eq!(read_segments(&out, SegmentFormat::MigaFrames).unwrap(), segments);
-        for (bad, expected) in [(&b"4,20,10\n"[..], "before it starts"), (b"77,1,2\n", "unknown class"), (b"4,1\n", "3 fields")] {
+        assert_eq!(
+            read_segments(&out, SegmentFormat::MigaFrames).unwrap(),
+            segments
+        );
+        for (bad, expected) in [
+            (&b"4,20,10\n"[..], "before it starts"),
+            (b"77,1,2\n", "unknown class"),
+            (b"4,1\n", "3 fields"),
+        ] {
             let path = scratch_file("bad_label.csv", bad);
-            let message = read_segments(&path, SegmentFormat::MigaFrames).unwrap_err().to_string();
-            assert!(message.contains("line 1") && message.contains(expected), "{message}");
+            let message = read_segments(&path, SegmentFormat::MigaFrames)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("line 1") && message.contains(expected),
+                "{message}"
+            );
         }
     }
 }

@@ -73,7 +73,11 @@ impl MicroGesture {
 
     /// The iMiGUE code (1..31, or 99).
     pub fn code(self) -> u32 {
-        if self.0 == 31 { NON_MICRO_GESTURE_CODE } else { u32::from(self.0) + 1 }
+        if self.0 == 31 {
+            NON_MICRO_GESTURE_CODE
+        } else {
+            u32::from(self.0) + 1
+        }
     }
 
     /// The model index (0..31), as the MiGA challenge numbers classes.

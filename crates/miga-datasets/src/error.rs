@@ -36,17 +36,31 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Self::Io { path: path.as_ref().to_path_buf(), source }
+        Self::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// A format error at `place` in `path`.
-    pub fn format(path: impl AsRef<Path>, place: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Format { path: path.as_ref().to_path_buf(), place: place.into(), reason: reason.into() }
+    pub fn format(
+        path: impl AsRef<Path>,
+        place: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::Format {
+            path: path.as_ref().to_path_buf(),
+            place: place.into(),
+            reason: reason.into(),
+        }
     }
 
     /// A request on `path` that cannot be satisfied.
     pub fn request(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
-        Self::Request { path: path.as_ref().to_path_buf(), reason: reason.into() }
+        Self::Request {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -62,6 +76,10 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     let bytes = read_file(path)?;
     String::from_utf8(bytes).map_err(|e| {
-        Error::format(path, format!("byte {}", e.utf8_error().valid_up_to()), "not UTF-8 text")
+        Error::format(
+            path,
+            format!("byte {}", e.utf8_error().valid_up_to()),
+            "not UTF-8 text",
+        )
     })
 }

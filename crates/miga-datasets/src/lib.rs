@@ -11,6 +11,7 @@ pub mod protocols;
 pub mod skeleton;
 #[cfg(test)]
 mod testing;
+pub mod video;
 
 pub use annotations::{Clip, LabelTable, Segment, SegmentFormat};
 pub use classes::{MicroGesture, NUM_CLASSES, Outcome};

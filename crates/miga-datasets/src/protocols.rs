@@ -39,18 +39,18 @@ impl fmt::Display for Split {
 /// Training subjects of the official cross-subject micro-gesture protocol (evaluation
 /// protocol PDF of iMiGUE); every other subject of the 72 is a test subject.
 pub const CROSS_SUBJECT_TRAIN: [u32; 37] = [
-    2, 4, 5, 6, 9, 10, 12, 13, 14, 15, 17, 18, 20, 21, 22, 23, 25, 28, 29, 30, 31, 35, 36, 38, 39, 41,
-    42, 43, 44, 46, 47, 48, 52, 53, 59, 61, 62,
+    2, 4, 5, 6, 9, 10, 12, 13, 14, 15, 17, 18, 20, 21, 22, 23, 25, 28, 29, 30, 31, 35, 36, 38, 39,
+    41, 42, 43, 44, 46, 47, 48, 52, 53, 59, 61, 62,
 ];
 
 /// Training videos of the official emotion protocol (51 Win, 51 Lose).
 pub const EMOTION_TRAIN: [u32; 102] = [
-    1, 7, 8, 11, 26, 27, 46, 47, 48, 53, 55, 57, 63, 66, 67, 74, 77, 84, 85, 86, 91, 96, 102, 103, 104,
-    105, 106, 108, 109, 112, 114, 117, 124, 132, 134, 140, 148, 157, 161, 162, 163, 164, 167, 169,
-    170, 172, 176, 186, 196, 216, 233, 236, 237, 239, 240, 241, 242, 243, 249, 252, 266, 290, 297,
-    300, 306, 310, 314, 318, 319, 320, 324, 334, 339, 359, 360, 365, 369, 377, 381, 385, 392, 402,
-    407, 410, 411, 413, 414, 415, 420, 429, 433, 435, 436, 440, 441, 445, 448, 449, 450, 451, 452,
-    453,
+    1, 7, 8, 11, 26, 27, 46, 47, 48, 53, 55, 57, 63, 66, 67, 74, 77, 84, 85, 86, 91, 96, 102, 103,
+    104, 105, 106, 108, 109, 112, 114, 117, 124, 132, 134, 140, 148, 157, 161, 162, 163, 164, 167,
+    169, 170, 172, 176, 186, 196, 216, 233, 236, 237, 239, 240, 241, 242, 243, 249, 252, 266, 290,
+    297, 300, 306, 310, 314, 318, 319, 320, 324, 334, 339, 359, 360, 365, 369, 377, 381, 385, 392,
+    402, 407, 410, 411, 413, 414, 415, 420, 429, 433, 435, 436, 440, 441, 445, 448, 449, 450, 451,
+    452, 453,
 ];
 
 /// Test videos of the official emotion protocol (50 Win, 50 Lose); the other videos are in
@@ -79,9 +79,11 @@ impl Protocol {
     /// The split of a video (with its subject), or `None` when the protocol leaves it out.
     pub fn split(&self, video: u32, subject: u32) -> Option<Split> {
         match self {
-            Self::CrossSubject => {
-                Some(if CROSS_SUBJECT_TRAIN.contains(&subject) { Split::Train } else { Split::Test })
-            }
+            Self::CrossSubject => Some(if CROSS_SUBJECT_TRAIN.contains(&subject) {
+                Split::Train
+            } else {
+                Split::Test
+            }),
             Self::Emotion => {
                 if EMOTION_TRAIN.contains(&video) {
                     Some(Split::Train)
@@ -101,14 +103,14 @@ impl Protocol {
         let mut map = BTreeMap::new();
         for (split, path) in files {
             for (video, line) in read_ids(path)? {
-                if let Some(other) = map.insert(video, *split) {
-                    if other != *split {
-                        return Err(Error::format(
-                            path,
-                            format!("line {line}"),
-                            format!("video {video} is already in the {other} split"),
-                        ));
-                    }
+                if let Some(other) = map.insert(video, *split)
+                    && other != *split
+                {
+                    return Err(Error::format(
+                        path,
+                        format!("line {line}"),
+                        format!("video {video} is already in the {other} split"),
+                    ));
                 }
             }
         }
@@ -124,7 +126,11 @@ pub fn read_ids(path: &Path) -> Result<Vec<(u32, usize)>> {
         let content = line.split('#').next().unwrap_or("");
         for token in content.split([',', ' ', '\t']).filter(|t| !t.is_empty()) {
             let id = token.trim().parse().map_err(|_| {
-                Error::format(path, format!("line {}", number + 1), format!("`{token}` is not a video id"))
+                Error::format(
+                    path,
+                    format!("line {}", number + 1),
+                    format!("`{token}` is not a video id"),
+                )
             })?;
             ids.push((id, number + 1));
         }
@@ -163,8 +169,11 @@ impl MigaLayout {
         ("imigue_skeleton_test", Split::Test),
     ];
     /// RGB folders (under `imigue_rgb_phase1`) and the split each holds.
-    pub const RGB_FOLDERS: [(&'static str, Split); 3] =
-        [("train_data", Split::Train), ("validation_data", Split::Validate), ("test_data", Split::Test)];
+    pub const RGB_FOLDERS: [(&'static str, Split); 3] = [
+        ("train_data", Split::Train),
+        ("validation_data", Split::Validate),
+        ("test_data", Split::Test),
+    ];
     /// The RGB root folder.
     pub const RGB_ROOT: &'static str = "imigue_rgb_phase1";
 
@@ -172,7 +181,10 @@ impl MigaLayout {
     /// without its files is kept, with the files it lacks as `None` (see `miga data check`).
     pub fn scan(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref();
-        let mut layout = Self { root: root.to_path_buf(), videos: BTreeMap::new() };
+        let mut layout = Self {
+            root: root.to_path_buf(),
+            videos: BTreeMap::new(),
+        };
         let mut found = false;
         for (folder, split) in Self::SKELETON_FOLDERS {
             for (id, dir) in subfolders(&root.join(folder))? {
@@ -202,7 +214,11 @@ impl MigaLayout {
 
     /// Ids of the videos in `split`.
     pub fn ids(&self, split: Split) -> BTreeSet<&str> {
-        self.videos.iter().filter(|(_, v)| v.split == Some(split)).map(|(id, _)| id.as_str()).collect()
+        self.videos
+            .iter()
+            .filter(|(_, v)| v.split == Some(split))
+            .map(|(id, _)| id.as_str())
+            .collect()
     }
 }
 
@@ -218,7 +234,10 @@ fn subfolders(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         if entry.path().is_dir() {
-            folders.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+            folders.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            ));
         }
     }
     folders.sort();
@@ -235,7 +254,12 @@ mod tests {
         assert!(CROSS_SUBJECT_TRAIN.windows(2).all(|w| w[0] < w[1]));
         assert!(EMOTION_TRAIN.iter().all(|v| !EMOTION_TEST.contains(v)));
         let p = Protocol::CrossSubject;
-        assert_eq!((1..=72).filter(|&s| p.split(0, s) == Some(Split::Train)).count(), 37);
+        assert_eq!(
+            (1..=72)
+                .filter(|&s| p.split(0, s) == Some(Split::Train))
+                .count(),
+            37
+        );
         assert_eq!(Protocol::Emotion.split(298, 0), None);
         assert_eq!(Protocol::Emotion.split(9, 0), Some(Split::Test));
     }
@@ -249,8 +273,13 @@ mod tests {
         assert_eq!(p.split(5, 0), Some(Split::Test));
         assert_eq!(p.split(6, 0), None);
         let clash = scratch_file("clash.txt", b"7\n2\n");
-        let message = Protocol::from_files(&[(Split::Train, &train), (Split::Test, &clash)]).unwrap_err().to_string();
-        assert!(message.contains("line 2") && message.contains("video 2"), "{message}");
+        let message = Protocol::from_files(&[(Split::Train, &train), (Split::Test, &clash)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("line 2") && message.contains("video 2"),
+            "{message}"
+        );
         let bad = scratch_file("bad.txt", b"1\nx\n");
         assert!(read_ids(&bad).unwrap_err().to_string().contains("line 2"));
     }
@@ -264,7 +293,10 @@ mod tests {
         std::fs::write(dir.join("0001_label.csv"), b"").unwrap();
         std::fs::create_dir_all(root.join("imigue_rgb_phase1/validation_data/0002")).unwrap();
         let layout = MigaLayout::scan(&root).unwrap();
-        assert_eq!(layout.ids(Split::Train).into_iter().collect::<Vec<_>>(), ["0001"]);
+        assert_eq!(
+            layout.ids(Split::Train).into_iter().collect::<Vec<_>>(),
+            ["0001"]
+        );
         assert!(layout.videos["0001"].labels.is_some());
         assert_eq!(layout.videos["0002"].split, Some(Split::Validate));
         assert_eq!(layout.videos["0002"].video, None);
@@ -289,16 +321,38 @@ mod real_data {
         assert_eq!(table.clips.len(), 18_498);
         let videos = table.videos();
         assert_eq!(videos.len(), 359);
-        assert_eq!(table.clips.iter().map(|c| c.subject).collect::<BTreeSet<_>>().len(), 72);
+        assert_eq!(
+            table
+                .clips
+                .iter()
+                .map(|c| c.subject)
+                .collect::<BTreeSet<_>>()
+                .len(),
+            72
+        );
         assert!(table.class_counts().iter().all(|&n| n > 0));
         assert_eq!(table.class_counts()[31], 5_715);
-        let train = table.clips.iter().filter(|c| Protocol::CrossSubject.split(c.video, c.subject) == Some(Split::Train)).count();
+        let train = table
+            .clips
+            .iter()
+            .filter(|c| Protocol::CrossSubject.split(c.video, c.subject) == Some(Split::Train))
+            .count();
         assert_eq!((train, table.clips.len() - train), (13_935, 4_563));
         for (split, win, lose) in [(Split::Train, 51, 51), (Split::Test, 50, 50)] {
             let count = |outcome| {
-                videos.iter().filter(|(id, v)| Protocol::Emotion.split(**id, v.subject) == Some(split) && v.outcome == outcome).count()
+                videos
+                    .iter()
+                    .filter(|(id, v)| {
+                        Protocol::Emotion.split(**id, v.subject) == Some(split)
+                            && v.outcome == outcome
+                    })
+                    .count()
             };
-            assert_eq!((count(Outcome::Win), count(Outcome::Lose)), (win, lose), "{split}");
+            assert_eq!(
+                (count(Outcome::Win), count(Outcome::Lose)),
+                (win, lose),
+                "{split}"
+            );
         }
         let lengths: Vec<u32> = table.clips.iter().map(|c| c.frames()).collect();
         assert_eq!(lengths.iter().min(), Some(&6));
@@ -312,9 +366,16 @@ mod real_data {
         let text = std::fs::read_to_string(dir.join("protocols.toml")).unwrap();
         let value: toml::Table = toml::from_str(&text).unwrap();
         let list = |v: &toml::Value| -> Vec<u32> {
-            v.as_array().unwrap().iter().map(|x| x.as_integer().unwrap() as u32).collect()
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_integer().unwrap() as u32)
+                .collect()
         };
-        assert_eq!(list(&value["micro_gesture"]["cross_subject"]["train_subjects"]), CROSS_SUBJECT_TRAIN);
+        assert_eq!(
+            list(&value["micro_gesture"]["cross_subject"]["train_subjects"]),
+            CROSS_SUBJECT_TRAIN
+        );
         assert_eq!(list(&value["emotion"]["train_videos"]), EMOTION_TRAIN);
         assert_eq!(list(&value["emotion"]["test_videos"]), EMOTION_TEST);
     }
@@ -325,7 +386,9 @@ mod real_data {
     #[test]
     fn real_per_video_files_parse() {
         let Some(dir) = shared("imigue") else { return };
-        let videos = LabelTable::read(dir.join("labels_20200831.csv")).unwrap().videos();
+        let videos = LabelTable::read(dir.join("labels_20200831.csv"))
+            .unwrap()
+            .videos();
         let (mut files, mut in_csv) = (0, 0);
         for entry in std::fs::read_dir(dir.join("labels-per-video")).unwrap() {
             let path = entry.unwrap().path();
@@ -334,7 +397,11 @@ mod real_data {
             if video == 341 {
                 // The real file's first line is `0<TAB>1.2048<TAB>0`: class code 0 does not exist.
                 let message = read.unwrap_err().to_string();
-                assert!(message.contains("341.txt:line 1") && message.contains("unknown class code `0`"), "{message}");
+                assert!(
+                    message.contains("341.txt:line 1")
+                        && message.contains("unknown class code `0`"),
+                    "{message}"
+                );
                 files += 1;
                 continue;
             }

@@ -23,11 +23,16 @@ pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
 /// `../shared/data/<sub>` beside the repository, or `None` (with a message saying the test is
 /// skipped) where it is absent.
 pub fn shared(sub: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(sub);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(sub);
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("skipped: {} is absent (the shared real data lives beside the repository)", path.display());
+        eprintln!(
+            "skipped: {} is absent (the shared real data lives beside the repository)",
+            path.display()
+        );
         None
     }
 }

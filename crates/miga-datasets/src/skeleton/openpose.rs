@@ -49,9 +49,24 @@ impl PersonJson {
         let mut out = vec![0.0; OPENPOSE_POINTS * 3];
         let parts = [
             ("pose_keypoints_2d", &self.pose_keypoints_2d, 0, FACE),
-            ("face_keypoints_2d", &self.face_keypoints_2d, FACE, LEFT_HAND),
-            ("hand_left_keypoints_2d", &self.hand_left_keypoints_2d, LEFT_HAND, RIGHT_HAND),
-            ("hand_right_keypoints_2d", &self.hand_right_keypoints_2d, RIGHT_HAND, OPENPOSE_POINTS),
+            (
+                "face_keypoints_2d",
+                &self.face_keypoints_2d,
+                FACE,
+                LEFT_HAND,
+            ),
+            (
+                "hand_left_keypoints_2d",
+                &self.hand_left_keypoints_2d,
+                LEFT_HAND,
+                RIGHT_HAND,
+            ),
+            (
+                "hand_right_keypoints_2d",
+                &self.hand_right_keypoints_2d,
+                RIGHT_HAND,
+                OPENPOSE_POINTS,
+            ),
         ];
         for (name, values, start, end) in parts {
             let expected = (end - start) * 3;
@@ -59,7 +74,10 @@ impl PersonJson {
                 continue;
             }
             if values.len() != expected {
-                return Err(format!("{name} has {} values, expected {expected}", values.len()));
+                return Err(format!(
+                    "{name} has {} values, expected {expected}",
+                    values.len()
+                ));
             }
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(format!("{name} holds a non-finite value"));
@@ -90,15 +108,26 @@ fn score(points: &[f32], selection: PersonSelection) -> f32 {
 pub fn read_openpose_frame(path: impl AsRef<Path>, selection: PersonSelection) -> Result<Vec<f32>> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
-    let frame: FrameJson = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::format(path, format!("line {}, column {}", e.line(), e.column()), e.to_string()))?;
+    let frame: FrameJson = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::format(
+            path,
+            format!("line {}, column {}", e.line(), e.column()),
+            e.to_string(),
+        )
+    })?;
     let mut people = Vec::with_capacity(frame.people.len());
     for (i, person) in frame.people.iter().enumerate() {
-        people.push(person.points().map_err(|reason| Error::format(path, format!("person {i}"), reason))?);
+        people.push(
+            person
+                .points()
+                .map_err(|reason| Error::format(path, format!("person {i}"), reason))?,
+        );
     }
     let chosen = match selection {
         PersonSelection::Index(i) => people.into_iter().nth(i),
-        _ => people.into_iter().max_by(|a, b| score(a, selection).total_cmp(&score(b, selection))),
+        _ => people
+            .into_iter()
+            .max_by(|a, b| score(a, selection).total_cmp(&score(b, selection))),
     };
     Ok(chosen.unwrap_or_else(|| vec![0.0; OPENPOSE_POINTS * 3]))
 }
@@ -107,7 +136,11 @@ pub fn read_openpose_frame(path: impl AsRef<Path>, selection: PersonSelection) -
 fn frame_number(name: &str) -> Option<std::result::Result<usize, String>> {
     let stem = name.strip_suffix(SUFFIX)?;
     let digits = stem.rsplit_once('_').map_or(stem, |(_, d)| d);
-    Some(digits.parse().map_err(|_| format!("`{digits}` is not a frame number")))
+    Some(
+        digits
+            .parse()
+            .map_err(|_| format!("`{digits}` is not a frame number")),
+    )
 }
 
 /// Reads a folder of OpenPose JSON frames (`<video>_<frame:012>_keypoints.json`) into a
@@ -126,10 +159,19 @@ pub fn read_openpose_folder(dir: impl AsRef<Path>, selection: PersonSelection) -
         }
     }
     let frames = files.iter().map(|(f, _)| f + 1).max().ok_or_else(|| {
-        Error::request(dir, format!("no OpenPose frame files (`<video>_<frame>{SUFFIX}`) in this folder"))
+        Error::request(
+            dir,
+            format!("no OpenPose frame files (`<video>_<frame>{SUFFIX}`) in this folder"),
+        )
     })?;
     if frames > files.len() * 16 + 1024 {
-        return Err(Error::request(dir, format!("frame numbers reach {frames} but only {} files exist", files.len())));
+        return Err(Error::request(
+            dir,
+            format!(
+                "frame numbers reach {frames} but only {} files exist",
+                files.len()
+            ),
+        ));
     }
     let read: Vec<(usize, Vec<f32>)> = files
         .par_iter()
@@ -149,44 +191,113 @@ mod tests {
 
     fn person(confidence: f32, x: f32) -> String {
         let body: Vec<String> = (0..25).map(|_| format!("{x},{x},{confidence}")).collect();
-        format!("{{\"pose_keypoints_2d\":[{}],\"face_keypoints_2d\":[]}}", body.join(","))
+        format!(
+            "{{\"pose_keypoints_2d\":[{}],\"face_keypoints_2d\":[]}}",
+            body.join(",")
+        )
     }
 
     #[test]
     fn selects_people_and_reads_empty_frames() {
-        let two = format!("{{\"version\":1.3,\"people\":[{},{}]}}", person(0.2, 5.0), person(0.9, 7.0));
+        let two = format!(
+            "{{\"version\":1.3,\"people\":[{},{}]}}",
+            person(0.2, 5.0),
+            person(0.9, 7.0)
+        );
         let path = scratch_file("v_000000000000_keypoints.json", two.as_bytes());
-        assert_eq!(read_openpose_frame(&path, PersonSelection::MostConfident).unwrap()[0], 7.0);
-        assert_eq!(read_openpose_frame(&path, PersonSelection::Index(0)).unwrap()[0], 5.0);
-        assert!(read_openpose_frame(&path, PersonSelection::Index(2)).unwrap().iter().all(|&v| v == 0.0));
-        let nobody = scratch_file("v_000000000001_keypoints.json", b"{\"version\":1.3,\"people\":[]}");
-        assert!(read_openpose_frame(&nobody, PersonSelection::default()).unwrap().iter().all(|&v| v == 0.0));
+        assert_eq!(
+            read_openpose_frame(&path, PersonSelection::MostConfident).unwrap()[0],
+            7.0
+        );
+        assert_eq!(
+            read_openpose_frame(&path, PersonSelection::Index(0)).unwrap()[0],
+            5.0
+        );
+        assert!(
+            read_openpose_frame(&path, PersonSelection::Index(2))
+                .unwrap()
+                .iter()
+                .all(|&v| v == 0.0)
+        );
+        let nobody = scratch_file(
+            "v_000000000001_keypoints.json",
+            b"{\"version\":1.3,\"people\":[]}",
+        );
+        assert!(
+            read_openpose_frame(&nobody, PersonSelection::default())
+                .unwrap()
+                .iter()
+                .all(|&v| v == 0.0)
+        );
     }
 
     #[test]
     fn malformed_frames_are_named() {
         let dir = scratch_dir();
-        std::fs::write(dir.join("v_000000000000_keypoints.json"), b"{\"people\":[]}").unwrap();
-        std::fs::write(dir.join("v_000000000002_keypoints.json"), b"{\"people\":[{\"pose_keypoints_2d\":[1,2]}]}").unwrap();
-        let message = read_openpose_folder(&dir, PersonSelection::default()).unwrap_err().to_string();
-        assert!(message.contains("000000000002") && message.contains("person 0") && message.contains("75"), "{message}");
-        std::fs::write(dir.join("v_000000000002_keypoints.json"), b"{\"people\":[{\"pose_keypoints_2d\":[1,2").unwrap();
-        let message = read_openpose_folder(&dir, PersonSelection::default()).unwrap_err().to_string();
-        assert!(message.contains("000000000002") && message.contains("line 1"), "{message}");
-        std::fs::write(dir.join("v_000000000002_keypoints.json"), b"{\"people\":[]}").unwrap();
-        assert_eq!(read_openpose_folder(&dir, PersonSelection::default()).unwrap().frames(), 3);
+        std::fs::write(
+            dir.join("v_000000000000_keypoints.json"),
+            b"{\"people\":[]}",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("v_000000000002_keypoints.json"),
+            b"{\"people\":[{\"pose_keypoints_2d\":[1,2]}]}",
+        )
+        .unwrap();
+        let message = read_openpose_folder(&dir, PersonSelection::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("000000000002")
+                && message.contains("person 0")
+                && message.contains("75"),
+            "{message}"
+        );
+        std::fs::write(
+            dir.join("v_000000000002_keypoints.json"),
+            b"{\"people\":[{\"pose_keypoints_2d\":[1,2",
+        )
+        .unwrap();
+        let message = read_openpose_folder(&dir, PersonSelection::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("000000000002") && message.contains("line 1"),
+            "{message}"
+        );
+        std::fs::write(
+            dir.join("v_000000000002_keypoints.json"),
+            b"{\"people\":[]}",
+        )
+        .unwrap();
+        assert_eq!(
+            read_openpose_folder(&dir, PersonSelection::default())
+                .unwrap()
+                .frames(),
+            3
+        );
         assert!(read_openpose_folder(scratch_dir(), PersonSelection::default()).is_err());
     }
 
     /// All 21,068 frames of the real video 298 parse.
     #[test]
     fn real_video_298_parses() {
-        let Some(dir) = shared("imigue/skeleton/raw/298") else { return };
+        let Some(dir) = shared("imigue/skeleton/raw/298") else {
+            return;
+        };
         let start = std::time::Instant::now();
         let skeleton = read_openpose_folder(&dir, PersonSelection::default()).unwrap();
-        eprintln!("video 298: {} frames in {:.2?}", skeleton.frames(), start.elapsed());
+        eprintln!(
+            "video 298: {} frames in {:.2?}",
+            skeleton.frames(),
+            start.elapsed()
+        );
         assert_eq!(skeleton.frames(), 21_068);
-        assert!(skeleton.frames_with_people() > 20_000, "{}", skeleton.frames_with_people());
+        assert!(
+            skeleton.frames_with_people() > 20_000,
+            "{}",
+            skeleton.frames_with_people()
+        );
         assert!(skeleton.clone().normalise().is_ok());
     }
 }

@@ -24,7 +24,8 @@ pub fn read_skeleton_xlsx(path: impl AsRef<Path>) -> Result<Skeleton> {
 
 /// Parses the bytes of a MiGA skeleton table; `path` names it in errors.
 pub fn parse_skeleton_xlsx(bytes: &[u8], path: &Path) -> Result<Skeleton> {
-    let mut workbook = Xlsx::new(Cursor::new(bytes)).map_err(|e| Error::format(path, "workbook", e.to_string()))?;
+    let mut workbook = Xlsx::new(Cursor::new(bytes))
+        .map_err(|e| Error::format(path, "workbook", e.to_string()))?;
     let range = workbook
         .worksheet_range_at(0)
         .ok_or_else(|| Error::format(path, "workbook", "no worksheet"))?
@@ -34,14 +35,21 @@ pub fn parse_skeleton_xlsx(bytes: &[u8], path: &Path) -> Result<Skeleton> {
     };
     let (first_row, first_column) = (first_row as usize, first_column as usize);
     let (height, width) = range.get_size();
-    let header = range.rows().next().is_some_and(|row| row.iter().any(|c| matches!(c, Data::String(_))));
+    let header = range
+        .rows()
+        .next()
+        .is_some_and(|row| row.iter().any(|c| matches!(c, Data::String(_))));
     // Sheet row of frame 0: calamine trims leading empty rows, which are frames without people.
     let base = if header { first_row + 1 } else { 0 };
     let offset = match first_column + width {
         n if n <= COLUMNS => 0,
         n if n == COLUMNS + 1 => 1,
         n => {
-            return Err(Error::format(path, "first worksheet", format!("{n} columns, expected {COLUMNS} (137 points x 3)")));
+            return Err(Error::format(
+                path,
+                "first worksheet",
+                format!("{n} columns, expected {COLUMNS} (137 points x 3)"),
+            ));
         }
     };
     let mut skeleton = Skeleton::empty(first_row + height - base, OPENPOSE_POINTS);
@@ -49,7 +57,9 @@ pub fn parse_skeleton_xlsx(bytes: &[u8], path: &Path) -> Result<Skeleton> {
         let sheet_row = first_row + i;
         let out = skeleton.frame_mut(sheet_row - base);
         for (j, cell) in row.iter().enumerate() {
-            let Some(column) = (first_column + j).checked_sub(offset) else { continue };
+            let Some(column) = (first_column + j).checked_sub(offset) else {
+                continue;
+            };
             out[column] = match cell {
                 Data::Empty => 0.0,
                 Data::Float(v) if v.is_finite() => *v as f32,
@@ -57,7 +67,11 @@ pub fn parse_skeleton_xlsx(bytes: &[u8], path: &Path) -> Result<Skeleton> {
                 other => {
                     return Err(Error::format(
                         path,
-                        format!("row {}, column {}", sheet_row + 1, column_name(first_column + j)),
+                        format!(
+                            "row {}, column {}",
+                            sheet_row + 1,
+                            column_name(first_column + j)
+                        ),
                         format!("`{other}` is not a finite number"),
                     ));
                 }
@@ -85,14 +99,22 @@ fn column_name(mut index: usize) -> String {
 pub fn write_skeleton_xlsx(path: impl AsRef<Path>, skeleton: &Skeleton) -> Result<()> {
     let path = path.as_ref();
     if skeleton.points() != OPENPOSE_POINTS {
-        return Err(Error::request(path, format!("a skeleton table holds {OPENPOSE_POINTS} points, not {}", skeleton.points())));
+        return Err(Error::request(
+            path,
+            format!(
+                "a skeleton table holds {OPENPOSE_POINTS} points, not {}",
+                skeleton.points()
+            ),
+        ));
     }
     let mut workbook = rust_xlsxwriter::Workbook::new();
     let sheet = workbook.add_worksheet();
     let fail = |e: rust_xlsxwriter::XlsxError| Error::format(path, "workbook", e.to_string());
     for t in 0..skeleton.frames() {
         for (column, &value) in skeleton.frame(t).iter().enumerate() {
-            sheet.write_number(t as u32, column as u16, f64::from(value)).map_err(fail)?;
+            sheet
+                .write_number(t as u32, column as u16, f64::from(value))
+                .map_err(fail)?;
         }
     }
     let bytes = workbook.save_to_buffer().map_err(fail)?;
@@ -106,7 +128,9 @@ mod tests {
 
     #[test]
     fn tables_round_trip() {
-        let data: Vec<f32> = (0..3 * COLUMNS).map(|i| if i % 7 == 0 { 0.0 } else { i as f32 * 0.5 }).collect();
+        let data: Vec<f32> = (0..3 * COLUMNS)
+            .map(|i| if i % 7 == 0 { 0.0 } else { i as f32 * 0.5 })
+            .collect();
         let skeleton = Skeleton::new(3, OPENPOSE_POINTS, data).unwrap();
         let path = scratch_dir().join("0001_openpose.xlsx");
         write_skeleton_xlsx(&path, &skeleton).unwrap();
@@ -118,7 +142,12 @@ mod tests {
         let dir = scratch_dir();
         let path = dir.join("bad.xlsx");
         std::fs::write(&path, b"PK\x03\x04 not really a zip").unwrap();
-        assert!(read_skeleton_xlsx(&path).unwrap_err().to_string().contains("bad.xlsx"));
+        assert!(
+            read_skeleton_xlsx(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("bad.xlsx")
+        );
         let narrow = Skeleton::new(1, 1, vec![1.0, 2.0, 3.0]).unwrap();
         assert!(write_skeleton_xlsx(dir.join("narrow.xlsx"), &narrow).is_err());
         let mut workbook = rust_xlsxwriter::Workbook::new();

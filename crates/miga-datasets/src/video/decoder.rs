@@ -1,0 +1,140 @@
+//! OpenH264's `DecodeFrame2`, which keeps B-frame reordering working (the `openh264` crate's
+//! `decode` calls `DecodeFrameNoDelay`, which flushes after every packet and fails on streams
+//! with B-frames: ralfbiedert/openh264-rs#50). Each packet carries a tag (its display index)
+//! through the decoder's time stamp, so every output picture says which frame it is.
+
+use std::ptr::null_mut;
+
+use openh264::decoder::Decoder;
+use openh264_sys2::{
+    DECODER_OPTION, DECODER_OPTION_NUM_OF_FRAMES_REMAINING_IN_BUFFER, SBufferInfo,
+};
+
+use super::Frame;
+
+/// What to give the decoder.
+pub(super) enum Step<'a> {
+    /// Annex-B NAL units of one access unit.
+    Packet(&'a [u8]),
+    /// The end of the stream (completes the last picture).
+    EndOfStream,
+    /// Drain one picture held for reordering.
+    Flush,
+}
+
+/// A decoder that tags pictures.
+pub(super) struct TaggedDecoder(Decoder);
+
+impl TaggedDecoder {
+    pub(super) fn new() -> Result<Self, String> {
+        Decoder::new().map(Self).map_err(|e| e.to_string())
+    }
+
+    /// Feeds Annex-B NAL units tagged `tag`; returns the picture that became ready, if any,
+    /// with its tag. OpenH264 completes a picture when the next one starts: after the last
+    /// packet, [`Step::EndOfStream`] completes it and [`Step::Flush`] drains the pictures held
+    /// for reordering, one a call.
+    pub(super) fn decode(
+        &mut self,
+        step: Step<'_>,
+        tag: u64,
+    ) -> Result<Option<(u64, Frame)>, String> {
+        let mut planes = [null_mut::<u8>(); 3];
+        let mut info = SBufferInfo {
+            uiInBsTimeStamp: tag,
+            ..SBufferInfo::default()
+        };
+        // SAFETY: `planes` and `info` outlive the call; the source pointer and length describe a
+        // live slice (or are null and 0, OpenH264's end-of-stream call). The decoder is
+        // initialised by `Decoder::new`.
+        let state = unsafe {
+            let api = self.0.raw_api();
+            match step {
+                Step::Packet(p) => api.decode_frame2(
+                    p.as_ptr(),
+                    p.len() as i32,
+                    planes.as_mut_ptr(),
+                    &raw mut info,
+                ),
+                Step::EndOfStream => {
+                    api.decode_frame2(std::ptr::null(), 0, planes.as_mut_ptr(), &raw mut info)
+                }
+                Step::Flush => api.flush_frame(planes.as_mut_ptr(), &raw mut info),
+            }
+        };
+        if state != 0 {
+            return Err(format!("OpenH264 decoding state {state:#x}"));
+        }
+        if info.iBufferStatus != 1 {
+            return Ok(None);
+        }
+        // SAFETY: with iBufferStatus 1 the decoder filled the system-buffer member of the union
+        // and the three plane pointers, valid until the next call on this decoder.
+        let frame = unsafe {
+            let buffer = info.UsrData.sSystemBuffer;
+            let (width, height) = (buffer.iWidth as usize, buffer.iHeight as usize);
+            let (luma_stride, chroma_stride) =
+                (buffer.iStride[0] as usize, buffer.iStride[1] as usize);
+            if planes.iter().any(|p| p.is_null()) || width == 0 || height == 0 {
+                return Err("OpenH264 returned an empty picture".to_string());
+            }
+            let y = std::slice::from_raw_parts(planes[0], luma_stride * height);
+            let u = std::slice::from_raw_parts(planes[1], chroma_stride * height.div_ceil(2));
+            let v = std::slice::from_raw_parts(planes[2], chroma_stride * height.div_ceil(2));
+            yuv420_to_rgb(y, u, v, width, height, luma_stride, chroma_stride)
+        };
+        Ok(Some((info.uiOutYuvTimeStamp, frame)))
+    }
+
+    /// Number of pictures still buffered for reordering.
+    pub(super) fn buffered(&mut self) -> usize {
+        let mut count: DECODER_OPTION = 0;
+        // SAFETY: the option writes one DECODER_OPTION-sized integer into `count`.
+        let status = unsafe {
+            self.0.raw_api().get_option(
+                DECODER_OPTION_NUM_OF_FRAMES_REMAINING_IN_BUFFER,
+                (&raw mut count).cast(),
+            )
+        };
+        if status == 0 { count as usize } else { 0 }
+    }
+}
+
+/// BT.601 limited-range YUV 4:2:0 to RGB8, each chroma sample covering 2x2 pixels: the
+/// conversion ffmpeg applies to untagged yuv420p video (fixed point, 16 fractional bits).
+fn yuv420_to_rgb(
+    y: &[u8],
+    u: &[u8],
+    v: &[u8],
+    width: usize,
+    height: usize,
+    ys: usize,
+    cs: usize,
+) -> Frame {
+    const ONE: i32 = 1 << 16;
+    let coef = |c: f64| (c * f64::from(ONE)).round() as i32;
+    let (cy, crv, cgu, cgv, cbu) = (
+        coef(255.0 / 219.0),
+        coef(1.596_027),
+        coef(0.391_762),
+        coef(0.812_968),
+        coef(2.017_232),
+    );
+    let mut rgb = vec![0u8; width * height * 3];
+    let clamp = |value: i32| ((value + ONE / 2) >> 16).clamp(0, 255) as u8;
+    for row in 0..height {
+        let (luma, chroma) = (&y[row * ys..], row / 2 * cs);
+        let out = &mut rgb[row * width * 3..(row + 1) * width * 3];
+        for (col, pixel) in out.chunks_exact_mut(3).enumerate() {
+            let l = cy * (i32::from(luma[col]) - 16);
+            let (cu, cv) = (
+                i32::from(u[chroma + col / 2]) - 128,
+                i32::from(v[chroma + col / 2]) - 128,
+            );
+            pixel[0] = clamp(l + crv * cv);
+            pixel[1] = clamp(l - cgu * cu - cgv * cv);
+            pixel[2] = clamp(l + cbu * cu);
+        }
+    }
+    Frame::from_raw(width as u32, height as u32, rgb).expect("buffer sized for the frame")
+}
