@@ -2,6 +2,7 @@
 
 mod bench;
 mod forward;
+mod video;
 
 use std::process::ExitCode;
 
@@ -65,7 +66,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  miga video probe clip.mp4\n  miga video extract clip.mp4 --frames 0,10,131 --out frames/"
     )]
-    Video(Pending),
+    Video(video::VideoArgs),
     /// Time the models on every compiled backend, side by side with PyTorch
     #[command(
         after_help = "Examples:\n  miga bench --model mvit_v2_s --device cpu,cuda --batch 1,8 --mode forward,train --threads 2\n  miga bench --model agcn --device cpu,wgpu --batch 8,32 --mode forward,train --json bench.json"
@@ -139,10 +140,7 @@ fn run(command: Command) -> Result<(), Error> {
             "predict",
             "prediction files arrive with the tasks crate",
         )),
-        Command::Video(_) => Err(pending(
-            "video",
-            "H.264 decoding arrives with the datasets crate",
-        )),
+        Command::Video(args) => video::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
