@@ -268,3 +268,53 @@ fn bench_rejects_bad_requests_and_times_a_small_run() {
             .all(|r| r["gflop_per_s"].as_f64().unwrap() > 0.0)
     );
 }
+
+#[test]
+fn video_probe_and_extract_on_a_real_mp4() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/video");
+    if !dir.exists() {
+        eprintln!(
+            "skipped: {} is absent (the shared real data lives beside the repository)",
+            dir.display()
+        );
+        return;
+    }
+    let file = dir.join("carphone_pristine.mp4");
+    let (ok, stdout, stderr) = output(&["video", "probe", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let info: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (
+            info["width"].as_u64(),
+            info["height"].as_u64(),
+            info["frames"].as_u64()
+        ),
+        (Some(176), Some(144), Some(120))
+    );
+    let out = scratch("frames");
+    let (ok, stdout, stderr) = output(&[
+        "video",
+        "extract",
+        file.to_str().unwrap(),
+        "--frames",
+        "0,10,119",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    let frame = image::open(out.join("frame_000119.png")).unwrap();
+    assert_eq!((frame.width(), frame.height()), (176, 144));
+    let (ok, _, stderr) = output(&[
+        "video",
+        "extract",
+        file.to_str().unwrap(),
+        "--frames",
+        "120",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("frame 120"), "{stderr}");
+    let (ok, _, stderr) = output(&["video", "probe", "Cargo.toml"]);
+    assert!(!ok && stderr.contains("Cargo.toml"), "{stderr}");
+}

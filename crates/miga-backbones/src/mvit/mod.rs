@@ -40,4 +40,4 @@ pub use attention::{AttentionPool, Grid, MultiscaleAttention};
 pub use block::{Mlp, MultiscaleBlock};
 pub use config::{MultiscaleBlockConfig, MvitConfig};
 pub use model::{Mvit, MvitOutput};
-pub use preprocess::VideoPreset;
+pub use preprocess::{Placement, VideoPreset};

@@ -25,6 +25,16 @@ pub struct VideoPreset {
     pub std: [f32; 3],
 }
 
+/// Where the crop of [`VideoPreset::apply_at`] is taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Placement {
+    /// Offset of the crop as a fraction (0..=1, vertical then horizontal) of the free margin;
+    /// `None` centres it as torchvision does.
+    pub offset: Option<[f32; 2]>,
+    /// Mirror the crop left-right.
+    pub flip: bool,
+}
+
 /// For each output position along one axis of a bilinear resize: the two source indices and
 /// their weights, as PyTorch computes them in f32 (align_corners=false).
 fn taps(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
@@ -55,7 +65,18 @@ impl VideoPreset {
 
     /// Preprocesses RGB frames `(T, H, W, 3)` (8 bits, row-major, as decoders give them) into a
     /// clip `[3, T, crop H, crop W]`; stack clips along a new first axis for a batch.
-    pub fn apply(&self, frames: &[u8], [t, h, w]: [usize; 3]) -> crate::Result<TensorData> {
+    pub fn apply(&self, frames: &[u8], dims: [usize; 3]) -> crate::Result<TensorData> {
+        self.apply_at(frames, dims, Placement::default())
+    }
+
+    /// [`VideoPreset::apply`] with the crop placed where `placement` says (for training-time
+    /// random crops) and optionally mirrored left-right.
+    pub fn apply_at(
+        &self,
+        frames: &[u8],
+        [t, h, w]: [usize; 3],
+        placement: Placement,
+    ) -> crate::Result<TensorData> {
         let invalid = |reason: String| Error::InvalidInput {
             model: "mvit",
             reason,
@@ -78,10 +99,19 @@ impl VideoPreset {
             )));
         }
         // Python's round() in torchvision's center_crop: half to even.
-        let top = ((rh - ch) as f64 / 2.0).round_ties_even() as usize;
-        let left = ((rw - cw) as f64 / 2.0).round_ties_even() as usize;
+        let centre = |free: usize| (free as f64 / 2.0).round_ties_even() as usize;
+        let (top, left) = match placement.offset {
+            None => (centre(rh - ch), centre(rw - cw)),
+            Some([fy, fx]) => (
+                (fy.clamp(0.0, 1.0) * (rh - ch) as f32).round() as usize,
+                (fx.clamp(0.0, 1.0) * (rw - cw) as f32).round() as usize,
+            ),
+        };
         let rows = &taps(h, rh)[top..top + ch];
-        let cols = &taps(w, rw)[left..left + cw];
+        let mut cols = taps(w, rw)[left..left + cw].to_vec();
+        if placement.flip {
+            cols.reverse();
+        }
         let mut out = vec![0.0f32; 3 * t * ch * cw];
         for f in 0..t {
             let frame = &frames[f * h * w * 3..(f + 1) * h * w * 3];
@@ -144,6 +174,40 @@ mod tests {
             "{} of {} differ",
             off.len(),
             got.len()
+        );
+    }
+
+    #[test]
+    fn placed_and_flipped_crops() {
+        let preset = VideoPreset::new()
+            .with_resize(4)
+            .with_crop([2, 2])
+            .with_mean([0.0; 3])
+            .with_std([1.0 / 255.0; 3]);
+        // One 4x4 frame whose red channel is the column index x 10.
+        let frames: Vec<u8> = (0..16).flat_map(|i| [(i % 4) as u8 * 10, 0, 0]).collect();
+        let red = |p: Placement| -> Vec<f32> {
+            let out = preset
+                .apply_at(&frames, [1, 4, 4], p)
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap();
+            out[..2].iter().map(|v| v.round()).collect()
+        };
+        assert_eq!(red(Placement::default()), [10.0, 20.0]);
+        assert_eq!(
+            red(Placement {
+                offset: Some([0.0, 0.0]),
+                flip: false
+            }),
+            [0.0, 10.0]
+        );
+        assert_eq!(
+            red(Placement {
+                offset: Some([1.0, 1.0]),
+                flip: true
+            }),
+            [30.0, 20.0]
         );
     }
 
