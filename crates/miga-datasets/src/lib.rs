@@ -4,11 +4,15 @@
 //! Every reader reports bad input as an [`Error`] naming the file and the place in it.
 
 pub mod annotations;
+pub mod check;
 pub mod classes;
+pub mod clips;
 mod error;
 pub mod io;
 pub mod protocols;
+pub mod sampling;
 pub mod skeleton;
+pub mod synth;
 #[cfg(test)]
 mod testing;
 pub mod video;

@@ -107,9 +107,12 @@ pub fn write_skeleton_xlsx(path: impl AsRef<Path>, skeleton: &Skeleton) -> Resul
             ),
         ));
     }
-    let mut workbook = rust_xlsxwriter::Workbook::new();
-    let sheet = workbook.add_worksheet();
     let fail = |e: rust_xlsxwriter::XlsxError| Error::format(path, "workbook", e.to_string());
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    // A fixed creation time, so that the same skeleton gives the same bytes.
+    let created = rust_xlsxwriter::ExcelDateTime::from_ymd(2020, 8, 31).map_err(fail)?;
+    workbook.set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&created));
+    let sheet = workbook.add_worksheet();
     for t in 0..skeleton.frames() {
         for (column, &value) in skeleton.frame(t).iter().enumerate() {
             sheet

@@ -1,0 +1,536 @@
+//! Micro-gesture clips for Burn: where each clip's data is ([`ClipRecord`]), how it is sampled
+//! and transformed ([`ClipConfig`]), a [`Dataset`] of clips and a [`Batcher`] that stacks them
+//! into the tensors the backbones take.
+//!
+//! RGB frames are decoded when an item is asked for (never a whole video in memory); skeletons
+//! are read once per video when the dataset is built and only the clips' frames are kept.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use miga_backbones::mvit::{Placement, VideoPreset};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::annotations::{LabelTable, SegmentFormat, read_segments};
+use crate::classes::MicroGesture;
+use crate::protocols::{MigaLayout, Protocol, Split};
+use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
+use crate::skeleton::{PersonSelection, Skeleton, read_openpose_folder, read_skeleton_xlsx};
+use crate::video::Video;
+use crate::{Error, Result};
+
+/// Where a video's skeleton is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SkeletonSource {
+    /// A MiGA `<ID>_openpose.xlsx` table.
+    Xlsx(PathBuf),
+    /// A folder of raw OpenPose JSON frames.
+    OpenPose(PathBuf),
+}
+
+impl SkeletonSource {
+    /// Reads the whole sequence.
+    pub fn read(&self) -> Result<Skeleton> {
+        match self {
+            Self::Xlsx(path) => read_skeleton_xlsx(path),
+            Self::OpenPose(dir) => read_openpose_folder(dir, PersonSelection::default()),
+        }
+    }
+}
+
+/// One labelled clip and where its data is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipRecord {
+    /// The MiGA submission id, `<video>_<clip index>` (0-based, in label-file order).
+    pub id: String,
+    /// The video id as the data names it.
+    pub video: String,
+    /// The class (`None` for unlabelled test clips).
+    pub class: Option<MicroGesture>,
+    /// First frame.
+    pub start_frame: usize,
+    /// Last frame, inclusive.
+    pub end_frame: usize,
+    /// The video (MP4 or frame folder), when the RGB stream is available.
+    pub rgb: Option<PathBuf>,
+    /// The skeleton, when available.
+    pub skeleton: Option<SkeletonSource>,
+}
+
+impl ClipRecord {
+    /// The clips of a MiGA layout in `split`, from each video's `<ID>_label.csv`. Videos without
+    /// a label file are problems (returned, not fatal), as are label files that fail to parse.
+    pub fn from_miga(layout: &MigaLayout, split: Split) -> (Vec<Self>, Vec<Error>) {
+        let mut records = Vec::new();
+        let mut problems = Vec::new();
+        for (id, video) in layout.videos.iter().filter(|(_, v)| v.split == Some(split)) {
+            let Some(labels) = &video.labels else {
+                problems.push(Error::request(
+                    layout.root.join(id),
+                    format!("video {id} has no {id}_label.csv"),
+                ));
+                continue;
+            };
+            match read_segments(labels, SegmentFormat::MigaFrames) {
+                Ok(segments) => records.extend(segments.iter().enumerate().map(|(i, s)| Self {
+                    id: format!("{id}_{i}"),
+                    video: id.clone(),
+                    class: Some(s.class),
+                    start_frame: s.start_frame as usize,
+                    end_frame: s.end_frame as usize,
+                    rgb: video.video.clone(),
+                    skeleton: video.skeleton.clone().map(SkeletonSource::Xlsx),
+                })),
+                Err(e) => problems.push(e),
+            }
+        }
+        (records, problems)
+    }
+
+    /// The clips of the official label file in `split` of `protocol`, with videos at
+    /// `<rgb_root>/<video>.mp4` and raw OpenPose folders at `<skeleton_root>/<video>/`, where
+    /// those roots are given and the paths exist.
+    pub fn from_label_table(
+        table: &LabelTable,
+        protocol: &Protocol,
+        split: Split,
+        rgb_root: Option<&std::path::Path>,
+        skeleton_root: Option<&std::path::Path>,
+    ) -> Vec<Self> {
+        let mut index_in_video: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut records = Vec::new();
+        for clip in &table.clips {
+            let n = index_in_video.entry(clip.video).or_default();
+            let i = *n;
+            *n += 1;
+            if protocol.split(clip.video, clip.subject) != Some(split) {
+                continue;
+            }
+            let rgb = rgb_root
+                .map(|r| r.join(format!("{}.mp4", clip.video)))
+                .filter(|p| p.exists());
+            let skeleton = skeleton_root
+                .map(|r| r.join(clip.video.to_string()))
+                .filter(|p| p.is_dir());
+            records.push(Self {
+                id: format!("{}_{i}", clip.video),
+                video: clip.video.to_string(),
+                class: Some(clip.class),
+                start_frame: clip.start_frame as usize,
+                end_frame: clip.end_frame as usize,
+                rgb,
+                skeleton: skeleton.map(SkeletonSource::OpenPose),
+            });
+        }
+        records
+    }
+}
+
+/// Which streams a clip item carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Modalities {
+    /// RGB frames only.
+    Rgb,
+    /// Skeleton only.
+    Skeleton,
+    /// Both.
+    Both,
+}
+
+impl Modalities {
+    fn rgb(self) -> bool {
+        self != Self::Skeleton
+    }
+    fn skeleton(self) -> bool {
+        self != Self::Rgb
+    }
+}
+
+/// How clips are sampled and transformed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClipConfig {
+    /// Streams to load.
+    pub modalities: Modalities,
+    /// RGB frames per clip (T).
+    pub frames: usize,
+    /// Skeleton frames per clip; a multiple of `frames`, so that the RGB frames are a subset of
+    /// the skeleton frames (every k-th, from the middle of each group).
+    pub skeleton_frames: usize,
+    /// Short side after resizing.
+    pub resize: usize,
+    /// Crop size (square).
+    pub crop: usize,
+    /// Per-channel mean and standard deviation (after scaling to [0, 1]).
+    pub mean: [f32; 3],
+    /// See `mean`.
+    pub std: [f32; 3],
+    /// Training-time randomness: random frames within segments, random crop position,
+    /// left-right flips (`flip_probability`), for RGB and skeleton alike.
+    pub augment: bool,
+    /// Probability of a left-right flip when augmenting.
+    pub flip_probability: f32,
+    /// OpenPose indices (of the 137) of the skeleton points to keep, e.g. a skeleton graph's
+    /// `openpose` list; empty keeps all 137.
+    pub keypoints: Vec<usize>,
+    /// Normalise skeleton coordinates to the body (centre neck, scale shoulder width).
+    pub normalise: bool,
+    /// Fill missing skeleton points by interpolation in time.
+    pub interpolate: bool,
+}
+
+impl Default for ClipConfig {
+    fn default() -> Self {
+        Self {
+            modalities: Modalities::Both,
+            frames: 16,
+            skeleton_frames: 64,
+            resize: 256,
+            crop: 224,
+            mean: [0.45; 3],
+            std: [0.225; 3],
+            augment: false,
+            flip_probability: 0.5,
+            keypoints: Vec::new(),
+            normalise: true,
+            interpolate: true,
+        }
+    }
+}
+
+/// The data of one clip, ready to batch.
+#[derive(Debug, Clone)]
+pub struct ClipData {
+    /// `[3, T, crop, crop]`, normalised.
+    pub rgb: Option<TensorData>,
+    /// `[3, T_s, V, 1]` (channels x, y, confidence; one person), as 2s-AGCN takes it.
+    pub skeleton: Option<TensorData>,
+}
+
+/// One item of a [`ClipDataset`]: the clip's id and label, and its data or why it failed.
+#[derive(Debug, Clone)]
+pub struct ClipItem {
+    /// `<video>_<clip index>`.
+    pub id: String,
+    /// Class index (0..31), when labelled.
+    pub label: Option<usize>,
+    /// The data, or the error that stopped it (the batcher skips and reports failed items).
+    pub data: std::result::Result<ClipData, String>,
+}
+
+/// A dataset of micro-gesture clips.
+pub struct ClipDataset {
+    records: Vec<ClipRecord>,
+    skeletons: Vec<Option<Arc<Skeleton>>>,
+    config: ClipConfig,
+    seed: u64,
+    epoch: AtomicU64,
+}
+
+impl ClipDataset {
+    /// Builds the dataset: checks the configuration and reads each video's skeleton once (in
+    /// parallel), keeping the frames of its clips. Problems (unreadable or empty skeletons,
+    /// clips beyond the skeleton's end) are returned with the dataset; their clips fail when
+    /// asked for the skeleton stream.
+    pub fn new(
+        records: Vec<ClipRecord>,
+        config: ClipConfig,
+        seed: u64,
+    ) -> Result<(Self, Vec<Error>)> {
+        let bad = |reason: String| Error::request("clip configuration", reason);
+        if config.frames == 0
+            || config.skeleton_frames == 0
+            || config.skeleton_frames % config.frames != 0
+        {
+            return Err(bad(format!(
+                "skeleton_frames ({}) must be a positive multiple of frames ({})",
+                config.skeleton_frames, config.frames
+            )));
+        }
+        if let Some(&v) = config
+            .keypoints
+            .iter()
+            .find(|&&v| v >= crate::skeleton::OPENPOSE_POINTS)
+        {
+            return Err(bad(format!(
+                "keypoint {v} is not one of the 137 OpenPose points"
+            )));
+        }
+        if config.crop > config.resize {
+            return Err(bad(format!(
+                "crop {} is larger than the resized short side {}",
+                config.crop, config.resize
+            )));
+        }
+        let mut skeletons = vec![None; records.len()];
+        let mut problems = Vec::new();
+        if config.modalities.skeleton() {
+            let mut by_video: BTreeMap<&SkeletonSource, Vec<usize>> = BTreeMap::new();
+            for (i, r) in records.iter().enumerate() {
+                match &r.skeleton {
+                    Some(source) => by_video.entry(source).or_default().push(i),
+                    None => problems.push(Error::request(
+                        &r.video,
+                        format!("clip {} has no skeleton", r.id),
+                    )),
+                }
+            }
+            let read: Vec<(Vec<usize>, Result<Skeleton>, &SkeletonSource)> = by_video
+                .into_par_iter()
+                .map(|(source, clips)| (clips, prepare(source, &config), source))
+                .collect();
+            for (clips, skeleton, source) in read {
+                let skeleton = match skeleton {
+                    Ok(s) => s,
+                    Err(e) => {
+                        problems.push(e);
+                        continue;
+                    }
+                };
+                for i in clips {
+                    let r = &records[i];
+                    if r.end_frame >= skeleton.frames() {
+                        problems.push(Error::request(
+                            source_path(source),
+                            format!(
+                                "clip {} ends at frame {}, the skeleton has {} frames",
+                                r.id,
+                                r.end_frame,
+                                skeleton.frames()
+                            ),
+                        ));
+                        continue;
+                    }
+                    let frames: Vec<usize> = (r.start_frame..=r.end_frame).collect();
+                    skeletons[i] = skeleton.gather(&frames).ok().map(Arc::new);
+                }
+            }
+        }
+        Ok((
+            Self {
+                records,
+                skeletons,
+                config,
+                seed,
+                epoch: AtomicU64::new(0),
+            },
+            problems,
+        ))
+    }
+
+    /// Sets the epoch, which with the seed decides the random choices of augmentation.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// The records, in item order.
+    pub fn records(&self) -> &[ClipRecord] {
+        &self.records
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    fn load(&self, index: usize) -> Result<ClipData> {
+        let record = &self.records[index];
+        let config = &self.config;
+        let mut rng =
+            SeededRng::for_item(self.seed, self.epoch.load(Ordering::Relaxed), index as u64);
+        let sampling = if config.augment {
+            TemporalSampling::Random
+        } else {
+            TemporalSampling::Uniform
+        };
+        let skeleton_indices = sample_frames(
+            0,
+            record.end_frame - record.start_frame,
+            config.skeleton_frames,
+            sampling,
+            &mut rng,
+        );
+        let step = config.skeleton_frames / config.frames;
+        let rgb_indices: Vec<usize> = skeleton_indices
+            .iter()
+            .skip(step / 2)
+            .step_by(step)
+            .copied()
+            .collect();
+        let flip = config.augment && rng.uniform() < config.flip_probability;
+        let offset = config.augment.then(|| [rng.uniform(), rng.uniform()]);
+        let rgb = match (config.modalities.rgb(), &record.rgb) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(Error::request(
+                    &record.video,
+                    format!("clip {} has no video", record.id),
+                ));
+            }
+            (true, Some(path)) => {
+                let mut video = Video::open(path)?;
+                let absolute: Vec<usize> =
+                    rgb_indices.iter().map(|i| record.start_frame + i).collect();
+                let frames = video.frames(&absolute)?;
+                let (w, h) = (frames[0].width() as usize, frames[0].height() as usize);
+                let bytes: Vec<u8> = frames
+                    .iter()
+                    .flat_map(|f| f.as_raw().iter().copied())
+                    .collect();
+                let preset = VideoPreset::new()
+                    .with_resize(config.resize)
+                    .with_crop([config.crop; 2])
+                    .with_mean(config.mean)
+                    .with_std(config.std);
+                let placement = Placement { offset, flip };
+                Some(
+                    preset
+                        .apply_at(&bytes, [frames.len(), h, w], placement)
+                        .map_err(|e| Error::request(path, e.to_string()))?,
+                )
+            }
+        };
+        let skeleton = match config.modalities.skeleton() {
+            false => None,
+            true => {
+                let whole = self.skeletons[index].as_ref().ok_or_else(|| {
+                    Error::request(
+                        &record.video,
+                        format!("clip {} has no usable skeleton", record.id),
+                    )
+                })?;
+                let mut clip = whole
+                    .gather(&skeleton_indices)
+                    .map_err(|e| Error::request(&record.video, e))?;
+                if flip {
+                    clip.mirror(0.0)
+                        .map_err(|e| Error::request(&record.video, e))?;
+                }
+                if !config.keypoints.is_empty() {
+                    clip = clip
+                        .subset(&config.keypoints)
+                        .map_err(|e| Error::request(&record.video, e))?;
+                }
+                Some(skeleton_tensor(&clip))
+            }
+        };
+        Ok(ClipData { rgb, skeleton })
+    }
+}
+
+fn source_path(source: &SkeletonSource) -> &std::path::Path {
+    match source {
+        SkeletonSource::Xlsx(p) | SkeletonSource::OpenPose(p) => p,
+    }
+}
+
+/// Reads a video's skeleton and applies the per-video steps (interpolation, normalisation).
+fn prepare(source: &SkeletonSource, config: &ClipConfig) -> Result<Skeleton> {
+    let mut skeleton = source.read()?;
+    if skeleton.frames_with_people() == 0 {
+        return Err(Error::request(
+            source_path(source),
+            "the skeleton is empty: no frame shows a person",
+        ));
+    }
+    if config.interpolate {
+        skeleton.interpolate_missing();
+    }
+    if config.normalise {
+        skeleton
+            .normalise()
+            .map_err(|e| Error::request(source_path(source), e))?;
+    }
+    Ok(skeleton)
+}
+
+/// `[3, T, V, 1]` from a `T x V x 3` sequence.
+fn skeleton_tensor(s: &Skeleton) -> TensorData {
+    let (t, v) = (s.frames(), s.points());
+    let mut out = vec![0.0f32; 3 * t * v];
+    for (i, p) in s.data().chunks(3).enumerate() {
+        for c in 0..3 {
+            out[c * t * v + i] = p[c];
+        }
+    }
+    TensorData::new(out, [3, t, v, 1])
+}
+
+impl Dataset<ClipItem> for ClipDataset {
+    fn get(&self, index: usize) -> Option<ClipItem> {
+        let record = self.records.get(index)?;
+        Some(ClipItem {
+            id: record.id.clone(),
+            label: record.class.map(MicroGesture::index),
+            data: self.load(index).map_err(|e| e.to_string()),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+}
+
+/// A batch of clips.
+#[derive(Debug, Clone)]
+pub struct ClipBatch<B: Backend> {
+    /// Ids of the clips in the batch, in row order.
+    pub ids: Vec<String>,
+    /// Class indices `[B]` (when every clip is labelled).
+    pub labels: Option<Tensor<B, 1, Int>>,
+    /// `[B, 3, T, crop, crop]`.
+    pub rgb: Option<Tensor<B, 5>>,
+    /// `[B, 3, T_s, V, 1]`.
+    pub skeleton: Option<Tensor<B, 5>>,
+    /// Clips left out of the batch, with why (`miga train --strict` stops on the first).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Stacks [`ClipItem`]s into a [`ClipBatch`], leaving failed items out (and naming them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClipBatcher;
+
+fn stack<B: Backend>(parts: Vec<TensorData>, device: &B::Device) -> Option<Tensor<B, 5>> {
+    let tensors: Vec<Tensor<B, 5>> = parts
+        .into_iter()
+        .map(|d| Tensor::<B, 4>::from_data(d, device).unsqueeze())
+        .collect();
+    (!tensors.is_empty()).then(|| Tensor::cat(tensors, 0))
+}
+
+impl<B: Backend> Batcher<B, ClipItem, ClipBatch<B>> for ClipBatcher {
+    fn batch(&self, items: Vec<ClipItem>, device: &B::Device) -> ClipBatch<B> {
+        let mut ids = Vec::new();
+        let mut labels = Vec::new();
+        let (mut rgb, mut skeleton) = (Vec::new(), Vec::new());
+        let mut skipped = Vec::new();
+        for item in items {
+            match item.data {
+                Ok(data) => {
+                    ids.push(item.id);
+                    labels.push(item.label);
+                    rgb.extend(data.rgb);
+                    skeleton.extend(data.skeleton);
+                }
+                Err(reason) => skipped.push((item.id, reason)),
+            }
+        }
+        let labels: Option<Vec<i64>> = labels.into_iter().map(|l| l.map(|l| l as i64)).collect();
+        ClipBatch {
+            labels: labels
+                .filter(|l| !l.is_empty())
+                .map(|l| Tensor::from_data(TensorData::new(l.clone(), [l.len()]), device)),
+            rgb: stack(rgb, device),
+            skeleton: stack(skeleton, device),
+            ids,
+            skipped,
+        }
+    }
+}
