@@ -153,6 +153,149 @@ impl Modalities {
     }
 }
 
+/// How RGB frames become a clip tensor: resize the short side, crop, normalise (torchvision's
+/// video preset; see [`VideoPreset`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrameTransform {
+    /// Short side after resizing.
+    pub resize: usize,
+    /// Crop size (square).
+    pub crop: usize,
+    /// Per-channel mean (after scaling to [0, 1]).
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation.
+    pub std: [f32; 3],
+}
+
+impl Default for FrameTransform {
+    fn default() -> Self {
+        Self {
+            resize: 256,
+            crop: 224,
+            mean: [0.45; 3],
+            std: [0.225; 3],
+        }
+    }
+}
+
+impl FrameTransform {
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        match self.crop <= self.resize && self.crop > 0 {
+            true => Ok(()),
+            false => Err(format!(
+                "crop {} must be positive and at most the resized short side {}",
+                self.crop, self.resize
+            )),
+        }
+    }
+
+    /// Decodes `frames` (absolute indices) of a video and transforms them to `[3, T, crop, crop]`.
+    pub fn load(
+        &self,
+        path: &std::path::Path,
+        frames: &[usize],
+        placement: Placement,
+    ) -> Result<TensorData> {
+        let decoded = Video::open(path)?.frames(frames)?;
+        let (w, h) = (decoded[0].width() as usize, decoded[0].height() as usize);
+        let bytes: Vec<u8> = decoded
+            .iter()
+            .flat_map(|f| f.as_raw().iter().copied())
+            .collect();
+        let preset = VideoPreset::new()
+            .with_resize(self.resize)
+            .with_crop([self.crop; 2])
+            .with_mean(self.mean)
+            .with_std(self.std);
+        preset
+            .apply_at(&bytes, [decoded.len(), h, w], placement)
+            .map_err(|e| Error::request(path, e.to_string()))
+    }
+}
+
+/// How a video's skeleton is prepared: interpolation, normalisation, the points kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SkeletonTransform {
+    /// OpenPose indices (of the 137) of the points to keep, e.g. a skeleton graph's `openpose`
+    /// list; empty keeps all 137.
+    pub keypoints: Vec<usize>,
+    /// Normalise coordinates to the body (centre neck, scale shoulder width).
+    pub normalise: bool,
+    /// Fill missing points by interpolation in time.
+    pub interpolate: bool,
+}
+
+impl Default for SkeletonTransform {
+    fn default() -> Self {
+        Self {
+            keypoints: Vec::new(),
+            normalise: true,
+            interpolate: true,
+        }
+    }
+}
+
+impl SkeletonTransform {
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        match self
+            .keypoints
+            .iter()
+            .find(|&&v| v >= crate::skeleton::OPENPOSE_POINTS)
+        {
+            Some(v) => Err(format!(
+                "keypoint {v} is not one of the 137 OpenPose points"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads a video's skeleton and applies the per-video steps (interpolation, normalisation).
+    pub fn prepare(&self, source: &SkeletonSource) -> Result<Skeleton> {
+        let path = source_path(source);
+        let mut skeleton = source.read()?;
+        if skeleton.frames_with_people() == 0 {
+            return Err(Error::request(
+                path,
+                "the skeleton is empty: no frame shows a person",
+            ));
+        }
+        if self.interpolate {
+            skeleton.interpolate_missing();
+        }
+        if self.normalise {
+            skeleton.normalise().map_err(|e| Error::request(path, e))?;
+        }
+        Ok(skeleton)
+    }
+
+    /// `[3, T, V, 1]` (x, y, confidence; one person, as 2s-AGCN takes it) from frames of a
+    /// prepared sequence, mirrored first when `mirror`.
+    pub fn tensor(
+        &self,
+        skeleton: &Skeleton,
+        frames: &[usize],
+        mirror: bool,
+    ) -> std::result::Result<TensorData, String> {
+        let mut clip = skeleton.gather(frames)?;
+        if mirror {
+            clip.mirror(0.0)?;
+        }
+        if !self.keypoints.is_empty() {
+            clip = clip.subset(&self.keypoints)?;
+        }
+        let (t, v) = (clip.frames(), clip.points());
+        let mut out = vec![0.0f32; 3 * t * v];
+        for (i, p) in clip.data().chunks(3).enumerate() {
+            for c in 0..3 {
+                out[c * t * v + i] = p[c];
+            }
+        }
+        Ok(TensorData::new(out, [3, t, v, 1]))
+    }
+}
+
 /// How clips are sampled and transformed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -164,26 +307,15 @@ pub struct ClipConfig {
     /// Skeleton frames per clip; a multiple of `frames`, so that the RGB frames are a subset of
     /// the skeleton frames (every k-th, from the middle of each group).
     pub skeleton_frames: usize,
-    /// Short side after resizing.
-    pub resize: usize,
-    /// Crop size (square).
-    pub crop: usize,
-    /// Per-channel mean and standard deviation (after scaling to [0, 1]).
-    pub mean: [f32; 3],
-    /// See `mean`.
-    pub std: [f32; 3],
+    /// RGB frames to tensor.
+    pub rgb: FrameTransform,
+    /// Skeleton preparation.
+    pub skeleton: SkeletonTransform,
     /// Training-time randomness: random frames within segments, random crop position,
     /// left-right flips (`flip_probability`), for RGB and skeleton alike.
     pub augment: bool,
     /// Probability of a left-right flip when augmenting.
     pub flip_probability: f32,
-    /// OpenPose indices (of the 137) of the skeleton points to keep, e.g. a skeleton graph's
-    /// `openpose` list; empty keeps all 137.
-    pub keypoints: Vec<usize>,
-    /// Normalise skeleton coordinates to the body (centre neck, scale shoulder width).
-    pub normalise: bool,
-    /// Fill missing skeleton points by interpolation in time.
-    pub interpolate: bool,
 }
 
 impl Default for ClipConfig {
@@ -192,15 +324,10 @@ impl Default for ClipConfig {
             modalities: Modalities::Both,
             frames: 16,
             skeleton_frames: 64,
-            resize: 256,
-            crop: 224,
-            mean: [0.45; 3],
-            std: [0.225; 3],
+            rgb: FrameTransform::default(),
+            skeleton: SkeletonTransform::default(),
             augment: false,
             flip_probability: 0.5,
-            keypoints: Vec::new(),
-            normalise: true,
-            interpolate: true,
         }
     }
 }
@@ -247,28 +374,15 @@ impl ClipDataset {
         let bad = |reason: String| Error::request("clip configuration", reason);
         if config.frames == 0
             || config.skeleton_frames == 0
-            || config.skeleton_frames % config.frames != 0
+            || !config.skeleton_frames.is_multiple_of(config.frames)
         {
             return Err(bad(format!(
                 "skeleton_frames ({}) must be a positive multiple of frames ({})",
                 config.skeleton_frames, config.frames
             )));
         }
-        if let Some(&v) = config
-            .keypoints
-            .iter()
-            .find(|&&v| v >= crate::skeleton::OPENPOSE_POINTS)
-        {
-            return Err(bad(format!(
-                "keypoint {v} is not one of the 137 OpenPose points"
-            )));
-        }
-        if config.crop > config.resize {
-            return Err(bad(format!(
-                "crop {} is larger than the resized short side {}",
-                config.crop, config.resize
-            )));
-        }
+        config.rgb.check().map_err(bad)?;
+        config.skeleton.check().map_err(bad)?;
         let mut skeletons = vec![None; records.len()];
         let mut problems = Vec::new();
         if config.modalities.skeleton() {
@@ -284,7 +398,7 @@ impl ClipDataset {
             }
             let read: Vec<(Vec<usize>, Result<Skeleton>, &SkeletonSource)> = by_video
                 .into_par_iter()
-                .map(|(source, clips)| (clips, prepare(source, &config), source))
+                .map(|(source, clips)| (clips, config.skeleton.prepare(source), source))
                 .collect();
             for (clips, skeleton, source) in read {
                 let skeleton = match skeleton {
@@ -375,25 +489,12 @@ impl ClipDataset {
                 ));
             }
             (true, Some(path)) => {
-                let mut video = Video::open(path)?;
                 let absolute: Vec<usize> =
                     rgb_indices.iter().map(|i| record.start_frame + i).collect();
-                let frames = video.frames(&absolute)?;
-                let (w, h) = (frames[0].width() as usize, frames[0].height() as usize);
-                let bytes: Vec<u8> = frames
-                    .iter()
-                    .flat_map(|f| f.as_raw().iter().copied())
-                    .collect();
-                let preset = VideoPreset::new()
-                    .with_resize(config.resize)
-                    .with_crop([config.crop; 2])
-                    .with_mean(config.mean)
-                    .with_std(config.std);
-                let placement = Placement { offset, flip };
                 Some(
-                    preset
-                        .apply_at(&bytes, [frames.len(), h, w], placement)
-                        .map_err(|e| Error::request(path, e.to_string()))?,
+                    config
+                        .rgb
+                        .load(path, &absolute, Placement { offset, flip })?,
                 )
             }
         };
@@ -406,61 +507,22 @@ impl ClipDataset {
                         format!("clip {} has no usable skeleton", record.id),
                     )
                 })?;
-                let mut clip = whole
-                    .gather(&skeleton_indices)
-                    .map_err(|e| Error::request(&record.video, e))?;
-                if flip {
-                    clip.mirror(0.0)
-                        .map_err(|e| Error::request(&record.video, e))?;
-                }
-                if !config.keypoints.is_empty() {
-                    clip = clip
-                        .subset(&config.keypoints)
-                        .map_err(|e| Error::request(&record.video, e))?;
-                }
-                Some(skeleton_tensor(&clip))
+                Some(
+                    config
+                        .skeleton
+                        .tensor(whole, &skeleton_indices, flip)
+                        .map_err(|e| Error::request(&record.video, e))?,
+                )
             }
         };
         Ok(ClipData { rgb, skeleton })
     }
 }
 
-fn source_path(source: &SkeletonSource) -> &std::path::Path {
+pub(crate) fn source_path(source: &SkeletonSource) -> &std::path::Path {
     match source {
         SkeletonSource::Xlsx(p) | SkeletonSource::OpenPose(p) => p,
     }
-}
-
-/// Reads a video's skeleton and applies the per-video steps (interpolation, normalisation).
-fn prepare(source: &SkeletonSource, config: &ClipConfig) -> Result<Skeleton> {
-    let mut skeleton = source.read()?;
-    if skeleton.frames_with_people() == 0 {
-        return Err(Error::request(
-            source_path(source),
-            "the skeleton is empty: no frame shows a person",
-        ));
-    }
-    if config.interpolate {
-        skeleton.interpolate_missing();
-    }
-    if config.normalise {
-        skeleton
-            .normalise()
-            .map_err(|e| Error::request(source_path(source), e))?;
-    }
-    Ok(skeleton)
-}
-
-/// `[3, T, V, 1]` from a `T x V x 3` sequence.
-fn skeleton_tensor(s: &Skeleton) -> TensorData {
-    let (t, v) = (s.frames(), s.points());
-    let mut out = vec![0.0f32; 3 * t * v];
-    for (i, p) in s.data().chunks(3).enumerate() {
-        for c in 0..3 {
-            out[c * t * v + i] = p[c];
-        }
-    }
-    TensorData::new(out, [3, t, v, 1])
 }
 
 impl Dataset<ClipItem> for ClipDataset {
@@ -531,6 +593,136 @@ impl<B: Backend> Batcher<B, ClipItem, ClipBatch<B>> for ClipBatcher {
             skeleton: stack(skeleton, device),
             ids,
             skipped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::data::dataloader::DataLoaderBuilder;
+
+    use super::*;
+    use crate::synth::tests::small;
+
+    fn config() -> ClipConfig {
+        ClipConfig {
+            frames: 4,
+            skeleton_frames: 8,
+            rgb: FrameTransform {
+                resize: 64,
+                crop: 56,
+                ..FrameTransform::default()
+            },
+            ..ClipConfig::default()
+        }
+    }
+
+    fn train_records() -> Vec<ClipRecord> {
+        let layout = MigaLayout::scan(small(1)).unwrap();
+        let (records, problems) = ClipRecord::from_miga(&layout, Split::Train);
+        assert!(problems.is_empty(), "{problems:?}");
+        records
+    }
+
+    #[test]
+    fn items_have_the_backbones_shapes_and_repeat_under_a_seed() {
+        let records = train_records();
+        assert_eq!(records.len(), 6);
+        assert_eq!(records[1].id, "0001_1");
+        let keypoints: Vec<usize> = (0..25).collect();
+        let augmented = ClipConfig {
+            augment: true,
+            skeleton: SkeletonTransform {
+                keypoints,
+                ..SkeletonTransform::default()
+            },
+            ..config()
+        };
+        let (dataset, problems) = ClipDataset::new(records.clone(), augmented, 9).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let item = dataset.get(2).unwrap();
+        let data = item.data.unwrap();
+        assert_eq!(data.rgb.as_ref().unwrap().shape, [3, 4, 56, 56].into());
+        assert_eq!(data.skeleton.as_ref().unwrap().shape, [3, 8, 25, 1].into());
+        let again = dataset.get(2).unwrap().data.unwrap();
+        assert_eq!(again.rgb, data.rgb);
+        dataset.set_epoch(1);
+        assert_ne!(
+            dataset.get(2).unwrap().data.unwrap().rgb,
+            data.rgb,
+            "a new epoch draws new crops"
+        );
+        let (plain, _) = ClipDataset::new(records, config(), 9).unwrap();
+        assert_eq!(
+            plain.get(2).unwrap().data.unwrap().skeleton.unwrap().shape,
+            [3, 8, 137, 1].into()
+        );
+    }
+
+    #[test]
+    fn the_dataloader_batches_and_skips_bad_clips() {
+        let mut records = train_records();
+        records[3].end_frame = 100_000; // beyond the video's end
+        records[4].rgb = None;
+        let (dataset, problems) = ClipDataset::new(records, config(), 0).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].to_string().contains("0001_0")
+                || problems[0].to_string().contains("ends at frame 100000"),
+            "{}",
+            problems[0]
+        );
+        let loader = DataLoaderBuilder::<Flex, _, _>::new(ClipBatcher)
+            .batch_size(3)
+            .num_workers(2)
+            .build(dataset);
+        let mut seen = 0;
+        let mut skipped = Vec::new();
+        for batch in loader.iter() {
+            let rows = batch.ids.len();
+            seen += rows;
+            skipped.extend(batch.skipped);
+            assert_eq!(batch.rgb.unwrap().dims(), [rows, 3, 4, 56, 56]);
+            assert_eq!(batch.skeleton.unwrap().dims(), [rows, 3, 8, 137, 1]);
+            assert_eq!(batch.labels.unwrap().dims(), [rows]);
+        }
+        assert_eq!(seen, 4);
+        let reasons: Vec<String> = skipped
+            .iter()
+            .map(|(id, why)| format!("{id}: {why}"))
+            .collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("no video")),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        for bad in [
+            ClipConfig {
+                skeleton_frames: 6,
+                ..config()
+            },
+            ClipConfig {
+                skeleton: SkeletonTransform {
+                    keypoints: vec![137],
+                    ..SkeletonTransform::default()
+                },
+                ..config()
+            },
+            ClipConfig {
+                rgb: FrameTransform {
+                    crop: 100,
+                    resize: 64,
+                    ..FrameTransform::default()
+                },
+                ..config()
+            },
+        ] {
+            assert!(ClipDataset::new(Vec::new(), bad, 0).is_err());
         }
     }
 }

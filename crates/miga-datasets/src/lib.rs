@@ -7,6 +7,7 @@ pub mod annotations;
 pub mod check;
 pub mod classes;
 pub mod clips;
+pub mod emotion;
 mod error;
 pub mod io;
 pub mod protocols;

@@ -35,7 +35,7 @@ impl SeededRng {
 
     /// A uniform integer in `0..n` (`n` > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// A normal sample (mean 0, standard deviation 1), Box-Muller.

@@ -416,7 +416,11 @@ pub fn synthesise(
             "at least one video with one clip is needed",
         ));
     }
-    if config.width % 2 != 0 || config.height % 2 != 0 || config.width < 64 || config.height < 64 {
+    if !config.width.is_multiple_of(2)
+        || !config.height.is_multiple_of(2)
+        || config.width < 64
+        || config.height < 64
+    {
         return Err(Error::request(
             out,
             format!(
@@ -480,7 +484,7 @@ pub fn synthesise(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::testing::scratch_dir;
 

@@ -1,0 +1,295 @@
+//! Emotion videos for Burn: one item per video, with context windows of RGB frames spread over
+//! the whole video (for MViTv2 context embeddings) and the video's skeleton subsampled in time
+//! (face and body keypoints), labelled Win / Lose.
+
+use std::path::PathBuf;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use miga_backbones::mvit::Placement;
+use serde::{Deserialize, Serialize};
+
+use crate::annotations::LabelTable;
+use crate::classes::Outcome;
+use crate::clips::{FrameTransform, SkeletonSource, SkeletonTransform};
+use crate::protocols::{MigaLayout, Split};
+use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
+use crate::video::Video;
+use crate::{Error, Result};
+
+/// One video of the emotion task and where its data is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmotionRecord {
+    /// The video id as the data names it.
+    pub id: String,
+    /// Win / Lose, when known.
+    pub outcome: Option<Outcome>,
+    /// The video (MP4 or frame folder).
+    pub rgb: Option<PathBuf>,
+    /// The skeleton.
+    pub skeleton: Option<SkeletonSource>,
+}
+
+impl EmotionRecord {
+    /// The videos of a MiGA layout in `split`, with outcomes from an official-format label
+    /// table (the MiGA folders do not carry Win / Lose; ids match by number: `0007` is video 7).
+    pub fn from_miga(layout: &MigaLayout, split: Split, labels: &LabelTable) -> Vec<Self> {
+        let outcomes = labels.videos();
+        layout
+            .videos
+            .iter()
+            .filter(|(_, v)| v.split == Some(split))
+            .map(|(id, v)| Self {
+                id: id.clone(),
+                outcome: id
+                    .parse::<u32>()
+                    .ok()
+                    .and_then(|n| outcomes.get(&n))
+                    .map(|s| s.outcome),
+                rgb: v.video.clone(),
+                skeleton: v.skeleton.clone().map(SkeletonSource::Xlsx),
+            })
+            .collect()
+    }
+}
+
+/// How an emotion video is sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmotionConfig {
+    /// Context windows per video, spread evenly over it.
+    pub windows: usize,
+    /// Frames per window.
+    pub frames: usize,
+    /// Frame step inside a window (2 at 25 fps: a 16-frame window spans 1.3 s).
+    pub stride: usize,
+    /// Skeleton frames per video, spread evenly over it.
+    pub skeleton_frames: usize,
+    /// RGB frames to tensor.
+    pub rgb: FrameTransform,
+    /// Skeleton preparation.
+    pub skeleton: SkeletonTransform,
+}
+
+impl Default for EmotionConfig {
+    fn default() -> Self {
+        Self {
+            windows: 8,
+            frames: 16,
+            stride: 2,
+            skeleton_frames: 256,
+            rgb: FrameTransform::default(),
+            skeleton: SkeletonTransform::default(),
+        }
+    }
+}
+
+/// One emotion video ready to batch, or why it failed.
+#[derive(Debug, Clone)]
+pub struct EmotionItem {
+    /// Video id.
+    pub id: String,
+    /// 1 for Win, 0 for Lose, when known.
+    pub label: Option<usize>,
+    /// `([windows, 3, T, crop, crop], [3, skeleton_frames, V, 1])`, or the error.
+    pub data: std::result::Result<(TensorData, TensorData), String>,
+}
+
+/// A dataset of emotion videos.
+pub struct EmotionDataset {
+    records: Vec<EmotionRecord>,
+    config: EmotionConfig,
+}
+
+impl EmotionDataset {
+    /// A dataset over `records`; errors on an unusable configuration.
+    pub fn new(records: Vec<EmotionRecord>, config: EmotionConfig) -> Result<Self> {
+        let bad = |reason: String| Error::request("emotion configuration", reason);
+        if config.windows == 0
+            || config.frames == 0
+            || config.stride == 0
+            || config.skeleton_frames == 0
+        {
+            return Err(bad(
+                "windows, frames, stride and skeleton_frames must be positive".into(),
+            ));
+        }
+        config.rgb.check().map_err(bad)?;
+        config.skeleton.check().map_err(bad)?;
+        Ok(Self { records, config })
+    }
+
+    fn load(&self, record: &EmotionRecord) -> Result<(TensorData, TensorData)> {
+        let config = &self.config;
+        let missing =
+            |what: &str| Error::request(&record.id, format!("video {} has no {what}", record.id));
+        let source = record
+            .skeleton
+            .as_ref()
+            .ok_or_else(|| missing("skeleton"))?;
+        let skeleton = config.skeleton.prepare(source)?;
+        let path = record.rgb.as_ref().ok_or_else(|| missing("video"))?;
+        let length = Video::open(path)?.info().frames;
+        let span = (config.frames - 1) * config.stride + 1;
+        let mut rng = SeededRng::new(0);
+        let starts = sample_frames(
+            0,
+            length.saturating_sub(span),
+            config.windows,
+            TemporalSampling::Uniform,
+            &mut rng,
+        );
+        let mut windows = Vec::with_capacity(config.windows);
+        for start in starts {
+            let frames: Vec<usize> = (0..config.frames)
+                .map(|i| (start + i * config.stride).min(length - 1))
+                .collect();
+            windows.push(config.rgb.load(path, &frames, Placement::default())?);
+        }
+        let shape = windows[0].shape.clone();
+        let mut values = Vec::with_capacity(config.windows * shape.num_elements());
+        for w in windows {
+            values.extend(
+                w.to_vec::<f32>()
+                    .map_err(|e| Error::request(path, format!("{e:?}")))?,
+            );
+        }
+        let mut dims = vec![config.windows];
+        dims.extend(shape.iter());
+        let frames = sample_frames(
+            0,
+            skeleton.frames() - 1,
+            config.skeleton_frames,
+            TemporalSampling::Uniform,
+            &mut rng,
+        );
+        let skeleton = config
+            .skeleton
+            .tensor(&skeleton, &frames, false)
+            .map_err(|e| Error::request(source_path(source), e))?;
+        Ok((TensorData::new(values, dims), skeleton))
+    }
+}
+
+fn source_path(source: &SkeletonSource) -> &std::path::Path {
+    crate::clips::source_path(source)
+}
+
+impl Dataset<EmotionItem> for EmotionDataset {
+    fn get(&self, index: usize) -> Option<EmotionItem> {
+        let record = self.records.get(index)?;
+        Some(EmotionItem {
+            id: record.id.clone(),
+            label: record.outcome.map(Outcome::index),
+            data: self.load(record).map_err(|e| e.to_string()),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+}
+
+/// A batch of emotion videos.
+#[derive(Debug, Clone)]
+pub struct EmotionBatch<B: Backend> {
+    /// Video ids, in row order.
+    pub ids: Vec<String>,
+    /// `[B]`: 1 Win, 0 Lose (when every video is labelled).
+    pub labels: Option<Tensor<B, 1, Int>>,
+    /// `[B * windows, 3, T, crop, crop]`: every window of every video, video-major, as MViTv2
+    /// takes clips.
+    pub context: Option<Tensor<B, 5>>,
+    /// `[B, 3, skeleton_frames, V, 1]`.
+    pub skeleton: Option<Tensor<B, 5>>,
+    /// Videos left out, with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Stacks [`EmotionItem`]s into an [`EmotionBatch`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmotionBatcher;
+
+impl<B: Backend> Batcher<B, EmotionItem, EmotionBatch<B>> for EmotionBatcher {
+    fn batch(&self, items: Vec<EmotionItem>, device: &B::Device) -> EmotionBatch<B> {
+        let (mut ids, mut labels, mut context, mut skeleton, mut skipped) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for item in items {
+            match item.data {
+                Ok((c, s)) => {
+                    ids.push(item.id);
+                    labels.push(item.label.map(|l| l as i64));
+                    context.push(Tensor::<B, 5>::from_data(c, device));
+                    skeleton.push(Tensor::<B, 4>::from_data(s, device).unsqueeze::<5>());
+                }
+                Err(reason) => skipped.push((item.id, reason)),
+            }
+        }
+        let labels: Option<Vec<i64>> = labels.into_iter().collect();
+        EmotionBatch {
+            labels: labels
+                .filter(|l| !l.is_empty())
+                .map(|l| Tensor::from_data(TensorData::new(l.clone(), [l.len()]), device)),
+            context: (!context.is_empty()).then(|| Tensor::cat(context, 0)),
+            skeleton: (!skeleton.is_empty()).then(|| Tensor::cat(skeleton, 0)),
+            ids,
+            skipped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+
+    use super::*;
+    use crate::synth::tests::small;
+
+    #[test]
+    fn emotion_items_and_batches() {
+        let root = small(2);
+        let layout = MigaLayout::scan(&root).unwrap();
+        let labels = LabelTable::read(root.join(crate::synth::LABELS_CSV)).unwrap();
+        let records = EmotionRecord::from_miga(&layout, Split::Train, &labels);
+        assert_eq!(
+            records.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+            [Some(Outcome::Win), Some(Outcome::Lose)]
+        );
+        let config = EmotionConfig {
+            windows: 3,
+            frames: 4,
+            skeleton_frames: 32,
+            rgb: FrameTransform {
+                resize: 64,
+                crop: 56,
+                ..FrameTransform::default()
+            },
+            ..EmotionConfig::default()
+        };
+        let dataset = EmotionDataset::new(records, config).unwrap();
+        let items: Vec<EmotionItem> = (0..2).map(|i| dataset.get(i).unwrap()).collect();
+        let batch: EmotionBatch<Flex> = EmotionBatcher.batch(items, &Default::default());
+        assert_eq!(batch.context.unwrap().dims(), [6, 3, 4, 56, 56]);
+        assert_eq!(batch.skeleton.unwrap().dims(), [2, 3, 32, 137, 1]);
+        assert_eq!(
+            batch
+                .labels
+                .unwrap()
+                .into_data()
+                .iter::<i64>()
+                .collect::<Vec<_>>(),
+            [1, 0]
+        );
+        assert!(
+            EmotionDataset::new(
+                Vec::new(),
+                EmotionConfig {
+                    windows: 0,
+                    ..EmotionConfig::default()
+                }
+            )
+            .is_err()
+        );
+    }
+}
