@@ -96,7 +96,11 @@ impl LabelTable {
     /// line. Fails only when the file cannot be read or its header lacks a column.
     pub fn read_lenient(path: impl AsRef<Path>) -> Result<(Self, Vec<Error>)> {
         let path = path.as_ref();
-        let text = read_text(path)?;
+        Self::parse(&read_text(path)?, path)
+    }
+
+    /// [`LabelTable::read_lenient`] on text already read; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<(Self, Vec<Error>)> {
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .from_reader(text.as_bytes());
@@ -254,7 +258,11 @@ pub enum SegmentFormat {
 /// Reads a per-video label file (see [`SegmentFormat`]), failing on the first bad line.
 pub fn read_segments(path: impl AsRef<Path>, format: SegmentFormat) -> Result<Vec<Segment>> {
     let path = path.as_ref();
-    let text = read_text(path)?;
+    parse_segments(&read_text(path)?, path, format)
+}
+
+/// [`read_segments`] on text already read; `path` names it in errors.
+pub fn parse_segments(text: &str, path: &Path, format: SegmentFormat) -> Result<Vec<Segment>> {
     let mut segments = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();

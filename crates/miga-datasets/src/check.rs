@@ -360,3 +360,64 @@ impl Report {
         s
     }
 }
+
+/// A stable-toolchain stand-in for the cargo-fuzz targets (`fuzz/`): every parser on many
+/// corrupted copies (byte flips, truncations) of real or synthetic files returns a value or an
+/// error, never panics.
+#[cfg(test)]
+mod corruption {
+    use std::path::Path;
+
+    use crate::annotations::{LabelTable, SegmentFormat, parse_segments};
+    use crate::sampling::SeededRng;
+    use crate::skeleton::{PersonSelection, parse_openpose_frame, parse_skeleton_xlsx};
+    use crate::testing::scratch_dir;
+    use crate::video::Video;
+
+    fn corrupt(bytes: &[u8], rng: &mut SeededRng) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        match rng.below(3) {
+            0 => out.truncate(rng.below(bytes.len().max(1))),
+            _ => {
+                for _ in 0..1 + rng.below(8) {
+                    let i = rng.below(out.len().max(1));
+                    if let Some(b) = out.get_mut(i) {
+                        *b ^= 1 << rng.below(8);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn parsers_survive_corruption() {
+        let root = crate::synth::tests::small(3);
+        let read = |p: &Path| std::fs::read(p).unwrap();
+        let labels = read(&root.join(crate::synth::LABELS_CSV));
+        let segments = read(&root.join("imigue_skeleton_train/0001/0001_label.csv"));
+        let xlsx = read(&root.join("imigue_skeleton_train/0001/0001_openpose.xlsx"));
+        let mp4 = read(&root.join("imigue_rgb_phase1/train_data/0001/0001.mp4"));
+        let json = br#"{"version":1.3,"people":[{"pose_keypoints_2d":[1,2,0.5,3,4,0.9],"face_keypoints_2d":[]}]}"#;
+        let mut rng = SeededRng::new(11);
+        let path = Path::new("corrupt");
+        let scratch = scratch_dir().join("corrupt.mp4");
+        for _ in 0..200 {
+            let text = String::from_utf8_lossy(&corrupt(&labels, &mut rng)).into_owned();
+            let _ = LabelTable::parse(&text, path);
+            let text = String::from_utf8_lossy(&corrupt(&segments, &mut rng)).into_owned();
+            let _ = parse_segments(&text, path, SegmentFormat::MigaFrames);
+            let _ = parse_segments(&text, path, SegmentFormat::ImigueSeconds);
+            let _ =
+                parse_openpose_frame(&corrupt(json, &mut rng), path, PersonSelection::default());
+        }
+        for _ in 0..60 {
+            let _ = parse_skeleton_xlsx(&corrupt(&xlsx, &mut rng), path);
+            std::fs::write(&scratch, corrupt(&mp4, &mut rng)).unwrap();
+            if let Ok(mut video) = Video::open(&scratch) {
+                let last = video.info().frames.saturating_sub(1);
+                let _ = video.frames(&[0, last / 2, last]);
+            }
+        }
+    }
+}

@@ -6,8 +6,10 @@ mod openpose;
 mod sequence;
 mod xlsx;
 
-pub use openpose::{PersonSelection, read_openpose_folder, read_openpose_frame};
+pub use openpose::{
+    PersonSelection, parse_openpose_frame, read_openpose_folder, read_openpose_frame,
+};
 pub use sequence::{
     BODY, BodyFrame, FACE, LEFT_HAND, OPENPOSE_POINTS, RIGHT_HAND, Skeleton, mirror_permutation,
 };
-pub use xlsx::{read_skeleton_xlsx, write_skeleton_xlsx};
+pub use xlsx::{parse_skeleton_xlsx, read_skeleton_xlsx, write_skeleton_xlsx};

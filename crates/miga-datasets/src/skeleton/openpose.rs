@@ -107,8 +107,16 @@ fn score(points: &[f32], selection: PersonSelection) -> f32 {
 /// confidence; 411 values), all zeros when the frame shows no one.
 pub fn read_openpose_frame(path: impl AsRef<Path>, selection: PersonSelection) -> Result<Vec<f32>> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
-    let frame: FrameJson = serde_json::from_slice(&bytes).map_err(|e| {
+    parse_openpose_frame(&read_file(path)?, path, selection)
+}
+
+/// [`read_openpose_frame`] on bytes already read; `path` names them in errors.
+pub fn parse_openpose_frame(
+    bytes: &[u8],
+    path: &Path,
+    selection: PersonSelection,
+) -> Result<Vec<f32>> {
+    let frame: FrameJson = serde_json::from_slice(bytes).map_err(|e| {
         Error::format(
             path,
             format!("line {}, column {}", e.line(), e.column()),
