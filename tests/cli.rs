@@ -20,7 +20,8 @@ fn help_lists_every_command_and_each_has_an_example() {
     let (ok, stdout, _) = output(&["--help"]);
     assert!(ok);
     let commands = [
-        "info", "forward", "demo", "extract", "train", "eval", "predict", "video", "bench",
+        "info", "forward", "demo", "extract", "train", "eval", "predict", "video", "synth", "data",
+        "bench",
     ];
     for command in commands {
         assert!(
@@ -317,4 +318,60 @@ fn video_probe_and_extract_on_a_real_mp4() {
     assert!(!ok && stderr.contains("frame 120"), "{stderr}");
     let (ok, _, stderr) = output(&["video", "probe", "Cargo.toml"]);
     assert!(!ok && stderr.contains("Cargo.toml"), "{stderr}");
+}
+
+#[test]
+fn synth_then_data_check_and_bench() {
+    let out = scratch("synth");
+    let root = out.to_str().unwrap();
+    let args = [
+        "synth",
+        "--out",
+        root,
+        "--seed",
+        "3",
+        "--videos",
+        "6",
+        "--clips-per-video",
+        "2",
+        "--size",
+        "128x72",
+    ];
+    let (ok, stdout, stderr) = output(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("12 clips"), "{stdout}");
+    let (ok, stdout, stderr) = output(&["data", "check", root, "--format", "json"]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (report["videos"].as_u64(), report["clips"].as_u64()),
+        (Some(6), Some(12))
+    );
+    assert_eq!(
+        report["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{stdout}"
+    );
+    assert_eq!(report["classes"].as_array().map(Vec::len), Some(32));
+    // A broken label file and a missing video are reported, not fatal.
+    std::fs::write(
+        out.join("imigue_skeleton_train/0001/0001_label.csv"),
+        "4,10,5\n",
+    )
+    .unwrap();
+    std::fs::remove_file(out.join("imigue_rgb_phase1/train_data/0002/0002.mp4")).unwrap();
+    let (ok, stdout, stderr) = output(&["data", "check", root]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("0001_label.csv:line 1") && stdout.contains("before it starts"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("have no MP4"), "{stdout}");
+    let (ok, _, stderr) = output(&["synth", "--out", root, "--size", "100"]);
+    assert!(!ok && stderr.contains("WIDTHxHEIGHT"), "{stderr}");
+    let (ok, _, stderr) = output(&["data", "check", "/nonexistent/labels.csv"]);
+    assert!(
+        !ok && stderr.contains("/nonexistent/labels.csv"),
+        "{stderr}"
+    );
 }

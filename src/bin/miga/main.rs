@@ -74,7 +74,10 @@ enum Command {
         after_help = "Example:\n  miga synth --out data/synth --seed 7 --videos 24 --clips-per-video 12\n\nEach class is a distinct small motion of a rendered figure; Win/Lose changes its overall\nbehaviour. The same seed and options give the same bytes."
     )]
     Synth(data::SynthArgs),
-    /// Inspect a dataset: videos, clips, classes, splits, skeleton frames, problems
+    /// Inspect a dataset (videos, clips, classes, splits, skeletons, problems) or time its loading
+    #[command(
+        after_help = "Examples:\n  miga data check miga2025/\n  miga data check imigue/labels_20200831.csv --format json\n  miga data bench data/synth --threads 2"
+    )]
     Data(data::DataArgs),
     /// Time the models on every compiled backend, side by side with PyTorch
     #[command(
