@@ -630,7 +630,8 @@ mod tests {
         let records = train_records();
         assert_eq!(records.len(), 6);
         assert_eq!(records[1].id, "0001_1");
-        let keypoints: Vec<usize> = (0..25).collect();
+        let graph = miga_backbones::agcn::Graph::imigue_upper_hands();
+        let keypoints = graph.openpose.clone().unwrap();
         let augmented = ClipConfig {
             augment: true,
             skeleton: SkeletonTransform {
@@ -644,7 +645,7 @@ mod tests {
         let item = dataset.get(2).unwrap();
         let data = item.data.unwrap();
         assert_eq!(data.rgb.as_ref().unwrap().shape, [3, 4, 56, 56].into());
-        assert_eq!(data.skeleton.as_ref().unwrap().shape, [3, 8, 25, 1].into());
+        assert_eq!(data.skeleton.as_ref().unwrap().shape, [3, 8, graph.num_nodes(), 1].into());
         let again = dataset.get(2).unwrap().data.unwrap();
         assert_eq!(again.rgb, data.rgb);
         dataset.set_epoch(1);

@@ -307,5 +307,15 @@ mod tests {
             skeleton.frames_with_people()
         );
         assert!(skeleton.clone().normalise().is_ok());
+        // Its 56 labelled clips cut from the sequence with the right frame counts.
+        let table = crate::LabelTable::read(dir.join("../../../labels_20200831.csv")).unwrap();
+        let clips: Vec<_> = table.clips.iter().filter(|c| c.video == 298).collect();
+        assert_eq!(clips.len(), 56);
+        for clip in clips {
+            let frames: Vec<usize> = (clip.start_frame as usize..=clip.end_frame as usize).collect();
+            let cut = skeleton.gather(&frames).unwrap();
+            assert_eq!(cut.frames(), clip.frames() as usize, "clip {}", clip.label_id);
+            assert!(cut.frames_with_people() > 0, "clip {}", clip.label_id);
+        }
     }
 }
