@@ -645,7 +645,10 @@ mod tests {
         let item = dataset.get(2).unwrap();
         let data = item.data.unwrap();
         assert_eq!(data.rgb.as_ref().unwrap().shape, [3, 4, 56, 56].into());
-        assert_eq!(data.skeleton.as_ref().unwrap().shape, [3, 8, graph.num_nodes(), 1].into());
+        assert_eq!(
+            data.skeleton.as_ref().unwrap().shape,
+            [3, 8, graph.num_nodes(), 1].into()
+        );
         let again = dataset.get(2).unwrap().data.unwrap();
         assert_eq!(again.rgb, data.rgb);
         dataset.set_epoch(1);

@@ -312,9 +312,15 @@ mod tests {
         let clips: Vec<_> = table.clips.iter().filter(|c| c.video == 298).collect();
         assert_eq!(clips.len(), 56);
         for clip in clips {
-            let frames: Vec<usize> = (clip.start_frame as usize..=clip.end_frame as usize).collect();
+            let frames: Vec<usize> =
+                (clip.start_frame as usize..=clip.end_frame as usize).collect();
             let cut = skeleton.gather(&frames).unwrap();
-            assert_eq!(cut.frames(), clip.frames() as usize, "clip {}", clip.label_id);
+            assert_eq!(
+                cut.frames(),
+                clip.frames() as usize,
+                "clip {}",
+                clip.label_id
+            );
             assert!(cut.frames_with_people() > 0, "clip {}", clip.label_id);
         }
     }
