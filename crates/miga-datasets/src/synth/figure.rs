@@ -56,6 +56,9 @@ pub struct Look {
     pub origin: P,
     /// Shoulder half-width in units.
     pub shoulders: f32,
+    /// Neck to head centre, in units (varies between subjects as much as a lost match lowers
+    /// the head, so that head height alone does not give the outcome away).
+    pub neck_length: f32,
     /// Colours (RGB).
     pub skin: [u8; 3],
     /// Shirt colour.
@@ -86,6 +89,7 @@ impl Look {
             unit: h * (0.16 + 0.03 * unit),
             origin: [width as f32 * (0.45 + 0.1 * ox), h * (0.40 + 0.05 * oy)],
             shoulders: 0.95 + 0.15 * shoulders,
+            neck_length: 0.95 + (0.07 * rng.normal()).clamp(-0.15, 0.15),
             skin: skin_base.map(|c| (c * shade) as u8),
             shirt: colour(rng, 20.0, 200.0),
             background: [colour(rng, 60.0, 200.0), colour(rng, 30.0, 140.0)],
@@ -142,7 +146,7 @@ pub fn joints(pose: &Pose, look: &Look) -> Joints {
     let s = look.shoulders * 0.7;
     let right_shoulder = add(neck, [-s, 0.05 - pose.shrug]);
     let left_shoulder = add(neck, [s, 0.05 - pose.shrug]);
-    let head_centre = add(add(neck, [0.0, -0.95]), pose.head);
+    let head_centre = add(add(neck, [0.0, -look.neck_length]), pose.head);
     let arms = [
         (right_shoulder, pose.right_hand, -1.0),
         (left_shoulder, pose.left_hand, 1.0),

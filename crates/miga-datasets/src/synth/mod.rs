@@ -197,12 +197,12 @@ impl Behaviour {
         let noise = 0.9 + 0.2 * rng.uniform();
         match outcome {
             Outcome::Lose => Self {
-                head_drop: 0.1 * noise,
+                head_drop: 0.07 * noise,
                 speed: 0.75 * noise,
                 energy: 0.8 * noise,
             },
             Outcome::Win => Self {
-                head_drop: -0.04 * noise,
+                head_drop: -0.03 * noise,
                 speed: 1.1 * noise,
                 energy: 1.2 * noise,
             },
