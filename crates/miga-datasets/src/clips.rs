@@ -567,32 +567,59 @@ fn stack<B: Backend>(parts: Vec<TensorData>, device: &B::Device) -> Option<Tenso
     (!tensors.is_empty()).then(|| Tensor::cat(tensors, 0))
 }
 
-impl<B: Backend> Batcher<B, ClipItem, ClipBatch<B>> for ClipBatcher {
-    fn batch(&self, items: Vec<ClipItem>, device: &B::Device) -> ClipBatch<B> {
-        let mut ids = Vec::new();
-        let mut labels = Vec::new();
-        let (mut rgb, mut skeleton) = (Vec::new(), Vec::new());
-        let mut skipped = Vec::new();
-        for item in items {
-            match item.data {
+/// The good items of a batch (ids, labels, data) and the failed ones (id, why).
+pub(crate) struct Sorted<D> {
+    pub ids: Vec<String>,
+    pub labels: Vec<Option<usize>>,
+    pub data: Vec<D>,
+    pub skipped: Vec<(String, String)>,
+}
+
+impl<D> Sorted<D> {
+    /// Sorts `(id, label, data or error)` items.
+    pub fn new(
+        items: impl IntoIterator<Item = (String, Option<usize>, std::result::Result<D, String>)>,
+    ) -> Self {
+        let mut sorted = Self {
+            ids: Vec::new(),
+            labels: Vec::new(),
+            data: Vec::new(),
+            skipped: Vec::new(),
+        };
+        for (id, label, data) in items {
+            match data {
                 Ok(data) => {
-                    ids.push(item.id);
-                    labels.push(item.label);
-                    rgb.extend(data.rgb);
-                    skeleton.extend(data.skeleton);
+                    sorted.ids.push(id);
+                    sorted.labels.push(label);
+                    sorted.data.push(data);
                 }
-                Err(reason) => skipped.push((item.id, reason)),
+                Err(reason) => sorted.skipped.push((id, reason)),
             }
         }
-        let labels: Option<Vec<i64>> = labels.into_iter().map(|l| l.map(|l| l as i64)).collect();
+        sorted
+    }
+
+    /// The labels as a tensor, when every good item has one.
+    pub fn label_tensor<B: Backend>(&self, device: &B::Device) -> Option<Tensor<B, 1, Int>> {
+        let labels: Option<Vec<i64>> = self.labels.iter().map(|l| l.map(|l| l as i64)).collect();
+        labels
+            .filter(|l| !l.is_empty())
+            .map(|l| Tensor::from_data(TensorData::new(l.clone(), [l.len()]), device))
+    }
+}
+
+impl<B: Backend> Batcher<B, ClipItem, ClipBatch<B>> for ClipBatcher {
+    fn batch(&self, items: Vec<ClipItem>, device: &B::Device) -> ClipBatch<B> {
+        let sorted = Sorted::new(items.into_iter().map(|i| (i.id, i.label, i.data)));
+        let labels = sorted.label_tensor(device);
+        let (rgb, skeleton): (Vec<_>, Vec<_>) =
+            sorted.data.into_iter().map(|d| (d.rgb, d.skeleton)).unzip();
         ClipBatch {
-            labels: labels
-                .filter(|l| !l.is_empty())
-                .map(|l| Tensor::from_data(TensorData::new(l.clone(), [l.len()]), device)),
-            rgb: stack(rgb, device),
-            skeleton: stack(skeleton, device),
-            ids,
-            skipped,
+            labels,
+            rgb: stack(rgb.into_iter().flatten().collect(), device),
+            skeleton: stack(skeleton.into_iter().flatten().collect(), device),
+            ids: sorted.ids,
+            skipped: sorted.skipped,
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::annotations::LabelTable;
 use crate::classes::Outcome;
-use crate::clips::{FrameTransform, SkeletonSource, SkeletonTransform};
+use crate::clips::{FrameTransform, SkeletonSource, SkeletonTransform, Sorted, source_path};
 use crate::protocols::{MigaLayout, Split};
 use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
 use crate::video::Video;
@@ -172,10 +172,6 @@ impl EmotionDataset {
     }
 }
 
-fn source_path(source: &SkeletonSource) -> &std::path::Path {
-    crate::clips::source_path(source)
-}
-
 impl Dataset<EmotionItem> for EmotionDataset {
     fn get(&self, index: usize) -> Option<EmotionItem> {
         let record = self.records.get(index)?;
@@ -213,28 +209,24 @@ pub struct EmotionBatcher;
 
 impl<B: Backend> Batcher<B, EmotionItem, EmotionBatch<B>> for EmotionBatcher {
     fn batch(&self, items: Vec<EmotionItem>, device: &B::Device) -> EmotionBatch<B> {
-        let (mut ids, mut labels, mut context, mut skeleton, mut skipped) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for item in items {
-            match item.data {
-                Ok((c, s)) => {
-                    ids.push(item.id);
-                    labels.push(item.label.map(|l| l as i64));
-                    context.push(Tensor::<B, 5>::from_data(c, device));
-                    skeleton.push(Tensor::<B, 4>::from_data(s, device).unsqueeze::<5>());
-                }
-                Err(reason) => skipped.push((item.id, reason)),
-            }
-        }
-        let labels: Option<Vec<i64>> = labels.into_iter().collect();
+        let sorted = Sorted::new(items.into_iter().map(|i| (i.id, i.label, i.data)));
+        let labels = sorted.label_tensor(device);
+        let (context, skeleton): (Vec<_>, Vec<_>) = sorted
+            .data
+            .into_iter()
+            .map(|(c, s)| {
+                (
+                    Tensor::<B, 5>::from_data(c, device),
+                    Tensor::<B, 4>::from_data(s, device).unsqueeze::<5>(),
+                )
+            })
+            .unzip();
         EmotionBatch {
-            labels: labels
-                .filter(|l| !l.is_empty())
-                .map(|l| Tensor::from_data(TensorData::new(l.clone(), [l.len()]), device)),
+            labels,
             context: (!context.is_empty()).then(|| Tensor::cat(context, 0)),
             skeleton: (!skeleton.is_empty()).then(|| Tensor::cat(skeleton, 0)),
-            ids,
-            skipped,
+            ids: sorted.ids,
+            skipped: sorted.skipped,
         }
     }
 }
