@@ -20,6 +20,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A folder or file that is not what the command expects (a features folder from another
+    /// task or configuration, a run folder that is not a run).
+    #[error("{}: {reason}", path.display())]
+    Mismatch {
+        /// The folder or file.
+        path: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// Backbones.
+    #[error(transparent)]
+    Backbone(#[from] miga_backbones::Error),
+    /// Data.
+    #[error(transparent)]
+    Data(#[from] miga_datasets::Error),
 }
 
 /// Result of the tasks crate.

@@ -3,5 +3,6 @@
 //! feature extraction, training (burn-train), evaluation and prediction files.
 
 mod error;
+pub mod features;
 
 pub use error::{Error, Result};
