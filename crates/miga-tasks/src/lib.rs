@@ -3,6 +3,7 @@
 //! feature extraction, training (burn-train), evaluation and prediction files.
 
 mod error;
+pub mod extract;
 pub mod features;
 
 pub use error::{Error, Result};

@@ -108,14 +108,22 @@ impl MvitConfig {
         MvitConfig::new(staged_blocks(24, [2, 5, 21]), num_classes)
     }
 
-    /// The preset called `name` (`mvit_v2_s`, `mvit_v2_b`).
+    /// A 4-block MViTv2 (one block a stage, 96-192-384-768 channels) for demos and tests on a
+    /// CPU: the same pieces as `mvit_v2_s`, about a quarter of its compute; not a paper model
+    /// and without pretrained weights.
+    pub fn mvit_v2_xs(num_classes: usize) -> MvitConfig {
+        MvitConfig::new(staged_blocks(4, [1, 2, 3]), num_classes)
+    }
+
+    /// The preset called `name` (`mvit_v2_s`, `mvit_v2_b`, `mvit_v2_xs`).
     pub fn preset(name: &str, num_classes: usize) -> crate::Result<MvitConfig> {
         match name {
             "mvit_v2_s" => Ok(MvitConfig::mvit_v2_s(num_classes)),
             "mvit_v2_b" => Ok(MvitConfig::mvit_v2_b(num_classes)),
+            "mvit_v2_xs" => Ok(MvitConfig::mvit_v2_xs(num_classes)),
             other => Err(Error::InvalidConfig {
                 model: "mvit",
-                reason: format!("no preset `{other}` (known: mvit_v2_s, mvit_v2_b)"),
+                reason: format!("no preset `{other}` (known: mvit_v2_s, mvit_v2_b, mvit_v2_xs)"),
             }),
         }
     }

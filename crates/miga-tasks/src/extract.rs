@@ -1,0 +1,236 @@
+//! `miga extract --task micro-gesture`: MViTv2 video tokens and 2s-AGCN skeleton tokens of
+//! every clip, written as feature shards (see [`crate::features`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use burn::tensor::module::adaptive_avg_pool2d;
+use miga_backbones::agcn::{Agcn, AgcnConfig, Graph};
+use miga_backbones::mvit::{Mvit, MvitConfig};
+use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipConfig, ClipDataset, ClipRecord, Modalities};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::features::{FeatureKind, FeatureWriter};
+use crate::{Error, Result};
+
+/// Task name of micro-gesture features.
+pub const MICRO_GESTURE: &str = "micro-gesture";
+
+/// How micro-gesture features are extracted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MicroGestureExtraction {
+    /// Clip sampling and transforms (`augment` is ignored: extraction is deterministic; the
+    /// skeleton keypoints are the graph's).
+    pub clip: ClipConfig,
+    /// MViTv2 preset (`mvit_v2_s`, `mvit_v2_b`, `mvit_v2_xs`).
+    pub mvit: String,
+    /// 2s-AGCN skeleton graph (a built-in layout over the OpenPose points).
+    pub graph: String,
+    /// The video token grid is average-pooled to `video_grid` x `video_grid` per time step.
+    pub video_grid: usize,
+    /// Clips a forward pass.
+    pub batch: usize,
+    /// Clips a shard.
+    pub shard_items: usize,
+    /// Seed of the backbones' random initialisation when no weights are given.
+    pub seed: u64,
+}
+
+impl Default for MicroGestureExtraction {
+    fn default() -> Self {
+        Self {
+            clip: ClipConfig::default(),
+            mvit: "mvit_v2_s".into(),
+            graph: "imigue-upper-hands".into(),
+            video_grid: 1,
+            batch: 4,
+            shard_items: 64,
+            seed: 0,
+        }
+    }
+}
+
+/// Backbone checkpoints; a backbone without one is randomly initialised (under the seed).
+#[derive(Debug, Clone, Default)]
+pub struct Weights {
+    /// torchvision MViTv2 `.pth` / safetensors.
+    pub mvit: Option<PathBuf>,
+    /// 2s-AGCN reference `.pt`.
+    pub agcn: Option<PathBuf>,
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone)]
+pub struct ExtractSummary {
+    /// Clips of this part.
+    pub clips: usize,
+    /// Of those, already extracted by an earlier run (skipped).
+    pub resumed: usize,
+    /// Extracted now.
+    pub extracted: usize,
+    /// Clips that could not be extracted, with why (a later run retries them).
+    pub failed: Vec<(String, String)>,
+}
+
+/// The backbones of micro-gesture extraction.
+struct Backbones<B: Backend> {
+    mvit: Mvit<B>,
+    agcn: Agcn<B>,
+}
+
+fn backbones<B: Backend>(settings: &MicroGestureExtraction, graph: Graph, weights: &Weights, device: &B::Device) -> Result<Backbones<B>> {
+    B::seed(device, settings.seed);
+    let clip = &settings.clip;
+    let mvit_config = MvitConfig::preset(&settings.mvit, 400)?
+        .with_temporal_size(clip.frames)
+        .with_spatial_size([clip.rgb.crop; 2]);
+    let mvit = match &weights.mvit {
+        Some(path) => mvit_config.load_checkpoint(path, device)?,
+        None => mvit_config.init(device)?,
+    };
+    let agcn = match &weights.agcn {
+        Some(path) => AgcnConfig::load(path, graph, device)?,
+        None => AgcnConfig::new(graph, 32).with_num_persons(1).init(device)?,
+    };
+    Ok(Backbones { mvit, agcn })
+}
+
+/// Average-pools `[B, T, H, W, C]` tokens over space to `[B, T, k, k, C]`.
+fn pool_grid<B: Backend>(tokens: Tensor<B, 5>, k: usize) -> Tensor<B, 5> {
+    let [b, t, h, w, c] = tokens.dims();
+    let planes = tokens.permute([0, 1, 4, 2, 3]).reshape([b * t, c, h, w]);
+    adaptive_avg_pool2d(planes, [k, k]).reshape([b, t, c, k, k]).permute([0, 1, 3, 4, 2])
+}
+
+/// Extracts part `part = (i, n)` of `records` (every n-th clip from the i-th, in id order) into
+/// `out`, resuming an earlier run of the same part and settings. `progress(done, total)` is
+/// called after each batch.
+pub fn extract_micro_gesture<B: Backend>(
+    mut records: Vec<ClipRecord>,
+    settings: &MicroGestureExtraction,
+    weights: &Weights,
+    out: &Path,
+    part: (usize, usize),
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ExtractSummary> {
+    let graph = Graph::layout(&settings.graph)?;
+    let keypoints = graph.openpose.clone().ok_or_else(|| Error::InvalidConfig {
+        path: PathBuf::from("graph"),
+        reason: format!("graph `{}` has no OpenPose indices", settings.graph),
+    })?;
+    let clip = ClipConfig {
+        modalities: Modalities::Both,
+        augment: false,
+        skeleton: miga_datasets::clips::SkeletonTransform { keypoints, ..settings.clip.skeleton.clone() },
+        ..settings.clip.clone()
+    };
+    let settings = MicroGestureExtraction { clip, ..settings.clone() };
+    let description = serde_json::json!({ "settings": &settings, "mvit_weights": weights.mvit, "agcn_weights": weights.agcn });
+    let kind = FeatureKind { task: MICRO_GESTURE.into(), settings: description.to_string() };
+    let mut writer = FeatureWriter::open(out, kind, part, settings.shard_items)?;
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    let mine: Vec<ClipRecord> = records.into_iter().enumerate().filter(|(i, _)| i % part.1 == part.0).map(|(_, r)| r).collect();
+    let clips = mine.len();
+    let todo: Vec<ClipRecord> = mine.into_iter().filter(|r| !writer.is_done(&r.id)).collect();
+    let resumed = clips - todo.len();
+    // Clips with problems (no skeleton, beyond the end) fail with their reason when loaded.
+    let (dataset, _) = ClipDataset::new(todo, settings.clip.clone(), 0)?;
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let models = backbones::<B>(&settings, graph, weights, device)?;
+    let mut extracted = 0;
+    let total = dataset.len();
+    progress(0, total);
+    for start in (0..total).step_by(settings.batch.max(1)) {
+        let end = (start + settings.batch.max(1)).min(total);
+        let items: Vec<_> = (start..end).into_par_iter().filter_map(|i| dataset.get(i)).collect();
+        let labels: Vec<Option<usize>> = items.iter().filter(|i| i.data.is_ok()).map(|i| i.label).collect();
+        let batch: ClipBatch<B> = ClipBatcher.batch(items, device);
+        failed.extend(batch.skipped);
+        if let (Some(rgb), Some(skeleton)) = (batch.rgb, batch.skeleton) {
+            let video = models.mvit.try_forward(rgb)?;
+            let grid = pool_grid(video.tokens, settings.video_grid);
+            let skeleton = models.agcn.try_forward(skeleton)?.tokens;
+            for (row, id) in batch.ids.iter().enumerate() {
+                let take5 = |t: &Tensor<B, 5>| t.clone().narrow(0, row, 1).squeeze_dim::<4>(0).into_data();
+                let label = labels[row].map_or(-1.0, |l| l as f32);
+                let tensors = BTreeMap::from([
+                    ("video_tokens".to_string(), take5(&grid)),
+                    ("video_class".to_string(), video.embedding.clone().narrow(0, row, 1).squeeze_dim::<1>(0).into_data()),
+                    ("skeleton_tokens".to_string(), skeleton.clone().narrow(0, row, 1).squeeze_dim::<3>(0).into_data()),
+                    ("label".to_string(), TensorData::new(vec![label], [1])),
+                ]);
+                writer.push(id, tensors)?;
+                extracted += 1;
+            }
+        }
+        progress(end, total);
+    }
+    writer.finish()?;
+    Ok(ExtractSummary { clips, resumed, extracted, failed })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use miga_datasets::clips::FrameTransform;
+    use miga_datasets::synth::{SynthConfig, synthesise};
+    use miga_datasets::{MigaLayout, Split};
+
+    use super::*;
+    use crate::features::FeatureSet;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("miga-extract-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn extracts_every_clip_once_and_resumes() {
+        let data = scratch("data");
+        let config = SynthConfig { seed: 4, videos: 2, clips_per_video: 3, width: 128, height: 72 };
+        synthesise(&config, &data, &|_, _| {}).unwrap();
+        let (records, problems) = ClipRecord::from_miga(&MigaLayout::scan(&data).unwrap(), Split::Train);
+        assert!(problems.is_empty());
+        let settings = MicroGestureExtraction {
+            clip: ClipConfig {
+                frames: 4,
+                skeleton_frames: 16,
+                rgb: FrameTransform { resize: 64, crop: 64, ..FrameTransform::default() },
+                ..ClipConfig::default()
+            },
+            mvit: "mvit_v2_xs".into(),
+            batch: 2,
+            shard_items: 2,
+            ..MicroGestureExtraction::default()
+        };
+        let out = scratch("features");
+        let device = Default::default();
+        let mut calls = 0;
+        let summary = extract_micro_gesture::<Flex>(records.clone(), &settings, &Weights::default(), &out, (0, 1), &device, &mut |_, _| calls += 1).unwrap();
+        assert_eq!((summary.clips, summary.extracted, summary.resumed), (6, 6, 0), "{:?}", summary.failed);
+        assert!(calls >= 4);
+        let again = extract_micro_gesture::<Flex>(records, &settings, &Weights::default(), &out, (0, 1), &device, &mut |_, _| {}).unwrap();
+        assert_eq!((again.extracted, again.resumed), (0, 6));
+        let set = FeatureSet::read(&out).unwrap();
+        assert!(set.complete);
+        assert_eq!(set.items.len(), 6);
+        let item = &set.items["0001_0"];
+        assert_eq!(item["video_tokens"].shape, [2, 1, 1, 768].into());
+        assert_eq!(item["video_class"].shape, [768].into());
+        let nodes = Graph::layout("imigue-upper-hands").unwrap().num_nodes();
+        assert_eq!(item["skeleton_tokens"].shape, [4, nodes, 256].into());
+        let other = MicroGestureExtraction { video_grid: 2, ..settings };
+        let message = extract_micro_gesture::<Flex>(Vec::new(), &other, &Weights::default(), &out, (0, 1), &device, &mut |_, _| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("not task"), "{message}");
+    }
+}
