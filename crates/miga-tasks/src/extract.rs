@@ -10,7 +10,9 @@ use burn::prelude::*;
 use burn::tensor::module::adaptive_avg_pool2d;
 use miga_backbones::agcn::{Agcn, AgcnConfig, Graph};
 use miga_backbones::mvit::{Mvit, MvitConfig};
-use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipConfig, ClipDataset, ClipRecord, Modalities};
+use miga_datasets::clips::{
+    ClipBatch, ClipBatcher, ClipConfig, ClipDataset, ClipRecord, Modalities,
+};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +85,12 @@ struct Backbones<B: Backend> {
     agcn: Agcn<B>,
 }
 
-fn backbones<B: Backend>(settings: &MicroGestureExtraction, graph: Graph, weights: &Weights, device: &B::Device) -> Result<Backbones<B>> {
+fn backbones<B: Backend>(
+    settings: &MicroGestureExtraction,
+    graph: Graph,
+    weights: &Weights,
+    device: &B::Device,
+) -> Result<Backbones<B>> {
     B::seed(device, settings.seed);
     let clip = &settings.clip;
     let mvit_config = MvitConfig::preset(&settings.mvit, 400)?
@@ -95,7 +102,9 @@ fn backbones<B: Backend>(settings: &MicroGestureExtraction, graph: Graph, weight
     };
     let agcn = match &weights.agcn {
         Some(path) => AgcnConfig::load(path, graph, device)?,
-        None => AgcnConfig::new(graph, 32).with_num_persons(1).init(device)?,
+        None => AgcnConfig::new(graph, 32)
+            .with_num_persons(1)
+            .init(device)?,
     };
     Ok(Backbones { mvit, agcn })
 }
@@ -104,7 +113,9 @@ fn backbones<B: Backend>(settings: &MicroGestureExtraction, graph: Graph, weight
 fn pool_grid<B: Backend>(tokens: Tensor<B, 5>, k: usize) -> Tensor<B, 5> {
     let [b, t, h, w, c] = tokens.dims();
     let planes = tokens.permute([0, 1, 4, 2, 3]).reshape([b * t, c, h, w]);
-    adaptive_avg_pool2d(planes, [k, k]).reshape([b, t, c, k, k]).permute([0, 1, 3, 4, 2])
+    adaptive_avg_pool2d(planes, [k, k])
+        .reshape([b, t, c, k, k])
+        .permute([0, 1, 3, 4, 2])
 }
 
 /// Extracts part `part = (i, n)` of `records` (every n-th clip from the i-th, in id order) into
@@ -127,17 +138,34 @@ pub fn extract_micro_gesture<B: Backend>(
     let clip = ClipConfig {
         modalities: Modalities::Both,
         augment: false,
-        skeleton: miga_datasets::clips::SkeletonTransform { keypoints, ..settings.clip.skeleton.clone() },
+        skeleton: miga_datasets::clips::SkeletonTransform {
+            keypoints,
+            ..settings.clip.skeleton.clone()
+        },
         ..settings.clip.clone()
     };
-    let settings = MicroGestureExtraction { clip, ..settings.clone() };
+    let settings = MicroGestureExtraction {
+        clip,
+        ..settings.clone()
+    };
     let description = serde_json::json!({ "settings": &settings, "mvit_weights": weights.mvit, "agcn_weights": weights.agcn });
-    let kind = FeatureKind { task: MICRO_GESTURE.into(), settings: description.to_string() };
+    let kind = FeatureKind {
+        task: MICRO_GESTURE.into(),
+        settings: description.to_string(),
+    };
     let mut writer = FeatureWriter::open(out, kind, part, settings.shard_items)?;
     records.sort_by(|a, b| a.id.cmp(&b.id));
-    let mine: Vec<ClipRecord> = records.into_iter().enumerate().filter(|(i, _)| i % part.1 == part.0).map(|(_, r)| r).collect();
+    let mine: Vec<ClipRecord> = records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % part.1 == part.0)
+        .map(|(_, r)| r)
+        .collect();
     let clips = mine.len();
-    let todo: Vec<ClipRecord> = mine.into_iter().filter(|r| !writer.is_done(&r.id)).collect();
+    let todo: Vec<ClipRecord> = mine
+        .into_iter()
+        .filter(|r| !writer.is_done(&r.id))
+        .collect();
     let resumed = clips - todo.len();
     // Clips with problems (no skeleton, beyond the end) fail with their reason when loaded.
     let (dataset, _) = ClipDataset::new(todo, settings.clip.clone(), 0)?;
@@ -148,8 +176,15 @@ pub fn extract_micro_gesture<B: Backend>(
     progress(0, total);
     for start in (0..total).step_by(settings.batch.max(1)) {
         let end = (start + settings.batch.max(1)).min(total);
-        let items: Vec<_> = (start..end).into_par_iter().filter_map(|i| dataset.get(i)).collect();
-        let labels: Vec<Option<usize>> = items.iter().filter(|i| i.data.is_ok()).map(|i| i.label).collect();
+        let items: Vec<_> = (start..end)
+            .into_par_iter()
+            .filter_map(|i| dataset.get(i))
+            .collect();
+        let labels: Vec<Option<usize>> = items
+            .iter()
+            .filter(|i| i.data.is_ok())
+            .map(|i| i.label)
+            .collect();
         let batch: ClipBatch<B> = ClipBatcher.batch(items, device);
         failed.extend(batch.skipped);
         if let (Some(rgb), Some(skeleton)) = (batch.rgb, batch.skeleton) {
@@ -157,12 +192,28 @@ pub fn extract_micro_gesture<B: Backend>(
             let grid = pool_grid(video.tokens, settings.video_grid);
             let skeleton = models.agcn.try_forward(skeleton)?.tokens;
             for (row, id) in batch.ids.iter().enumerate() {
-                let take5 = |t: &Tensor<B, 5>| t.clone().narrow(0, row, 1).squeeze_dim::<4>(0).into_data();
+                let take5 =
+                    |t: &Tensor<B, 5>| t.clone().narrow(0, row, 1).squeeze_dim::<4>(0).into_data();
                 let label = labels[row].map_or(-1.0, |l| l as f32);
                 let tensors = BTreeMap::from([
                     ("video_tokens".to_string(), take5(&grid)),
-                    ("video_class".to_string(), video.embedding.clone().narrow(0, row, 1).squeeze_dim::<1>(0).into_data()),
-                    ("skeleton_tokens".to_string(), skeleton.clone().narrow(0, row, 1).squeeze_dim::<3>(0).into_data()),
+                    (
+                        "video_class".to_string(),
+                        video
+                            .embedding
+                            .clone()
+                            .narrow(0, row, 1)
+                            .squeeze_dim::<1>(0)
+                            .into_data(),
+                    ),
+                    (
+                        "skeleton_tokens".to_string(),
+                        skeleton
+                            .clone()
+                            .narrow(0, row, 1)
+                            .squeeze_dim::<3>(0)
+                            .into_data(),
+                    ),
                     ("label".to_string(), TensorData::new(vec![label], [1])),
                 ]);
                 writer.push(id, tensors)?;
@@ -172,7 +223,12 @@ pub fn extract_micro_gesture<B: Backend>(
         progress(end, total);
     }
     writer.finish()?;
-    Ok(ExtractSummary { clips, resumed, extracted, failed })
+    Ok(ExtractSummary {
+        clips,
+        resumed,
+        extracted,
+        failed,
+    })
 }
 
 #[cfg(test)]
@@ -194,15 +250,26 @@ mod tests {
     #[test]
     fn extracts_every_clip_once_and_resumes() {
         let data = scratch("data");
-        let config = SynthConfig { seed: 4, videos: 2, clips_per_video: 3, width: 128, height: 72 };
+        let config = SynthConfig {
+            seed: 4,
+            videos: 2,
+            clips_per_video: 3,
+            width: 128,
+            height: 72,
+        };
         synthesise(&config, &data, &|_, _| {}).unwrap();
-        let (records, problems) = ClipRecord::from_miga(&MigaLayout::scan(&data).unwrap(), Split::Train);
+        let (records, problems) =
+            ClipRecord::from_miga(&MigaLayout::scan(&data).unwrap(), Split::Train);
         assert!(problems.is_empty());
         let settings = MicroGestureExtraction {
             clip: ClipConfig {
                 frames: 4,
                 skeleton_frames: 16,
-                rgb: FrameTransform { resize: 64, crop: 64, ..FrameTransform::default() },
+                rgb: FrameTransform {
+                    resize: 64,
+                    crop: 64,
+                    ..FrameTransform::default()
+                },
                 ..ClipConfig::default()
             },
             mvit: "mvit_v2_xs".into(),
@@ -213,10 +280,33 @@ mod tests {
         let out = scratch("features");
         let device = Default::default();
         let mut calls = 0;
-        let summary = extract_micro_gesture::<Flex>(records.clone(), &settings, &Weights::default(), &out, (0, 1), &device, &mut |_, _| calls += 1).unwrap();
-        assert_eq!((summary.clips, summary.extracted, summary.resumed), (6, 6, 0), "{:?}", summary.failed);
+        let summary = extract_micro_gesture::<Flex>(
+            records.clone(),
+            &settings,
+            &Weights::default(),
+            &out,
+            (0, 1),
+            &device,
+            &mut |_, _| calls += 1,
+        )
+        .unwrap();
+        assert_eq!(
+            (summary.clips, summary.extracted, summary.resumed),
+            (6, 6, 0),
+            "{:?}",
+            summary.failed
+        );
         assert!(calls >= 4);
-        let again = extract_micro_gesture::<Flex>(records, &settings, &Weights::default(), &out, (0, 1), &device, &mut |_, _| {}).unwrap();
+        let again = extract_micro_gesture::<Flex>(
+            records,
+            &settings,
+            &Weights::default(),
+            &out,
+            (0, 1),
+            &device,
+            &mut |_, _| {},
+        )
+        .unwrap();
         assert_eq!((again.extracted, again.resumed), (0, 6));
         let set = FeatureSet::read(&out).unwrap();
         assert!(set.complete);
@@ -226,11 +316,22 @@ mod tests {
         assert_eq!(item["video_class"].shape, [768].into());
         let nodes = Graph::layout("imigue-upper-hands").unwrap().num_nodes();
         assert_eq!(item["skeleton_tokens"].shape, [4, nodes, 256].into());
-        let other = MicroGestureExtraction { video_grid: 2, ..settings };
-        let message = extract_micro_gesture::<Flex>(Vec::new(), &other, &Weights::default(), &out, (0, 1), &device, &mut |_, _| {})
-            .err()
-            .unwrap()
-            .to_string();
+        let other = MicroGestureExtraction {
+            video_grid: 2,
+            ..settings
+        };
+        let message = extract_micro_gesture::<Flex>(
+            Vec::new(),
+            &other,
+            &Weights::default(),
+            &out,
+            (0, 1),
+            &device,
+            &mut |_, _| {},
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(message.contains("not task"), "{message}");
     }
 }

@@ -43,8 +43,14 @@ fn index_path(dir: &Path, (i, n): (usize, usize)) -> PathBuf {
 }
 
 fn read_index(path: &Path) -> Result<Index> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_str(&text).map_err(|e| Error::Mismatch { path: path.to_path_buf(), reason: format!("not a features index: {e}") })
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Mismatch {
+        path: path.to_path_buf(),
+        reason: format!("not a features index: {e}"),
+    })
 }
 
 fn write_index(dir: &Path, index: &Index) -> Result<()> {
@@ -68,14 +74,36 @@ impl FeatureWriter {
     /// Opens (or creates) part `(i, n)` of the features folder `dir` for `kind`, with
     /// `shard_items` items a shard. An existing index for another task or other settings is an
     /// error; one for the same is resumed.
-    pub fn open(dir: &Path, kind: FeatureKind, part: (usize, usize), shard_items: usize) -> Result<Self> {
+    pub fn open(
+        dir: &Path,
+        kind: FeatureKind,
+        part: (usize, usize),
+        shard_items: usize,
+    ) -> Result<Self> {
         if part.1 == 0 || part.0 >= part.1 {
-            return Err(Error::Mismatch { path: dir.to_path_buf(), reason: format!("part {}/{} does not exist", part.0, part.1) });
+            return Err(Error::Mismatch {
+                path: dir.to_path_buf(),
+                reason: format!("part {}/{} does not exist", part.0, part.1),
+            });
         }
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-        for entry in std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })? {
-            let path = entry.map_err(|source| Error::Io { path: dir.to_path_buf(), source })?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        for entry in std::fs::read_dir(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })? {
+            let path = entry
+                .map_err(|source| Error::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?
+                .path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if name.starts_with("index-") && name.ends_with(".json") {
                 let other = read_index(&path)?;
                 if other.kind != kind {
@@ -90,9 +118,29 @@ impl FeatureWriter {
             }
         }
         let path = index_path(dir, part);
-        let index = if path.exists() { read_index(&path)? } else { Index { kind, part, shards: Vec::new(), complete: false } };
-        let done = index.shards.iter().flat_map(|(_, ids)| ids.iter().cloned()).collect();
-        Ok(Self { dir: dir.to_path_buf(), index, done, pending: BTreeMap::new(), pending_ids: Vec::new(), shard_items: shard_items.max(1) })
+        let index = if path.exists() {
+            read_index(&path)?
+        } else {
+            Index {
+                kind,
+                part,
+                shards: Vec::new(),
+                complete: false,
+            }
+        };
+        let done = index
+            .shards
+            .iter()
+            .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            index,
+            done,
+            pending: BTreeMap::new(),
+            pending_ids: Vec::new(),
+            shard_items: shard_items.max(1),
+        })
     }
 
     /// Whether `id` is already in a written shard (a resumed run skips it).
@@ -154,20 +202,33 @@ impl FeatureSet {
         let mut kind: Option<FeatureKind> = None;
         let mut items: BTreeMap<String, BTreeMap<String, TensorData>> = BTreeMap::new();
         let mut complete = true;
-        let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let mut indexes: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("index-") && n.ends_with(".json")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("index-") && n.ends_with(".json"))
+            })
             .collect();
         indexes.sort();
         if indexes.is_empty() {
-            return Err(Error::Mismatch { path: dir.to_path_buf(), reason: "not a features folder: no index-*.json".into() });
+            return Err(Error::Mismatch {
+                path: dir.to_path_buf(),
+                reason: "not a features folder: no index-*.json".into(),
+            });
         }
         for path in indexes {
             let index = read_index(&path)?;
             match &kind {
                 Some(k) if *k != index.kind => {
-                    return Err(Error::Mismatch { path, reason: "parts of this folder come from different tasks or settings".into() });
+                    return Err(Error::Mismatch {
+                        path,
+                        reason: "parts of this folder come from different tasks or settings".into(),
+                    });
                 }
                 _ => kind = Some(index.kind.clone()),
             }
@@ -176,7 +237,11 @@ impl FeatureSet {
                 let mut tensors = read_tensors(dir.join(file))?;
                 for id in ids {
                     let prefix = format!("{id}/");
-                    let names: Vec<String> = tensors.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+                    let names: Vec<String> = tensors
+                        .keys()
+                        .filter(|k| k.starts_with(&prefix))
+                        .cloned()
+                        .collect();
                     let item = items.entry(id.clone()).or_default();
                     for name in names {
                         if let Some(data) = tensors.remove(&name) {
@@ -186,7 +251,11 @@ impl FeatureSet {
                 }
             }
         }
-        Ok(Self { kind: kind.expect("at least one index"), items, complete })
+        Ok(Self {
+            kind: kind.expect("at least one index"),
+            items,
+            complete,
+        })
     }
 }
 
@@ -195,7 +264,11 @@ mod tests {
     use super::*;
 
     fn scratch() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("miga-features-{}-{}", std::process::id(), rand_suffix()));
+        let dir = std::env::temp_dir().join(format!(
+            "miga-features-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -207,11 +280,17 @@ mod tests {
     }
 
     fn kind(settings: &str) -> FeatureKind {
-        FeatureKind { task: "micro-gesture".into(), settings: settings.into() }
+        FeatureKind {
+            task: "micro-gesture".into(),
+            settings: settings.into(),
+        }
     }
 
     fn item(v: f32) -> BTreeMap<String, TensorData> {
-        BTreeMap::from([("tokens".to_string(), TensorData::new(vec![v; 6], [2, 3])), ("label".to_string(), TensorData::new(vec![v], [1]))])
+        BTreeMap::from([
+            ("tokens".to_string(), TensorData::new(vec![v; 6], [2, 3])),
+            ("label".to_string(), TensorData::new(vec![v], [1])),
+        ])
     }
 
     #[test]
@@ -226,7 +305,9 @@ mod tests {
         assert_eq!(partial.items.len(), 4);
         assert!(!partial.complete);
         let mut writer = FeatureWriter::open(&dir, kind("a"), (0, 1), 2).unwrap();
-        let todo: Vec<usize> = (0..5).filter(|i| !writer.is_done(&format!("clip{i}"))).collect();
+        let todo: Vec<usize> = (0..5)
+            .filter(|i| !writer.is_done(&format!("clip{i}")))
+            .collect();
         assert_eq!(todo, [4]);
         for i in todo {
             writer.push(&format!("clip{i}"), item(i as f32)).unwrap();
@@ -235,7 +316,10 @@ mod tests {
         let set = FeatureSet::read(&dir).unwrap();
         assert!(set.complete);
         assert_eq!(set.items.len(), 5);
-        assert_eq!(set.items["clip3"]["tokens"].to_vec::<f32>().unwrap(), vec![3.0; 6]);
+        assert_eq!(
+            set.items["clip3"]["tokens"].to_vec::<f32>().unwrap(),
+            vec![3.0; 6]
+        );
         assert_eq!(set.items["clip4"]["label"].shape, [1].into());
     }
 
@@ -244,16 +328,29 @@ mod tests {
         let dir = scratch();
         for part in 0..2 {
             let mut writer = FeatureWriter::open(&dir, kind("a"), (part, 2), 3).unwrap();
-            writer.push(&format!("clip{part}"), item(part as f32)).unwrap();
+            writer
+                .push(&format!("clip{part}"), item(part as f32))
+                .unwrap();
             writer.finish().unwrap();
         }
         assert_eq!(FeatureSet::read(&dir).unwrap().items.len(), 2);
-        let message = FeatureWriter::open(&dir, kind("b"), (0, 1), 3).err().unwrap().to_string();
-        assert!(message.contains("settings `a`") && message.contains("index-0of2.json"), "{message}");
+        let message = FeatureWriter::open(&dir, kind("b"), (0, 1), 3)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.contains("settings `a`") && message.contains("index-0of2.json"),
+            "{message}"
+        );
         assert!(FeatureWriter::open(&dir, kind("a"), (2, 2), 3).is_err());
         assert!(FeatureSet::read(&scratch().join("none")).is_err());
         let empty = scratch();
         std::fs::create_dir_all(&empty).unwrap();
-        assert!(FeatureSet::read(&empty).unwrap_err().to_string().contains("not a features folder"));
+        assert!(
+            FeatureSet::read(&empty)
+                .unwrap_err()
+                .to_string()
+                .contains("not a features folder")
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod extract;
 mod forward;
 mod progress;
 mod video;
@@ -48,11 +49,11 @@ enum Command {
     /// Run the whole pipeline on generated data: extract, train, evaluate, predict
     #[command(after_help = "Example:\n  miga demo --out runs/demo")]
     Demo(Pending),
-    /// Run the backbones over a dataset and write feature shards
+    /// Run the backbones over a dataset and write feature shards (resumable)
     #[command(
-        after_help = "Example:\n  miga extract --task micro-gesture --data imigue/ --out features/"
+        after_help = "Examples:\n  miga extract --task micro-gesture --data miga2025/ --split train --out features/train \\\n      --mvit-weights mvit_v2_s-ae3be167.pth --agcn-weights joint.pt\n  miga extract --task micro-gesture --data miga2025/ --out features/train --shard 1/4   (machine 2 of 4)\n  miga extract --task micro-gesture --print-config > extract.toml"
     )]
-    Extract(Pending),
+    Extract(extract::ExtractArgs),
     /// Train a fusion model (micro-gesture or emotion) on extracted features
     #[command(
         after_help = "Example:\n  miga train --task micro-gesture --features features/ --out runs/mg"
@@ -139,10 +140,7 @@ fn run(command: Command) -> Result<(), Error> {
             );
             Ok(())
         }
-        Command::Extract(_) => Err(pending(
-            "extract",
-            "backbone feature extraction arrives with the tasks crate",
-        )),
+        Command::Extract(args) => extract::run(args),
         Command::Train(_) => Err(pending(
             "train",
             "fusion training arrives with the tasks crate",

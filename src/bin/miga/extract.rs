@@ -1,0 +1,173 @@
+//! `miga extract`: backbone features of a dataset, in resumable shards.
+
+use std::path::PathBuf;
+
+use burn::tensor::backend::Backend;
+use clap::{Args, ValueEnum};
+use miga::Error;
+use miga::datasets::clips::ClipRecord;
+use miga::datasets::{MigaLayout, Split};
+use miga::device::{BackendTask, DeviceSpec};
+use miga::tasks::extract::{
+    ExtractSummary, MicroGestureExtraction, Weights, extract_micro_gesture,
+};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Task {
+    MicroGesture,
+    Emotion,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Validate,
+    Test,
+}
+
+#[derive(Args)]
+pub struct ExtractArgs {
+    /// Which task's features
+    #[arg(long, value_enum, default_value = "micro-gesture")]
+    task: Task,
+    /// A MiGA 2025 layout folder (see `miga data check`)
+    #[arg(long, required_unless_present = "print_config")]
+    data: Option<PathBuf>,
+    /// Which split of it
+    #[arg(long, value_enum, default_value = "train")]
+    split: SplitArg,
+    /// Output folder; an interrupted run continues where it stopped
+    #[arg(long, required_unless_present = "print_config")]
+    out: Option<PathBuf>,
+    /// Extraction settings (TOML; `--print-config` shows the defaults)
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the default settings as TOML and exit
+    #[arg(long)]
+    print_config: bool,
+    /// torchvision MViTv2 checkpoint (.pth or safetensors); without it the backbone is random
+    #[arg(long)]
+    mvit_weights: Option<PathBuf>,
+    /// 2s-AGCN reference checkpoint (.pt); without it the backbone is random
+    #[arg(long)]
+    agcn_weights: Option<PathBuf>,
+    /// Extract part I of N (every N-th clip from the I-th), so that N machines share the work
+    #[arg(long, default_value = "0/1")]
+    shard: String,
+    /// Device (cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+}
+
+struct Extraction {
+    records: Vec<ClipRecord>,
+    settings: MicroGestureExtraction,
+    weights: Weights,
+    out: PathBuf,
+    part: (usize, usize),
+}
+
+impl BackendTask for Extraction {
+    type Output = Result<ExtractSummary, Error>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let bar = crate::progress::bar(0, "clips");
+        let summary = extract_micro_gesture::<B>(
+            self.records,
+            &self.settings,
+            &self.weights,
+            &self.out,
+            self.part,
+            &device,
+            &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+        )?;
+        bar.finish_and_clear();
+        Ok(summary)
+    }
+}
+
+fn parse_part(text: &str) -> Result<(usize, usize), Error> {
+    let bad = || Error::InvalidArgument(format!("--shard `{text}` is not I/N with I < N"));
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i < n { Ok((i, n)) } else { Err(bad()) }
+}
+
+pub fn run(args: ExtractArgs) -> Result<(), Error> {
+    if let Task::Emotion = args.task {
+        return Err(Error::NotYetAvailable {
+            command: "extract --task emotion",
+            version: miga::VERSION,
+            plan: "emotion features need SwinFace face embeddings, which arrive with the Swin backbone",
+        });
+    }
+    if args.print_config {
+        print!(
+            "{}",
+            toml::to_string(&MicroGestureExtraction::default()).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let settings: MicroGestureExtraction = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            toml::from_str(&text)
+                .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?
+        }
+        None => MicroGestureExtraction::default(),
+    };
+    let part = parse_part(&args.shard)?;
+    let split = match args.split {
+        SplitArg::Train => Split::Train,
+        SplitArg::Validate => Split::Validate,
+        SplitArg::Test => Split::Test,
+    };
+    let (Some(data), Some(out)) = (args.data, args.out) else {
+        return Err(Error::InvalidArgument("--data and --out are needed".into()));
+    };
+    let layout = MigaLayout::scan(&data)?;
+    let (records, problems) = ClipRecord::from_miga(&layout, split);
+    for problem in &problems {
+        eprintln!("warning: {problem}");
+    }
+    if args.mvit_weights.is_none() || args.agcn_weights.is_none() {
+        eprintln!(
+            "note: a backbone without --mvit-weights / --agcn-weights is randomly initialised (seed {})",
+            settings.seed
+        );
+    }
+    let weights = Weights {
+        mvit: args.mvit_weights,
+        agcn: args.agcn_weights,
+    };
+    let summary = args.device.run(Extraction {
+        records,
+        settings,
+        weights,
+        out: out.clone(),
+        part,
+    })??;
+    println!(
+        "{} clips in part {}/{}: {} extracted, {} already there, {} failed -> {}",
+        summary.clips,
+        part.0,
+        part.1,
+        summary.extracted,
+        summary.resumed,
+        summary.failed.len(),
+        out.display()
+    );
+    for (id, why) in &summary.failed {
+        eprintln!("failed: {id}: {why}");
+    }
+    Ok(())
+}
