@@ -232,7 +232,7 @@ pub fn extract_micro_gesture<B: Backend>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use burn::backend::Flex;
     use miga_datasets::clips::FrameTransform;
     use miga_datasets::synth::{SynthConfig, synthesise};
@@ -245,6 +245,59 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("miga-extract-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    /// Settings small enough for tests: 4 frames of 64x64, mvit_v2_xs, 16 skeleton frames.
+    pub(crate) fn tiny_settings() -> MicroGestureExtraction {
+        MicroGestureExtraction {
+            clip: ClipConfig {
+                frames: 4,
+                skeleton_frames: 16,
+                rgb: FrameTransform {
+                    resize: 64,
+                    crop: 64,
+                    ..FrameTransform::default()
+                },
+                ..ClipConfig::default()
+            },
+            mvit: "mvit_v2_xs".into(),
+            batch: 2,
+            shard_items: 2,
+            ..MicroGestureExtraction::default()
+        }
+    }
+
+    /// Train and validation features of a small synthetic dataset (6 videos of 3 clips).
+    pub(crate) fn tiny_features(name: &str) -> (PathBuf, PathBuf) {
+        let data = scratch(&format!("{name}-data"));
+        let config = SynthConfig {
+            seed: 4,
+            videos: 6,
+            clips_per_video: 3,
+            width: 128,
+            height: 72,
+        };
+        synthesise(&config, &data, &|_, _| {}).unwrap();
+        let layout = MigaLayout::scan(&data).unwrap();
+        let out: Vec<PathBuf> = [Split::Train, Split::Validate]
+            .into_iter()
+            .map(|split| {
+                let (records, _) = ClipRecord::from_miga(&layout, split);
+                let out = scratch(&format!("{name}-{split}"));
+                extract_micro_gesture::<Flex>(
+                    records,
+                    &tiny_settings(),
+                    &Weights::default(),
+                    &out,
+                    (0, 1),
+                    &Default::default(),
+                    &mut |_, _| {},
+                )
+                .unwrap();
+                out
+            })
+            .collect();
+        (out[0].clone(), out[1].clone())
     }
 
     #[test]

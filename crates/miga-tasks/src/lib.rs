@@ -2,8 +2,11 @@
 //! (32 classes, per clip) and behaviour-based emotion prediction (Win/Lose, per video):
 //! feature extraction, training (burn-train), evaluation and prediction files.
 
+pub mod config;
 mod error;
 pub mod extract;
 pub mod features;
+pub mod plot;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -115,14 +115,7 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
         return Ok(());
     }
     let settings: MicroGestureExtraction = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-            toml::from_str(&text)
-                .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?
-        }
+        Some(path) => miga::tasks::config::read_toml(&MicroGestureExtraction::default(), path)?,
         None => MicroGestureExtraction::default(),
     };
     let part = parse_part(&args.shard)?;

@@ -5,6 +5,7 @@ mod data;
 mod extract;
 mod forward;
 mod progress;
+mod train;
 mod video;
 
 use std::process::ExitCode;
@@ -56,9 +57,9 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Train a fusion model (micro-gesture or emotion) on extracted features
     #[command(
-        after_help = "Example:\n  miga train --task micro-gesture --features features/ --out runs/mg"
+        after_help = "Examples:\n  miga train --task micro-gesture --features features/train --valid features/validate --out runs/mg\n  miga train --features features/train --valid features/validate --out runs/video --streams video   (baseline)\n  miga train --features features/train --valid features/validate --out runs/mg --resume   (after a crash)\n  miga train --print-config > train.toml"
     )]
-    Train(Pending),
+    Train(train::TrainArgs),
     /// Evaluate a trained model: metrics, confusion matrix, per-class accuracy
     #[command(after_help = "Example:\n  miga eval --run runs/mg --split test")]
     Eval(Pending),
@@ -141,10 +142,7 @@ fn run(command: Command) -> Result<(), Error> {
             Ok(())
         }
         Command::Extract(args) => extract::run(args),
-        Command::Train(_) => Err(pending(
-            "train",
-            "fusion training arrives with the tasks crate",
-        )),
+        Command::Train(args) => train::run(args),
         Command::Eval(_) => Err(pending("eval", "evaluation arrives with the tasks crate")),
         Command::Predict(_) => Err(pending(
             "predict",

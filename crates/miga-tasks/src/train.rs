@@ -1,0 +1,602 @@
+//! `miga train --task micro-gesture`: Cross-Modal Token Fusion trained on extracted features
+//! with burn-train (AdamW, warm-up then cosine learning rate, a checkpoint every epoch,
+//! resumption, early stopping, best-epoch selection on validation, a training-curve plot).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::InMemDataset;
+use burn::lr_scheduler::composed::ComposedLrSchedulerConfig;
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
+use burn::optim::AdamWConfig;
+use burn::prelude::*;
+use burn::record::{CompactRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use burn::train::checkpoint::KeepLastNCheckpoints;
+use burn::train::metric::store::{Aggregate, Direction, Split};
+use burn::train::metric::{AccuracyMetric, LossMetric, MetricDefinition, TopKAccuracyMetric};
+use burn::train::renderer::{
+    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining, ProgressType, TrainingProgress,
+};
+use burn::train::{
+    ClassificationOutput, InferenceStep, Learner, LearnerSummary, MetricEarlyStoppingStrategy,
+    StoppingCondition, SupervisedTraining, TrainOutput, TrainStep,
+};
+use miga_fusion::{
+    ClassificationLossConfig, Cmtf, CmtfConfig, CmtfInput, SkeletonTokens, VideoTokens,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::extract::MICRO_GESTURE;
+use crate::features::FeatureSet;
+use crate::plot::{Curve, line_chart};
+use crate::{Error, Result};
+
+/// Which streams a model uses: both (fusion) or one (the single-modality baselines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Streams {
+    /// Video and skeleton, fused.
+    #[default]
+    Both,
+    /// Video only.
+    Video,
+    /// Skeleton only.
+    Skeleton,
+}
+
+/// Training settings (`miga train --print-config` shows the defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The streams the model sees.
+    pub streams: Streams,
+    /// Epochs (at most; early stopping may end sooner).
+    pub epochs: usize,
+    /// Clips a batch.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Final learning rate of the cosine schedule.
+    pub min_learning_rate: f64,
+    /// Warm-up epochs (linear from 1% of the peak).
+    pub warmup_epochs: usize,
+    /// AdamW weight decay.
+    pub weight_decay: f32,
+    /// Stop after this many epochs without a better validation loss (0: never).
+    pub patience: usize,
+    /// Seed of initialisation and shuffling.
+    pub seed: u64,
+    /// Fusion module (its `video_dim` / `skeleton_dim` must match the features).
+    pub fusion: CmtfConfig,
+    /// Loss.
+    pub loss: ClassificationLossConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            streams: Streams::Both,
+            epochs: 30,
+            batch: 32,
+            learning_rate: 1e-3,
+            min_learning_rate: 1e-5,
+            warmup_epochs: 2,
+            weight_decay: 0.05,
+            patience: 10,
+            seed: 0,
+            fusion: CmtfConfig::new(),
+            loss: ClassificationLossConfig::new(),
+        }
+    }
+}
+
+/// One clip's features.
+#[derive(Debug, Clone)]
+pub struct FeatureItem {
+    video: TensorData,
+    class: TensorData,
+    skeleton: TensorData,
+    label: i64,
+}
+
+/// A batch of clip features.
+#[derive(Debug, Clone)]
+pub struct FeatureBatch<B: Backend> {
+    /// `[B, T', k, k, C]`.
+    pub video: Tensor<B, 5>,
+    /// `[B, C]`.
+    pub class: Tensor<B, 2>,
+    /// `[B, T'', V, C_s]`.
+    pub skeleton: Tensor<B, 4>,
+    /// `[B]`.
+    pub labels: Tensor<B, 1, Int>,
+}
+
+/// Stacks [`FeatureItem`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FeatureBatcher;
+
+impl<B: Backend> Batcher<B, FeatureItem, FeatureBatch<B>> for FeatureBatcher {
+    fn batch(&self, items: Vec<FeatureItem>, device: &B::Device) -> FeatureBatch<B> {
+        let video: Vec<Tensor<B, 5>> = items
+            .iter()
+            .map(|i| Tensor::<B, 4>::from_data(i.video.clone(), device).unsqueeze())
+            .collect();
+        let class: Vec<Tensor<B, 2>> = items
+            .iter()
+            .map(|i| Tensor::<B, 1>::from_data(i.class.clone(), device).unsqueeze())
+            .collect();
+        let skeleton: Vec<Tensor<B, 4>> = items
+            .iter()
+            .map(|i| Tensor::<B, 3>::from_data(i.skeleton.clone(), device).unsqueeze())
+            .collect();
+        let labels: Vec<i64> = items.iter().map(|i| i.label).collect();
+        FeatureBatch {
+            video: Tensor::cat(video, 0),
+            class: Tensor::cat(class, 0),
+            skeleton: Tensor::cat(skeleton, 0),
+            labels: Tensor::from_data(TensorData::new(labels.clone(), [labels.len()]), device),
+        }
+    }
+}
+
+/// The labelled items of a micro-gesture feature set, in id order.
+pub fn feature_items(set: &FeatureSet, path: &Path) -> Result<Vec<(String, FeatureItem)>> {
+    if set.kind.task != MICRO_GESTURE {
+        return Err(Error::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!("features for task `{}`, not {MICRO_GESTURE}", set.kind.task),
+        });
+    }
+    let mut items = Vec::new();
+    for (id, tensors) in &set.items {
+        let get = |name: &str| {
+            tensors.get(name).cloned().ok_or_else(|| Error::Mismatch {
+                path: path.to_path_buf(),
+                reason: format!("item {id} has no `{name}`"),
+            })
+        };
+        let label = get("label")?
+            .to_vec::<f32>()
+            .ok()
+            .and_then(|v| v.first().copied())
+            .unwrap_or(-1.0);
+        items.push((
+            id.clone(),
+            FeatureItem {
+                video: get("video_tokens")?,
+                class: get("video_class")?,
+                skeleton: get("skeleton_tokens")?,
+                label: label as i64,
+            },
+        ));
+    }
+    Ok(items)
+}
+
+/// Cross-Modal Token Fusion with its loss, as burn-train trains it.
+#[derive(Module, Debug)]
+pub struct MicroGestureModel<B: Backend> {
+    /// The fusion module.
+    pub fusion: Cmtf<B>,
+    #[module(skip)]
+    loss: ClassificationLossConfig,
+    #[module(skip)]
+    streams: Streams,
+}
+
+impl<B: Backend> MicroGestureModel<B> {
+    /// A new model.
+    pub fn new(config: &TrainConfig, device: &B::Device) -> Result<Self> {
+        let fusion = config
+            .fusion
+            .init(device)
+            .map_err(|e| Error::InvalidConfig {
+                path: "fusion".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            fusion,
+            loss: config.loss.clone(),
+            streams: config.streams,
+        })
+    }
+
+    /// Class scores `[B, 32]` of a batch.
+    pub fn logits(&self, batch: &FeatureBatch<B>) -> Tensor<B, 2> {
+        self.fusion.forward(self.input(batch)).logits
+    }
+
+    fn input(&self, batch: &FeatureBatch<B>) -> CmtfInput<B> {
+        let video = (self.streams != Streams::Skeleton)
+            .then(|| VideoTokens::new(batch.video.clone(), Some(batch.class.clone())));
+        let skeleton =
+            (self.streams != Streams::Video).then(|| SkeletonTokens::new(batch.skeleton.clone()));
+        CmtfInput { video, skeleton }
+    }
+
+    fn classify(&self, batch: FeatureBatch<B>) -> ClassificationOutput<B> {
+        let output = self.fusion.forward(self.input(&batch));
+        let loss = self
+            .loss
+            .init::<B>(None, &batch.labels.device())
+            .expect("validated when the model was built");
+        let value = self.fusion.loss(&output, batch.labels.clone(), &loss);
+        ClassificationOutput::new(value, output.logits, batch.labels)
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for MicroGestureModel<B> {
+    type Input = FeatureBatch<B>;
+    type Output = ClassificationOutput<B>;
+
+    fn step(&self, batch: FeatureBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
+        let output = self.classify(batch);
+        TrainOutput::new(self, output.loss.backward(), output)
+    }
+}
+
+impl<B: Backend> InferenceStep for MicroGestureModel<B> {
+    type Input = FeatureBatch<B>;
+    type Output = ClassificationOutput<B>;
+
+    fn step(&self, batch: FeatureBatch<B>) -> ClassificationOutput<B> {
+        self.classify(batch)
+    }
+}
+
+/// One line a finished epoch, on standard error.
+struct EpochLines;
+
+impl MetricsRendererTraining for EpochLines {
+    fn update_train(&mut self, _: MetricState) {}
+    fn update_valid(&mut self, _: MetricState) {}
+    fn render_train(&mut self, _: TrainingProgress, _: Vec<ProgressType>) {}
+    fn render_valid(&mut self, p: TrainingProgress, _: Vec<ProgressType>) {
+        if let Some(progress) = &p.progress
+            && progress.items_processed == progress.items_total
+        {
+            eprintln!(
+                "epoch {}/{} done",
+                p.global_progress.items_processed, p.global_progress.items_total
+            );
+        }
+    }
+}
+
+impl MetricsRendererEvaluation for EpochLines {
+    fn update_test(&mut self, _: EvaluationName, _: MetricState) {}
+    fn render_test(&mut self, _: EvaluationProgress, _: Vec<ProgressType>) {}
+}
+
+impl MetricsRenderer for EpochLines {
+    fn manual_close(&mut self) {}
+    fn register_metric(&mut self, _: MetricDefinition) {}
+}
+
+/// What a run folder holds besides burn-train's files: what was trained on what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// `micro-gesture`.
+    pub task: String,
+    /// The training settings, as TOML.
+    pub config: String,
+    /// The feature settings the model was trained on.
+    pub features: String,
+}
+
+/// What a training run gave.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Epochs trained (all of them, resumed ones included).
+    pub epochs: usize,
+    /// The epoch with the best validation accuracy, whose model is `best.mpk`.
+    pub best_epoch: usize,
+    /// Its validation accuracy (0..1).
+    pub best_accuracy: f64,
+    /// The plot of the training curves.
+    pub plot: PathBuf,
+}
+
+fn latest_checkpoint(run: &Path) -> Option<usize> {
+    std::fs::read_dir(run.join("checkpoint"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("model-")?
+                .strip_suffix(".mpk")?
+                .parse()
+                .ok()
+        })
+        .max()
+}
+
+/// Trains on `train` features, validating on `valid`, in the run folder `run`. With `resume`,
+/// an interrupted run of the same settings continues after its last finished epoch; without
+/// it, a folder that already holds a run is an error.
+pub fn train_micro_gesture<B: AutodiffBackend>(
+    train: &FeatureSet,
+    valid: &FeatureSet,
+    config: &TrainConfig,
+    run: &Path,
+    resume: bool,
+    device: &B::Device,
+) -> Result<TrainSummary> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let info = RunInfo {
+        task: MICRO_GESTURE.into(),
+        config: toml::to_string(config).unwrap_or_default(),
+        features: train.kind.settings.clone(),
+    };
+    let info_path = run.join("run.json");
+    let start = match (info_path.exists(), resume) {
+        (true, false) => {
+            return Err(Error::Mismatch {
+                path: run.to_path_buf(),
+                reason: "already holds a run: pass --resume to continue it, or another --out"
+                    .into(),
+            });
+        }
+        (true, true) => {
+            let text = std::fs::read_to_string(&info_path).map_err(io(&info_path))?;
+            let previous: RunInfo = serde_json::from_str(&text).map_err(|e| Error::Mismatch {
+                path: info_path.clone(),
+                reason: format!("not a run: {e}"),
+            })?;
+            if previous != info {
+                return Err(Error::Mismatch {
+                    path: run.to_path_buf(),
+                    reason: "this run was made with other settings or features".into(),
+                });
+            }
+            latest_checkpoint(run)
+        }
+        (false, _) => None,
+    };
+    if train.kind != valid.kind {
+        return Err(Error::Mismatch {
+            path: run.to_path_buf(),
+            reason: "training and validation features were extracted with different settings"
+                .into(),
+        });
+    }
+    std::fs::create_dir_all(run).map_err(io(run))?;
+    miga_datasets::io::write_atomic(
+        &info_path,
+        serde_json::to_string_pretty(&info)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    let train_items: Vec<FeatureItem> = feature_items(train, run)?
+        .into_iter()
+        .map(|(_, i)| i)
+        .filter(|i| i.label >= 0)
+        .collect();
+    let valid_items: Vec<FeatureItem> = feature_items(valid, run)?
+        .into_iter()
+        .map(|(_, i)| i)
+        .filter(|i| i.label >= 0)
+        .collect();
+    if train_items.is_empty() || valid_items.is_empty() {
+        return Err(Error::Mismatch {
+            path: run.to_path_buf(),
+            reason: "no labelled clips in the training or validation features".into(),
+        });
+    }
+    B::seed(device, config.seed);
+    let batches = train_items.len().div_ceil(config.batch.max(1));
+    let loader_train: Arc<dyn DataLoader<B, FeatureBatch<B>>> =
+        DataLoaderBuilder::new(FeatureBatcher)
+            .batch_size(config.batch)
+            .shuffle(config.seed)
+            .build(InMemDataset::new(train_items));
+    let loader_valid: Arc<dyn DataLoader<B::InnerBackend, FeatureBatch<B::InnerBackend>>> =
+        DataLoaderBuilder::new(FeatureBatcher)
+            .batch_size(config.batch)
+            .build(InMemDataset::new(valid_items));
+    let bad = |e: String| Error::InvalidConfig {
+        path: "learning rate".into(),
+        reason: e,
+    };
+    let warmup = (config.warmup_epochs * batches).max(1);
+    let scheduler = ComposedLrSchedulerConfig::new()
+        .linear(LinearLrSchedulerConfig::new(0.01, 1.0, warmup))
+        .cosine(
+            CosineAnnealingLrSchedulerConfig::new(config.learning_rate, config.epochs * batches)
+                .with_min_lr(config.min_learning_rate),
+        )
+        .init()
+        .map_err(|e| bad(format!("{e:?}")))?;
+    let model = MicroGestureModel::<B>::new(config, device)?;
+    let optimizer = AdamWConfig::new()
+        .with_weight_decay(config.weight_decay)
+        .init::<B, MicroGestureModel<B>>();
+    let mut training = SupervisedTraining::new(run, loader_train, loader_valid)
+        .metrics((
+            AccuracyMetric::new(),
+            TopKAccuracyMetric::new(5),
+            LossMetric::new(),
+        ))
+        .with_file_checkpointer(CompactRecorder::new())
+        .with_checkpointing_strategy(KeepLastNCheckpoints::new(usize::MAX))
+        .num_epochs(config.epochs)
+        .renderer(EpochLines)
+        .with_application_logger(None);
+    if config.patience > 0 {
+        training = training.early_stopping(MetricEarlyStoppingStrategy::new(
+            &LossMetric::<B>::new(),
+            Aggregate::Mean,
+            Direction::Lowest,
+            Split::Valid,
+            StoppingCondition::NoImprovementSince {
+                n_epochs: config.patience,
+            },
+        ));
+    }
+    if let Some(epoch) = start {
+        training = training.checkpoint(epoch);
+    }
+    let result = training.launch(Learner::new(model, optimizer, scheduler));
+    let summary = LearnerSummary::new(run, &["Loss", "Accuracy"]).map_err(|e| Error::Mismatch {
+        path: run.to_path_buf(),
+        reason: e,
+    })?;
+    let accuracy: Vec<(usize, f64)> = summary
+        .metrics
+        .valid
+        .iter()
+        .find(|m| m.name == "Accuracy")
+        .map(|m| {
+            m.entries
+                .iter()
+                .map(|e| (e.step, e.value / 100.0))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (best_epoch, best_accuracy) = accuracy
+        .into_iter()
+        .fold((0, f64::MIN), |best, e| if e.1 > best.1 { e } else { best });
+    // The best epoch's model, or the last one when no epoch was validated.
+    let checkpoint = run.join(format!("checkpoint/model-{best_epoch}"));
+    let best = match best_epoch {
+        0 => result.model,
+        _ => {
+            let record = CompactRecorder::new()
+                .load(checkpoint.clone(), device)
+                .map_err(|e| Error::Mismatch {
+                    path: checkpoint,
+                    reason: e.to_string(),
+                })?;
+            MicroGestureModel::<B::InnerBackend>::new(config, device)?.load_record(record)
+        }
+    };
+    best.save_file(run.join("best"), &CompactRecorder::new())
+        .map_err(|e| Error::Mismatch {
+            path: run.join("best.mpk"),
+            reason: e.to_string(),
+        })?;
+    let curves: Vec<Curve> = ["Loss", "Accuracy"]
+        .into_iter()
+        .flat_map(|name| {
+            let pick = move |split: &[burn::train::MetricSummary], label: &str| {
+                split.iter().find(|m| m.name == name).map(|m| Curve {
+                    label: format!("{label} {name}"),
+                    points: m.entries.iter().map(|e| (e.step as f64, e.value)).collect(),
+                })
+            };
+            [
+                pick(&summary.metrics.train, "train"),
+                pick(&summary.metrics.valid, "valid"),
+            ]
+        })
+        .flatten()
+        .collect();
+    let plot = run.join("training.svg");
+    let (loss, acc): (Vec<Curve>, Vec<Curve>) =
+        curves.into_iter().partition(|c| c.label.ends_with("Loss"));
+    miga_datasets::io::write_atomic(
+        &plot,
+        line_chart("Training", &[("loss", loss), ("accuracy (%)", acc)]).as_bytes(),
+    )?;
+    Ok(TrainSummary {
+        epochs: summary.epochs,
+        best_epoch,
+        best_accuracy,
+        plot,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+
+    use super::*;
+    use crate::extract::tests::tiny_features;
+
+    fn tiny_config(epochs: usize) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch: 4,
+            warmup_epochs: 1,
+            patience: 0,
+            fusion: CmtfConfig::new()
+                .with_d_model(32)
+                .with_heads(2)
+                .with_ff_dim(64)
+                .with_layers(1),
+            ..TrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn trains_checkpoints_every_epoch_and_resumes() {
+        let (train_dir, valid_dir) = tiny_features("train");
+        let (train, valid) = (
+            FeatureSet::read(&train_dir).unwrap(),
+            FeatureSet::read(&valid_dir).unwrap(),
+        );
+        let run = std::env::temp_dir().join(format!("miga-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&run);
+        let device = Default::default();
+        let summary = train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &tiny_config(2),
+            &run,
+            false,
+            &device,
+        )
+        .unwrap();
+        assert_eq!(summary.epochs, 2);
+        for file in [
+            "checkpoint/model-1.mpk",
+            "checkpoint/model-2.mpk",
+            "best.mpk",
+            "training.svg",
+            "run.json",
+        ] {
+            assert!(run.join(file).exists(), "{file}");
+        }
+        assert!((1..=2).contains(&summary.best_epoch));
+        // A second run in the same folder needs --resume; with it, training goes on from epoch 2.
+        let again = train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &tiny_config(2),
+            &run,
+            false,
+            &device,
+        );
+        assert!(again.err().unwrap().to_string().contains("--resume"));
+        let other = TrainConfig {
+            seed: 9,
+            ..tiny_config(2)
+        };
+        let message =
+            train_micro_gesture::<Autodiff<Flex>>(&train, &valid, &other, &run, true, &device)
+                .err()
+                .unwrap()
+                .to_string();
+        assert!(message.contains("other settings"), "{message}");
+        // Resuming a finished run has nothing left to train.
+        let resumed = train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &tiny_config(2),
+            &run,
+            true,
+            &device,
+        )
+        .unwrap();
+        assert_eq!(resumed.epochs, 2);
+    }
+}
