@@ -4,6 +4,7 @@
 
 pub mod config;
 mod error;
+pub mod evaluate;
 pub mod extract;
 pub mod features;
 pub mod plot;

@@ -104,6 +104,13 @@ pub struct FeatureItem {
     label: i64,
 }
 
+impl FeatureItem {
+    /// The class index, or -1 for an unlabelled clip.
+    pub fn label(&self) -> i64 {
+        self.label
+    }
+}
+
 /// A batch of clip features.
 #[derive(Debug, Clone)]
 pub struct FeatureBatch<B: Backend> {

@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod evaluate;
 mod extract;
 mod forward;
 mod progress;
@@ -61,11 +62,15 @@ enum Command {
     )]
     Train(train::TrainArgs),
     /// Evaluate a trained model: metrics, confusion matrix, per-class accuracy
-    #[command(after_help = "Example:\n  miga eval --run runs/mg --split test")]
-    Eval(Pending),
-    /// Write predictions: the MiGA submission file or per-video Win/Lose
-    #[command(after_help = "Example:\n  miga predict --run runs/mg --out prediction.csv")]
-    Predict(Pending),
+    #[command(
+        after_help = "Example:\n  miga eval --run runs/mg --features features/test\n  writes runs/mg/eval-test/{metrics.json, confusion.csv, confusion.svg, per_class.csv}"
+    )]
+    Eval(evaluate::EvalArgs),
+    /// Write predictions: the MiGA submission file (`Id,Target`)
+    #[command(
+        after_help = "Example:\n  miga predict --run runs/mg --features features/test --out prediction.csv"
+    )]
+    Predict(evaluate::PredictArgs),
     /// Inspect H.264 videos and write chosen frames as PNG
     #[command(
         after_help = "Examples:\n  miga video probe clip.mp4\n  miga video extract clip.mp4 --frames 0,10,131 --out frames/"
@@ -123,11 +128,6 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> Result<(), Error> {
-    let pending = |command, plan| Error::NotYetAvailable {
-        command,
-        version: miga::VERSION,
-        plan,
-    };
     match command {
         Command::Info(args) => info(args),
         Command::Forward(args) => forward::run(args),
@@ -143,11 +143,8 @@ fn run(command: Command) -> Result<(), Error> {
         }
         Command::Extract(args) => extract::run(args),
         Command::Train(args) => train::run(args),
-        Command::Eval(_) => Err(pending("eval", "evaluation arrives with the tasks crate")),
-        Command::Predict(_) => Err(pending(
-            "predict",
-            "prediction files arrive with the tasks crate",
-        )),
+        Command::Eval(args) => evaluate::eval(args),
+        Command::Predict(args) => evaluate::predict(args),
         Command::Video(args) => video::run(args),
         Command::Synth(args) => data::synth(args),
         Command::Data(args) => data::data(args),

@@ -1,0 +1,281 @@
+//! `miga eval` and `miga predict` for micro-gestures: a trained run on extracted features,
+//! giving metrics (top-1, top-5, mean class accuracy, per-class accuracy, confusion matrix) and
+//! the MiGA submission file.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::prelude::*;
+use burn::record::{CompactRecorder, Recorder};
+use miga_datasets::classes::{MicroGesture, NUM_CLASSES};
+use serde::Serialize;
+
+use crate::features::FeatureSet;
+use crate::train::{FeatureBatcher, MicroGestureModel, RunInfo, TrainConfig, feature_items};
+use crate::{Error, Result};
+
+/// A trained micro-gesture run, loaded for inference.
+pub struct TrainedRun<B: Backend> {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// What it was trained with.
+    pub info: RunInfo,
+    /// Its best model.
+    pub model: MicroGestureModel<B>,
+}
+
+impl<B: Backend> TrainedRun<B> {
+    /// Loads `run/best.mpk` with the run's settings; errors name a folder that is not a run or a
+    /// checkpoint that does not match the settings.
+    pub fn load(run: &Path, device: &B::Device) -> Result<Self> {
+        let info_path = run.join("run.json");
+        let text = std::fs::read_to_string(&info_path).map_err(|_| Error::Mismatch {
+            path: run.to_path_buf(),
+            reason: "not a run folder (no run.json): train one with `miga train`".into(),
+        })?;
+        let info: RunInfo = serde_json::from_str(&text).map_err(|e| Error::Mismatch {
+            path: info_path.clone(),
+            reason: format!("not a run: {e}"),
+        })?;
+        let config: TrainConfig =
+            crate::config::from_toml(&TrainConfig::default(), &info.config, &info_path)?;
+        let best = run.join("best");
+        let record = CompactRecorder::new()
+            .load(best.clone(), device)
+            .map_err(|e| Error::Mismatch {
+                path: best.with_extension("mpk"),
+                reason: format!("does not match the run's settings: {e}"),
+            })?;
+        let model = MicroGestureModel::<B>::new(&config, device)?.load_record(record);
+        Ok(Self {
+            dir: run.to_path_buf(),
+            info,
+            model,
+        })
+    }
+
+    /// Class scores `[N, 32]` for every labelled or unlabelled item of `features`, with ids.
+    pub fn scores(
+        &self,
+        features: &FeatureSet,
+        path: &Path,
+        device: &B::Device,
+    ) -> Result<(Vec<String>, Vec<i64>, Vec<Vec<f32>>)> {
+        if features.kind.settings != self.info.features {
+            return Err(Error::Mismatch {
+                path: path.to_path_buf(),
+                reason:
+                    "these features were extracted with other settings than the run was trained on"
+                        .into(),
+            });
+        }
+        let items = feature_items(features, path)?;
+        let (mut ids, mut labels, mut scores) = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in items.chunks(32) {
+            let batch =
+                FeatureBatcher.batch(chunk.iter().map(|(_, i)| i.clone()).collect(), device);
+            let logits = self.model.logits(&batch);
+            let [n, k] = logits.dims();
+            let values = logits
+                .into_data()
+                .to_vec::<f32>()
+                .map_err(|e| Error::Mismatch {
+                    path: path.to_path_buf(),
+                    reason: format!("{e:?}"),
+                })?;
+            for (row, (id, item)) in chunk.iter().enumerate().take(n) {
+                ids.push(id.clone());
+                labels.push(item.label());
+                scores.push(values[row * k..(row + 1) * k].to_vec());
+            }
+        }
+        Ok((ids, labels, scores))
+    }
+}
+
+/// Accuracy of one class.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassAccuracy {
+    /// iMiGUE code.
+    pub code: u32,
+    /// Name.
+    pub name: &'static str,
+    /// Clips of the class.
+    pub clips: usize,
+    /// Of those, predicted right (None when the class has no clip).
+    pub accuracy: Option<f64>,
+}
+
+/// Micro-gesture metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    /// Labelled clips evaluated.
+    pub clips: usize,
+    /// Top-1 accuracy (0..1).
+    pub top1: f64,
+    /// Top-5 accuracy.
+    pub top5: f64,
+    /// Mean over classes with clips of the per-class accuracy (the long tail counts as much as
+    /// the head).
+    pub mean_class_accuracy: f64,
+    /// Per class, in index order.
+    pub per_class: Vec<ClassAccuracy>,
+    /// `confusion[true][predicted]` clip counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+fn ranked(scores: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order
+}
+
+/// Metrics of class scores against labels (unlabelled items, label < 0, are left out).
+pub fn evaluate(labels: &[i64], scores: &[Vec<f32>]) -> Evaluation {
+    let mut confusion = vec![vec![0usize; NUM_CLASSES]; NUM_CLASSES];
+    let (mut top1, mut top5, mut clips) = (0usize, 0usize, 0usize);
+    for (&label, s) in labels.iter().zip(scores) {
+        let Ok(label) = usize::try_from(label) else {
+            continue;
+        };
+        if label >= NUM_CLASSES {
+            continue;
+        }
+        let order = ranked(s);
+        clips += 1;
+        top1 += usize::from(order[0] == label);
+        top5 += usize::from(order.iter().take(5).any(|&c| c == label));
+        confusion[label][order[0].min(NUM_CLASSES - 1)] += 1;
+    }
+    let per_class: Vec<ClassAccuracy> = MicroGesture::all()
+        .map(|c| {
+            let row = &confusion[c.index()];
+            let n: usize = row.iter().sum();
+            ClassAccuracy {
+                code: c.code(),
+                name: c.name(),
+                clips: n,
+                accuracy: (n > 0).then(|| row[c.index()] as f64 / n as f64),
+            }
+        })
+        .collect();
+    let present: Vec<f64> = per_class.iter().filter_map(|c| c.accuracy).collect();
+    let ratio = |k: usize| {
+        if clips == 0 {
+            0.0
+        } else {
+            k as f64 / clips as f64
+        }
+    };
+    Evaluation {
+        clips,
+        top1: ratio(top1),
+        top5: ratio(top5),
+        mean_class_accuracy: if present.is_empty() {
+            0.0
+        } else {
+            present.iter().sum::<f64>() / present.len() as f64
+        },
+        per_class,
+        confusion,
+    }
+}
+
+impl Evaluation {
+    /// The confusion matrix as CSV: a header of predicted codes, one row per true code.
+    pub fn confusion_csv(&self) -> String {
+        let codes: Vec<String> = MicroGesture::all().map(|c| c.code().to_string()).collect();
+        let mut csv = format!("true\\predicted,{}\n", codes.join(","));
+        for (c, row) in MicroGesture::all().zip(&self.confusion) {
+            let cells: Vec<String> = row.iter().map(ToString::to_string).collect();
+            let _ = writeln!(csv, "{},{}", c.code(), cells.join(","));
+        }
+        csv
+    }
+
+    /// The confusion matrix as an SVG heat map, rows normalised per true class.
+    pub fn confusion_svg(&self) -> String {
+        let (cell, margin) = (14.0, 40.0);
+        let size = margin + cell * NUM_CLASSES as f64 + 10.0;
+        let mut svg = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-family="sans-serif" font-size="8"><rect width="100%" height="100%" fill="white"/><text x="{}" y="12" text-anchor="middle" font-size="11">confusion (rows: true class code, columns: predicted)</text>"#,
+            size / 2.0
+        );
+        for (i, (c, row)) in MicroGesture::all().zip(&self.confusion).enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            let y = margin + i as f64 * cell;
+            let _ = write!(
+                svg,
+                r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+                margin - 3.0,
+                y + 10.0,
+                c.code()
+            );
+            let _ = write!(
+                svg,
+                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+                margin + i as f64 * cell + 7.0,
+                margin - 3.0,
+                c.code()
+            );
+            for (j, &n) in row.iter().enumerate() {
+                let shade = 255.0 * (1.0 - n as f64 / total);
+                let _ = write!(
+                    svg,
+                    r##"<rect x="{}" y="{y}" width="{cell}" height="{cell}" fill="rgb({shade:.0},{shade:.0},255)" stroke="#eee"/>"##,
+                    margin + j as f64 * cell
+                );
+            }
+        }
+        svg.push_str("</svg>\n");
+        svg
+    }
+}
+
+/// The MiGA submission: `Id,Target` with ids `<video>_<clip index>` and targets 0..31.
+pub fn submission_csv(ids: &[String], scores: &[Vec<f32>]) -> String {
+    let mut csv = String::from("Id,Target\n");
+    for (id, s) in ids.iter().zip(scores) {
+        let _ = writeln!(csv, "{id},{}", ranked(s)[0]);
+    }
+    csv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_of_known_predictions() {
+        let one_hot = |c: usize| {
+            (0..NUM_CLASSES)
+                .map(|k| if k == c { 1.0 } else { -(k as f32) * 0.01 })
+                .collect::<Vec<f32>>()
+        };
+        // Class 0 twice right, class 1 once wrong (predicted 0, with class 1 second), one unlabelled.
+        let mut wrong = one_hot(0);
+        wrong[1] = 0.5;
+        let scores = vec![one_hot(0), one_hot(0), wrong, one_hot(3)];
+        let e = evaluate(&[0, 0, 1, -1], &scores);
+        assert_eq!(e.clips, 3);
+        assert!((e.top1 - 2.0 / 3.0).abs() < 1e-9);
+        assert!((e.top5 - 1.0).abs() < 1e-9);
+        assert!((e.mean_class_accuracy - 0.5).abs() < 1e-9);
+        assert_eq!(e.confusion[1][0], 1);
+        assert_eq!(e.per_class[2].accuracy, None);
+        assert!(
+            e.confusion_csv()
+                .lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("2,1,0")
+        );
+        assert!(e.confusion_svg().starts_with("<svg"));
+        let ids = ["0001_0".to_string(), "0001_1".to_string()];
+        assert_eq!(
+            submission_csv(&ids, &scores[..2]),
+            "Id,Target\n0001_0,0\n0001_1,0\n"
+        );
+    }
+}
