@@ -67,7 +67,17 @@ fn bad_device_and_pending_commands_fail_clearly() {
     assert!(!ok);
     assert!(stderr.contains("invalid device `tpu`"), "{stderr}");
 
-    let (ok, _, stderr) = output(&["train", "--task", "emotion"]);
+    let (ok, _, stderr) = output(&[
+        "train",
+        "--task",
+        "emotion",
+        "--features",
+        "f",
+        "--valid",
+        "v",
+        "--out",
+        "o",
+    ]);
     assert!(!ok);
     assert!(stderr.contains("not available yet"), "{stderr}");
 
@@ -374,4 +384,109 @@ fn synth_then_data_check_and_bench() {
         !ok && stderr.contains("/nonexistent/labels.csv"),
         "{stderr}"
     );
+}
+
+#[test]
+fn extract_train_eval_predict_on_synthetic_data() {
+    let dir = scratch("pipeline");
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    let data = path("data");
+    let args = [
+        "synth",
+        "--out",
+        &data,
+        "--videos",
+        "6",
+        "--clips-per-video",
+        "2",
+        "--size",
+        "128x72",
+    ];
+    assert!(output(&args).0);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("extract.toml"),
+        "mvit = \"mvit_v2_xs\"\n[clip]\nframes = 4\nskeleton_frames = 16\n[clip.rgb]\nresize = 64\ncrop = 64\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("train.toml"),
+        "epochs = 2\nbatch = 4\nwarmup_epochs = 1\n[fusion]\nd_model = 32\nheads = 2\nff_dim = 64\nlayers = 1\n",
+    )
+    .unwrap();
+    for split in ["train", "validate"] {
+        let out = path(split);
+        let (ok, stdout, stderr) = output(&[
+            "extract",
+            "--data",
+            &data,
+            "--split",
+            split,
+            "--out",
+            &out,
+            "--config",
+            &path("extract.toml"),
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(
+            stdout.contains("4 clips in part 0/1: 4 extracted"),
+            "{stdout}"
+        );
+    }
+    let (_, stdout, _) = output(&[
+        "extract",
+        "--data",
+        &data,
+        "--out",
+        &path("train"),
+        "--config",
+        &path("extract.toml"),
+    ]);
+    assert!(stdout.contains("0 extracted, 4 already there"), "{stdout}");
+    let train = [
+        "train",
+        "--features",
+        &path("train"),
+        "--valid",
+        &path("validate"),
+        "--out",
+        &path("run"),
+        "--config",
+        &path("train.toml"),
+    ];
+    let (ok, stdout, stderr) = output(&train);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2 epochs"), "{stdout}");
+    let (ok, _, stderr) = output(&train);
+    assert!(!ok && stderr.contains("--resume"), "{stderr}");
+    let (ok, stdout, stderr) = output(&[
+        "eval",
+        "--run",
+        &path("run"),
+        "--features",
+        &path("validate"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("4 clips: top-1"), "{stdout}");
+    let metrics: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("run/eval-validate/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(metrics["clips"].as_u64(), Some(4));
+    let (ok, _, stderr) = output(&[
+        "predict",
+        "--run",
+        &path("run"),
+        "--features",
+        &path("validate"),
+        "--out",
+        &path("prediction.csv"),
+    ]);
+    assert!(ok, "{stderr}");
+    let prediction = std::fs::read_to_string(dir.join("prediction.csv")).unwrap();
+    assert!(prediction.starts_with("Id,Target\n0003_0,"), "{prediction}");
+    assert_eq!(prediction.lines().count(), 5);
+    let (ok, _, stderr) = output(&["eval", "--run", &data, "--features", &path("validate")]);
+    assert!(!ok && stderr.contains("not a run folder"), "{stderr}");
 }
