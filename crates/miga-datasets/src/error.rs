@@ -83,3 +83,23 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
         )
     })
 }
+
+/// Runs a third-party parser on untrusted bytes, turning a panic inside it (fuzzing found an
+/// arithmetic overflow in calamine's cell references) into a format error at `place` in `path`.
+pub(crate) fn guarded<T>(path: &Path, place: &str, parse: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown failure".into());
+            Err(Error::format(
+                path,
+                place,
+                format!("the reader failed on this input ({message})"),
+            ))
+        }
+    }
+}

@@ -15,6 +15,7 @@ use crate::io::write_atomic;
 use crate::{Error, Result};
 
 const COLUMNS: usize = OPENPOSE_POINTS * 3;
+const MAX_FRAMES: usize = 5_000_000;
 
 /// Reads a MiGA skeleton table (see the module documentation).
 pub fn read_skeleton_xlsx(path: impl AsRef<Path>) -> Result<Skeleton> {
@@ -24,6 +25,10 @@ pub fn read_skeleton_xlsx(path: impl AsRef<Path>) -> Result<Skeleton> {
 
 /// Parses the bytes of a MiGA skeleton table; `path` names it in errors.
 pub fn parse_skeleton_xlsx(bytes: &[u8], path: &Path) -> Result<Skeleton> {
+    crate::error::guarded(path, "workbook", || parse_unguarded(bytes, path))
+}
+
+fn parse_unguarded(bytes: &[u8], path: &Path) -> Result<Skeleton> {
     let mut workbook = Xlsx::new(Cursor::new(bytes))
         .map_err(|e| Error::format(path, "workbook", e.to_string()))?;
     let range = workbook
@@ -52,6 +57,14 @@ pub fn parse_skeleton_xlsx(bytes: &[u8], path: &Path) -> Result<Skeleton> {
             ));
         }
     };
+    // A corrupt file can claim any row: refuse more frames than 55 hours of video at 25 fps.
+    if first_row + height > MAX_FRAMES {
+        return Err(Error::format(
+            path,
+            format!("row {}", first_row + height),
+            format!("more than {MAX_FRAMES} frames"),
+        ));
+    }
     let mut skeleton = Skeleton::empty(first_row + height - base, OPENPOSE_POINTS);
     for (i, row) in range.rows().enumerate().skip(usize::from(header)) {
         let sheet_row = first_row + i;
@@ -164,5 +177,39 @@ mod tests {
         let message = read_skeleton_xlsx(&text).unwrap_err().to_string();
         assert!(message.contains("row 2, column F"), "{message}");
         assert_eq!(column_name(410), "OU");
+    }
+
+    /// Fuzzing found that calamine overflows (a panic in test builds) on a cell reference with
+    /// a huge row number; the reader reports it as a format error instead.
+    #[test]
+    fn huge_cell_references_are_errors() {
+        use std::io::{Read, Write};
+        let dir = scratch_dir();
+        let good = dir.join("good.xlsx");
+        write_skeleton_xlsx(&good, &Skeleton::empty(1, OPENPOSE_POINTS)).unwrap();
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(&good).unwrap()).unwrap();
+        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for i in 0..archive.len() {
+            let mut entry = archive.by_index(i).unwrap();
+            let name = entry.name().unwrap().to_string();
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            if name.ends_with("sheet1.xml") {
+                let text = String::from_utf8(content).unwrap().replacen(
+                    "r=\"A1\"",
+                    "r=\"A99999999999\"",
+                    1,
+                );
+                content = text.into_bytes();
+            }
+            out.start_file(name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            out.write_all(&content).unwrap();
+        }
+        let bytes = out.finish().unwrap().into_inner();
+        let message = parse_skeleton_xlsx(&bytes, Path::new("huge.xlsx"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("huge.xlsx"), "{message}");
     }
 }

@@ -169,11 +169,12 @@ impl Mp4Video {
     /// The sample at decode position `s` as Annex-B NAL units.
     fn annex_b(&mut self, s: usize) -> Result<Vec<u8>> {
         let place = || format!("frame sample {}", s + 1);
-        let sample = self
-            .reader
-            .read_sample(self.track, s as u32 + 1)
-            .map_err(|e| Error::format(&self.path, place(), e.to_string()))?
-            .ok_or_else(|| Error::format(&self.path, place(), "sample missing".to_string()))?;
+        let (reader, track) = (&mut self.reader, self.track);
+        let sample = crate::error::guarded(&self.path, &place(), || {
+            Ok(reader.read_sample(track, s as u32 + 1))
+        })?
+        .map_err(|e| Error::format(&self.path, place(), e.to_string()))?
+        .ok_or_else(|| Error::format(&self.path, place(), "sample missing".to_string()))?;
         let bytes = &sample.bytes[..];
         let mut out = Vec::with_capacity(bytes.len() + 16);
         let mut at = 0;
