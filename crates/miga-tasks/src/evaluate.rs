@@ -55,13 +55,8 @@ impl<B: Backend> TrainedRun<B> {
         })
     }
 
-    /// Class scores `[N, 32]` for every labelled or unlabelled item of `features`, with ids.
-    pub fn scores(
-        &self,
-        features: &FeatureSet,
-        path: &Path,
-        device: &B::Device,
-    ) -> Result<(Vec<String>, Vec<i64>, Vec<Vec<f32>>)> {
+    /// Class scores for every labelled or unlabelled item of `features`.
+    pub fn scores(&self, features: &FeatureSet, path: &Path, device: &B::Device) -> Result<Scores> {
         if features.kind.settings != self.info.features {
             return Err(Error::Mismatch {
                 path: path.to_path_buf(),
@@ -90,8 +85,23 @@ impl<B: Backend> TrainedRun<B> {
                 scores.push(values[row * k..(row + 1) * k].to_vec());
             }
         }
-        Ok((ids, labels, scores))
+        Ok(Scores {
+            ids,
+            labels,
+            scores,
+        })
     }
+}
+
+/// Class scores of items.
+#[derive(Debug, Clone)]
+pub struct Scores {
+    /// Item ids (`<video>_<clip index>`), in id order.
+    pub ids: Vec<String>,
+    /// Class index of each item, -1 when unlabelled.
+    pub labels: Vec<i64>,
+    /// One score per class (logits) of each item.
+    pub scores: Vec<Vec<f32>>,
 }
 
 /// Accuracy of one class.

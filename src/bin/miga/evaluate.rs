@@ -7,7 +7,7 @@ use clap::Args;
 use miga::Error;
 use miga::datasets::io::write_atomic;
 use miga::device::{BackendTask, DeviceSpec};
-use miga::tasks::evaluate::{TrainedRun, evaluate, submission_csv};
+use miga::tasks::evaluate::{Scores, TrainedRun, evaluate, submission_csv};
 use miga::tasks::features::FeatureSet;
 
 #[derive(Args)]
@@ -42,9 +42,6 @@ pub struct PredictArgs {
     device: DeviceSpec,
 }
 
-/// Ids, labels and class scores of every item.
-type Scores = (Vec<String>, Vec<i64>, Vec<Vec<f32>>);
-
 struct Scoring {
     run: PathBuf,
     features: PathBuf,
@@ -65,7 +62,7 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 pub fn eval(args: EvalArgs) -> Result<(), Error> {
-    let (_, labels, scores) = args.device.run(Scoring {
+    let Scores { labels, scores, .. } = args.device.run(Scoring {
         run: args.run.clone(),
         features: args.features.clone(),
     })??;
@@ -111,7 +108,7 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
 }
 
 pub fn predict(args: PredictArgs) -> Result<(), Error> {
-    let (ids, _, scores) = args.device.run(Scoring {
+    let Scores { ids, scores, .. } = args.device.run(Scoring {
         run: args.run,
         features: args.features,
     })??;
