@@ -314,22 +314,7 @@ pub(crate) mod tests {
         let (records, problems) =
             ClipRecord::from_miga(&MigaLayout::scan(&data).unwrap(), Split::Train);
         assert!(problems.is_empty());
-        let settings = MicroGestureExtraction {
-            clip: ClipConfig {
-                frames: 4,
-                skeleton_frames: 16,
-                rgb: FrameTransform {
-                    resize: 64,
-                    crop: 64,
-                    ..FrameTransform::default()
-                },
-                ..ClipConfig::default()
-            },
-            mvit: "mvit_v2_xs".into(),
-            batch: 2,
-            shard_items: 2,
-            ..MicroGestureExtraction::default()
-        };
+        let settings = tiny_settings();
         let out = scratch("features");
         let device = Default::default();
         let mut calls = 0;

@@ -107,16 +107,10 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
             plan: "emotion features need SwinFace face embeddings, which arrive with the Swin backbone",
         });
     }
-    if args.print_config {
-        print!(
-            "{}",
-            toml::to_string(&MicroGestureExtraction::default()).unwrap_or_default()
-        );
+    let Some(settings) =
+        crate::settings::load::<MicroGestureExtraction>(args.config.as_deref(), args.print_config)?
+    else {
         return Ok(());
-    }
-    let settings: MicroGestureExtraction = match &args.config {
-        Some(path) => miga::tasks::config::read_toml(&MicroGestureExtraction::default(), path)?,
-        None => MicroGestureExtraction::default(),
     };
     let part = parse_part(&args.shard)?;
     let split = match args.split {

@@ -6,6 +6,7 @@ mod evaluate;
 mod extract;
 mod forward;
 mod progress;
+mod settings;
 mod train;
 mod video;
 

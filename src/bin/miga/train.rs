@@ -84,16 +84,10 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
             plan: "emotion training needs SwinFace face features, which arrive with the Swin backbone",
         });
     }
-    if args.print_config {
-        print!(
-            "{}",
-            toml::to_string(&TrainConfig::default()).unwrap_or_default()
-        );
+    let Some(mut config) =
+        crate::settings::load::<TrainConfig>(args.config.as_deref(), args.print_config)?
+    else {
         return Ok(());
-    }
-    let mut config: TrainConfig = match &args.config {
-        Some(path) => miga::tasks::config::read_toml(&TrainConfig::default(), path)?,
-        None => TrainConfig::default(),
     };
     if let Some(streams) = args.streams {
         config.streams = match streams {
