@@ -22,7 +22,7 @@ use crate::classes::MicroGesture;
 use crate::protocols::{MigaLayout, Protocol, Split};
 use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
 use crate::skeleton::{PersonSelection, Skeleton, read_openpose_folder, read_skeleton_xlsx};
-use crate::video::Video;
+use crate::video::{Frame, Video};
 use crate::{Error, Result};
 
 /// Where a video's skeleton is.
@@ -197,8 +197,21 @@ impl FrameTransform {
         frames: &[usize],
         placement: Placement,
     ) -> Result<TensorData> {
-        let decoded = Video::open(path)?.frames(frames)?;
-        let (w, h) = (decoded[0].width() as usize, decoded[0].height() as usize);
+        self.apply(&Video::open(path)?.frames(frames)?, path, placement)
+    }
+
+    /// Transforms decoded frames (of the video at `path`, named in errors) to
+    /// `[3, T, crop, crop]`.
+    pub fn apply(
+        &self,
+        decoded: &[Frame],
+        path: &std::path::Path,
+        placement: Placement,
+    ) -> Result<TensorData> {
+        let first = decoded
+            .first()
+            .ok_or_else(|| Error::request(path, "no frames to transform"))?;
+        let (w, h) = (first.width() as usize, first.height() as usize);
         let bytes: Vec<u8> = decoded
             .iter()
             .flat_map(|f| f.as_raw().iter().copied())

@@ -8,6 +8,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use miga_backbones::mvit::Placement;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::annotations::LabelTable;
@@ -100,10 +101,14 @@ pub struct EmotionItem {
 pub struct EmotionDataset {
     records: Vec<EmotionRecord>,
     config: EmotionConfig,
+    /// Each video's skeleton tensor (sampling is fixed), prepared once when the dataset is
+    /// built, or why it could not be.
+    skeletons: Vec<std::result::Result<TensorData, String>>,
 }
 
 impl EmotionDataset {
-    /// A dataset over `records`; errors on an unusable configuration.
+    /// A dataset over `records`: checks the configuration and prepares every video's skeleton
+    /// (in parallel); a video whose skeleton fails gives a failed item, not an error here.
     pub fn new(records: Vec<EmotionRecord>, config: EmotionConfig) -> Result<Self> {
         let bad = |reason: String| Error::request("emotion configuration", reason);
         if config.windows == 0
@@ -117,59 +122,73 @@ impl EmotionDataset {
         }
         config.rgb.check().map_err(bad)?;
         config.skeleton.check().map_err(bad)?;
-        Ok(Self { records, config })
+        let skeletons = records
+            .par_iter()
+            .map(|r| skeleton_tensor(r, &config).map_err(|e| e.to_string()))
+            .collect();
+        Ok(Self {
+            records,
+            config,
+            skeletons,
+        })
     }
 
-    fn load(&self, record: &EmotionRecord) -> Result<(TensorData, TensorData)> {
+    /// `[windows, 3, T, crop, crop]`: every window's frames decoded in one pass over the video.
+    fn context(&self, record: &EmotionRecord) -> Result<TensorData> {
         let config = &self.config;
-        let missing =
-            |what: &str| Error::request(&record.id, format!("video {} has no {what}", record.id));
-        let source = record
-            .skeleton
-            .as_ref()
-            .ok_or_else(|| missing("skeleton"))?;
-        let skeleton = config.skeleton.prepare(source)?;
-        let path = record.rgb.as_ref().ok_or_else(|| missing("video"))?;
-        let length = Video::open(path)?.info().frames;
+        let path = record.rgb.as_ref().ok_or_else(|| {
+            Error::request(&record.id, format!("video {} has no video", record.id))
+        })?;
+        let mut video = Video::open(path)?;
+        let length = video.info().frames;
         let span = (config.frames - 1) * config.stride + 1;
-        let mut rng = SeededRng::new(0);
         let starts = sample_frames(
             0,
             length.saturating_sub(span),
             config.windows,
             TemporalSampling::Uniform,
-            &mut rng,
+            &mut SeededRng::new(0),
         );
-        let mut windows = Vec::with_capacity(config.windows);
-        for start in starts {
-            let frames: Vec<usize> = (0..config.frames)
-                .map(|i| (start + i * config.stride).min(length - 1))
-                .collect();
-            windows.push(config.rgb.load(path, &frames, Placement::default())?);
-        }
-        let shape = windows[0].shape.clone();
-        let mut values = Vec::with_capacity(config.windows * shape.num_elements());
-        for w in windows {
+        let frames: Vec<usize> = starts
+            .iter()
+            .flat_map(|&start| {
+                (0..config.frames).map(move |i| (start + i * config.stride).min(length - 1))
+            })
+            .collect();
+        let decoded = video.frames(&frames)?;
+        let mut values = Vec::new();
+        let mut dims = vec![config.windows];
+        for window in decoded.chunks(config.frames) {
+            let clip = config.rgb.apply(window, path, Placement::default())?;
+            if dims.len() == 1 {
+                dims.extend(clip.shape.iter());
+            }
             values.extend(
-                w.to_vec::<f32>()
+                clip.to_vec::<f32>()
                     .map_err(|e| Error::request(path, format!("{e:?}")))?,
             );
         }
-        let mut dims = vec![config.windows];
-        dims.extend(shape.iter());
-        let frames = sample_frames(
-            0,
-            skeleton.frames() - 1,
-            config.skeleton_frames,
-            TemporalSampling::Uniform,
-            &mut rng,
-        );
-        let skeleton = config
-            .skeleton
-            .tensor(&skeleton, &frames, false)
-            .map_err(|e| Error::request(source_path(source), e))?;
-        Ok((TensorData::new(values, dims), skeleton))
+        Ok(TensorData::new(values, dims))
     }
+}
+
+/// A video's whole skeleton, prepared and sampled uniformly to `skeleton_frames`.
+fn skeleton_tensor(record: &EmotionRecord, config: &EmotionConfig) -> Result<TensorData> {
+    let source = record.skeleton.as_ref().ok_or_else(|| {
+        Error::request(&record.id, format!("video {} has no skeleton", record.id))
+    })?;
+    let skeleton = config.skeleton.prepare(source)?;
+    let frames = sample_frames(
+        0,
+        skeleton.frames() - 1,
+        config.skeleton_frames,
+        TemporalSampling::Uniform,
+        &mut SeededRng::new(0),
+    );
+    config
+        .skeleton
+        .tensor(&skeleton, &frames, false)
+        .map_err(|e| Error::request(source_path(source), e))
 }
 
 impl Dataset<EmotionItem> for EmotionDataset {
@@ -178,7 +197,9 @@ impl Dataset<EmotionItem> for EmotionDataset {
         Some(EmotionItem {
             id: record.id.clone(),
             label: record.outcome.map(Outcome::index),
-            data: self.load(record).map_err(|e| e.to_string()),
+            data: self.skeletons[index].clone().and_then(|skeleton| {
+                Ok((self.context(record).map_err(|e| e.to_string())?, skeleton))
+            }),
         })
     }
 

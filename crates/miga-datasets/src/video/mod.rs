@@ -84,6 +84,9 @@ impl Video {
             Self::Mp4(v) => v.decode_sorted(&unique)?,
             Self::Folder(v) => v.read_sorted(&unique)?,
         };
+        if unique == indices {
+            return Ok(decoded); // already in order, each once: no copies
+        }
         Ok(indices
             .iter()
             .map(|i| decoded[unique.binary_search(i).unwrap_or_default()].clone())
