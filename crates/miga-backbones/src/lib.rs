@@ -2,7 +2,7 @@
 //!
 //! - [`mvit`]: MViTv2 (video; torchvision's `mvit_v2_s` and other presets),
 //! - [`agcn`]: 2s-AGCN (OpenPose skeletons; joint and bone streams),
-//! - Swin Transformer and SwinFace (faces),
+//! - [`swin`]: Swin Transformer and SwinFace (faces; timm's `swin_tiny_patch4_window7_224`),
 //!
 //! and the layers they share. Every model is generic over `B: Backend` and names no backend;
 //! backend choice belongs to the application (see the `miga` crate's `device` module).
@@ -12,7 +12,9 @@
 pub mod agcn;
 mod error;
 mod import;
+mod layers;
 pub mod mvit;
+pub mod swin;
 pub mod tensor_io;
 
 pub use error::{Error, Result};

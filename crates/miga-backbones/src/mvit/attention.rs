@@ -4,7 +4,7 @@
 
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{attention, conv2d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions, PadMode};
@@ -13,6 +13,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use burn::nn::PaddingConfig3d;
 
 use super::block::MultiscaleBlockInit;
+use crate::layers::linear;
 
 /// Token grid (T, H, W), without the class token.
 pub type Grid = [usize; 3];
@@ -179,8 +180,8 @@ impl MultiscaleBlockInit {
             .init([rows, head_dim], device)
         };
         MultiscaleAttention {
-            qkv: linear(b.input_channels, 3 * b.output_channels, device),
-            project: linear(b.output_channels, b.output_channels, device),
+            qkv: linear(b.input_channels, 3 * b.output_channels, true, device),
+            project: linear(b.output_channels, b.output_channels, true, device),
             pool_q: pool(b.kernel_q, b.stride_q),
             pool_k: pool(b.kernel_kv, b.stride_kv),
             pool_v: pool(b.kernel_kv, b.stride_kv),
@@ -191,18 +192,6 @@ impl MultiscaleBlockInit {
             num_heads: b.num_heads,
         }
     }
-}
-
-/// A linear layer initialised as torchvision's MViT does (normal, std 0.02; zero bias).
-pub(crate) fn linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
-    let mut layer = LinearConfig::new(d_in, d_out)
-        .with_initializer(Initializer::Normal {
-            mean: 0.0,
-            std: 0.02,
-        })
-        .init(device);
-    layer.bias = layer.bias.map(|b| b.map(|t| t.zeros_like()));
-    layer
 }
 
 impl<B: Backend> MultiscaleAttention<B> {

@@ -3,32 +3,14 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Gelu, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{max_pool1d, max_pool2d};
-use burn::tensor::{Distribution, Tensor};
 
-use super::attention::{Grid, MultiscaleAttention, linear, swap_last_two};
+use super::attention::{Grid, MultiscaleAttention, swap_last_two};
 use super::config::MultiscaleBlockConfig;
-
-/// The two-layer MLP of a block (torchvision's `MLP`: Linear, GELU, Dropout, Linear, Dropout).
-#[derive(Module, Debug)]
-pub struct Mlp<B: Backend> {
-    /// Widening layer (torchvision's `mlp.0`), 4x.
-    pub fc1: Linear<B>,
-    /// Narrowing layer (torchvision's `mlp.3`).
-    pub fc2: Linear<B>,
-    gelu: Gelu,
-    dropout: Dropout,
-}
-
-impl<B: Backend> Mlp<B> {
-    /// `[..., C_in]` to `[..., C_out]`.
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.dropout.forward(self.gelu.forward(self.fc1.forward(x)));
-        self.dropout.forward(self.fc2.forward(x))
-    }
-}
+use crate::layers::{Mlp, drop_path, linear};
 
 /// What a block needs beyond its table row.
 #[derive(Config, Debug)]
@@ -76,13 +58,8 @@ impl MultiscaleBlockInit {
             norm1: norm(c_in),
             attn: self.attention(device),
             norm2: norm(c_out),
-            mlp: Mlp {
-                fc1: linear(c_out, 4 * c_out, device),
-                fc2: linear(4 * c_out, c_out, device),
-                gelu: Gelu::new(),
-                dropout: DropoutConfig::new(self.dropout).init(),
-            },
-            project: (c_in != c_out).then(|| linear(c_in, c_out, device)),
+            mlp: Mlp::new(c_out, 4 * c_out, self.dropout, device),
+            project: (c_in != c_out).then(|| linear(c_in, c_out, true, device)),
             stride_q: b.stride_q,
             drop_path: self.drop_path,
         }
@@ -103,24 +80,9 @@ impl<B: Backend> MultiscaleBlock<B> {
         } else {
             x
         };
-        let x = x_skip + self.drop_path(x_attn);
+        let x = x_skip + drop_path(x_attn, self.drop_path);
         let x_mlp = self.mlp.forward(self.norm2.forward(x.clone()));
-        (x + self.drop_path(x_mlp), thw_out)
-    }
-
-    /// Stochastic depth ("row" mode): in training, each sample's branch is dropped with the
-    /// block's probability and the survivors rescaled; at inference the branch passes.
-    fn drop_path(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        if self.drop_path == 0.0 || !B::ad_enabled(&x.device()) {
-            return x;
-        }
-        let keep = 1.0 - self.drop_path;
-        let mask = Tensor::<B, 3>::random(
-            [x.dims()[0], 1, 1],
-            Distribution::Bernoulli(keep),
-            &x.device(),
-        );
-        x * mask / keep
+        (x + drop_path(x_mlp, self.drop_path), thw_out)
     }
 }
 

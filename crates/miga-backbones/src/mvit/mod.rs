@@ -36,8 +36,9 @@ mod import;
 mod model;
 mod preprocess;
 
+pub use crate::layers::Mlp;
 pub use attention::{AttentionPool, Grid, MultiscaleAttention};
-pub use block::{Mlp, MultiscaleBlock};
+pub use block::MultiscaleBlock;
 pub use config::{MultiscaleBlockConfig, MvitConfig};
 pub use model::{Mvit, MvitOutput};
 pub use preprocess::{Placement, VideoPreset};

@@ -7,10 +7,11 @@ use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, Paddi
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use super::attention::{Grid, linear, swap_last_two};
+use super::attention::{Grid, swap_last_two};
 use super::block::{MultiscaleBlock, MultiscaleBlockInit};
 use super::config::{MvitConfig, conv_grid};
 use crate::Error;
+use crate::layers::linear;
 
 /// An MViTv2 network.
 #[derive(Module, Debug)]
@@ -86,7 +87,7 @@ impl MvitConfig {
             norm: LayerNormConfig::new(self.embed_dim())
                 .with_epsilon(self.norm_eps)
                 .init(device),
-            head: linear(self.embed_dim(), self.num_classes, device),
+            head: linear(self.embed_dim(), self.num_classes, true, device),
             head_dropout: DropoutConfig::new(self.dropout).init(),
             clip: self.clip_size(),
             patch_padding: self.patch_padding,
@@ -171,7 +172,7 @@ impl<B: Backend> Mvit<B> {
     /// fine-tuning; every other weight is kept.
     pub fn with_num_classes(mut self, num_classes: usize) -> Self {
         let device = self.head.weight.device();
-        self.head = linear(self.head.weight.dims()[0], num_classes, &device);
+        self.head = linear(self.head.weight.dims()[0], num_classes, true, &device);
         self
     }
 }

@@ -1,0 +1,203 @@
+//! Window attention with a learned relative position bias (W-MSA), and the window partition
+//! and attention mask of shifted windows (SW-MSA).
+
+use burn::module::{Initializer, Module, Param};
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::config::StageGeometry;
+use crate::layers::linear;
+
+/// Multi-head self-attention inside windows, with a relative position bias table
+/// (`[(2w-1)^2, heads]`) indexed by the offset between two tokens of a window.
+#[derive(Module, Debug)]
+pub struct WindowAttention<B: Backend> {
+    /// Query, key and value projection (with bias).
+    pub qkv: Linear<B>,
+    /// Output projection.
+    pub proj: Linear<B>,
+    /// The learned bias table `[(2w-1)^2, heads]` (the references' `relative_position_bias_table`).
+    pub relative_position_bias_table: Param<Tensor<B, 2>>,
+    /// Row of the table for every (query, key) pair of a window, `[w^4]`: a constant the
+    /// references keep as the `relative_position_index` buffer.
+    relative_position_index: Tensor<B, 1, Int>,
+    /// The shifted-window mask `[windows, w^2, w^2]` (0 or -100), when the block is shifted.
+    mask: Option<Tensor<B, 3>>,
+    attn_dropout: Dropout,
+    proj_dropout: Dropout,
+    heads: usize,
+    window: usize,
+}
+
+impl<B: Backend> WindowAttention<B> {
+    /// The attention of a block of `stage`, shifted or not.
+    pub(crate) fn new(
+        stage: &StageGeometry,
+        shifted: bool,
+        dropout: f64,
+        attention_dropout: f64,
+        device: &B::Device,
+    ) -> Self {
+        let (dim, heads, w) = (stage.dim, stage.heads, stage.window);
+        let index = relative_position_index(w);
+        let mask = (shifted && stage.shift > 0).then(|| {
+            let windows = (stage.resolution / w).pow(2);
+            let data = TensorData::new(
+                shift_mask(stage.resolution, w, stage.shift),
+                [windows, w * w, w * w],
+            );
+            Tensor::from_data(data, device)
+        });
+        WindowAttention {
+            qkv: linear(dim, 3 * dim, true, device),
+            proj: linear(dim, dim, true, device),
+            relative_position_bias_table: Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            }
+            .init([(2 * w - 1).pow(2), heads], device),
+            relative_position_index: Tensor::from_data(TensorData::new(index, [w.pow(4)]), device),
+            mask,
+            attn_dropout: DropoutConfig::new(attention_dropout).init(),
+            proj_dropout: DropoutConfig::new(dropout).init(),
+            heads,
+            window: w,
+        }
+    }
+
+    /// Attention within each window: `[B * windows, w^2, C]` to the same shape.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [bw, n, c] = x.dims();
+        let heads = self.heads;
+        let head_dim = c / heads;
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([bw, n, 3 * heads, head_dim])
+            .swap_dims(1, 2);
+        let q = qkv.clone().narrow(1, 0, heads);
+        let k = qkv.clone().narrow(1, heads, heads);
+        let v = qkv.narrow(1, 2 * heads, heads);
+        let bias = self.bias().unsqueeze::<4>(); // [1, heads, N, N]
+        let bias = match &self.mask {
+            Some(mask) => {
+                let windows = mask.dims()[0];
+                let per_window = bias + mask.clone().unsqueeze_dim::<4>(1); // [nW, heads, N, N]
+                per_window
+                    .unsqueeze::<5>()
+                    .expand([bw / windows, windows, heads, n, n])
+                    .reshape([bw, heads, n, n])
+            }
+            None => bias.expand([bw, heads, n, n]),
+        };
+        let x = if B::ad_enabled(&q.device()) {
+            // Training: the explicit softmax, so that attention dropout applies.
+            let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5) + bias;
+            let weights = self
+                .attn_dropout
+                .forward(burn::tensor::activation::softmax(scores, 3));
+            weights.matmul(v)
+        } else {
+            let options = AttentionModuleOptions {
+                scale: Some((head_dim as f64).powf(-0.5)),
+                softcap: None,
+                is_causal: false,
+            };
+            attention(q, k, v, None, Some(bias), options)
+        };
+        let x = x.swap_dims(1, 2).reshape([bw, n, c]);
+        self.proj_dropout.forward(self.proj.forward(x))
+    }
+
+    /// The relative position bias `[heads, w^2, w^2]`.
+    fn bias(&self) -> Tensor<B, 3> {
+        let n = self.window * self.window;
+        self.relative_position_bias_table
+            .val()
+            .select(0, self.relative_position_index.clone())
+            .reshape([n, n, self.heads])
+            .permute([2, 0, 1])
+    }
+}
+
+/// For every (query, key) pair of a `w x w` window (row-major tokens), the row of the bias
+/// table holding their offset: `(dh + w - 1) * (2w - 1) + (dw + w - 1)`.
+fn relative_position_index(w: usize) -> Vec<i64> {
+    let n = w * w;
+    let mut index = Vec::with_capacity(n * n);
+    for i in 0..n {
+        for j in 0..n {
+            let dh = (i / w) as i64 - (j / w) as i64 + w as i64 - 1;
+            let dw = (i % w) as i64 - (j % w) as i64 + w as i64 - 1;
+            index.push(dh * (2 * w as i64 - 1) + dw);
+        }
+    }
+    index
+}
+
+/// The mask of shifted windows on a `size x size` map rolled by `-shift`: tokens from regions
+/// that were not neighbours before the roll get -100 (the references' value), others 0;
+/// `[windows, w^2, w^2]`, windows in row-major order.
+fn shift_mask(size: usize, w: usize, shift: usize) -> Vec<f32> {
+    // The references label nine regions: rows and columns each split at size-w and size-shift.
+    let region = |p: usize| usize::from(p >= size - w) + usize::from(p >= size - shift);
+    let per_side = size / w;
+    let mut mask = Vec::with_capacity(per_side * per_side * w.pow(4));
+    for wy in 0..per_side {
+        for wx in 0..per_side {
+            let labels: Vec<usize> = (0..w * w)
+                .map(|t| 3 * region(wy * w + t / w) + region(wx * w + t % w))
+                .collect();
+            for &a in &labels {
+                mask.extend(labels.iter().map(|&b| if a == b { 0.0 } else { -100.0 }));
+            }
+        }
+    }
+    mask
+}
+
+/// `[B, H, W, C]` to windows `[B * (H/w) * (W/w), w * w, C]`, windows in row-major order per
+/// image (the references' `window_partition`).
+pub(crate) fn window_partition<B: Backend>(x: Tensor<B, 4>, w: usize) -> Tensor<B, 3> {
+    let [b, h, wd, c] = x.dims();
+    x.reshape([b, h / w, w, wd / w, w, c])
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b * (h / w) * (wd / w), w * w, c])
+}
+
+/// The inverse of [`window_partition`] for `h x wd` maps.
+pub(crate) fn window_reverse<B: Backend>(
+    windows: Tensor<B, 3>,
+    w: usize,
+    h: usize,
+    wd: usize,
+) -> Tensor<B, 4> {
+    let [bw, _, c] = windows.dims();
+    let b = bw / ((h / w) * (wd / w));
+    windows
+        .reshape([b, h / w, wd / w, w, w, c])
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b, h, wd, c])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_and_mask_match_the_reference_construction() {
+        // 2x2 window: offsets (dh, dw) in {-1, 0, 1}^2 map to rows 0..9, the diagonal to the centre 4.
+        let index = relative_position_index(2);
+        assert_eq!(index, [4, 3, 1, 0, 5, 4, 2, 1, 7, 6, 4, 3, 8, 7, 5, 4]);
+        // 4x4 map, window 2, shift 1: the first window is all region 0, the last mixes all four.
+        let mask = shift_mask(4, 2, 1);
+        assert_eq!(mask.len(), 4 * 16);
+        assert!(mask[..16].iter().all(|&v| v == 0.0));
+        let last = &mask[48..];
+        let zeros = last.iter().filter(|&&v| v == 0.0).count();
+        assert_eq!(zeros, 4, "only each token with itself");
+    }
+}

@@ -1,0 +1,145 @@
+//! A Swin block (pre-norm window attention, then a pre-norm MLP), patch merging, and a stage.
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use super::attention::{WindowAttention, window_partition, window_reverse};
+use super::config::{StageGeometry, SwinConfig};
+use crate::layers::{Mlp, drop_path, linear};
+
+/// One Swin block: `x + attn(norm1(x))` over (possibly shifted) windows, then
+/// `x + mlp(norm2(x))`, both under stochastic depth.
+#[derive(Module, Debug)]
+pub struct SwinBlock<B: Backend> {
+    /// Norm before attention.
+    pub norm1: LayerNorm<B>,
+    /// Window attention.
+    pub attn: WindowAttention<B>,
+    /// Norm before the MLP.
+    pub norm2: LayerNorm<B>,
+    /// The MLP.
+    pub mlp: Mlp<B>,
+    window: usize,
+    shift: usize,
+    drop_path: f64,
+}
+
+impl<B: Backend> SwinBlock<B> {
+    /// `[B, H, W, C]` to the same shape.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, w, c] = x.dims();
+        let s = self.shift;
+        let y = self.norm1.forward(x.clone());
+        // Burn's `roll` moves elements the other way from PyTorch's: Burn's `roll(s)` is
+        // PyTorch's `roll(-s)`, the references' cyclic shift towards the top left.
+        let y = if s > 0 {
+            y.roll(&[s as i64, s as i64], &[1, 2])
+        } else {
+            y
+        };
+        let windows = self.attn.forward(window_partition(y, self.window));
+        let y = window_reverse(windows, self.window, h, w);
+        let y = if s > 0 {
+            y.roll(&[-(s as i64), -(s as i64)], &[1, 2])
+        } else {
+            y
+        };
+        let x = x + drop_path(y, self.drop_path);
+        let x = x.reshape([b, h * w, c]);
+        let y = self.mlp.forward(self.norm2.forward(x.clone()));
+        (x + drop_path(y, self.drop_path)).reshape([b, h, w, c])
+    }
+}
+
+/// Patch merging: each 2x2 neighbourhood concatenated in the references' order
+/// (`[0::2, 0::2]`, `[1::2, 0::2]`, `[0::2, 1::2]`, `[1::2, 1::2]`), normed, and reduced
+/// from 4C to 2C channels by a linear layer without bias.
+#[derive(Module, Debug)]
+pub struct PatchMerging<B: Backend> {
+    /// Norm over the 4C concatenated channels.
+    pub norm: LayerNorm<B>,
+    /// 4C to 2C, no bias.
+    pub reduction: Linear<B>,
+}
+
+impl<B: Backend> PatchMerging<B> {
+    /// `[B, H, W, C]` to `[B, H/2, W/2, 2C]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, w, c] = x.dims();
+        // [B, H/2, dh, W/2, dw, C] -> [B, H/2, W/2, dw, dh, C]: dh varies fastest, as in the
+        // references' concatenation.
+        let x = x
+            .reshape([b, h / 2, 2, w / 2, 2, c])
+            .permute([0, 1, 3, 4, 2, 5])
+            .reshape([b, h / 2, w / 2, 4 * c]);
+        self.reduction.forward(self.norm.forward(x))
+    }
+}
+
+/// One stage: its blocks, then patch merging except in the last stage (the Microsoft and
+/// SwinFace layout; timm puts the merging at the start of the next stage).
+#[derive(Module, Debug)]
+pub struct SwinStage<B: Backend> {
+    /// The blocks, every second one shifted.
+    pub blocks: Vec<SwinBlock<B>>,
+    /// Patch merging at the end of the stage.
+    pub downsample: Option<PatchMerging<B>>,
+}
+
+impl<B: Backend> SwinStage<B> {
+    /// Stage `stage` of `config` with stochastic depth `drop_paths[j]` for its block `j`.
+    pub(crate) fn new(
+        config: &SwinConfig,
+        stage: &StageGeometry,
+        drop_paths: &[f64],
+        last: bool,
+        device: &B::Device,
+    ) -> Self {
+        let norm = |d: usize| {
+            LayerNormConfig::new(d)
+                .with_epsilon(config.norm_eps)
+                .init(device)
+        };
+        let hidden = (stage.dim as f64 * config.mlp_ratio) as usize;
+        let blocks = drop_paths
+            .iter()
+            .enumerate()
+            .map(|(j, &p)| {
+                let shifted = j % 2 == 1;
+                SwinBlock {
+                    norm1: norm(stage.dim),
+                    attn: WindowAttention::new(
+                        stage,
+                        shifted,
+                        config.dropout,
+                        config.attention_dropout,
+                        device,
+                    ),
+                    norm2: norm(stage.dim),
+                    mlp: Mlp::new(stage.dim, hidden, config.dropout, device),
+                    window: stage.window,
+                    shift: if shifted { stage.shift } else { 0 },
+                    drop_path: p,
+                }
+            })
+            .collect();
+        SwinStage {
+            blocks,
+            downsample: (!last).then(|| PatchMerging {
+                norm: norm(4 * stage.dim),
+                reduction: linear(4 * stage.dim, 2 * stage.dim, false, device),
+            }),
+        }
+    }
+
+    /// `[B, H, W, C]` to `[B, H/2, W/2, 2C]` (`[B, H, W, C]` in the last stage).
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
+        match &self.downsample {
+            Some(merge) => merge.forward(x),
+            None => x,
+        }
+    }
+}
