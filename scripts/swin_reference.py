@@ -6,6 +6,7 @@ folder from a local checkout with `--swinface`. timm comes from PyPI. Both netwo
 values from a fixed seed for every parameter and BatchNorm statistic, run in eval mode, and the
 script writes what miga's parity tests compare against:
 
+    <out>/<case>/config.json        the network as a miga `SwinFaceConfig` / `SwinConfig` (JSON)
     <out>/swinface/weights.pt       SwinFace's checkpoint layout: a dict with
                                     state_dict_backbone/_fam/_tss/_om (+ step counters)
     <out>/swinface/io.safetensors   input (B,3,112,112), embedding, features (the FAM input,
@@ -28,6 +29,7 @@ heads; timm swin_tiny_patch4_window7_224) for the opt-in full-size check (docs/m
 """
 
 import argparse
+import json
 import importlib.util
 import pathlib
 import sys
@@ -109,8 +111,26 @@ def swinface_model(swin, subnets, full: bool):
     return randomise(model, 5)
 
 
+def swin_config(image, patch, dim, depths, heads, head) -> dict:
+    """A miga `SwinConfig` (JSON), every field written."""
+    return {"image_size": image, "patch_size": patch, "embed_dim": dim, "depths": depths,
+            "num_heads": heads, "window_size": 7, "head": head, "in_channels": 3,
+            "mlp_ratio": 4.0, "norm_eps": 1e-5, "dropout": 0.0, "attention_dropout": 0.0,
+            "drop_path_rate": 0.1}
+
+
+def write_config(path: pathlib.Path, config: dict):
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def write_swinface(swin, subnets, out: pathlib.Path, full: bool):
     out.mkdir(parents=True, exist_ok=True)
+    if not full:
+        backbone = swin_config(112, 2, 8, [2, 2, 2, 2], [1, 2, 4, 8],
+                               {"FaceEmbedding": {"dim": 16}})
+        heads = {"split_channels": [2, 4, 5, 5], "kernel_size": 3, "reduction_ratio": 16,
+                 "dropout": 0.5}
+        write_config(out / "config.json", {"backbone": backbone, "heads": heads})
     model = swinface_model(swin, subnets, full)
     x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
@@ -160,6 +180,9 @@ def write_swin_t(out: pathlib.Path, full: bool):
                                 depths=(2, 2, 2), num_heads=(1, 2, 4), num_classes=10)
         size = 112
     randomise(model, 7)
+    if not full:
+        write_config(out / "config.json", swin_config(112, 4, 8, [2, 2, 2], [1, 2, 4],
+                                                      {"Classifier": {"num_classes": 10}}))
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(8))
     with torch.no_grad():
         features = model.forward_features(x)

@@ -493,3 +493,73 @@ fn fusion_modules_match_their_pytorch_twins() {
         assert_matches_pytorch(case, &probe, &expected);
     }
 }
+
+/// Swin and SwinFace loaded from the reference fixtures (`scripts/swin_reference.py`): timm's
+/// Swin logits and pooled features; SwinFace's embedding and every head.
+struct SwinFixture {
+    case: &'static str,
+}
+
+impl SwinFixture {
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/miga-backbones/tests/fixtures/swin")
+            .join(self.case)
+            .join(name)
+    }
+
+    fn io(&self) -> std::collections::BTreeMap<String, TensorData> {
+        miga::backbones::tensor_io::read_tensors(self.file("io.safetensors")).unwrap()
+    }
+
+    /// The outputs compared, by fixture name.
+    fn names(&self) -> Vec<String> {
+        match self.case {
+            "swin_t" => vec!["logits".into(), "embedding".into()],
+            _ => std::iter::once("embedding".to_string())
+                .chain(
+                    miga::backbones::swin::FACE_HEADS
+                        .iter()
+                        .map(|h| format!("head.{}", h.name)),
+                )
+                .collect(),
+        }
+    }
+}
+
+impl Probe for SwinFixture {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        use burn::config::Config;
+        use burn::tensor::Tensor;
+        use miga::backbones::swin::{SwinConfig, SwinFaceConfig};
+
+        let x = Tensor::<B, 4>::from_data(self.io()["input"].clone(), device);
+        if self.case == "swin_t" {
+            let model = SwinConfig::load(self.file("config.json"))
+                .unwrap()
+                .load_checkpoint::<B>(self.file("weights.safetensors"), device)
+                .unwrap();
+            let out = model.try_forward(x).unwrap();
+            return vec![out.logits.unwrap().into_data(), out.embedding.into_data()];
+        }
+        let model = SwinFaceConfig::load(self.file("config.json"))
+            .unwrap()
+            .load_checkpoint::<B>(self.file("weights.pt"), device)
+            .unwrap();
+        let out = model.try_forward(x).unwrap();
+        std::iter::once(out.embedding)
+            .chain(out.heads.unwrap())
+            .map(|t| t.into_data())
+            .collect()
+    }
+}
+
+#[test]
+fn swin_and_swinface_match_their_references() {
+    for case in ["swin_t", "swinface"] {
+        let probe = SwinFixture { case };
+        let io = probe.io();
+        let expected: Vec<TensorData> = probe.names().iter().map(|k| io[k].clone()).collect();
+        assert_matches_pytorch(case, &probe, &expected);
+    }
+}

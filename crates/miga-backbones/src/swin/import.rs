@@ -224,7 +224,9 @@ impl<B: Backend> SwinFace<B> {
 pub(crate) mod fixtures {
     use std::path::PathBuf;
 
-    use super::super::{FaceAnalysisConfig, SwinConfig, SwinFaceConfig, SwinHead};
+    use burn::config::Config;
+
+    use super::super::{SwinConfig, SwinFaceConfig};
 
     /// A fixture file: `case` is `swinface` or `swin_t`.
     pub fn file(case: &str, name: &str) -> PathBuf {
@@ -237,29 +239,12 @@ pub(crate) mod fixtures {
     /// SwinFace narrowed: channels 8 to 64, depths 2-2-2-2, a 16-d embedding, FAM splits of
     /// 2, 4, 5, 5.
     pub fn swinface() -> SwinFaceConfig {
-        let backbone = SwinConfig::new(
-            112,
-            2,
-            8,
-            vec![2, 2, 2, 2],
-            vec![1, 2, 4, 8],
-            7,
-            SwinHead::FaceEmbedding { dim: 16 },
-        );
-        SwinFaceConfig::new(backbone).with_heads(Some(FaceAnalysisConfig::new(vec![2, 4, 5, 5])))
+        SwinFaceConfig::load(file("swinface", "config.json")).unwrap()
     }
 
     /// timm's Swin narrowed: 112x112, patch 4, channels 8 to 32, three stages, 10 classes.
     pub fn swin_t() -> SwinConfig {
-        SwinConfig::new(
-            112,
-            4,
-            8,
-            vec![2, 2, 2],
-            vec![1, 2, 4],
-            7,
-            SwinHead::Classifier { num_classes: 10 },
-        )
+        SwinConfig::load(file("swin_t", "config.json")).unwrap()
     }
 }
 
