@@ -12,6 +12,10 @@ their default configs, on the shapes `miga bench` uses (cmtf: `--frames` (8) vid
 7x7x768 plus the class embedding, twice as many skeleton steps of 55x256; interfusion:
 4 x `--frames` (32) faces of 512 and `--frames` context windows of 768), batch 32 in the docs.
 
+swinface: SwinFace's own code (lxq1000/SwinFace, a local checkout given by `--swinface`,
+its `swinface_project` folder): backbone + FAM + subnets + 42 heads at the released
+configuration, random weights, on 112x112 faces; training steps train the expression head.
+
 agcn: the reference `model/agcn.py` (lshiwjx/2s-AGCN, a local checkout; its hard-coded
 `.cuda()` is a no-op on the CPU), full width, on miga's `imigue-upper-hands` layout (V = 55,
 M = 1), 32 classes, SGD with Nesterov momentum 0.9 for training steps, as `miga bench`.
@@ -91,6 +95,25 @@ def mvit_flops(model, frames, batch):
     return batch * (total + 2 * model.head[1].in_features * model.head[1].out_features)
 
 
+def swinface_flops(batch, dim=96, depths=(2, 2, 6, 2), window=7, res=56, patch=2):
+    """The same count as SwinFaceConfig::forward_flops."""
+    total = 2 * res * res * 3 * patch * patch * dim
+    for i, depth in enumerate(depths):
+        c, n = dim << i, (res >> i) ** 2
+        w = min(window, res >> i)
+        total += depth * (2 * n * c * 3 * c + 4 * n * w * w * c + 2 * n * c * c + 4 * n * c * 4 * c)
+        if i + 1 < len(depths):
+            total += 2 * (n // 4) * 4 * c * 2 * c
+    c = dim << (len(depths) - 1)
+    total += 2 * c * c + 2 * c * 512
+    parts, splits, feature = [192, 384, 768, 768], [47, 93, 186, 186], 512
+    conv = sum(2 * 49 * a * b * 9 for a, b in zip(parts, splits))
+    gate = 4 * (2 * feature * (feature // 16))
+    subnet = 4 * feature * feature
+    outputs = 2 * feature * (1 + 7 + 2 * 34)
+    return batch * (total + 11 * (conv + gate + subnet) + outputs)
+
+
 def sync(device):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -129,6 +152,24 @@ def bench(args, model_name, mode, batch, frames):
                 return self.net(**inputs)["logits"]
 
         model, x = Logits(), None
+    elif model_name == "swinface":
+        import swin_reference as ref  # imports SwinFace's modules from the checkout
+
+        swin, subnets = ref.load_swinface(args.swinface.resolve())
+        net = ref.swinface_model(swin, subnets, full=True).to(device)
+
+        class Expression(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = net
+
+            def forward(self, faces):
+                return self.net(faces)["Expression"]
+
+        model = Expression()
+        x = torch.randn(batch, 3, 112, 112, device=device)
+        y = torch.arange(batch, device=device) % 7
+        forward = swinface_flops(batch)
     elif model_name == "mvit_v2_s":
         import mvit_reference as ref  # builds torchvision's MViT with mvit_v2_s's table
 
@@ -194,6 +235,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="agcn")
     ap.add_argument("--agcn-reference", type=pathlib.Path, help="checkout of lshiwjx/2s-AGCN")
+    ap.add_argument("--swinface", type=pathlib.Path,
+                    help="the swinface_project folder of a lxq1000/SwinFace checkout")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", default="8")
     ap.add_argument("--mode", default="forward")
@@ -207,11 +250,14 @@ def main():
         torch.set_num_threads(args.threads)
     results = []
     for model in args.model.split(","):
-        if model not in ("mvit_v2_s", "agcn", "cmtf", "interfusion"):
+        if model not in ("mvit_v2_s", "agcn", "swinface", "cmtf", "interfusion"):
             raise SystemExit(f"model {model}: not in this script yet")
         if model == "agcn" and args.agcn_reference is None:
             raise SystemExit("agcn needs --agcn-reference PATH (a checkout of lshiwjx/2s-AGCN)")
-        frames = args.frames or {"mvit_v2_s": 16, "agcn": 64, "cmtf": 8, "interfusion": 32}[model]
+        if model == "swinface" and args.swinface is None:
+            raise SystemExit("swinface needs --swinface PATH (swinface_project of lxq1000/SwinFace)")
+        frames = args.frames or {"mvit_v2_s": 16, "agcn": 64, "swinface": 1, "cmtf": 8,
+                                 "interfusion": 32}[model]
         for mode in args.mode.split(","):
             for batch in map(int, args.batch.split(",")):
                 r = bench(args, model, mode, batch, frames)

@@ -28,6 +28,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use miga_backbones::agcn::{Agcn, AgcnConfig, Graph};
 use miga_backbones::mvit::{Mvit, MvitConfig};
+use miga_backbones::swin::{SwinFace, SwinFaceConfig};
 use miga_fusion::{
     Cmtf, CmtfConfig, CmtfInput, InterFusion, InterFusionConfig, InterFusionInput, Sequence,
     SkeletonTokens, VideoTokens,
@@ -52,13 +53,17 @@ pub enum BenchModel {
     /// InterFusion at its default config on `4 x frames` face embeddings (512) and `frames`
     /// context embeddings (768) per video.
     InterFusion,
+    /// SwinFace with its 42 face-analysis heads on aligned 112x112 faces (`frames` unused);
+    /// training steps train the facial-expression head.
+    SwinFace,
 }
 
 impl BenchModel {
     /// Every model that can be timed today.
-    pub const ALL: [BenchModel; 4] = [
+    pub const ALL: [BenchModel; 5] = [
         BenchModel::MvitV2S,
         BenchModel::Agcn,
+        BenchModel::SwinFace,
         BenchModel::Cmtf,
         BenchModel::InterFusion,
     ];
@@ -71,6 +76,7 @@ impl BenchModel {
             BenchModel::Agcn => 64,
             BenchModel::Cmtf => 8,
             BenchModel::InterFusion => 32,
+            BenchModel::SwinFace => 1,
         }
     }
 }
@@ -83,11 +89,7 @@ impl FromStr for BenchModel {
             "agcn" => Ok(BenchModel::Agcn),
             "cmtf" => Ok(BenchModel::Cmtf),
             "interfusion" => Ok(BenchModel::InterFusion),
-            "swinface" => Err(Error::NotYetAvailable {
-                command: "bench",
-                version: crate::VERSION,
-                plan: "this build benchmarks mvit_v2_s, agcn, cmtf and interfusion; swinface arrives with its issue",
-            }),
+            "swinface" => Ok(BenchModel::SwinFace),
             other => Err(Error::InvalidArgument(format!(
                 "unknown model `{other}`; expected mvit_v2_s, agcn, swinface, cmtf, interfusion or all"
             ))),
@@ -102,6 +104,7 @@ impl fmt::Display for BenchModel {
             BenchModel::Agcn => "agcn",
             BenchModel::Cmtf => "cmtf",
             BenchModel::InterFusion => "interfusion",
+            BenchModel::SwinFace => "swinface",
         })
     }
 }
@@ -216,6 +219,7 @@ pub fn run(spec: &BenchSpec, device: DeviceSpec) -> Result<BenchResult, Error> {
         BenchModel::InterFusion => {
             InterFusionConfig::new().forward_flops(spec.batch, 4 * spec.frames, spec.frames)
         }
+        BenchModel::SwinFace => SwinFaceConfig::swinface().forward_flops(spec.batch),
     } as f64;
     let flops = match spec.mode {
         BenchMode::Forward => forward,
@@ -336,6 +340,22 @@ impl<B: Backend> Classifier<B> for InterFusion<B> {
     }
 }
 
+impl<B: Backend> Classifier<B> for SwinFace<B> {
+    type Input = Tensor<B, 4>;
+    fn input(spec: &BenchSpec, device: &B::Device) -> Tensor<B, 4> {
+        seeded_tensor([spec.batch, 3, 112, 112], 1, device)
+    }
+    fn logits(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let out = self.try_forward(x).expect("bench faces are 112x112");
+        out.head("Expression")
+            .cloned()
+            .expect("the bench builds the heads")
+    }
+    fn classes(&self) -> usize {
+        7
+    }
+}
+
 /// Times `spec` on one backend, for whichever model it names.
 struct ModelBench(BenchSpec);
 
@@ -422,6 +442,9 @@ impl BackendTask for ModelBench {
             BenchModel::InterFusion => {
                 self.forward(InterFusionConfig::new().init::<B>(&device)?, &device)
             }
+            BenchModel::SwinFace => {
+                self.forward(SwinFaceConfig::swinface().init::<B>(&device)?, &device)
+            }
         }
     }
 }
@@ -437,6 +460,9 @@ impl AutodiffTask for ModelBench {
             BenchModel::Cmtf => self.train(CmtfConfig::new().init::<B>(&device)?, &device),
             BenchModel::InterFusion => {
                 self.train(InterFusionConfig::new().init::<B>(&device)?, &device)
+            }
+            BenchModel::SwinFace => {
+                self.train(SwinFaceConfig::swinface().init::<B>(&device)?, &device)
             }
         }
     }

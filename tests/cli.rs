@@ -20,8 +20,8 @@ fn help_lists_every_command_and_each_has_an_example() {
     let (ok, stdout, _) = output(&["--help"]);
     assert!(ok);
     let commands = [
-        "info", "forward", "demo", "extract", "train", "eval", "predict", "video", "synth", "data",
-        "bench",
+        "info", "forward", "demo", "extract", "train", "eval", "predict", "faces", "video",
+        "synth", "data", "bench",
     ];
     for command in commands {
         assert!(
@@ -233,6 +233,152 @@ fn forward_runs_mvit_like_torchvision() {
     assert!(stderr.contains("4 channels"), "{stderr}");
 }
 
+fn swin_fixture(case: &str, file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/miga-backbones/tests/fixtures/swin")
+        .join(case)
+        .join(file)
+}
+
+fn max_abs_difference(a: &burn::tensor::TensorData, b: &burn::tensor::TensorData) -> f32 {
+    let (a, b) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn forward_runs_swinface_heads_and_swin_like_their_references() {
+    use miga::backbones::tensor_io::{read_tensors, write_tensors};
+
+    for (arch, case, weights) in [
+        ("swinface", "swinface", "weights.pt"),
+        ("swin_t", "swin_t", "weights.safetensors"),
+    ] {
+        let io = read_tensors(swin_fixture(case, "io.safetensors")).unwrap();
+        let input = scratch(&format!("{case}-in.safetensors"));
+        let out_path = scratch(&format!("{case}-out.safetensors"));
+        write_tensors(
+            &input,
+            &[("images".to_string(), io["input"].clone())].into(),
+        )
+        .unwrap();
+        let (config, weights) = (
+            swin_fixture(case, "config.json"),
+            swin_fixture(case, weights),
+        );
+        let args = [
+            "forward",
+            "--arch",
+            arch,
+            "--config",
+            config.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out_path.to_str().unwrap(),
+        ];
+        let (ok, stdout, stderr) = output(&args);
+        assert!(ok, "{stderr}");
+        let out = read_tensors(&out_path).unwrap();
+        let names: Vec<(&str, String)> = if case == "swinface" {
+            assert!(stdout.contains("Expression [2, 7]"), "{stdout}");
+            assert_eq!(out.len(), 43, "the embedding and 42 heads");
+            vec![
+                ("embedding", "embedding".into()),
+                ("Expression", "head.Expression".into()),
+                ("Age", "head.Age".into()),
+            ]
+        } else {
+            vec![
+                ("logits", "logits".into()),
+                ("embedding", "embedding".into()),
+            ]
+        };
+        for (name, expected) in names {
+            let worst = max_abs_difference(&out[name], &io[&expected]);
+            assert!(worst <= 1e-4, "{case} {name}: {worst}");
+        }
+        // The preset's 112x112 size is checked: 96x96 faces are refused with the shapes.
+        let small = burn::tensor::TensorData::new(vec![0.0f32; 3 * 96 * 96], [1, 3, 96, 96]);
+        write_tensors(&input, &[("images".to_string(), small)].into()).unwrap();
+        let (ok, _, stderr) = output(&args);
+        assert!(!ok && stderr.contains("[B >= 1, 3, 112, 112]"), "{stderr}");
+    }
+}
+
+#[test]
+fn faces_writes_aligned_crops_and_reports_what_it_skips() {
+    let out = scratch("faces-data");
+    let root = out.to_str().unwrap();
+    let args = [
+        "synth",
+        "--out",
+        root,
+        "--seed",
+        "5",
+        "--videos",
+        "6",
+        "--clips-per-video",
+        "1",
+        "--size",
+        "160x90",
+    ];
+    let (ok, _, stderr) = output(&args);
+    assert!(ok, "{stderr}");
+    let skeleton = out.join("imigue_skeleton_train/0001/0001_openpose.xlsx");
+    let video = out.join("imigue_rgb_phase1/train_data/0001/0001.mp4");
+    let crops = scratch("faces-0001");
+    let run = |threshold: &str| {
+        output(&[
+            "faces",
+            "--skeleton",
+            skeleton.to_str().unwrap(),
+            "--video",
+            video.to_str().unwrap(),
+            "--out",
+            crops.to_str().unwrap(),
+            "--min-confidence",
+            threshold,
+        ])
+    };
+    let (ok, stdout, stderr) = run("0.3");
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(crops.join("faces.json")).unwrap()).unwrap();
+    let written = report["written"].as_u64().unwrap() as usize;
+    let frames = report["video_frames"].as_u64().unwrap() as usize;
+    let skipped = report["skipped"].as_array().unwrap().len();
+    // The synthetic skeletons drop a few points, as OpenPose does: those frames are reported.
+    assert!(
+        written > frames / 2 && written + skipped == frames,
+        "{stdout}"
+    );
+    let first = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .fold(0, |t, s| if s["frame"] == t { t + 1 } else { t });
+    let png = image::open(crops.join(format!("face_{first:06}.png"))).unwrap();
+    assert_eq!((png.width(), png.height()), (112, 112));
+    // Above every synthetic point's confidence: every frame is skipped, with the point named.
+    std::fs::remove_dir_all(&crops).unwrap();
+    let (ok, stdout, stderr) = run("0.99");
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("wrote 0 face crops") && stdout.contains("confidence"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(crops.join("faces.json")).unwrap()).unwrap();
+    assert_eq!(report["skipped"].as_array().unwrap().len(), frames);
+    assert_eq!(report["skipped"][0]["reason"], "low_confidence");
+}
+
 #[test]
 fn bench_rejects_bad_requests_and_times_a_small_run() {
     let (ok, _, stderr) = output(&["bench", "--model", "agcn", "--batch", "0"]);
@@ -241,9 +387,6 @@ fn bench_rejects_bad_requests_and_times_a_small_run() {
     let (ok, _, stderr) = output(&["bench", "--model", "resnet"]);
     assert!(!ok);
     assert!(stderr.contains("unknown model `resnet`"), "{stderr}");
-    let (ok, _, stderr) = output(&["bench", "--model", "swinface"]);
-    assert!(!ok);
-    assert!(stderr.contains("not available yet"), "{stderr}");
 
     let json = scratch("bench.json");
     let (ok, stdout, stderr) = output(&[

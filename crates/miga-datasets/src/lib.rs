@@ -9,6 +9,7 @@ pub mod classes;
 pub mod clips;
 pub mod emotion;
 mod error;
+pub mod faces;
 pub mod io;
 pub mod protocols;
 pub mod sampling;

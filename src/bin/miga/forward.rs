@@ -9,6 +9,7 @@ use burn::tensor::{Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use miga::backbones::agcn::{Agcn, AgcnConfig, Graph, bones, fuse_scores};
 use miga::backbones::mvit::MvitConfig;
+use miga::backbones::swin::{FACE_HEADS, SwinConfig, SwinFaceConfig};
 use miga::backbones::tensor_io::{read_tensors, take_tensor, write_tensors};
 use miga::device::{BackendTask, DeviceSpec};
 use miga::{Error, backbones};
@@ -18,8 +19,9 @@ pub struct ForwardArgs {
     /// The backbone
     #[arg(long, value_enum)]
     arch: Arch,
-    /// MViT: the network as an `MvitConfig` JSON file, instead of the preset `--arch` names
-    /// (the class count is still read from the checkpoint)
+    /// The network as a JSON file (`MvitConfig`, `SwinFaceConfig` or `SwinConfig`), instead
+    /// of the preset `--arch` names (MViT's and Swin's class counts, SwinFace's heads are
+    /// still read from the checkpoint)
     #[arg(long)]
     config: Option<PathBuf>,
     /// MViT: also write the final token grid `tokens` (B, T', H', W', C)
@@ -32,8 +34,9 @@ pub struct ForwardArgs {
     /// Which 2s-AGCN stream to run; `both` adds the fused scores joint + alpha * bone
     #[arg(long, value_enum, default_value = "joint")]
     stream: Stream,
-    /// Checkpoint: torchvision's MViT state_dict (.pth or .safetensors), or the 2s-AGCN
-    /// stream's .pt state_dict (the joint stream for `--stream both`)
+    /// Checkpoint: torchvision's MViT state_dict (.pth or .safetensors), the 2s-AGCN
+    /// stream's .pt state_dict (the joint stream for `--stream both`), SwinFace's training
+    /// checkpoint (.pt) or a Swin state_dict (timm or Microsoft layout)
     #[arg(long)]
     weights: PathBuf,
     /// Checkpoint of the bone stream, for `--stream both`
@@ -42,12 +45,14 @@ pub struct ForwardArgs {
     /// Weight of the bone scores in the fused scores
     #[arg(long, default_value_t = 1.0)]
     alpha: f64,
-    /// safetensors file with the input: clips (B, 3, T, H, W) named `clips`, or joint data
-    /// (N, C, T, V, M) named `joints`; or the file's only tensor
+    /// safetensors file with the input: clips (B, 3, T, H, W) named `clips`, joint data
+    /// (N, C, T, V, M) named `joints`, or normalised images (B, 3, H, W) named `images`; or
+    /// the file's only tensor
     #[arg(long)]
     input: PathBuf,
     /// safetensors file to write: `logits` and `embedding` (and `tokens` on request; each
-    /// stream's for `--stream both`)
+    /// stream's for `--stream both`); for SwinFace `embedding` and one tensor per head, named
+    /// after it (`Expression`, `Age`, ...)
     #[arg(long)]
     output: PathBuf,
     /// Device: cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N]
@@ -65,6 +70,12 @@ enum Arch {
     MvitV2B,
     /// 2s-AGCN skeleton backbone
     Agcn,
+    /// SwinFace on aligned 112x112 faces (B, 3, 112, 112): the 512-d embedding and, when the
+    /// checkpoint has them, its 42 face-analysis heads
+    Swinface,
+    /// timm's swin_tiny_patch4_window7_224 on 224x224 images: logits and pooled features
+    #[value(name = "swin_t")]
+    SwinT,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,6 +90,7 @@ pub fn run(args: ForwardArgs) -> Result<(), Error> {
         Arch::Agcn => agcn(&args)?,
         Arch::MvitV2S => mvit(&args, "mvit_v2_s")?,
         Arch::MvitV2B => mvit(&args, "mvit_v2_b")?,
+        Arch::Swinface | Arch::SwinT => swin(&args)?,
     };
     write_tensors(&args.output, &outputs)?;
     let summary: Vec<String> = outputs
@@ -107,7 +119,7 @@ fn agcn(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
         }
         (_, weights) => weights.clone(),
     };
-    let joints = read_input(&args.input, "joints", "2s-AGCN takes (N, C, T, V, M)")?;
+    let joints = read_input(&args.input, "joints", 5, "2s-AGCN takes (N, C, T, V, M)")?;
     let task = AgcnForward {
         graph,
         stream: args.stream,
@@ -120,7 +132,7 @@ fn agcn(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
 }
 
 fn mvit(args: &ForwardArgs, preset: &str) -> Result<BTreeMap<String, TensorData>, Error> {
-    let clips = read_input(&args.input, "clips", "MViT takes clips (B, 3, T, H, W)")?;
+    let clips = read_input(&args.input, "clips", 5, "MViT takes clips (B, 3, T, H, W)")?;
     let config = match &args.config {
         Some(path) => MvitConfig::load(path).map_err(|e| backbones::Error::InvalidConfig {
             model: "mvit",
@@ -142,9 +154,36 @@ fn mvit(args: &ForwardArgs, preset: &str) -> Result<BTreeMap<String, TensorData>
     args.device.run(task)?
 }
 
-/// The input tensor of a file: named `name`, or the file's only tensor; rank 5 and finite,
+fn swin(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
+    let images = read_input(
+        &args.input,
+        "images",
+        4,
+        "Swin takes normalised images (B, 3, H, W)",
+    )?;
+    let invalid = |path: &Path, e: burn::config::ConfigError| backbones::Error::InvalidConfig {
+        model: "swin",
+        reason: format!("{}: {e}", path.display()),
+    };
+    let config = match (&args.config, args.arch) {
+        (Some(path), Arch::Swinface) => {
+            SwinNet::Face(SwinFaceConfig::load(path).map_err(|e| invalid(path, e))?)
+        }
+        (Some(path), _) => SwinNet::Plain(SwinConfig::load(path).map_err(|e| invalid(path, e))?),
+        (None, Arch::Swinface) => SwinNet::Face(SwinFaceConfig::swinface()),
+        (None, _) => SwinNet::Plain(SwinConfig::swin_t(1000)),
+    };
+    let task = SwinForward {
+        config,
+        weights: args.weights.clone(),
+        images,
+    };
+    args.device.run(task)?
+}
+
+/// The input tensor of a file: named `name`, or the file's only tensor; of `rank` and finite,
 /// with the file and the first bad element named otherwise (`expected` says what it should be).
-fn read_input(path: &Path, name: &str, expected: &str) -> Result<TensorData, Error> {
+fn read_input(path: &Path, name: &str, rank: usize, expected: &str) -> Result<TensorData, Error> {
     let mut tensors = read_tensors(path)?;
     let name = if tensors.len() == 1 {
         tensors.keys().next().cloned().unwrap_or_default()
@@ -156,7 +195,7 @@ fn read_input(path: &Path, name: &str, expected: &str) -> Result<TensorData, Err
         path: path.to_path_buf(),
         reason,
     };
-    if data.shape.len() != 5 {
+    if data.shape.len() != rank {
         return Err(invalid(format!(
             "`{name}` has shape {:?}; {expected}",
             data.shape.to_vec()
@@ -238,6 +277,54 @@ impl BackendTask for MvitForward {
         out.insert("embedding".to_string(), y.embedding.into_data());
         if self.tokens {
             out.insert("tokens".to_string(), y.tokens.into_data());
+        }
+        Ok(out)
+    }
+}
+
+enum SwinNet {
+    Face(SwinFaceConfig),
+    Plain(SwinConfig),
+}
+
+struct SwinForward {
+    config: SwinNet,
+    weights: PathBuf,
+    images: TensorData,
+}
+
+impl BackendTask for SwinForward {
+    type Output = Result<BTreeMap<String, TensorData>, Error>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let images = Tensor::<B, 4>::from_data(self.images, &device);
+        let mut out = BTreeMap::new();
+        match self.config {
+            SwinNet::Face(base) => {
+                let config = SwinFaceConfig::from_checkpoint(&self.weights, base)?;
+                if config.heads.is_none() {
+                    eprintln!(
+                        "note: {} has no face-analysis heads; writing the embedding alone",
+                        self.weights.display()
+                    );
+                }
+                let y = config
+                    .load_checkpoint::<B>(&self.weights, &device)?
+                    .try_forward(images)?;
+                out.insert("embedding".to_string(), y.embedding.into_data());
+                for (head, value) in FACE_HEADS.iter().zip(y.heads.unwrap_or_default()) {
+                    out.insert(head.name.to_string(), value.into_data());
+                }
+            }
+            SwinNet::Plain(config) => {
+                let y = config
+                    .load_checkpoint::<B>(&self.weights, &device)?
+                    .try_forward(images)?;
+                if let Some(logits) = y.logits {
+                    out.insert("logits".to_string(), logits.into_data());
+                }
+                out.insert("embedding".to_string(), y.embedding.into_data());
+            }
         }
         Ok(out)
     }

@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod evaluate;
 mod extract;
+mod faces;
 mod forward;
 mod progress;
 mod settings;
@@ -46,7 +47,7 @@ enum Command {
     Info(InfoArgs),
     /// Run one backbone on tensors from a safetensors file and write its outputs
     #[command(
-        after_help = "Examples:\n  MViTv2-S on clips (B, 3, T, H, W), torchvision weights, with the token grid:\n  miga forward --arch mvit_v2_s --weights mvit_v2_s-ae3be167.pth --input clips.safetensors \\\n      --output out.safetensors --tokens\n  2s-AGCN, both streams fused:\n  miga forward --arch agcn --graph imigue-upper-hands --stream both \\\n      --weights joint.pt --bone-weights bone.pt --input skeletons.safetensors --output out.safetensors"
+        after_help = "Examples:\n  MViTv2-S on clips (B, 3, T, H, W), torchvision weights, with the token grid:\n  miga forward --arch mvit_v2_s --weights mvit_v2_s-ae3be167.pth --input clips.safetensors \\\n      --output out.safetensors --tokens\n  2s-AGCN, both streams fused:\n  miga forward --arch agcn --graph imigue-upper-hands --stream both \\\n      --weights joint.pt --bone-weights bone.pt --input skeletons.safetensors --output out.safetensors\n  SwinFace on aligned faces (B, 3, 112, 112), its training checkpoint, all 42 heads:\n  miga forward --arch swinface --weights checkpoint_step_79999_gpu_0.pt --input faces.safetensors \\\n      --output out.safetensors"
     )]
     Forward(forward::ForwardArgs),
     /// Run the whole pipeline on generated data: extract, train, evaluate, predict
@@ -72,6 +73,11 @@ enum Command {
         after_help = "Example:\n  miga predict --run runs/mg --features features/test --out prediction.csv"
     )]
     Predict(evaluate::PredictArgs),
+    /// Write aligned 112x112 face crops (SwinFace's input) from a video and its OpenPose skeleton
+    #[command(
+        after_help = "Example:\n  miga faces --skeleton 0001_openpose.xlsx --video 0001.mp4 --out faces/0001\n  writes faces/0001/face_000000.png, ... and faces/0001/faces.json (skipped frames and why)\n\nFive landmarks (eye centres, nose tip, mouth corners) from OpenPose's 70 face points are\nmapped onto ArcFace's 112x112 template by a similarity transform; frames whose points are\nmissing or below --min-confidence are skipped and reported, never cropped at (0, 0)."
+    )]
+    Faces(faces::FacesArgs),
     /// Inspect H.264 videos and write chosen frames as PNG
     #[command(
         after_help = "Examples:\n  miga video probe clip.mp4\n  miga video extract clip.mp4 --frames 0,10,131 --out frames/"
@@ -132,6 +138,7 @@ fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Info(args) => info(args),
         Command::Forward(args) => forward::run(args),
+        Command::Faces(args) => faces::run(args),
         Command::Demo(_) => {
             println!(
                 "miga demo will generate a small synthetic dataset in the MiGA layout, then run \

@@ -128,6 +128,36 @@ impl SwinConfig {
         }
     }
 
+    /// Floating-point operations of a forward pass over `batch` images, a multiply-add counted
+    /// as two: the patch convolution, linear layers and the attention products (norms,
+    /// softmax and the bias gathers are left out, a few percent). 0 for an invalid config.
+    pub fn forward_flops(&self, batch: usize) -> u64 {
+        let Ok(stages) = self.stages() else {
+            return 0;
+        };
+        let p = self.patch_size;
+        let r0 = stages[0].resolution;
+        let mut flops = 2 * r0 * r0 * self.in_channels * p * p * self.embed_dim;
+        let hidden = |c: usize| (c as f64 * self.mlp_ratio) as usize;
+        for (i, (stage, &depth)) in stages.iter().zip(&self.depths).enumerate() {
+            let (n, c, w) = (stage.resolution.pow(2), stage.dim, stage.window);
+            let block = 2 * n * c * 3 * c // qkv
+                + 2 * 2 * n * w * w * c // q k^T and attn v, within windows
+                + 2 * n * c * c // projection
+                + 2 * 2 * n * c * hidden(c); // mlp
+            flops += depth * block;
+            if i + 1 < stages.len() {
+                flops += 2 * (n / 4) * 4 * c * 2 * c; // patch merging
+            }
+        }
+        let c = self.num_features();
+        flops += match self.head {
+            SwinHead::Classifier { num_classes } => 2 * c * num_classes,
+            SwinHead::FaceEmbedding { dim } => 2 * c * c + 2 * c * dim,
+        };
+        (batch * flops) as u64
+    }
+
     /// Every stage's geometry, after checking that the configuration builds a network: the
     /// patches tile the image, every map is tiled by its windows, maps halve evenly, heads
     /// divide channels.
@@ -215,6 +245,9 @@ mod tests {
         let tiny = SwinConfig::swin_t(1000);
         assert_eq!(tiny.stages().unwrap()[0].resolution, 56);
         assert_eq!(tiny.embedding_dim(), 768);
+        // Swin-T at 224: 4.5 GFLOPs (multiply-adds) in the paper, 8.7-9.0 G operations here.
+        let gflops = SwinConfig::swin_t(1000).forward_flops(1) as f64 / 1e9;
+        assert!((8.7..9.1).contains(&gflops), "{gflops}");
     }
 
     #[test]

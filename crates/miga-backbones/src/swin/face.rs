@@ -115,6 +115,32 @@ pub struct SwinFaceConfig {
 }
 
 impl SwinFaceConfig {
+    /// Floating-point operations of a forward pass over `batch` faces, counted as
+    /// [`SwinConfig::forward_flops`] does, heads included (split convolutions, channel gates,
+    /// subnets, output layers).
+    pub fn forward_flops(&self, batch: usize) -> u64 {
+        let backbone = self.backbone.forward_flops(batch);
+        let (Some(heads), Ok(stages)) = (&self.heads, self.backbone.stages()) else {
+            return backbone;
+        };
+        let last = stages[stages.len() - 1];
+        let grid = last.resolution.pow(2);
+        let mut parts: Vec<usize> = stages[1..].iter().map(|s| s.dim).collect();
+        parts.push(last.dim);
+        let k2 = heads.kernel_size.pow(2);
+        let dim: usize = heads.split_channels.iter().sum();
+        let hidden = dim / heads.reduction_ratio.max(1);
+        let conv: usize = parts
+            .iter()
+            .zip(&heads.split_channels)
+            .map(|(c_in, c_out)| 2 * grid * c_in * c_out * k2)
+            .sum();
+        let gate = 2 * 2 * (2 * dim * hidden);
+        let subnet = 2 * 2 * dim * dim;
+        let outputs: usize = FACE_HEADS.iter().map(|h| 2 * dim * h.classes).sum();
+        backbone + (batch * (BRANCHES * (conv + gate + subnet) + outputs)) as u64
+    }
+
     /// SwinFace as released: backbone and heads.
     pub fn swinface() -> Self {
         SwinFaceConfig::new(SwinConfig::swinface())

@@ -97,6 +97,13 @@ impl SwinConfig {
     }
 }
 
+fn not_swinface(path: &Path) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: "no `state_dict_backbone` (or `backbone.*`): not a SwinFace checkpoint".into(),
+    }
+}
+
 fn strip_module(shapes: BTreeMap<String, Vec<usize>>) -> BTreeMap<String, Vec<usize>> {
     shapes
         .into_iter()
@@ -161,7 +168,37 @@ const HEADS: [(&str, &str); 5] = [
     ),
 ];
 
+/// Which SwinFace sections a file has, by their names (`backbone`, `fam`, `tss`, `om`).
+fn swinface_sections(path: &Path) -> Result<Vec<&'static str>> {
+    let shapes = checkpoint_shapes(path, None)?;
+    Ok(["backbone", "fam", "tss", "om"]
+        .into_iter()
+        .filter(|section| {
+            shapes.keys().any(|k| {
+                let k = k.strip_prefix("module.").unwrap_or(k);
+                k.starts_with(&format!("{section}."))
+                    || k.starts_with(&format!("state_dict_{section}."))
+            })
+        })
+        .collect())
+}
+
 impl SwinFaceConfig {
+    /// `base` with its heads kept only if the checkpoint has them (a backbone-only file gives
+    /// the embedding alone), after checking that the file is a SwinFace checkpoint.
+    pub fn from_checkpoint(path: impl AsRef<Path>, base: SwinFaceConfig) -> Result<Self> {
+        let path = path.as_ref();
+        let sections = swinface_sections(path)?;
+        if !sections.contains(&"backbone") {
+            return Err(not_swinface(path));
+        }
+        let heads = ["fam", "tss", "om"].iter().all(|s| sections.contains(s));
+        Ok(SwinFaceConfig {
+            heads: base.heads.filter(|_| heads),
+            ..base
+        })
+    }
+
     /// Builds SwinFace and loads a checkpoint strictly; see [`SwinFace::load_checkpoint`].
     pub fn load_checkpoint<B: Backend>(
         &self,
@@ -180,27 +217,19 @@ impl<B: Backend> SwinFace<B> {
     /// backbone is read; with heads, a file that has none is an error that says so.
     pub fn load_checkpoint(self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let shapes = checkpoint_shapes(path, None)?;
-        let has = |section: &str| {
-            shapes.keys().any(|k| {
-                let k = k.strip_prefix("module.").unwrap_or(k);
-                k.starts_with(&format!("{section}."))
-                    || k.starts_with(&format!("state_dict_{section}."))
-            })
-        };
-        if !has("backbone") {
-            return Err(Error::Checkpoint {
-                path: path.to_path_buf(),
-                reason: "no `state_dict_backbone` (or `backbone.*`): not a SwinFace checkpoint"
-                    .into(),
-            });
+        let sections = swinface_sections(path)?;
+        if !sections.contains(&"backbone") {
+            return Err(not_swinface(path));
         }
         let mut ignorable = BUFFERS.to_vec();
         // SwinFace's backbone has a classifier its forward never calls; other dict entries
         // (partial FC, optimizer) are not SwinFace's network.
         ignorable.extend([r"^backbone\.head\.", r"^state_"]);
         if self.heads.is_some() {
-            if let Some(missing) = ["fam", "tss", "om"].into_iter().find(|s| !has(s)) {
+            if let Some(missing) = ["fam", "tss", "om"]
+                .into_iter()
+                .find(|s| !sections.contains(s))
+            {
                 return Err(Error::Checkpoint {
                     path: path.to_path_buf(),
                     reason: format!(

@@ -230,7 +230,8 @@ pub fn keypoints(j: &Joints, pose: &Pose, look: &Look, rng: &mut SeededRng) -> V
                 let k = (i - 48) as f32;
                 let a = std::f32::consts::TAU * k / if i < 60 { 12.0 } else { 8.0 };
                 let r = if i < 60 { 0.3 } else { 0.2 };
-                [r * a.cos(), 0.5 + r * 0.3 * a.sin()]
+                // From the corner on the image's left (48, 60), as OpenPose numbers them.
+                [-r * a.cos(), 0.5 + r * 0.3 * a.sin()]
             }
             68 => [-0.35, -0.22],
             _ => [0.35, -0.22],
