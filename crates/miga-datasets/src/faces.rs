@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::skeleton::{FACE, Skeleton};
-use crate::video::{Frame, Video};
+use crate::video::{Frame, Video, write_png};
 use crate::{Error, Result};
 
 /// Side of an aligned crop.
@@ -270,15 +270,7 @@ pub fn write_faces(
         for (&t, frame) in indices.iter().zip(&frames) {
             match align(frame, skeleton, t, threshold) {
                 Ok(crop) => {
-                    let path = out.join(format!("face_{t:06}.png"));
-                    let mut bytes = Vec::new();
-                    crop.image
-                        .write_to(
-                            &mut std::io::Cursor::new(&mut bytes),
-                            image::ImageFormat::Png,
-                        )
-                        .map_err(|e| Error::format(&path, "PNG", e.to_string()))?;
-                    crate::io::write_atomic(&path, &bytes)?;
+                    write_png(&out.join(format!("face_{t:06}.png")), &crop.image)?;
                     report.written += 1;
                 }
                 Err(reason) => report.skipped.push(SkippedFrame { frame: t, reason }),

@@ -134,10 +134,7 @@ fn agcn(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
 fn mvit(args: &ForwardArgs, preset: &str) -> Result<BTreeMap<String, TensorData>, Error> {
     let clips = read_input(&args.input, "clips", 5, "MViT takes clips (B, 3, T, H, W)")?;
     let config = match &args.config {
-        Some(path) => MvitConfig::load(path).map_err(|e| backbones::Error::InvalidConfig {
-            model: "mvit",
-            reason: format!("{}: {e}", path.display()),
-        })?,
+        Some(path) => load_config(path, "mvit")?,
         None => {
             let [_, _, t, h, w] = clips.shape.dims::<5>();
             MvitConfig::preset(preset, 400)?
@@ -161,15 +158,9 @@ fn swin(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
         4,
         "Swin takes normalised images (B, 3, H, W)",
     )?;
-    let invalid = |path: &Path, e: burn::config::ConfigError| backbones::Error::InvalidConfig {
-        model: "swin",
-        reason: format!("{}: {e}", path.display()),
-    };
     let config = match (&args.config, args.arch) {
-        (Some(path), Arch::Swinface) => {
-            SwinNet::Face(SwinFaceConfig::load(path).map_err(|e| invalid(path, e))?)
-        }
-        (Some(path), _) => SwinNet::Plain(SwinConfig::load(path).map_err(|e| invalid(path, e))?),
+        (Some(path), Arch::Swinface) => SwinNet::Face(load_config(path, "swin")?),
+        (Some(path), _) => SwinNet::Plain(load_config(path, "swin")?),
         (None, Arch::Swinface) => SwinNet::Face(SwinFaceConfig::swinface()),
         (None, _) => SwinNet::Plain(SwinConfig::swin_t(1000)),
     };
@@ -179,6 +170,14 @@ fn swin(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
         images,
     };
     args.device.run(task)?
+}
+
+/// A network configuration from a `--config` JSON file, its errors naming the file.
+fn load_config<C: Config>(path: &Path, model: &'static str) -> Result<C, backbones::Error> {
+    C::load(path).map_err(|e| backbones::Error::InvalidConfig {
+        model,
+        reason: format!("{}: {e}", path.display()),
+    })
 }
 
 /// The input tensor of a file: named `name`, or the file's only tensor; of `rank` and finite,

@@ -15,7 +15,7 @@ use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::avg_pool2d;
 
-use super::config::SwinConfig;
+use super::config::{StageGeometry, SwinConfig};
 use super::model::Swin;
 use crate::layers::linear;
 
@@ -123,10 +123,8 @@ impl SwinFaceConfig {
         let (Some(heads), Ok(stages)) = (&self.heads, self.backbone.stages()) else {
             return backbone;
         };
-        let last = stages[stages.len() - 1];
-        let grid = last.resolution.pow(2);
-        let mut parts: Vec<usize> = stages[1..].iter().map(|s| s.dim).collect();
-        parts.push(last.dim);
+        let grid = stages[stages.len() - 1].resolution.pow(2);
+        let parts = input_parts(&stages);
         let k2 = heads.kernel_size.pow(2);
         let dim: usize = heads.split_channels.iter().sum();
         let hidden = dim / heads.reduction_ratio.max(1);
@@ -169,7 +167,6 @@ pub struct FeatureAttentionNet<B: Backend> {
     pub gate_fc2: Linear<B>,
     /// The norm of the pooled features (eps 2e-5).
     pub norm: BatchNorm<B>,
-    parts: Vec<usize>,
 }
 
 /// One task-specific subnet: Linear, ReLU, Dropout, Linear, ReLU, Dropout.
@@ -263,9 +260,7 @@ impl FaceAnalysisConfig {
                 "the heads need a backbone of two stages or more".into(),
             ));
         }
-        // Inputs: every stage's merged output but the last, and the last stage.
-        let mut parts: Vec<usize> = stages[1..].iter().map(|s| s.dim).collect();
-        parts.push(stages[stages.len() - 1].dim);
+        let parts = input_parts(&stages);
         if parts.len() != self.split_channels.len() {
             return Err(invalid(format!(
                 "{} split channels for {} input parts {parts:?}",
@@ -297,7 +292,6 @@ impl FaceAnalysisConfig {
                 gate_fc1: linear(dim, hidden, true, device),
                 gate_fc2: linear(hidden, dim, true, device),
                 norm: BatchNormConfig::new(dim).with_epsilon(2e-5).init(device),
-                parts: parts.clone(),
             })
             .collect();
         let fam = FeatureAttentionModule { nets };
@@ -322,12 +316,13 @@ impl FaceAnalysisConfig {
 impl<B: Backend> FeatureAttentionNet<B> {
     /// Multi-level maps `[B, sum(parts), h, w]` to pooled features `[B, F]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        // Each convolution reads the next run of input channels, as many as its weight takes.
         let mut start = 0;
         let maps = self
             .convs
             .iter()
-            .zip(&self.parts)
-            .map(|(conv, &c)| {
+            .map(|conv| {
+                let c = conv.weight.dims()[1];
                 let part = x.clone().narrow(1, start, c);
                 start += c;
                 conv.forward(part)
@@ -373,6 +368,14 @@ impl<B: Backend> FaceAnalysis<B> {
             .map(|(h, fc)| fc.forward(features[h.branch].clone()))
             .collect()
     }
+}
+
+/// Channels of the heads' input parts: every stage's merged output but the last (the
+/// channels of the next stage), then the last stage.
+fn input_parts(stages: &[StageGeometry]) -> Vec<usize> {
+    let mut parts: Vec<usize> = stages[1..].iter().map(|s| s.dim).collect();
+    parts.push(stages[stages.len() - 1].dim);
+    parts
 }
 
 /// SwinFace's `all` features: every stage's map but the last average-pooled to the last

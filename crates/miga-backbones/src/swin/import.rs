@@ -67,7 +67,7 @@ impl SwinConfig {
     /// or the original `head.weight`), after checking that the file is a Swin state_dict.
     pub fn from_checkpoint(path: impl AsRef<Path>, base: SwinConfig) -> Result<SwinConfig> {
         let path = path.as_ref();
-        let shapes = strip_module(checkpoint_shapes(path, None)?);
+        let shapes = strip_wrapper(checkpoint_shapes(path, None)?);
         if !shapes.contains_key("patch_embed.proj.weight") {
             return Err(not_swin(path, "patch_embed.proj.weight"));
         }
@@ -97,31 +97,34 @@ impl SwinConfig {
     }
 }
 
-fn not_swinface(path: &Path) -> Error {
-    Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason: "no `state_dict_backbone` (or `backbone.*`): not a SwinFace checkpoint".into(),
-    }
+/// A wrapper around the state_dict: DataParallel's `module.`, or the `model` entry of the
+/// original Microsoft release (burn-store flattens nested dicts into key prefixes).
+const WRAPPER: &str = r"^(module|model)\.";
+
+fn unwrap_key(key: &str) -> &str {
+    key.strip_prefix("module.")
+        .or_else(|| key.strip_prefix("model."))
+        .unwrap_or(key)
 }
 
-fn strip_module(shapes: BTreeMap<String, Vec<usize>>) -> BTreeMap<String, Vec<usize>> {
+fn strip_wrapper(shapes: BTreeMap<String, Vec<usize>>) -> BTreeMap<String, Vec<usize>> {
     shapes
         .into_iter()
-        .map(|(k, v)| (k.strip_prefix("module.").unwrap_or(&k).to_string(), v))
+        .map(|(k, v)| (unwrap_key(&k).to_string(), v))
         .collect()
 }
 
 impl<B: Backend> Swin<B> {
-    /// Loads a Swin state_dict (`.pth`/`.pt` or `.safetensors`) strictly: timm's layout or the
-    /// original one; for SwinFace's embedding, its backbone state_dict (for SwinFace's training
+    /// Loads a Swin state_dict (`.pth`/`.pt` or `.safetensors`, optionally under `model` or
+    /// `module.`) strictly: timm's layout or the original one; for SwinFace's embedding, its backbone state_dict (for SwinFace's training
     /// checkpoints, see [`SwinFace::load_checkpoint`]).
     pub fn load_checkpoint(self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let shapes = strip_module(checkpoint_shapes(path, None)?);
+        let shapes = strip_wrapper(checkpoint_shapes(path, None)?);
         if !shapes.contains_key("patch_embed.proj.weight") {
             return Err(not_swin(path, "patch_embed.proj.weight"));
         }
-        let mut remaps = pairs(&[(r"^module\.", "")]);
+        let mut remaps = pairs(&[(WRAPPER, "")]);
         remaps.extend(pairs(&FACE_EMBEDDING));
         if is_timm_layout(&shapes) {
             remaps.extend(timm_remaps(self.layers.len()));
@@ -145,7 +148,7 @@ const FACE_EMBEDDING: [(&str, &str); 4] = [
 /// SwinFace's sections to miga's module paths: the training checkpoint's dict keys (which
 /// burn-store flattens to prefixes) or the prefixes of a safetensors file.
 const SECTIONS: [(&str, &str); 3] = [
-    (r"^module\.", ""),
+    (WRAPPER, ""),
     (r"^(state_dict_)?backbone\.", "backbone."),
     (r"^(state_dict_)?(fam|tss|om)\.", "heads.$2."),
 ];
@@ -168,19 +171,26 @@ const HEADS: [(&str, &str); 5] = [
     ),
 ];
 
-/// Which SwinFace sections a file has, by their names (`backbone`, `fam`, `tss`, `om`).
+/// Which SwinFace sections a file has (`backbone`, `fam`, `tss`, `om`), after checking that
+/// it is a SwinFace checkpoint (it has the backbone).
 fn swinface_sections(path: &Path) -> Result<Vec<&'static str>> {
-    let shapes = checkpoint_shapes(path, None)?;
-    Ok(["backbone", "fam", "tss", "om"]
+    let shapes = strip_wrapper(checkpoint_shapes(path, None)?);
+    let sections: Vec<&str> = ["backbone", "fam", "tss", "om"]
         .into_iter()
         .filter(|section| {
             shapes.keys().any(|k| {
-                let k = k.strip_prefix("module.").unwrap_or(k);
                 k.starts_with(&format!("{section}."))
                     || k.starts_with(&format!("state_dict_{section}."))
             })
         })
-        .collect())
+        .collect();
+    if !sections.contains(&"backbone") {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: "no `state_dict_backbone` (or `backbone.*`): not a SwinFace checkpoint".into(),
+        });
+    }
+    Ok(sections)
 }
 
 impl SwinFaceConfig {
@@ -189,9 +199,6 @@ impl SwinFaceConfig {
     pub fn from_checkpoint(path: impl AsRef<Path>, base: SwinFaceConfig) -> Result<Self> {
         let path = path.as_ref();
         let sections = swinface_sections(path)?;
-        if !sections.contains(&"backbone") {
-            return Err(not_swinface(path));
-        }
         let heads = ["fam", "tss", "om"].iter().all(|s| sections.contains(s));
         Ok(SwinFaceConfig {
             heads: base.heads.filter(|_| heads),
@@ -218,9 +225,6 @@ impl<B: Backend> SwinFace<B> {
     pub fn load_checkpoint(self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let sections = swinface_sections(path)?;
-        if !sections.contains(&"backbone") {
-            return Err(not_swinface(path));
-        }
         let mut ignorable = BUFFERS.to_vec();
         // SwinFace's backbone has a classifier its forward never calls; other dict entries
         // (partial FC, optimizer) are not SwinFace's network.
@@ -348,6 +352,25 @@ mod tests {
             eprintln!("swin {weights}: logits {logits:e}, embedding {embedding:e}");
             assert!(logits.max(embedding) <= 1e-4, "{weights}");
         }
+        // The original release wraps its state_dict in a `model` entry.
+        let wrapped: BTreeMap<String, TensorData> =
+            read_tensors(file("swin_t", "weights.safetensors"))
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (format!("model.{k}"), v))
+                .collect();
+        let path = std::env::temp_dir().join(format!(
+            "miga-swin-model-{}.safetensors",
+            std::process::id()
+        ));
+        write_tensors(&path, &wrapped).unwrap();
+        let out = swin_t()
+            .load_checkpoint::<Flex>(&path, &device)
+            .unwrap()
+            .try_forward(input(&io))
+            .unwrap();
+        assert!(max_abs(out.logits.unwrap(), &io["logits"]) <= 1e-4);
+        std::fs::remove_file(&path).unwrap();
     }
 
     /// A copy of the SwinFace fixture with only the sections in `keep`, as safetensors.

@@ -94,23 +94,28 @@ impl Video {
     }
 }
 
-/// Writes frames as PNG files `<prefix><index:06>.png` in `dir`; returns their paths.
+/// Writes frames as PNG files `frame_<index:06>.png` in `dir`; returns their paths.
 pub fn write_pngs(dir: &Path, indices: &[usize], frames: &[Frame]) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut paths = Vec::new();
     for (index, frame) in indices.iter().zip(frames) {
         let path = dir.join(format!("frame_{index:06}.png"));
-        let mut bytes = Vec::new();
-        frame
-            .write_to(
-                &mut std::io::Cursor::new(&mut bytes),
-                image::ImageFormat::Png,
-            )
-            .map_err(|e| Error::format(&path, "PNG", e.to_string()))?;
-        crate::io::write_atomic(&path, &bytes)?;
+        write_png(&path, frame)?;
         paths.push(path);
     }
     Ok(paths)
+}
+
+/// Writes one RGB8 image as a PNG file, atomically.
+pub fn write_png(path: &Path, frame: &Frame) -> Result<()> {
+    let mut bytes = Vec::new();
+    frame
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| Error::format(path, "PNG", e.to_string()))?;
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// Peak signal-to-noise ratio of two RGB8 frames of the same size, in dB (infinite when equal).
