@@ -1,6 +1,7 @@
 //! Emotion videos for Burn: one item per video, with context windows of RGB frames spread over
-//! the whole video (for MViTv2 context embeddings) and the video's skeleton subsampled in time
-//! (face and body keypoints), labelled Win / Lose.
+//! the whole video (for MViTv2 context embeddings), aligned face crops spread over it (for
+//! SwinFace face embeddings) and the video's skeleton subsampled in time (face and body
+//! keypoints), labelled Win / Lose.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::annotations::LabelTable;
 use crate::classes::Outcome;
 use crate::clips::{FrameTransform, SkeletonSource, SkeletonTransform, Sorted, source_path};
+use crate::faces::{CROP_SIZE, align, landmarks};
 use crate::protocols::{MigaLayout, Split};
 use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
 use crate::video::Video;
@@ -67,6 +69,11 @@ pub struct EmotionConfig {
     pub stride: usize,
     /// Skeleton frames per video, spread evenly over it.
     pub skeleton_frames: usize,
+    /// Aligned face crops per video, spread evenly over the frames whose five face landmarks
+    /// OpenPose found (0: none).
+    pub faces: usize,
+    /// Minimum OpenPose confidence of the face points a crop is aligned on.
+    pub face_confidence: f32,
     /// RGB frames to tensor.
     pub rgb: FrameTransform,
     /// Skeleton preparation.
@@ -80,10 +87,26 @@ impl Default for EmotionConfig {
             frames: 16,
             stride: 2,
             skeleton_frames: 256,
+            faces: 32,
+            face_confidence: 0.3,
             rgb: FrameTransform::default(),
             skeleton: SkeletonTransform::default(),
         }
     }
+}
+
+/// The tensors of one emotion video.
+#[derive(Debug, Clone)]
+pub struct EmotionData {
+    /// `[windows, 3, T, crop, crop]`.
+    pub context: TensorData,
+    /// `[3, skeleton_frames, V, 1]`.
+    pub skeleton: TensorData,
+    /// `[n, 3, 112, 112]` SwinFace inputs (see [`crate::faces::FaceCrop::normalised`]), `n` at
+    /// most `faces`: fewer when fewer frames have a face.
+    pub faces: TensorData,
+    /// The frame of each face.
+    pub face_frames: Vec<usize>,
 }
 
 /// One emotion video ready to batch, or why it failed.
@@ -93,8 +116,8 @@ pub struct EmotionItem {
     pub id: String,
     /// 1 for Win, 0 for Lose, when known.
     pub label: Option<usize>,
-    /// `([windows, 3, T, crop, crop], [3, skeleton_frames, V, 1])`, or the error.
-    pub data: std::result::Result<(TensorData, TensorData), String>,
+    /// The tensors, or the error.
+    pub data: std::result::Result<EmotionData, String>,
 }
 
 /// A dataset of emotion videos.
@@ -133,14 +156,32 @@ impl EmotionDataset {
         })
     }
 
-    /// `[windows, 3, T, crop, crop]`: every window's frames decoded in one pass over the video.
-    fn context(&self, record: &EmotionRecord) -> Result<TensorData> {
+    /// The frames of up to `faces` face crops: spread evenly over the frames (of the first
+    /// `length`) whose face landmarks are found.
+    fn face_frames(&self, record: &EmotionRecord, length: usize) -> Result<Vec<usize>> {
+        let config = &self.config;
+        let Some(source) = record.skeleton.as_ref().filter(|_| config.faces > 0) else {
+            return Ok(Vec::new());
+        };
+        let skeleton = source.read()?;
+        let found: Vec<usize> = (0..length.min(skeleton.frames()))
+            .filter(|&t| landmarks(&skeleton, t, config.face_confidence).is_ok())
+            .collect();
+        let take = config.faces.min(found.len());
+        Ok((0..take)
+            .map(|i| found[(2 * i + 1) * found.len() / (2 * take)])
+            .collect())
+    }
+
+    /// Context windows and face crops, decoded in one pass over the video.
+    fn frames(&self, record: &EmotionRecord) -> Result<(TensorData, TensorData, Vec<usize>)> {
         let config = &self.config;
         let path = record.rgb.as_ref().ok_or_else(|| {
             Error::request(&record.id, format!("video {} has no video", record.id))
         })?;
         let mut video = Video::open(path)?;
         let length = video.info().frames;
+        let face_frames = self.face_frames(record, length)?;
         let span = (config.frames - 1) * config.stride + 1;
         let starts = sample_frames(
             0,
@@ -155,10 +196,13 @@ impl EmotionDataset {
                 (0..config.frames).map(move |i| (start + i * config.stride).min(length - 1))
             })
             .collect();
+        let context_frames = frames.len();
+        let frames: Vec<usize> = frames.into_iter().chain(face_frames.clone()).collect();
         let decoded = video.frames(&frames)?;
+        let (context, faces) = decoded.split_at(context_frames);
         let mut values = Vec::new();
         let mut dims = vec![config.windows];
-        for window in decoded.chunks(config.frames) {
+        for window in context.chunks(config.frames) {
             let clip = config.rgb.apply(window, path, Placement::default())?;
             if dims.len() == 1 {
                 dims.extend(clip.shape.iter());
@@ -168,7 +212,24 @@ impl EmotionDataset {
                     .map_err(|e| Error::request(path, format!("{e:?}")))?,
             );
         }
-        Ok(TensorData::new(values, dims))
+        // The skeleton is read again here (not kept for every video: real ones are long).
+        let skeleton = match &record.skeleton {
+            Some(source) if !faces.is_empty() => Some(source.read()?),
+            _ => None,
+        };
+        let mut crops = Vec::new();
+        for (frame, &t) in faces.iter().zip(&face_frames) {
+            let skeleton = skeleton.as_ref().expect("faces were found on it");
+            let crop = align(frame, skeleton, t, config.face_confidence)
+                .map_err(|e| Error::request(path, format!("frame {t}: {e}")))?;
+            crops.extend(crop.normalised());
+        }
+        let size = CROP_SIZE as usize;
+        Ok((
+            TensorData::new(values, dims),
+            TensorData::new(crops, [face_frames.len(), 3, size, size]),
+            face_frames,
+        ))
     }
 }
 
@@ -198,7 +259,14 @@ impl Dataset<EmotionItem> for EmotionDataset {
             id: record.id.clone(),
             label: record.outcome.map(Outcome::index),
             data: self.skeletons[index].clone().and_then(|skeleton| {
-                Ok((self.context(record).map_err(|e| e.to_string())?, skeleton))
+                let (context, faces, face_frames) =
+                    self.frames(record).map_err(|e| e.to_string())?;
+                Ok(EmotionData {
+                    context,
+                    skeleton,
+                    faces,
+                    face_frames,
+                })
             }),
         })
     }
@@ -220,6 +288,11 @@ pub struct EmotionBatch<B: Backend> {
     pub context: Option<Tensor<B, 5>>,
     /// `[B, 3, skeleton_frames, V, 1]`.
     pub skeleton: Option<Tensor<B, 5>>,
+    /// `[sum of face_counts, 3, 112, 112]`: every video's face crops, video-major (none when
+    /// no video has one).
+    pub faces: Option<Tensor<B, 4>>,
+    /// Face crops of each video, in row order.
+    pub face_counts: Vec<usize>,
     /// Videos left out, with why.
     pub skipped: Vec<(String, String)>,
 }
@@ -232,20 +305,23 @@ impl<B: Backend> Batcher<B, EmotionItem, EmotionBatch<B>> for EmotionBatcher {
     fn batch(&self, items: Vec<EmotionItem>, device: &B::Device) -> EmotionBatch<B> {
         let sorted = Sorted::new(items.into_iter().map(|i| (i.id, i.label, i.data)));
         let labels = sorted.label_tensor(device);
-        let (context, skeleton): (Vec<_>, Vec<_>) = sorted
-            .data
-            .into_iter()
-            .map(|(c, s)| {
-                (
-                    Tensor::<B, 5>::from_data(c, device),
-                    Tensor::<B, 4>::from_data(s, device).unsqueeze::<5>(),
-                )
-            })
-            .unzip();
+        let face_counts: Vec<usize> = sorted.data.iter().map(|d| d.face_frames.len()).collect();
+        let mut context = Vec::new();
+        let mut skeleton = Vec::new();
+        let mut faces = Vec::new();
+        for data in sorted.data {
+            context.push(Tensor::<B, 5>::from_data(data.context, device));
+            skeleton.push(Tensor::<B, 4>::from_data(data.skeleton, device).unsqueeze::<5>());
+            if !data.face_frames.is_empty() {
+                faces.push(Tensor::<B, 4>::from_data(data.faces, device));
+            }
+        }
         EmotionBatch {
             labels,
             context: (!context.is_empty()).then(|| Tensor::cat(context, 0)),
             skeleton: (!skeleton.is_empty()).then(|| Tensor::cat(skeleton, 0)),
+            faces: (!faces.is_empty()).then(|| Tensor::cat(faces, 0)),
+            face_counts,
             ids: sorted.ids,
             skipped: sorted.skipped,
         }
@@ -273,6 +349,7 @@ mod tests {
             windows: 3,
             frames: 4,
             skeleton_frames: 32,
+            faces: 5,
             rgb: FrameTransform {
                 resize: 64,
                 crop: 56,
@@ -282,8 +359,14 @@ mod tests {
         };
         let dataset = EmotionDataset::new(records, config).unwrap();
         let items: Vec<EmotionItem> = (0..2).map(|i| dataset.get(i).unwrap()).collect();
+        let data = items[0].data.as_ref().unwrap();
+        let frames = &data.face_frames;
+        assert_eq!(frames.len(), 5);
+        assert!(frames.windows(2).all(|w| w[0] < w[1]), "{frames:?}");
         let batch: EmotionBatch<Flex> = EmotionBatcher.batch(items, &Default::default());
         assert_eq!(batch.context.unwrap().dims(), [6, 3, 4, 56, 56]);
+        assert_eq!(batch.face_counts, [5, 5]);
+        assert_eq!(batch.faces.unwrap().dims(), [10, 3, 112, 112]);
         assert_eq!(batch.skeleton.unwrap().dims(), [2, 3, 32, 137, 1]);
         assert_eq!(
             batch

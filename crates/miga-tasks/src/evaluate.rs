@@ -11,8 +11,12 @@ use burn::record::{CompactRecorder, Recorder};
 use miga_datasets::classes::{MicroGesture, NUM_CLASSES};
 use serde::Serialize;
 
+use crate::extract::MICRO_GESTURE;
 use crate::features::FeatureSet;
-use crate::train::{FeatureBatcher, MicroGestureModel, RunInfo, TrainConfig, feature_items};
+use crate::train::{
+    FeatureBatcher, FeatureItem, MicroGestureModel, RunInfo, TrainConfig, feature_items,
+    read_run_info,
+};
 use crate::{Error, Result};
 
 /// A trained micro-gesture run, loaded for inference.
@@ -29,25 +33,12 @@ impl<B: Backend> TrainedRun<B> {
     /// Loads `run/best.mpk` with the run's settings; errors name a folder that is not a run or a
     /// checkpoint that does not match the settings.
     pub fn load(run: &Path, device: &B::Device) -> Result<Self> {
-        let info_path = run.join("run.json");
-        let text = std::fs::read_to_string(&info_path).map_err(|_| Error::Mismatch {
-            path: run.to_path_buf(),
-            reason: "not a run folder (no run.json): train one with `miga train`".into(),
-        })?;
-        let info: RunInfo = serde_json::from_str(&text).map_err(|e| Error::Mismatch {
-            path: info_path.clone(),
-            reason: format!("not a run: {e}"),
-        })?;
-        let config: TrainConfig =
-            crate::config::from_toml(&TrainConfig::default(), &info.config, &info_path)?;
-        let best = run.join("best");
-        let record = CompactRecorder::new()
-            .load(best.clone(), device)
-            .map_err(|e| Error::Mismatch {
-                path: best.with_extension("mpk"),
-                reason: format!("does not match the run's settings: {e}"),
-            })?;
-        let model = MicroGestureModel::<B>::new(&config, device)?.load_record(record);
+        let (info, model) = load_best(
+            run,
+            MICRO_GESTURE,
+            |config: &TrainConfig| MicroGestureModel::new(config, device),
+            device,
+        )?;
         Ok(Self {
             dir: run.to_path_buf(),
             info,
@@ -57,40 +48,90 @@ impl<B: Backend> TrainedRun<B> {
 
     /// Class scores for every labelled or unlabelled item of `features`.
     pub fn scores(&self, features: &FeatureSet, path: &Path, device: &B::Device) -> Result<Scores> {
-        if features.kind.settings != self.info.features {
-            return Err(Error::Mismatch {
-                path: path.to_path_buf(),
-                reason:
-                    "these features were extracted with other settings than the run was trained on"
-                        .into(),
-            });
-        }
         let items = feature_items(features, path)?;
-        let (mut ids, mut labels, mut scores) = (Vec::new(), Vec::new(), Vec::new());
-        for chunk in items.chunks(32) {
-            let batch =
-                FeatureBatcher.batch(chunk.iter().map(|(_, i)| i.clone()).collect(), device);
-            let logits = self.model.logits(&batch);
-            let [n, k] = logits.dims();
-            let values = logits
-                .into_data()
-                .to_vec::<f32>()
-                .map_err(|e| Error::Mismatch {
-                    path: path.to_path_buf(),
-                    reason: format!("{e:?}"),
-                })?;
-            for (row, (id, item)) in chunk.iter().enumerate().take(n) {
-                ids.push(id.clone());
-                labels.push(item.label());
-                scores.push(values[row * k..(row + 1) * k].to_vec());
-            }
-        }
-        Ok(Scores {
-            ids,
-            labels,
-            scores,
-        })
+        score_items(
+            &self.info.features,
+            features,
+            path,
+            &items,
+            FeatureItem::label,
+            |chunk| self.model.logits(&FeatureBatcher.batch(chunk, device)),
+        )
     }
+}
+
+/// The run info and best model of a run of `task`: `build` makes the model from the run's
+/// settings, then `best.mpk` is loaded into it.
+pub(crate) fn load_best<B, M, C>(
+    run: &Path,
+    task: &str,
+    build: impl FnOnce(&C) -> Result<M>,
+    device: &B::Device,
+) -> Result<(RunInfo, M)>
+where
+    B: Backend,
+    M: Module<B>,
+    C: Default + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let info = read_run_info(run)?;
+    let info_path = run.join("run.json");
+    if info.task != task {
+        return Err(Error::Mismatch {
+            path: info_path,
+            reason: format!("a run of task `{}`, not {task}", info.task),
+        });
+    }
+    let config: C = crate::config::from_toml(&C::default(), &info.config, &info_path)?;
+    let best = run.join("best");
+    let record = CompactRecorder::new()
+        .load(best.clone(), device)
+        .map_err(|e| Error::Mismatch {
+            path: best.with_extension("mpk"),
+            reason: format!("does not match the run's settings: {e}"),
+        })?;
+    let model = build(&config)?.load_record(record);
+    Ok((info, model))
+}
+
+/// Scores of `items` (from `features`, read at `path`) by `logits`, 32 items a batch, after
+/// checking the features were extracted as the run's (`trained_on`).
+pub(crate) fn score_items<B: Backend, I: Clone>(
+    trained_on: &str,
+    features: &FeatureSet,
+    path: &Path,
+    items: &[(String, I)],
+    label: impl Fn(&I) -> i64,
+    logits: impl Fn(Vec<I>) -> Tensor<B, 2>,
+) -> Result<Scores> {
+    if features.kind.settings != trained_on {
+        return Err(Error::Mismatch {
+            path: path.to_path_buf(),
+            reason: "these features were extracted with other settings than the run was trained on"
+                .into(),
+        });
+    }
+    let (mut ids, mut labels, mut scores) = (Vec::new(), Vec::new(), Vec::new());
+    for chunk in items.chunks(32) {
+        let out = logits(chunk.iter().map(|(_, i)| i.clone()).collect());
+        let [n, k] = out.dims();
+        let values = out
+            .into_data()
+            .to_vec::<f32>()
+            .map_err(|e| Error::Mismatch {
+                path: path.to_path_buf(),
+                reason: format!("{e:?}"),
+            })?;
+        for (row, (id, item)) in chunk.iter().enumerate().take(n) {
+            ids.push(id.clone());
+            labels.push(label(item));
+            scores.push(values[row * k..(row + 1) * k].to_vec());
+        }
+    }
+    Ok(Scores {
+        ids,
+        labels,
+        scores,
+    })
 }
 
 /// Class scores of items.
@@ -193,6 +234,31 @@ pub fn evaluate(labels: &[i64], scores: &[Vec<f32>]) -> Evaluation {
 }
 
 impl Evaluation {
+    /// Writes `metrics.json`, `confusion.csv`, `confusion.svg` (rows normalised) and
+    /// `per_class.csv` (code, name, clips, accuracy) into `dir`, each atomically.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let mut per_class = String::from("code,name,clips,accuracy\n");
+        for c in &self.per_class {
+            let accuracy = c.accuracy.map(|a| format!("{a:.4}")).unwrap_or_default();
+            per_class.push_str(&format!(
+                "{},\"{}\",{},{accuracy}\n",
+                c.code, c.name, c.clips
+            ));
+        }
+        for (name, text) in [
+            (
+                "metrics.json",
+                serde_json::to_string_pretty(self).unwrap_or_default(),
+            ),
+            ("confusion.csv", self.confusion_csv()),
+            ("confusion.svg", self.confusion_svg()),
+            ("per_class.csv", per_class),
+        ] {
+            miga_datasets::io::write_atomic(&dir.join(name), text.as_bytes())?;
+        }
+        Ok(())
+    }
+
     /// The confusion matrix as CSV: a header of predicted codes, one row per true code.
     pub fn confusion_csv(&self) -> String {
         let codes: Vec<String> = MicroGesture::all().map(|c| c.code().to_string()).collect();

@@ -64,6 +64,8 @@ pub struct Weights {
     pub mvit: Option<PathBuf>,
     /// 2s-AGCN reference `.pt`.
     pub agcn: Option<PathBuf>,
+    /// SwinFace training checkpoint (`.pt`) or safetensors.
+    pub swinface: Option<PathBuf>,
 }
 
 /// What an extraction did.
@@ -109,6 +111,29 @@ fn backbones<B: Backend>(
     Ok(Backbones { mvit, agcn })
 }
 
+/// The items of part `(i, n)` (every n-th in id order from the i-th): how many there are, and
+/// those `writer` does not have yet.
+pub(crate) fn part_todo<R>(
+    mut records: Vec<R>,
+    id: impl Fn(&R) -> &String,
+    part: (usize, usize),
+    writer: &FeatureWriter,
+) -> (usize, Vec<R>) {
+    records.sort_by(|a, b| id(a).cmp(id(b)));
+    let mine: Vec<R> = records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % part.1 == part.0)
+        .map(|(_, r)| r)
+        .collect();
+    let count = mine.len();
+    let todo = mine
+        .into_iter()
+        .filter(|r| !writer.is_done(id(r)))
+        .collect();
+    (count, todo)
+}
+
 /// Average-pools `[B, T, H, W, C]` tokens over space to `[B, T, k, k, C]`.
 fn pool_grid<B: Backend>(tokens: Tensor<B, 5>, k: usize) -> Tensor<B, 5> {
     let [b, t, h, w, c] = tokens.dims();
@@ -122,7 +147,7 @@ fn pool_grid<B: Backend>(tokens: Tensor<B, 5>, k: usize) -> Tensor<B, 5> {
 /// `out`, resuming an earlier run of the same part and settings. `progress(done, total)` is
 /// called after each batch.
 pub fn extract_micro_gesture<B: Backend>(
-    mut records: Vec<ClipRecord>,
+    records: Vec<ClipRecord>,
     settings: &MicroGestureExtraction,
     weights: &Weights,
     out: &Path,
@@ -154,18 +179,7 @@ pub fn extract_micro_gesture<B: Backend>(
         settings: description.to_string(),
     };
     let mut writer = FeatureWriter::open(out, kind, part, settings.shard_items)?;
-    records.sort_by(|a, b| a.id.cmp(&b.id));
-    let mine: Vec<ClipRecord> = records
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| i % part.1 == part.0)
-        .map(|(_, r)| r)
-        .collect();
-    let clips = mine.len();
-    let todo: Vec<ClipRecord> = mine
-        .into_iter()
-        .filter(|r| !writer.is_done(&r.id))
-        .collect();
+    let (clips, todo) = part_todo(records, |r| &r.id, part, &writer);
     let resumed = clips - todo.len();
     // Clips with problems (no skeleton, beyond the end) fail with their reason when loaded.
     let (dataset, _) = ClipDataset::new(todo, settings.clip.clone(), 0)?;
@@ -276,6 +290,7 @@ pub(crate) mod tests {
             clips_per_video: 3,
             width: 128,
             height: 72,
+            classes: Vec::new(),
         };
         synthesise(&config, &data, &|_, _| {}).unwrap();
         let layout = MigaLayout::scan(&data).unwrap();
@@ -309,6 +324,7 @@ pub(crate) mod tests {
             clips_per_video: 3,
             width: 128,
             height: 72,
+            classes: Vec::new(),
         };
         synthesise(&config, &data, &|_, _| {}).unwrap();
         let (records, problems) =

@@ -3,6 +3,8 @@
 //! feature extraction, training (burn-train), evaluation and prediction files.
 
 pub mod config;
+pub mod demo;
+pub mod emotion;
 mod error;
 pub mod evaluate;
 pub mod extract;

@@ -11,13 +11,16 @@ use burn::data::dataset::InMemDataset;
 use burn::lr_scheduler::composed::ComposedLrSchedulerConfig;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
+use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
 use burn::prelude::*;
 use burn::record::{CompactRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::checkpoint::KeepLastNCheckpoints;
 use burn::train::metric::store::{Aggregate, Direction, Split};
-use burn::train::metric::{AccuracyMetric, LossMetric, MetricDefinition, TopKAccuracyMetric};
+use burn::train::metric::{
+    AccuracyMetric, AurocMetric, LossMetric, MetricDefinition, TopKAccuracyMetric,
+};
 use burn::train::renderer::{
     EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
     MetricsRendererTraining, ProgressType, TrainingProgress,
@@ -49,15 +52,21 @@ pub enum Streams {
     Skeleton,
 }
 
-/// Training settings (`miga train --print-config` shows the defaults).
+/// Training settings (`miga train --print-config` shows the defaults): `F` is the fusion
+/// module's configuration, `S` the streams it sees ([`Streams`] for micro-gestures,
+/// [`crate::emotion::EmotionStreams`] for emotion).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
+#[serde(bound(
+    serialize = "F: Serialize, S: Serialize",
+    deserialize = "F: serde::de::DeserializeOwned, S: serde::de::DeserializeOwned, TrainConfig<F, S>: Default"
+))]
+pub struct TrainConfig<F = CmtfConfig, S = Streams> {
     /// The streams the model sees.
-    pub streams: Streams,
+    pub streams: S,
     /// Epochs (at most; early stopping may end sooner).
     pub epochs: usize,
-    /// Clips a batch.
+    /// Items (clips or videos) a batch.
     pub batch: usize,
     /// Peak learning rate.
     pub learning_rate: f64,
@@ -71,8 +80,8 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Seed of initialisation and shuffling.
     pub seed: u64,
-    /// Fusion module (its `video_dim` / `skeleton_dim` must match the features).
-    pub fusion: CmtfConfig,
+    /// Fusion module (its input widths must match the features).
+    pub fusion: F,
     /// Loss.
     pub loss: ClassificationLossConfig,
 }
@@ -335,121 +344,234 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
     resume: bool,
     device: &B::Device,
 ) -> Result<TrainSummary> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
+    let labelled = |set: &FeatureSet| -> Result<Vec<FeatureItem>> {
+        Ok(feature_items(set, run)?
+            .into_iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.label >= 0)
+            .collect())
     };
-    let info = RunInfo {
-        task: MICRO_GESTURE.into(),
-        config: toml::to_string(config).unwrap_or_default(),
-        features: train.kind.settings.clone(),
-    };
-    let info_path = run.join("run.json");
-    let start = match (info_path.exists(), resume) {
-        (true, false) => {
+    let (train_items, valid_items) = (labelled(train)?, labelled(valid)?);
+    let run_spec = RunSpec::new(MICRO_GESTURE, train, valid, config, run, resume)?;
+    let model = MicroGestureModel::<B>::new(config, device)?;
+    fit(
+        run_spec,
+        model,
+        (train_items, valid_items),
+        FeatureBatcher,
+        config.batch,
+        Metrics::Classes,
+        device,
+    )
+}
+
+/// Where a training run goes and what it is, checked against an earlier run in the folder.
+pub(crate) struct RunSpec<'a> {
+    run: &'a Path,
+    /// The epoch to continue after (a resumed run).
+    start: Option<usize>,
+    epochs: usize,
+    batch: usize,
+    learning_rate: f64,
+    min_learning_rate: f64,
+    warmup_epochs: usize,
+    weight_decay: f32,
+    patience: usize,
+    seed: u64,
+}
+
+impl<'a> RunSpec<'a> {
+    /// Checks `run` (a new folder, or with `resume` one of the same settings and features) and
+    /// that `train` and `valid` were extracted alike, then writes `run.json`.
+    pub(crate) fn new<F: Serialize, S: Serialize>(
+        task: &str,
+        train: &FeatureSet,
+        valid: &FeatureSet,
+        config: &TrainConfig<F, S>,
+        run: &'a Path,
+        resume: bool,
+    ) -> Result<Self> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        let info = RunInfo {
+            task: task.into(),
+            config: toml::to_string(config).unwrap_or_default(),
+            features: train.kind.settings.clone(),
+        };
+        let info_path = run.join("run.json");
+        let start = match (info_path.exists(), resume) {
+            (true, false) => {
+                return Err(Error::Mismatch {
+                    path: run.to_path_buf(),
+                    reason: "already holds a run: pass --resume to continue it, or another --out"
+                        .into(),
+                });
+            }
+            (true, true) => {
+                if read_run_info(run)? != info {
+                    return Err(Error::Mismatch {
+                        path: run.to_path_buf(),
+                        reason: "this run was made with other settings or features".into(),
+                    });
+                }
+                latest_checkpoint(run)
+            }
+            (false, _) => None,
+        };
+        for (set, name) in [(train, "training"), (valid, "validation")] {
+            if set.kind.task != task {
+                return Err(Error::Mismatch {
+                    path: run.to_path_buf(),
+                    reason: format!(
+                        "the {name} features are for task `{}`, not {task}",
+                        set.kind.task
+                    ),
+                });
+            }
+        }
+        if train.kind != valid.kind {
             return Err(Error::Mismatch {
                 path: run.to_path_buf(),
-                reason: "already holds a run: pass --resume to continue it, or another --out"
+                reason: "training and validation features were extracted with different settings"
                     .into(),
             });
         }
-        (true, true) => {
-            let text = std::fs::read_to_string(&info_path).map_err(io(&info_path))?;
-            let previous: RunInfo = serde_json::from_str(&text).map_err(|e| Error::Mismatch {
-                path: info_path.clone(),
-                reason: format!("not a run: {e}"),
-            })?;
-            if previous != info {
-                return Err(Error::Mismatch {
-                    path: run.to_path_buf(),
-                    reason: "this run was made with other settings or features".into(),
-                });
-            }
-            latest_checkpoint(run)
-        }
-        (false, _) => None,
-    };
-    if train.kind != valid.kind {
+        std::fs::create_dir_all(run).map_err(io(run))?;
+        miga_datasets::io::write_atomic(
+            &info_path,
+            serde_json::to_string_pretty(&info)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        Ok(Self {
+            run,
+            start,
+            epochs: config.epochs,
+            batch: config.batch.max(1),
+            learning_rate: config.learning_rate,
+            min_learning_rate: config.min_learning_rate,
+            warmup_epochs: config.warmup_epochs,
+            weight_decay: config.weight_decay,
+            patience: config.patience,
+            seed: config.seed,
+        })
+    }
+}
+
+/// The metrics a run logs each epoch, besides the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Metrics {
+    /// Accuracy and top-5 accuracy (micro-gestures).
+    Classes,
+    /// Accuracy and AUROC (Win/Lose).
+    Binary,
+}
+
+/// `run.json` of a run folder; a folder without one is not a run.
+pub fn read_run_info(run: &Path) -> Result<RunInfo> {
+    let path = run.join("run.json");
+    let text = std::fs::read_to_string(&path).map_err(|_| Error::Mismatch {
+        path: run.to_path_buf(),
+        reason: "not a run folder (no run.json): train one with `miga train`".into(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Mismatch {
+        path,
+        reason: format!("not a run: {e}"),
+    })
+}
+
+/// Trains `model` with burn-train as `spec` says: AdamW, warm-up then cosine, a checkpoint
+/// every epoch, early stopping, then `best.mpk` (best validation accuracy) and `training.svg`.
+/// Validation batches hold `valid_batch` items.
+pub(crate) fn fit<B, M, I, T>(
+    spec: RunSpec<'_>,
+    model: M,
+    (train, valid): (Vec<I>, Vec<I>),
+    batcher: T,
+    valid_batch: usize,
+    metrics: Metrics,
+    device: &B::Device,
+) -> Result<TrainSummary>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>
+        + TrainStep<Output = ClassificationOutput<B>>
+        + core::fmt::Display
+        + 'static,
+    M::InnerModule: InferenceStep<Output = ClassificationOutput<B::InnerBackend>>,
+    I: Clone + core::fmt::Debug + Send + Sync + 'static,
+    T: Batcher<B, I, <M as TrainStep>::Input>
+        + Batcher<B::InnerBackend, I, <M::InnerModule as InferenceStep>::Input>
+        + Clone
+        + 'static,
+    <M as TrainStep>::Input: Clone + core::fmt::Debug + Send + 'static,
+    <M::InnerModule as InferenceStep>::Input: Clone + core::fmt::Debug + Send + 'static,
+{
+    let run = spec.run;
+    if train.is_empty() || valid.is_empty() {
         return Err(Error::Mismatch {
             path: run.to_path_buf(),
-            reason: "training and validation features were extracted with different settings"
-                .into(),
+            reason: "no labelled items in the training or validation features".into(),
         });
     }
-    std::fs::create_dir_all(run).map_err(io(run))?;
-    miga_datasets::io::write_atomic(
-        &info_path,
-        serde_json::to_string_pretty(&info)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
-    let train_items: Vec<FeatureItem> = feature_items(train, run)?
-        .into_iter()
-        .map(|(_, i)| i)
-        .filter(|i| i.label >= 0)
-        .collect();
-    let valid_items: Vec<FeatureItem> = feature_items(valid, run)?
-        .into_iter()
-        .map(|(_, i)| i)
-        .filter(|i| i.label >= 0)
-        .collect();
-    if train_items.is_empty() || valid_items.is_empty() {
-        return Err(Error::Mismatch {
-            path: run.to_path_buf(),
-            reason: "no labelled clips in the training or validation features".into(),
-        });
-    }
-    B::seed(device, config.seed);
-    let batches = train_items.len().div_ceil(config.batch.max(1));
-    let loader_train: Arc<dyn DataLoader<B, FeatureBatch<B>>> =
-        DataLoaderBuilder::new(FeatureBatcher)
-            .batch_size(config.batch)
-            .shuffle(config.seed)
-            .build(InMemDataset::new(train_items));
-    let loader_valid: Arc<dyn DataLoader<B::InnerBackend, FeatureBatch<B::InnerBackend>>> =
-        DataLoaderBuilder::new(FeatureBatcher)
-            .batch_size(config.batch)
-            .build(InMemDataset::new(valid_items));
+    B::seed(device, spec.seed);
+    let batches = train.len().div_ceil(spec.batch);
+    let loader_train: Arc<dyn DataLoader<B, <M as TrainStep>::Input>> =
+        DataLoaderBuilder::new(batcher.clone())
+            .batch_size(spec.batch)
+            .shuffle(spec.seed)
+            .build(InMemDataset::new(train));
+    let loader_valid: Arc<
+        dyn DataLoader<B::InnerBackend, <M::InnerModule as InferenceStep>::Input>,
+    > = DataLoaderBuilder::new(batcher)
+        .batch_size(valid_batch.max(1))
+        .build(InMemDataset::new(valid));
     let bad = |e: String| Error::InvalidConfig {
         path: "learning rate".into(),
         reason: e,
     };
-    let warmup = (config.warmup_epochs * batches).max(1);
+    let warmup = (spec.warmup_epochs * batches).max(1);
     let scheduler = ComposedLrSchedulerConfig::new()
         .linear(LinearLrSchedulerConfig::new(0.01, 1.0, warmup))
         .cosine(
-            CosineAnnealingLrSchedulerConfig::new(config.learning_rate, config.epochs * batches)
-                .with_min_lr(config.min_learning_rate),
+            CosineAnnealingLrSchedulerConfig::new(spec.learning_rate, spec.epochs * batches)
+                .with_min_lr(spec.min_learning_rate),
         )
         .init()
         .map_err(|e| bad(format!("{e:?}")))?;
-    let model = MicroGestureModel::<B>::new(config, device)?;
     let optimizer = AdamWConfig::new()
-        .with_weight_decay(config.weight_decay)
-        .init::<B, MicroGestureModel<B>>();
-    let mut training = SupervisedTraining::new(run, loader_train, loader_valid)
-        .metrics((
+        .with_weight_decay(spec.weight_decay)
+        .init::<B, M>();
+    let training = SupervisedTraining::new(run, loader_train, loader_valid);
+    let mut training = match metrics {
+        Metrics::Classes => training.metrics((
             AccuracyMetric::new(),
             TopKAccuracyMetric::new(5),
             LossMetric::new(),
-        ))
-        .with_file_checkpointer(CompactRecorder::new())
-        .with_checkpointing_strategy(KeepLastNCheckpoints::new(usize::MAX))
-        .num_epochs(config.epochs)
-        .renderer(EpochLines)
-        .with_application_logger(None);
-    if config.patience > 0 {
+        )),
+        Metrics::Binary => {
+            training.metrics((AccuracyMetric::new(), AurocMetric::new(), LossMetric::new()))
+        }
+    }
+    .with_file_checkpointer(CompactRecorder::new())
+    .with_checkpointing_strategy(KeepLastNCheckpoints::new(usize::MAX))
+    .num_epochs(spec.epochs)
+    .renderer(EpochLines)
+    .with_application_logger(None);
+    if spec.patience > 0 {
         training = training.early_stopping(MetricEarlyStoppingStrategy::new(
             &LossMetric::<B>::new(),
             Aggregate::Mean,
             Direction::Lowest,
             Split::Valid,
             StoppingCondition::NoImprovementSince {
-                n_epochs: config.patience,
+                n_epochs: spec.patience,
             },
         ));
     }
-    if let Some(epoch) = start {
+    if let Some(epoch) = spec.start {
         training = training.checkpoint(epoch);
     }
     let result = training.launch(Learner::new(model, optimizer, scheduler));
@@ -473,17 +595,17 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
         .into_iter()
         .fold((0, f64::MIN), |best, e| if e.1 > best.1 { e } else { best });
     // The best epoch's model, or the last one when no epoch was validated.
-    let checkpoint = run.join(format!("checkpoint/model-{best_epoch}"));
     let best = match best_epoch {
         0 => result.model,
         _ => {
+            let checkpoint = run.join(format!("checkpoint/model-{best_epoch}"));
             let record = CompactRecorder::new()
                 .load(checkpoint.clone(), device)
                 .map_err(|e| Error::Mismatch {
                     path: checkpoint,
                     reason: e.to_string(),
                 })?;
-            MicroGestureModel::<B::InnerBackend>::new(config, device)?.load_record(record)
+            result.model.load_record(record)
         }
     };
     best.save_file(run.join("best"), &CompactRecorder::new())

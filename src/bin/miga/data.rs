@@ -23,6 +23,9 @@ pub struct SynthArgs {
     /// Frame size WIDTHxHEIGHT (even numbers; the real videos are 1280x720)
     #[arg(long, default_value = "320x180")]
     size: String,
+    /// Draw clips from these classes only (iMiGUE codes 1-31 and 99, comma-separated); default all
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<u32>,
 }
 
 pub fn synth(args: SynthArgs) -> Result<(), Error> {
@@ -39,6 +42,7 @@ pub fn synth(args: SynthArgs) -> Result<(), Error> {
         clips_per_video: args.clips_per_video,
         width,
         height,
+        classes: args.classes.clone(),
     };
     let progress = crate::progress::bar(config.videos as u64, "videos");
     let summary = synthesise(&config, &args.out, &|done, _| {

@@ -7,8 +7,10 @@ use clap::Args;
 use miga::Error;
 use miga::datasets::io::write_atomic;
 use miga::device::{BackendTask, DeviceSpec};
+use miga::tasks::emotion::{EMOTION, EmotionRun, emotion_csv, evaluate_emotion};
 use miga::tasks::evaluate::{Scores, TrainedRun, evaluate, submission_csv};
 use miga::tasks::features::FeatureSet;
+use miga::tasks::train::read_run_info;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -34,7 +36,8 @@ pub struct PredictArgs {
     /// Features of the clips to predict (labels, if any, are ignored)
     #[arg(long)]
     features: PathBuf,
-    /// The submission file to write (`Id,Target`)
+    /// The file to write: micro-gestures, the MiGA submission (`Id,Target`); emotion, one row
+    /// a video (`Id,Target,P_win`, Target 1 for Win)
     #[arg(long, default_value = "prediction.csv")]
     out: PathBuf,
     /// Device (cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])
@@ -45,16 +48,31 @@ pub struct PredictArgs {
 struct Scoring {
     run: PathBuf,
     features: PathBuf,
+    emotion: bool,
 }
 
 impl BackendTask for Scoring {
     type Output = Result<Scores, Error>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let run = TrainedRun::<B>::load(&self.run, &device)?;
         let set = FeatureSet::read(&self.features)?;
-        Ok(run.scores(&set, &self.features, &device)?)
+        Ok(if self.emotion {
+            EmotionRun::<B>::load(&self.run, &device)?.scores(&set, &self.features, &device)?
+        } else {
+            TrainedRun::<B>::load(&self.run, &device)?.scores(&set, &self.features, &device)?
+        })
     }
+}
+
+/// Scores of the run's model on the features, and whether it is an emotion run.
+fn scores(run: &Path, features: &Path, device: DeviceSpec) -> Result<(Scores, bool), Error> {
+    let emotion = read_run_info(run)?.task == EMOTION;
+    let scores = device.run(Scoring {
+        run: run.to_path_buf(),
+        features: features.to_path_buf(),
+        emotion,
+    })??;
+    Ok((scores, emotion))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Error> {
@@ -62,17 +80,7 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 pub fn eval(args: EvalArgs) -> Result<(), Error> {
-    let Scores { labels, scores, .. } = args.device.run(Scoring {
-        run: args.run.clone(),
-        features: args.features.clone(),
-    })??;
-    let evaluation = evaluate(&labels, &scores);
-    if evaluation.clips == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "{}: no labelled clips to evaluate",
-            args.features.display()
-        )));
-    }
+    let (Scores { labels, scores, .. }, emotion) = scores(&args.run, &args.features, args.device)?;
     let name = args
         .features
         .file_name()
@@ -81,21 +89,33 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
     let out = args
         .out
         .unwrap_or_else(|| args.run.join(format!("eval-{name}")));
-    write(
-        &out.join("metrics.json"),
-        &serde_json::to_string_pretty(&evaluation).unwrap_or_default(),
-    )?;
-    write(&out.join("confusion.csv"), &evaluation.confusion_csv())?;
-    write(&out.join("confusion.svg"), &evaluation.confusion_svg())?;
-    let mut per_class = String::from("code,name,clips,accuracy\n");
-    for c in &evaluation.per_class {
-        let accuracy = c.accuracy.map(|a| format!("{a:.4}")).unwrap_or_default();
-        per_class.push_str(&format!(
-            "{},\"{}\",{},{accuracy}\n",
-            c.code, c.name, c.clips
-        ));
+    let none = || {
+        Err(Error::InvalidArgument(format!(
+            "{}: nothing labelled to evaluate",
+            args.features.display()
+        )))
+    };
+    if emotion {
+        let evaluation = evaluate_emotion(&labels, &scores);
+        if evaluation.videos == 0 {
+            return none();
+        }
+        evaluation.write(&out)?;
+        println!(
+            "{} videos: accuracy {:.1}%, F1 (Win) {:.3}, AUROC {:.3} -> {}",
+            evaluation.videos,
+            evaluation.accuracy * 100.0,
+            evaluation.f1,
+            evaluation.auroc,
+            out.display()
+        );
+        return Ok(());
     }
-    write(&out.join("per_class.csv"), &per_class)?;
+    let evaluation = evaluate(&labels, &scores);
+    if evaluation.clips == 0 {
+        return none();
+    }
+    evaluation.write(&out)?;
     println!(
         "{} clips: top-1 {:.1}%, top-5 {:.1}%, mean class accuracy {:.1}% -> {}",
         evaluation.clips,
@@ -108,11 +128,13 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
 }
 
 pub fn predict(args: PredictArgs) -> Result<(), Error> {
-    let Scores { ids, scores, .. } = args.device.run(Scoring {
-        run: args.run,
-        features: args.features,
-    })??;
-    write(&args.out, &submission_csv(&ids, &scores))?;
-    println!("{} clips -> {}", ids.len(), args.out.display());
+    let (Scores { ids, scores, .. }, emotion) = scores(&args.run, &args.features, args.device)?;
+    let (text, unit) = if emotion {
+        (emotion_csv(&ids, &scores), "videos")
+    } else {
+        (submission_csv(&ids, &scores), "clips")
+    };
+    write(&args.out, &text)?;
+    println!("{} {unit} -> {}", ids.len(), args.out.display());
     Ok(())
 }

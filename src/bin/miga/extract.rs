@@ -6,8 +6,11 @@ use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 use miga::Error;
 use miga::datasets::clips::ClipRecord;
-use miga::datasets::{MigaLayout, Split};
+use miga::datasets::emotion::EmotionRecord;
+use miga::datasets::synth::LABELS_CSV;
+use miga::datasets::{LabelTable, MigaLayout, Split};
 use miga::device::{BackendTask, DeviceSpec};
+use miga::tasks::emotion::{EmotionExtraction, extract_emotion};
 use miga::tasks::extract::{
     ExtractSummary, MicroGestureExtraction, Weights, extract_micro_gesture,
 };
@@ -51,6 +54,13 @@ pub struct ExtractArgs {
     /// 2s-AGCN reference checkpoint (.pt); without it the backbone is random
     #[arg(long)]
     agcn_weights: Option<PathBuf>,
+    /// SwinFace training checkpoint (.pt) or safetensors (emotion); without it the backbone is
+    /// random
+    #[arg(long)]
+    swinface_weights: Option<PathBuf>,
+    /// Official-format label CSV with each video's Win/Lose (emotion) [default: DATA/labels.csv]
+    #[arg(long)]
+    labels: Option<PathBuf>,
     /// Extract part I of N (every N-th clip from the I-th), so that N machines share the work
     #[arg(long, default_value = "0/1")]
     shard: String,
@@ -59,9 +69,13 @@ pub struct ExtractArgs {
     device: DeviceSpec,
 }
 
+enum Job {
+    MicroGesture(Vec<ClipRecord>, MicroGestureExtraction),
+    Emotion(Vec<EmotionRecord>, EmotionExtraction),
+}
+
 struct Extraction {
-    records: Vec<ClipRecord>,
-    settings: MicroGestureExtraction,
+    job: Job,
     weights: Weights,
     out: PathBuf,
     part: (usize, usize),
@@ -71,19 +85,36 @@ impl BackendTask for Extraction {
     type Output = Result<ExtractSummary, Error>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let bar = crate::progress::bar(0, "clips");
-        let summary = extract_micro_gesture::<B>(
-            self.records,
-            &self.settings,
-            &self.weights,
-            &self.out,
-            self.part,
-            &device,
-            &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            },
-        )?;
+        let unit = match &self.job {
+            Job::MicroGesture(..) => "clips",
+            Job::Emotion(..) => "videos",
+        };
+        let bar = crate::progress::bar(0, unit);
+        let mut progress = |done: usize, total: usize| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        };
+        let (weights, out, part) = (&self.weights, &self.out, self.part);
+        let summary = match self.job {
+            Job::MicroGesture(records, settings) => extract_micro_gesture::<B>(
+                records,
+                &settings,
+                weights,
+                out,
+                part,
+                &device,
+                &mut progress,
+            )?,
+            Job::Emotion(records, settings) => extract_emotion::<B>(
+                records,
+                &settings,
+                weights,
+                out,
+                part,
+                &device,
+                &mut progress,
+            )?,
+        };
         bar.finish_and_clear();
         Ok(summary)
     }
@@ -100,16 +131,16 @@ fn parse_part(text: &str) -> Result<(usize, usize), Error> {
 }
 
 pub fn run(args: ExtractArgs) -> Result<(), Error> {
-    if let Task::Emotion = args.task {
-        return Err(Error::NotYetAvailable {
-            command: "extract --task emotion",
-            version: miga::VERSION,
-            plan: "emotion features need SwinFace face embeddings, which arrive with the Swin backbone",
-        });
-    }
-    let Some(settings) =
-        crate::settings::load::<MicroGestureExtraction>(args.config.as_deref(), args.print_config)?
-    else {
+    let config = args.config.as_deref();
+    let job = match args.task {
+        Task::MicroGesture => {
+            crate::settings::load::<MicroGestureExtraction>(config, args.print_config)?
+                .map(|s| Job::MicroGesture(Vec::new(), s))
+        }
+        Task::Emotion => crate::settings::load::<EmotionExtraction>(config, args.print_config)?
+            .map(|s| Job::Emotion(Vec::new(), s)),
+    };
+    let Some(job) = job else {
         return Ok(());
     };
     let part = parse_part(&args.shard)?;
@@ -122,29 +153,53 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
         return Err(Error::InvalidArgument("--data and --out are needed".into()));
     };
     let layout = MigaLayout::scan(&data)?;
-    let (records, problems) = ClipRecord::from_miga(&layout, split);
-    for problem in &problems {
-        eprintln!("warning: {problem}");
-    }
-    if args.mvit_weights.is_none() || args.agcn_weights.is_none() {
-        eprintln!(
-            "note: a backbone without --mvit-weights / --agcn-weights is randomly initialised (seed {})",
-            settings.seed
-        );
-    }
+    let (job, unit) = match job {
+        Job::MicroGesture(_, settings) => {
+            let (records, problems) = ClipRecord::from_miga(&layout, split);
+            for problem in &problems {
+                eprintln!("warning: {problem}");
+            }
+            if args.mvit_weights.is_none() || args.agcn_weights.is_none() {
+                eprintln!(
+                    "note: a backbone without --mvit-weights / --agcn-weights is randomly initialised (seed {})",
+                    settings.seed
+                );
+            }
+            (Job::MicroGesture(records, settings), "clips")
+        }
+        Job::Emotion(_, settings) => {
+            let labels = args.labels.unwrap_or_else(|| data.join(LABELS_CSV));
+            let table = LabelTable::read(&labels)?;
+            let records = EmotionRecord::from_miga(&layout, split, &table);
+            let unknown = records.iter().filter(|r| r.outcome.is_none()).count();
+            if unknown > 0 {
+                eprintln!(
+                    "note: {unknown} videos have no Win/Lose in {} (extracted unlabelled)",
+                    labels.display()
+                );
+            }
+            if args.mvit_weights.is_none() || args.swinface_weights.is_none() {
+                eprintln!(
+                    "note: a backbone without --mvit-weights / --swinface-weights is randomly initialised (seed {})",
+                    settings.seed
+                );
+            }
+            (Job::Emotion(records, settings), "videos")
+        }
+    };
     let weights = Weights {
         mvit: args.mvit_weights,
         agcn: args.agcn_weights,
+        swinface: args.swinface_weights,
     };
     let summary = args.device.run(Extraction {
-        records,
-        settings,
+        job,
         weights,
         out: out.clone(),
         part,
     })??;
     println!(
-        "{} clips in part {}/{}: {} extracted, {} already there, {} failed -> {}",
+        "{} {unit} in part {}/{}: {} extracted, {} already there, {} failed -> {}",
         summary.clips,
         part.0,
         part.1,

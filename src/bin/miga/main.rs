@@ -2,6 +2,7 @@
 
 mod bench;
 mod data;
+mod demo;
 mod evaluate;
 mod extract;
 mod faces;
@@ -50,9 +51,11 @@ enum Command {
         after_help = "Examples:\n  MViTv2-S on clips (B, 3, T, H, W), torchvision weights, with the token grid:\n  miga forward --arch mvit_v2_s --weights mvit_v2_s-ae3be167.pth --input clips.safetensors \\\n      --output out.safetensors --tokens\n  2s-AGCN, both streams fused:\n  miga forward --arch agcn --graph imigue-upper-hands --stream both \\\n      --weights joint.pt --bone-weights bone.pt --input skeletons.safetensors --output out.safetensors\n  SwinFace on aligned faces (B, 3, 112, 112), its training checkpoint, all 42 heads:\n  miga forward --arch swinface --weights checkpoint_step_79999_gpu_0.pt --input faces.safetensors \\\n      --output out.safetensors"
     )]
     Forward(forward::ForwardArgs),
-    /// Run the whole pipeline on generated data: extract, train, evaluate, predict
-    #[command(after_help = "Example:\n  miga demo --out runs/demo")]
-    Demo(Pending),
+    /// Run both tasks end to end on generated data: synthesise, extract, train, evaluate, predict
+    #[command(
+        after_help = "Examples:\n  miga demo                      (into ./miga-demo)\n  miga demo --out runs/demo --config demo.toml\n  miga demo --print-config > demo.toml\n\nWrites a synthetic dataset in the MiGA layout, extracts features with small randomly\ninitialised backbones, trains every single-stream baseline and the fusion model of both tasks\n(micro-gesture: video, skeleton, fusion; emotion: face, context, late fusion, InterFusion),\nevaluates them on held-out subjects and prints one table. About 5-10 minutes on 2 cores."
+    )]
+    Demo(demo::DemoArgs),
     /// Run the backbones over a dataset and write feature shards (resumable)
     #[command(
         after_help = "Examples:\n  miga extract --task micro-gesture --data miga2025/ --split train --out features/train \\\n      --mvit-weights mvit_v2_s-ae3be167.pth --agcn-weights joint.pt\n  miga extract --task micro-gesture --data miga2025/ --out features/train --shard 1/4   (machine 2 of 4)\n  miga extract --task micro-gesture --print-config > extract.toml"
@@ -111,13 +114,6 @@ struct InfoArgs {
     json: bool,
 }
 
-/// Arguments of a command that has not landed yet: accepted, so that the command can say so.
-#[derive(Args)]
-struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    _args: Vec<String>,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -139,16 +135,7 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Info(args) => info(args),
         Command::Forward(args) => forward::run(args),
         Command::Faces(args) => faces::run(args),
-        Command::Demo(_) => {
-            println!(
-                "miga demo will generate a small synthetic dataset in the MiGA layout, then run \
-                 extract -> train -> eval -> predict for both tasks (micro-gesture and emotion) \
-                 on the CPU and write every artefact to a run folder.\n\
-                 This build of miga {} does not have the tasks yet; `miga info` shows what it has.",
-                miga::VERSION
-            );
-            Ok(())
-        }
+        Command::Demo(args) => demo::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => evaluate::eval(args),

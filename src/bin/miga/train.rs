@@ -6,6 +6,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 use miga::Error;
 use miga::device::{AutodiffTask, DeviceSpec};
+use miga::tasks::emotion::{EmotionStreams, EmotionTrainConfig, train_emotion};
 use miga::tasks::features::FeatureSet;
 use miga::tasks::train::{Streams, TrainConfig, TrainSummary, train_micro_gesture};
 
@@ -17,9 +18,18 @@ enum Task {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum StreamsArg {
+    /// Both streams, fused (either task)
     Both,
+    /// Micro-gesture baseline: video only
     Video,
+    /// Micro-gesture baseline: skeleton only
     Skeleton,
+    /// Emotion baseline: faces only
+    Face,
+    /// Emotion baseline: context only
+    Context,
+    /// Emotion baseline: faces and context, late fusion (mean of the two streams' logits)
+    Late,
 }
 
 #[derive(Args)]
@@ -42,7 +52,7 @@ pub struct TrainArgs {
     /// Print the default settings as TOML and exit
     #[arg(long)]
     print_config: bool,
-    /// Override the settings' streams: both (fusion), or one for a single-modality baseline
+    /// Override the settings' streams: both (fusion), or a single-modality baseline
     #[arg(long, value_enum)]
     streams: Option<StreamsArg>,
     /// Continue an interrupted run in --out after its last finished epoch
@@ -53,10 +63,15 @@ pub struct TrainArgs {
     device: DeviceSpec,
 }
 
+enum Job {
+    MicroGesture(TrainConfig),
+    Emotion(EmotionTrainConfig),
+}
+
 struct Training {
     train: FeatureSet,
     valid: FeatureSet,
-    config: TrainConfig,
+    job: Job,
     out: PathBuf,
     resume: bool,
 }
@@ -65,37 +80,61 @@ impl AutodiffTask for Training {
     type Output = Result<TrainSummary, Error>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        Ok(train_micro_gesture::<B>(
-            &self.train,
-            &self.valid,
-            &self.config,
-            &self.out,
-            self.resume,
-            &device,
-        )?)
+        let (train, valid, out) = (&self.train, &self.valid, &self.out);
+        Ok(match &self.job {
+            Job::MicroGesture(config) => {
+                train_micro_gesture::<B>(train, valid, config, out, self.resume, &device)?
+            }
+            Job::Emotion(config) => {
+                train_emotion::<B>(train, valid, config, out, self.resume, &device)?
+            }
+        })
     }
 }
 
 pub fn run(args: TrainArgs) -> Result<(), Error> {
-    if let Task::Emotion = args.task {
-        return Err(Error::NotYetAvailable {
-            command: "train --task emotion",
-            version: miga::VERSION,
-            plan: "emotion training needs SwinFace face features, which arrive with the Swin backbone",
-        });
-    }
-    let Some(mut config) =
-        crate::settings::load::<TrainConfig>(args.config.as_deref(), args.print_config)?
-    else {
-        return Ok(());
+    let file = args.config.as_deref();
+    let wrong = |task: &str| {
+        Err(Error::InvalidArgument(format!(
+            "--streams {} is not a {task} stream",
+            args.streams
+                .and_then(|s| s.to_possible_value())
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default()
+        )))
     };
-    if let Some(streams) = args.streams {
-        config.streams = match streams {
-            StreamsArg::Both => Streams::Both,
-            StreamsArg::Video => Streams::Video,
-            StreamsArg::Skeleton => Streams::Skeleton,
-        };
-    }
+    let job = match args.task {
+        Task::MicroGesture => {
+            let Some(mut config) = crate::settings::load::<TrainConfig>(file, args.print_config)?
+            else {
+                return Ok(());
+            };
+            config.streams = match args.streams {
+                None => config.streams,
+                Some(StreamsArg::Both) => Streams::Both,
+                Some(StreamsArg::Video) => Streams::Video,
+                Some(StreamsArg::Skeleton) => Streams::Skeleton,
+                Some(_) => return wrong("micro-gesture"),
+            };
+            Job::MicroGesture(config)
+        }
+        Task::Emotion => {
+            let Some(mut config) =
+                crate::settings::load::<EmotionTrainConfig>(file, args.print_config)?
+            else {
+                return Ok(());
+            };
+            config.streams = match args.streams {
+                None => config.streams,
+                Some(StreamsArg::Both) => EmotionStreams::Both,
+                Some(StreamsArg::Face) => EmotionStreams::Face,
+                Some(StreamsArg::Context) => EmotionStreams::Context,
+                Some(StreamsArg::Late) => EmotionStreams::Late,
+                Some(_) => return wrong("emotion"),
+            };
+            Job::Emotion(config)
+        }
+    };
     let (Some(features), Some(valid), Some(out)) = (args.features, args.valid, args.out) else {
         return Err(Error::InvalidArgument(
             "--features, --valid and --out are needed".into(),
@@ -106,7 +145,7 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
     let summary = args.device.run_autodiff(Training {
         train,
         valid,
-        config,
+        job,
         out: out.clone(),
         resume: args.resume,
     })??;

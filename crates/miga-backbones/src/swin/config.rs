@@ -89,6 +89,21 @@ impl SwinConfig {
         )
     }
 
+    /// A narrow SwinFace backbone for quick runs (the demo, tests): 112x112 faces, patch 4,
+    /// channels 32, depths 1-1-1, heads 1-2-4, window 7, the 512-d embedding. No checkpoint
+    /// of it exists; it is for random-feature pipelines.
+    pub fn swinface_xs() -> Self {
+        SwinConfig::new(
+            112,
+            4,
+            32,
+            vec![1, 1, 1],
+            vec![1, 2, 4],
+            7,
+            SwinHead::FaceEmbedding { dim: 512 },
+        )
+    }
+
     /// timm's `swin_tiny_patch4_window7_224` (Swin-T): 224x224, patch 4, the same stages, and
     /// a classifier of `num_classes` (1000 for ImageNet-1k).
     pub fn swin_t(num_classes: usize) -> Self {
@@ -103,14 +118,15 @@ impl SwinConfig {
         )
     }
 
-    /// A preset by name: `swinface` or `swin_t` (with `num_classes`).
+    /// A preset by name: `swinface`, `swinface_xs` or `swin_t` (with `num_classes`).
     pub fn preset(name: &str, num_classes: usize) -> crate::Result<Self> {
         match name {
             "swinface" => Ok(Self::swinface()),
+            "swinface_xs" => Ok(Self::swinface_xs()),
             "swin_t" => Ok(Self::swin_t(num_classes)),
             _ => Err(crate::Error::InvalidConfig {
                 model: "swin",
-                reason: format!("unknown preset `{name}` (swinface, swin_t)"),
+                reason: format!("unknown preset `{name}` (swinface, swinface_xs, swin_t)"),
             }),
         }
     }

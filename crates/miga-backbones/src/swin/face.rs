@@ -145,6 +145,21 @@ impl SwinFaceConfig {
             .with_heads(Some(FaceAnalysisConfig::new(vec![47, 93, 186, 186])))
     }
 
+    /// The backbone preset `name` ([`SwinConfig::preset`]) with SwinFace's heads when `heads`
+    /// (they are defined for the `swinface` backbone only).
+    pub fn preset(name: &str, heads: bool) -> crate::Result<Self> {
+        match (name, heads) {
+            ("swinface", true) => Ok(Self::swinface()),
+            (name, false) => Ok(Self::new(SwinConfig::preset(name, 0)?)),
+            (name, true) => Err(crate::Error::InvalidConfig {
+                model: "swinface",
+                reason: format!(
+                    "the face-analysis heads are defined for the `swinface` backbone, not `{name}`"
+                ),
+            }),
+        }
+    }
+
     /// Builds the network (random initialisation).
     pub fn init<B: Backend>(&self, device: &B::Device) -> crate::Result<SwinFace<B>> {
         let backbone = self.backbone.init(device)?;

@@ -25,6 +25,9 @@ pub struct Pose {
     pub shrug: f32,
     /// Hands hidden behind the body (OpenPose misses them).
     pub hands_hidden: bool,
+    /// Mouth curve in head radii: positive lowers the middle of the mouth below its corners (a
+    /// smile), negative raises it (a frown).
+    pub mouth: f32,
 }
 
 /// Rest positions of the hands (on the table).
@@ -43,6 +46,7 @@ impl Pose {
             neck: [0.0; 2],
             shrug: 0.0,
             hands_hidden: false,
+            mouth: 0.0,
         }
     }
 }
@@ -98,6 +102,12 @@ impl Look {
     }
 }
 
+/// How far the mouth line at `x` (head radii from the middle) is below its corners (at
+/// +-0.3) for a mouth curve `curve`.
+fn mouth_curve(curve: f32, x: f32) -> f32 {
+    curve * (1.0 - (x / 0.3).powi(2)).max(0.0)
+}
+
 fn add(a: P, b: P) -> P {
     [a[0] + b[0], a[1] + b[1]]
 }
@@ -138,6 +148,8 @@ pub struct Joints {
     pub arms: [(P, P, P); 2],
     /// Forearm directions, for the hands' fingers.
     pub hand_direction: [P; 2],
+    /// Mouth curve (see [`Pose::mouth`]).
+    pub mouth: f32,
 }
 
 /// Positions the skeleton for a pose.
@@ -182,6 +194,7 @@ pub fn joints(pose: &Pose, look: &Look) -> Joints {
         head: (head_centre, 0.42, pose.roll),
         arms: arms.map(|(a, b, c)| (a, b, c)),
         hand_direction,
+        mouth: pose.mouth,
     }
 }
 
@@ -230,8 +243,10 @@ pub fn keypoints(j: &Joints, pose: &Pose, look: &Look, rng: &mut SeededRng) -> V
                 let k = (i - 48) as f32;
                 let a = std::f32::consts::TAU * k / if i < 60 { 12.0 } else { 8.0 };
                 let r = if i < 60 { 0.3 } else { 0.2 };
-                // From the corner on the image's left (48, 60), as OpenPose numbers them.
-                [-r * a.cos(), 0.5 + r * 0.3 * a.sin()]
+                // From the corner on the image's left (48, 60), as OpenPose numbers them; the
+                // curve moves the middle, not the corners.
+                let x = -r * a.cos();
+                [x, 0.5 + r * 0.3 * a.sin() + mouth_curve(j.mouth, x)]
             }
             68 => [-0.35, -0.22],
             _ => [0.35, -0.22],
@@ -343,7 +358,9 @@ pub fn render(j: &Joints, look: &Look, width: u32, height: u32, out: &mut [u8]) 
     let at = |dx: f32, dy: f32| add(centre, rotate([dx * radius, dy * radius], roll));
     canvas.capsule(at(-0.35, -0.2), at(-0.35, -0.2), 0.05, [30, 30, 30]);
     canvas.capsule(at(0.35, -0.2), at(0.35, -0.2), 0.05, [30, 30, 30]);
-    canvas.capsule(at(-0.25, 0.5), at(0.25, 0.5), 0.03, [120, 40, 40]);
+    let lips = [-0.3, 0.0, 0.3].map(|x| at(x, 0.5 + mouth_curve(j.mouth, x)));
+    canvas.capsule(lips[0], lips[1], 0.035, [120, 40, 40]);
+    canvas.capsule(lips[1], lips[2], 0.035, [120, 40, 40]);
     // The table, then the arms and hands over it.
     let table_top = (look.origin[1] + 1.6 * look.unit).max(0.0) as usize;
     canvas.rows(table_top, look.table, look.table);

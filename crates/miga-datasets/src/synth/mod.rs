@@ -4,7 +4,8 @@
 //! Each of the 32 classes is a distinct small motion (a hand to a place on the head or body,
 //! with its own oscillation; a head or torso movement), so that both the RGB and the skeleton
 //! stream can learn it. Win / Lose changes the figure's overall behaviour: a lower head,
-//! slower and smaller movements and more self-touching gestures when the player lost. Per
+//! slower and smaller movements and more self-touching gestures when the player lost, and its
+//! face: a smile after a win, a frown after a loss (around a per-video mood). Per
 //! subject build and colours, per clip timing, amplitude, detector jitter and missed points
 //! keep it from being trivial. The same configuration and seed give the same bytes.
 
@@ -39,6 +40,8 @@ pub struct SynthConfig {
     pub width: u32,
     /// Frame height in pixels (even).
     pub height: u32,
+    /// The iMiGUE codes (1-31, 99) of the classes to draw clips from; empty: all 32.
+    pub classes: Vec<u32>,
 }
 
 impl Default for SynthConfig {
@@ -49,6 +52,7 @@ impl Default for SynthConfig {
             clips_per_video: 12,
             width: 320,
             height: 180,
+            classes: Vec::new(),
         }
     }
 }
@@ -190,21 +194,26 @@ struct Behaviour {
     head_drop: f32,
     speed: f32,
     energy: f32,
+    mouth: f32,
 }
 
 impl Behaviour {
     fn of(outcome: Outcome, rng: &mut SeededRng) -> Self {
         let noise = 0.9 + 0.2 * rng.uniform();
+        // A per-video mood around the outcome's: some won matches end with a straight face.
+        let mood = 0.06 * rng.normal();
         match outcome {
             Outcome::Lose => Self {
                 head_drop: 0.07 * noise,
                 speed: 0.75 * noise,
                 energy: 0.8 * noise,
+                mouth: -0.12 * noise + mood,
             },
             Outcome::Win => Self {
                 head_drop: -0.03 * noise,
                 speed: 1.1 * noise,
                 energy: 1.2 * noise,
+                mouth: 0.15 * noise + mood,
             },
         }
     }
@@ -218,6 +227,7 @@ fn pose(class: Option<(usize, f32, f32)>, t: f32, behaviour: Behaviour, drift: &
     pose.right_hand = [REST_RIGHT[0] + idle(0), REST_RIGHT[1] + idle(1) * 0.5];
     pose.left_hand = [REST_LEFT[0] + idle(2), REST_LEFT[1] + idle(3) * 0.5];
     pose.head = [idle(4) * 0.5, behaviour.head_drop + idle(5) * 0.3];
+    pose.mouth = behaviour.mouth;
     let Some((class, phase, amount)) = class else {
         return pose;
     };
@@ -269,7 +279,25 @@ struct VideoPlan {
     frames: usize,
 }
 
-fn plan(config: &SynthConfig) -> Vec<VideoPlan> {
+/// The class indices of `config.classes` (all when empty); an unknown code is an error.
+fn class_indices(config: &SynthConfig, out: &Path) -> Result<Vec<usize>> {
+    if config.classes.is_empty() {
+        return Ok((0..NUM_CLASSES).collect());
+    }
+    config
+        .classes
+        .iter()
+        .map(|&code| {
+            MicroGesture::from_code(code)
+                .map(|c| c.index())
+                .ok_or_else(|| {
+                    Error::request(out, format!("no micro-gesture class with code {code}"))
+                })
+        })
+        .collect()
+}
+
+fn plan(config: &SynthConfig, classes: &[usize]) -> Vec<VideoPlan> {
     let subjects = config.videos.div_ceil(2);
     // Cross-subject: the last fifth of the subjects (at least one) for test, the fifth before
     // for validation, when there are three subjects or more.
@@ -295,18 +323,22 @@ fn plan(config: &SynthConfig) -> Vec<VideoPlan> {
             } else {
                 Outcome::Lose
             };
-            let favoured = if outcome == Outcome::Win {
-                WIN_CLASSES
+            let favoured: Vec<usize> = if outcome == Outcome::Win {
+                &WIN_CLASSES
             } else {
-                LOSE_CLASSES
-            };
+                &LOSE_CLASSES
+            }
+            .iter()
+            .copied()
+            .filter(|c| classes.contains(c))
+            .collect();
             let mut t = 5 + rng.below(10);
             let segments = (0..config.clips_per_video)
                 .map(|_| {
-                    let index = if rng.uniform() < 0.4 {
+                    let index = if rng.uniform() < 0.4 && !favoured.is_empty() {
                         favoured[rng.below(favoured.len())]
                     } else {
-                        rng.below(NUM_CLASSES)
+                        classes[rng.below(classes.len())]
                     };
                     let length = 16 + rng.below(48);
                     let segment = Segment {
@@ -429,7 +461,7 @@ pub fn synthesise(
             ),
         ));
     }
-    let videos = plan(config);
+    let videos = plan(config, &class_indices(config, out)?);
     let done = std::sync::atomic::AtomicUsize::new(0);
     videos.par_iter().try_for_each(|video| {
         generate(config, video, out)?;
@@ -497,6 +529,7 @@ pub(crate) mod tests {
             clips_per_video: 3,
             width: 160,
             height: 90,
+            classes: Vec::new(),
         };
         synthesise(&config, &out, &|_, _| {}).unwrap();
         out

@@ -1,0 +1,660 @@
+//! The emotion task (Win/Lose per video): SwinFace face embeddings and MViTv2 context
+//! embeddings extracted per video ([`extract_emotion`]), InterFusion trained on them
+//! ([`train_emotion`]), and its evaluation (accuracy, F1, AUROC) and per-video predictions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+use miga_backbones::mvit::{Mvit, MvitConfig};
+use miga_backbones::swin::{SwinFace, SwinFaceConfig};
+use miga_datasets::emotion::{EmotionConfig, EmotionDataset, EmotionRecord};
+use miga_fusion::{
+    ClassificationLossConfig, InterFusion, InterFusionConfig, InterFusionInput, InterFusionVariant,
+    Sequence,
+};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::evaluate::{Scores, load_best, score_items};
+use crate::extract::{ExtractSummary, Weights, part_todo};
+use crate::features::{FeatureKind, FeatureSet, FeatureWriter};
+use crate::train::{Metrics, RunSpec, TrainConfig, TrainSummary, fit};
+use crate::{Error, Result};
+
+/// Task name of emotion features and runs.
+pub const EMOTION: &str = "emotion";
+
+/// How emotion features are extracted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmotionExtraction {
+    /// Context windows, face crops and their sampling.
+    pub video: EmotionConfig,
+    /// MViTv2 preset of the context windows (`mvit_v2_s`, `mvit_v2_b`, `mvit_v2_xs`).
+    pub mvit: String,
+    /// SwinFace backbone preset (`swinface`, `swinface_xs`).
+    pub swinface: String,
+    /// Also store SwinFace's facial-expression probabilities (7 per face; `swinface` only).
+    pub expressions: bool,
+    /// Faces a SwinFace forward pass.
+    pub face_batch: usize,
+    /// Videos a shard.
+    pub shard_items: usize,
+    /// Seed of the backbones' random initialisation when no weights are given.
+    pub seed: u64,
+}
+
+impl Default for EmotionExtraction {
+    fn default() -> Self {
+        Self {
+            video: EmotionConfig::default(),
+            mvit: "mvit_v2_s".into(),
+            swinface: "swinface".into(),
+            expressions: true,
+            face_batch: 32,
+            shard_items: 16,
+            seed: 0,
+        }
+    }
+}
+
+struct Backbones<B: Backend> {
+    mvit: Mvit<B>,
+    swinface: SwinFace<B>,
+}
+
+fn backbones<B: Backend>(
+    settings: &EmotionExtraction,
+    weights: &Weights,
+    device: &B::Device,
+) -> Result<Backbones<B>> {
+    B::seed(device, settings.seed);
+    let video = &settings.video;
+    let mvit = MvitConfig::preset(&settings.mvit, 400)?
+        .with_temporal_size(video.frames)
+        .with_spatial_size([video.rgb.crop; 2]);
+    let mvit = match &weights.mvit {
+        Some(path) => mvit.load_checkpoint(path, device)?,
+        None => mvit.init(device)?,
+    };
+    let face = SwinFaceConfig::preset(&settings.swinface, settings.expressions)?;
+    let swinface = match &weights.swinface {
+        Some(path) => face.load_checkpoint(path, device)?,
+        None => face.init(device)?,
+    };
+    Ok(Backbones { mvit, swinface })
+}
+
+/// The rows of a `[N, C]` tensor as data.
+fn rows<B: Backend>(t: Tensor<B, 2>) -> TensorData {
+    t.into_data()
+}
+
+/// Extracts part `part = (i, n)` of the emotion videos `records` into `out`: per video
+/// `context_embeddings` `[windows, C]` (MViTv2's normalised class token of each window),
+/// `face_embeddings` `[faces, 512]` and, with `expressions`, `face_expressions` `[faces, 7]`
+/// (absent for a video without a usable face), and `label` (1 Win, 0 Lose, -1 unknown).
+/// Resumes an earlier run of the same part and settings; `progress(done, total)` is called after
+/// each video.
+pub fn extract_emotion<B: Backend>(
+    records: Vec<EmotionRecord>,
+    settings: &EmotionExtraction,
+    weights: &Weights,
+    out: &Path,
+    part: (usize, usize),
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ExtractSummary> {
+    let description = serde_json::json!({
+        "settings": settings,
+        "mvit_weights": weights.mvit,
+        "swinface_weights": weights.swinface,
+    });
+    let kind = FeatureKind {
+        task: EMOTION.into(),
+        settings: description.to_string(),
+    };
+    let mut writer = FeatureWriter::open(out, kind, part, settings.shard_items)?;
+    let (clips, todo) = part_todo(records, |r| &r.id, part, &writer);
+    let resumed = clips - todo.len();
+    let dataset = EmotionDataset::new(todo, settings.video.clone())?;
+    let models = backbones::<B>(settings, weights, device)?;
+    let total = dataset.len();
+    let mut failed = Vec::new();
+    let mut extracted = 0;
+    progress(0, total);
+    // Two videos decode in parallel while the backbones run on one at a time.
+    for start in (0..total).step_by(2) {
+        let items: Vec<_> = (start..(start + 2).min(total))
+            .into_par_iter()
+            .filter_map(|i| dataset.get(i))
+            .collect();
+        for item in items {
+            let data = match item.data {
+                Ok(data) => data,
+                Err(reason) => {
+                    failed.push((item.id, reason));
+                    continue;
+                }
+            };
+            let context = Tensor::<B, 5>::from_data(data.context, device);
+            let mut tensors = BTreeMap::from([
+                (
+                    "context_embeddings".to_string(),
+                    rows(models.mvit.try_forward(context)?.embedding),
+                ),
+                (
+                    "label".to_string(),
+                    TensorData::new(vec![item.label.map_or(-1.0, |l| l as f32)], [1]),
+                ),
+            ]);
+            let faces = data.face_frames.len();
+            if faces > 0 {
+                let crops = Tensor::<B, 4>::from_data(data.faces, device);
+                let (mut embeddings, mut expressions) = (Vec::new(), Vec::new());
+                for first in (0..faces).step_by(settings.face_batch.max(1)) {
+                    let n = settings.face_batch.max(1).min(faces - first);
+                    let out = models
+                        .swinface
+                        .try_forward(crops.clone().narrow(0, first, n))?;
+                    expressions.extend(out.expression_probabilities());
+                    embeddings.push(out.embedding);
+                }
+                tensors.insert("face_embeddings".into(), rows(Tensor::cat(embeddings, 0)));
+                if !expressions.is_empty() {
+                    tensors.insert("face_expressions".into(), rows(Tensor::cat(expressions, 0)));
+                }
+            }
+            writer.push(&item.id, tensors)?;
+            extracted += 1;
+        }
+        progress((start + 2).min(total), total);
+    }
+    writer.finish()?;
+    Ok(ExtractSummary {
+        clips,
+        resumed,
+        extracted,
+        failed,
+    })
+}
+
+/// Which streams an emotion model sees: both (InterFusion), one (the baselines), or both
+/// through late fusion (the mean of two single-stream models' logits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmotionStreams {
+    /// Faces and context, InterFusion.
+    #[default]
+    Both,
+    /// Faces only.
+    Face,
+    /// Context only.
+    Context,
+    /// Faces and context, late fusion.
+    Late,
+}
+
+impl EmotionStreams {
+    /// The InterFusion variant that sees these streams.
+    pub fn variant(self) -> InterFusionVariant {
+        match self {
+            Self::Both => InterFusionVariant::Full,
+            Self::Face => InterFusionVariant::FaceOnly,
+            Self::Context => InterFusionVariant::ContextOnly,
+            Self::Late => InterFusionVariant::LateFusion,
+        }
+    }
+}
+
+/// Emotion training settings (`miga train --task emotion --print-config` shows the defaults;
+/// the fusion variant follows `streams`).
+pub type EmotionTrainConfig = TrainConfig<InterFusionConfig, EmotionStreams>;
+
+impl Default for EmotionTrainConfig {
+    fn default() -> Self {
+        Self {
+            streams: EmotionStreams::Both,
+            epochs: 40,
+            batch: 8,
+            learning_rate: 5e-4,
+            min_learning_rate: 1e-5,
+            warmup_epochs: 2,
+            weight_decay: 0.05,
+            patience: 10,
+            seed: 0,
+            fusion: InterFusionConfig::new(),
+            loss: ClassificationLossConfig::new(),
+        }
+    }
+}
+
+/// One video's emotion features.
+#[derive(Debug, Clone)]
+pub struct EmotionFeatures {
+    /// `[faces, face_dim]`, none without a usable face.
+    face: Option<TensorData>,
+    /// `[faces, 7]`, when extracted.
+    expressions: Option<TensorData>,
+    /// `[windows, context_dim]`.
+    context: TensorData,
+    label: i64,
+}
+
+impl EmotionFeatures {
+    /// 1 Win, 0 Lose, -1 unknown.
+    pub fn label(&self) -> i64 {
+        self.label
+    }
+}
+
+/// The emotion feature items of a set, in id order.
+pub fn emotion_items(set: &FeatureSet, path: &Path) -> Result<Vec<(String, EmotionFeatures)>> {
+    if set.kind.task != EMOTION {
+        return Err(Error::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!("features for task `{}`, not {EMOTION}", set.kind.task),
+        });
+    }
+    set.items
+        .iter()
+        .map(|(id, tensors)| {
+            let context =
+                tensors
+                    .get("context_embeddings")
+                    .cloned()
+                    .ok_or_else(|| Error::Mismatch {
+                        path: path.to_path_buf(),
+                        reason: format!("item {id} has no `context_embeddings`"),
+                    })?;
+            let label = tensors
+                .get("label")
+                .and_then(|l| l.to_vec::<f32>().ok())
+                .and_then(|v| v.first().copied())
+                .unwrap_or(-1.0);
+            Ok((
+                id.clone(),
+                EmotionFeatures {
+                    face: tensors.get("face_embeddings").cloned(),
+                    expressions: tensors.get("face_expressions").cloned(),
+                    context,
+                    label: label as i64,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A batch of videos' emotion features, padded to the longest sequence of the batch.
+#[derive(Debug, Clone)]
+pub struct EmotionFeatureBatch<B: Backend> {
+    /// Face embeddings (none when no video of the batch has a face).
+    pub face: Option<Sequence<B>>,
+    /// Expression probabilities, one row per face (when extracted).
+    pub expressions: Option<Tensor<B, 3>>,
+    /// Context embeddings.
+    pub context: Sequence<B>,
+    /// `[B]`: 1 Win, 0 Lose.
+    pub labels: Tensor<B, 1, Int>,
+}
+
+/// Stacks [`EmotionFeatures`], padding sequences.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmotionFeatureBatcher;
+
+/// `[B, N, C]` from per-item `[n_i, C]` rows (`None`: none), zero-padded, with the padding mask.
+fn pad<B: Backend>(
+    rows: &[Option<&TensorData>],
+    device: &B::Device,
+) -> Option<(Tensor<B, 3>, Tensor<B, 2, Bool>)> {
+    let width = rows.iter().flatten().next()?.shape[1];
+    let longest = rows.iter().flatten().map(|r| r.shape[0]).max()?.max(1);
+    let mut values = vec![0.0f32; rows.len() * longest * width];
+    let mut padding = vec![true; rows.len() * longest];
+    for (i, row) in rows.iter().enumerate() {
+        let Some(data) = row else { continue };
+        let n = data.shape[0];
+        let v = data.to_vec::<f32>().unwrap_or_default();
+        let at = i * longest * width;
+        values[at..at + v.len()].copy_from_slice(&v);
+        padding[i * longest..i * longest + n].fill(false);
+    }
+    Some((
+        Tensor::from_data(
+            TensorData::new(values, [rows.len(), longest, width]),
+            device,
+        ),
+        Tensor::from_data(TensorData::new(padding, [rows.len(), longest]), device),
+    ))
+}
+
+impl<B: Backend> Batcher<B, EmotionFeatures, EmotionFeatureBatch<B>> for EmotionFeatureBatcher {
+    fn batch(&self, items: Vec<EmotionFeatures>, device: &B::Device) -> EmotionFeatureBatch<B> {
+        let faces: Vec<_> = items.iter().map(|i| i.face.as_ref()).collect();
+        let expressions: Vec<_> = items.iter().map(|i| i.expressions.as_ref()).collect();
+        let contexts: Vec<_> = items.iter().map(|i| Some(&i.context)).collect();
+        let (context, context_padding) = pad(&contexts, device).expect("every item has context");
+        let labels: Vec<i64> = items.iter().map(|i| i.label).collect();
+        EmotionFeatureBatch {
+            face: pad(&faces, device).map(|(t, p)| Sequence::new(t).with_padding(p)),
+            expressions: pad(&expressions, device).map(|(t, _)| t),
+            context: Sequence::new(context).with_padding(context_padding),
+            labels: Tensor::from_data(TensorData::new(labels.clone(), [labels.len()]), device),
+        }
+    }
+}
+
+/// InterFusion with its loss, as burn-train trains it.
+#[derive(Module, Debug)]
+pub struct EmotionModel<B: Backend> {
+    /// The fusion module.
+    pub fusion: InterFusion<B>,
+    #[module(skip)]
+    loss: ClassificationLossConfig,
+    #[module(skip)]
+    expressions: bool,
+}
+
+impl<B: Backend> EmotionModel<B> {
+    /// A new model; `fusion.variant` must be left `Full` (`streams` chooses it).
+    pub fn new(config: &EmotionTrainConfig, device: &B::Device) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidConfig {
+            path: "fusion".into(),
+            reason,
+        };
+        if config.fusion.variant != InterFusionVariant::Full {
+            return Err(invalid(
+                "set `streams` (both, face, context, late), not fusion.variant".into(),
+            ));
+        }
+        let fusion = config
+            .fusion
+            .clone()
+            .with_variant(config.streams.variant())
+            .init(device)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Self {
+            fusion,
+            loss: config.loss.clone(),
+            expressions: config.fusion.expression_classes > 0,
+        })
+    }
+
+    /// Win/Lose scores `[B, 2]` of a batch.
+    pub fn logits(&self, batch: &EmotionFeatureBatch<B>) -> Tensor<B, 2> {
+        self.fusion.forward(self.input(batch)).logits
+    }
+
+    fn input(&self, batch: &EmotionFeatureBatch<B>) -> InterFusionInput<B> {
+        InterFusionInput {
+            face: batch.face.clone(),
+            expressions: batch.expressions.clone().filter(|_| self.expressions),
+            context: Some(batch.context.clone()),
+        }
+    }
+
+    fn classify(&self, batch: EmotionFeatureBatch<B>) -> ClassificationOutput<B> {
+        let logits = self.logits(&batch);
+        let loss = self
+            .loss
+            .init::<B>(None, &batch.labels.device())
+            .expect("validated when the model was built");
+        let value = loss.forward(logits.clone(), batch.labels.clone(), None);
+        ClassificationOutput::new(value, logits, batch.labels)
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for EmotionModel<B> {
+    type Input = EmotionFeatureBatch<B>;
+    type Output = ClassificationOutput<B>;
+
+    fn step(&self, batch: EmotionFeatureBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
+        let output = self.classify(batch);
+        TrainOutput::new(self, output.loss.backward(), output)
+    }
+}
+
+impl<B: Backend> InferenceStep for EmotionModel<B> {
+    type Input = EmotionFeatureBatch<B>;
+    type Output = ClassificationOutput<B>;
+
+    fn step(&self, batch: EmotionFeatureBatch<B>) -> ClassificationOutput<B> {
+        self.classify(batch)
+    }
+}
+
+/// Checks that the features fit the fusion config (widths, expressions), naming what differs.
+fn check_features(
+    items: &[EmotionFeatures],
+    config: &InterFusionConfig,
+    path: &Path,
+) -> Result<()> {
+    let mismatch = |reason: String| Error::Mismatch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    for item in items {
+        let context = item.context.shape[1];
+        if context != config.context_dim {
+            return Err(mismatch(format!(
+                "context embeddings are {context} wide, fusion.context_dim is {}",
+                config.context_dim
+            )));
+        }
+        if let Some(face) = &item.face {
+            if face.shape[1] != config.face_dim {
+                return Err(mismatch(format!(
+                    "face embeddings are {} wide, fusion.face_dim is {}",
+                    face.shape[1], config.face_dim
+                )));
+            }
+            let given = item.expressions.as_ref().map_or(0, |e| e.shape[1]);
+            if config.expression_classes > 0 && given != config.expression_classes {
+                return Err(mismatch(format!(
+                    "fusion.expression_classes is {}, the features have {given} expression \
+                     probabilities a face (extract with `expressions = true`, or set it to 0)",
+                    config.expression_classes
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Trains InterFusion (or a baseline, after `streams`) on emotion features, validating on
+/// `valid`, in the run folder `run`; resumption and errors as
+/// [`crate::train::train_micro_gesture`]. Validation runs on all validation videos at once, so
+/// its AUROC is the set's.
+pub fn train_emotion<B: AutodiffBackend>(
+    train: &FeatureSet,
+    valid: &FeatureSet,
+    config: &EmotionTrainConfig,
+    run: &Path,
+    resume: bool,
+    device: &B::Device,
+) -> Result<TrainSummary> {
+    let labelled = |set: &FeatureSet| -> Result<Vec<EmotionFeatures>> {
+        Ok(emotion_items(set, run)?
+            .into_iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.label >= 0)
+            .collect())
+    };
+    let (train_items, valid_items) = (labelled(train)?, labelled(valid)?);
+    check_features(&train_items, &config.fusion, run)?;
+    let spec = RunSpec::new(EMOTION, train, valid, config, run, resume)?;
+    let model = EmotionModel::<B>::new(config, device)?;
+    let valid_batch = valid_items.len();
+    fit(
+        spec,
+        model,
+        (train_items, valid_items),
+        EmotionFeatureBatcher,
+        valid_batch,
+        Metrics::Binary,
+        device,
+    )
+}
+
+/// A trained emotion run, loaded for inference.
+pub struct EmotionRun<B: Backend> {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// The feature settings it was trained on.
+    pub features: String,
+    /// Its best model.
+    pub model: EmotionModel<B>,
+}
+
+impl<B: Backend> EmotionRun<B> {
+    /// Loads `run/best.mpk` with the run's settings.
+    pub fn load(run: &Path, device: &B::Device) -> Result<Self> {
+        let (info, model) = load_best(
+            run,
+            EMOTION,
+            |config: &EmotionTrainConfig| EmotionModel::new(config, device),
+            device,
+        )?;
+        Ok(Self {
+            dir: run.to_path_buf(),
+            features: info.features,
+            model,
+        })
+    }
+
+    /// Win/Lose scores (logits, Lose then Win) of every video of `features`.
+    pub fn scores(&self, features: &FeatureSet, path: &Path, device: &B::Device) -> Result<Scores> {
+        let items = emotion_items(features, path)?;
+        score_items(
+            &self.features,
+            features,
+            path,
+            &items,
+            EmotionFeatures::label,
+            |chunk| {
+                let batch = EmotionFeatureBatcher.batch(chunk, device);
+                self.model.logits(&batch)
+            },
+        )
+    }
+}
+
+/// Emotion metrics over videos.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmotionEvaluation {
+    /// Labelled videos.
+    pub videos: usize,
+    /// Share predicted right.
+    pub accuracy: f64,
+    /// F1 of the Win class (harmonic mean of its precision and recall).
+    pub f1: f64,
+    /// Area under the ROC curve of the Win probability (0.5: chance; ties count half).
+    pub auroc: f64,
+    /// Counts `[true][predicted]`, 0 Lose, 1 Win.
+    pub confusion: [[usize; 2]; 2],
+}
+
+impl EmotionEvaluation {
+    /// Writes `metrics.json` into `dir` (atomically).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        miga_datasets::io::write_atomic(&dir.join("metrics.json"), text.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// The probability of Win from a row of logits (Lose, Win).
+fn win_probability(logits: &[f32]) -> f64 {
+    let (lose, win) = (f64::from(logits[0]), f64::from(logits[1]));
+    1.0 / (1.0 + (lose - win).exp())
+}
+
+/// Accuracy, F1 and AUROC of `scores` (Lose, Win logits) for videos labelled `labels` (1 Win,
+/// 0 Lose; others are left out).
+pub fn evaluate_emotion(labels: &[i64], scores: &[Vec<f32>]) -> EmotionEvaluation {
+    let rows: Vec<(usize, f64)> = labels
+        .iter()
+        .zip(scores)
+        .filter(|(l, _)| (0..2).contains(*l))
+        .map(|(&l, s)| (l as usize, win_probability(s)))
+        .collect();
+    let mut confusion = [[0usize; 2]; 2];
+    for &(label, p) in &rows {
+        confusion[label][usize::from(p > 0.5)] += 1;
+    }
+    let videos = rows.len();
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let tp = confusion[1][1];
+    let precision = ratio(tp, confusion[0][1] + tp);
+    let recall = ratio(tp, confusion[1][0] + tp);
+    let f1 = if precision + recall > 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
+    // Mann-Whitney: the share of (Win, Lose) pairs ranked right.
+    let (wins, losses): (Vec<&(usize, f64)>, Vec<_>) = rows.iter().partition(|r| r.0 == 1);
+    let mut right = 0.0;
+    for w in &wins {
+        for l in &losses {
+            right += if w.1 > l.1 {
+                1.0
+            } else if w.1 == l.1 {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    EmotionEvaluation {
+        videos,
+        accuracy: ratio(confusion[0][0] + tp, videos),
+        f1,
+        auroc: if wins.is_empty() || losses.is_empty() {
+            f64::NAN
+        } else {
+            right / (wins.len() * losses.len()) as f64
+        },
+        confusion,
+    }
+}
+
+/// The per-video prediction file: `Id,Target,P_win`, Target 1 for Win and 0 for Lose.
+pub fn emotion_csv(ids: &[String], scores: &[Vec<f32>]) -> String {
+    let mut out = String::from("Id,Target,P_win\n");
+    for (id, s) in ids.iter().zip(scores) {
+        let p = win_probability(s);
+        out.push_str(&format!("{id},{},{p:.6}\n", u8::from(p > 0.5)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emotion_metrics() {
+        let labels = [1, 1, 0, 0, -1];
+        let scores = [
+            vec![0.0, 2.0],
+            vec![1.0, 0.0],
+            vec![0.0, 1.0],
+            vec![3.0, 0.0],
+            vec![0.0, 9.0],
+        ];
+        let e = evaluate_emotion(&labels, &scores);
+        assert_eq!(e.videos, 4);
+        assert_eq!(e.confusion, [[1, 1], [1, 1]]);
+        assert!((e.accuracy - 0.5).abs() < 1e-12 && (e.f1 - 0.5).abs() < 1e-12);
+        // Win probabilities 0.88, 0.27 against Lose 0.73, 0.05: 3 of 4 pairs ranked right.
+        assert!((e.auroc - 0.75).abs() < 1e-12, "{}", e.auroc);
+        let csv = emotion_csv(&["0001".into()], &scores[..1]);
+        assert_eq!(csv, "Id,Target,P_win\n0001,1,0.880797\n");
+    }
+}
