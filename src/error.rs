@@ -45,16 +45,6 @@ pub enum Error {
     /// A command-line value or option that cannot be used.
     #[error("{0}")]
     InvalidArgument(String),
-    /// A command whose implementation has not landed yet.
-    #[error("`miga {command}` is not available yet in miga {version}: {plan}")]
-    NotYetAvailable {
-        /// The command.
-        command: &'static str,
-        /// This version.
-        version: &'static str,
-        /// What it will do.
-        plan: &'static str,
-    },
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -62,7 +62,7 @@ fn cuda_on_a_build_without_it_names_the_feature() {
 }
 
 #[test]
-fn bad_device_and_pending_commands_fail_clearly() {
+fn bad_device_and_wrong_streams_fail_clearly() {
     let (ok, _, stderr) = output(&["info", "--device", "tpu"]);
     assert!(!ok);
     assert!(stderr.contains("invalid device `tpu`"), "{stderr}");
@@ -71,6 +71,8 @@ fn bad_device_and_pending_commands_fail_clearly() {
         "train",
         "--task",
         "emotion",
+        "--streams",
+        "video",
         "--features",
         "f",
         "--valid",
@@ -79,12 +81,15 @@ fn bad_device_and_pending_commands_fail_clearly() {
         "o",
     ]);
     assert!(!ok);
-    assert!(stderr.contains("not available yet"), "{stderr}");
+    assert!(
+        stderr.contains("--streams video is not a stream of the emotion task"),
+        "{stderr}"
+    );
 
-    let (ok, stdout, _) = output(&["demo"]);
+    let (ok, stdout, _) = output(&["demo", "--print-config"]);
     assert!(ok);
     assert!(
-        stdout.contains("extract -> train -> eval -> predict"),
+        stdout.contains("[data]") && stdout.contains("[emotion_training.fusion]"),
         "{stdout}"
     );
 }
@@ -632,4 +637,82 @@ fn extract_train_eval_predict_on_synthetic_data() {
     assert_eq!(prediction.lines().count(), 5);
     let (ok, _, stderr) = output(&["eval", "--run", &data, "--features", &path("validate")]);
     assert!(!ok && stderr.contains("not a run folder"), "{stderr}");
+
+    // The emotion task through the same commands: Win/Lose from data/labels.csv.
+    std::fs::write(
+        dir.join("emotion.toml"),
+        "mvit = \"mvit_v2_xs\"\nswinface = \"swinface_xs\"\nexpressions = false\n[video]\nwindows = 2\nframes = 4\nskeleton_frames = 8\nfaces = 3\n[video.rgb]\nresize = 64\ncrop = 64\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("emotion-train.toml"),
+        "epochs = 1\nbatch = 2\nwarmup_epochs = 1\n[fusion]\nd_model = 16\nheads = 2\nff_dim = 32\nintra_layers = 1\n",
+    )
+    .unwrap();
+    for split in ["train", "validate"] {
+        let (ok, stdout, stderr) = output(&[
+            "extract",
+            "--task",
+            "emotion",
+            "--data",
+            &data,
+            "--split",
+            split,
+            "--out",
+            &path(&format!("emotion-{split}")),
+            "--config",
+            &path("emotion.toml"),
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(
+            stdout.contains("2 videos in part 0/1: 2 extracted"),
+            "{stdout}"
+        );
+    }
+    let (ok, _, stderr) = output(&[
+        "train",
+        "--task",
+        "emotion",
+        "--streams",
+        "late",
+        "--features",
+        &path("emotion-train"),
+        "--valid",
+        &path("emotion-validate"),
+        "--out",
+        &path("emotion-run"),
+        "--config",
+        &path("emotion-train.toml"),
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = output(&[
+        "eval",
+        "--run",
+        &path("emotion-run"),
+        "--features",
+        &path("emotion-validate"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2 videos: accuracy"), "{stdout}");
+    let (ok, _, stderr) = output(&[
+        "predict",
+        "--run",
+        &path("emotion-run"),
+        "--features",
+        &path("emotion-validate"),
+        "--out",
+        &path("emotion.csv"),
+    ]);
+    assert!(ok, "{stderr}");
+    let csv = std::fs::read_to_string(dir.join("emotion.csv")).unwrap();
+    assert!(csv.starts_with("Id,Target,P_win\n0003,"), "{csv}");
+    // Micro-gesture features given to the emotion run are refused with the task named.
+    let (ok, _, stderr) = output(&[
+        "eval",
+        "--run",
+        &path("emotion-run"),
+        "--features",
+        &path("validate"),
+    ]);
+    assert!(!ok && stderr.contains("not emotion"), "{stderr}");
 }

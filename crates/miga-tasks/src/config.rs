@@ -59,7 +59,7 @@ mod tests {
     fn files_change_only_what_they_name() {
         let path = Path::new("train.toml");
         let config: TrainConfig = from_toml(
-            &TrainConfig::default(),
+            &<TrainConfig>::default(),
             "epochs = 3\n[fusion]\nd_model = 64\n",
             path,
         )
@@ -68,7 +68,7 @@ mod tests {
             (config.epochs, config.fusion.d_model, config.fusion.heads),
             (3, 64, 8)
         );
-        let message = from_toml(&TrainConfig::default(), "epoch = 3\n", path)
+        let message = from_toml(&<TrainConfig>::default(), "epoch = 3\n", path)
             .err()
             .unwrap()
             .to_string();
@@ -76,6 +76,6 @@ mod tests {
             message.contains("train.toml") && message.contains("epoch"),
             "{message}"
         );
-        assert!(from_toml(&TrainConfig::default(), "epochs = \"x\"\n", path).is_err());
+        assert!(from_toml(&<TrainConfig>::default(), "epochs = \"x\"\n", path).is_err());
     }
 }

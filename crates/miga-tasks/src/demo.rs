@@ -25,6 +25,13 @@ use crate::features::FeatureSet;
 use crate::train::{Streams, TrainConfig, train_micro_gesture};
 use crate::{Error, Result};
 
+/// iMiGUE codes of the demo's classes: scratching head, covering face, touching jaw, folding
+/// arms, moving torso, rubbing hands, arms akimbo, illustrative gesture.
+pub const DEMO_CLASSES: [u32; 8] = [4, 6, 11, 17, 20, 23, 30, 99];
+
+/// Body, left hand and right hand of the `imigue-upper-hands` graph, one skeleton token each.
+const UPPER_HANDS_PARTS: [std::ops::Range<usize>; 3] = [0..13, 13..34, 34..55];
+
 /// Everything the demo does, with defaults sized for a 2-core machine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,13 +56,16 @@ impl Default for DemoConfig {
             ..FrameTransform::default()
         };
         Self {
+            // 80 videos of 40 subjects (32 train, 4 validation, 4 test) so that emotion, one
+            // label a video, has 16 test videos; 8 of the 32 classes with distinct motions so
+            // that 6 clips a video give each class about 36 training clips.
             data: SynthConfig {
                 seed: 0,
-                videos: 40,
-                clips_per_video: 10,
+                videos: 80,
+                clips_per_video: 6,
                 width: 256,
                 height: 144,
-                classes: Vec::new(),
+                classes: DEMO_CLASSES.to_vec(),
             },
             micro_gesture_extraction: MicroGestureExtraction {
                 clip: ClipConfig {
@@ -65,20 +75,20 @@ impl Default for DemoConfig {
                     ..ClipConfig::default()
                 },
                 mvit: "mvit_v2_xs".into(),
-                video_grid: 2,
                 batch: 8,
                 shard_items: 64,
                 ..MicroGestureExtraction::default()
             },
             micro_gesture_training: TrainConfig {
-                epochs: 30,
+                epochs: 40,
                 batch: 16,
                 patience: 0,
                 fusion: CmtfConfig::new()
                     .with_d_model(64)
                     .with_heads(4)
                     .with_ff_dim(128)
-                    .with_layers(1),
+                    .with_layers(1)
+                    .with_skeleton_parts(UPPER_HANDS_PARTS.map(|p| p.collect()).to_vec()),
                 ..TrainConfig::default()
             },
             emotion_extraction: EmotionExtraction {
@@ -97,7 +107,8 @@ impl Default for DemoConfig {
                 ..EmotionExtraction::default()
             },
             emotion_training: EmotionTrainConfig {
-                epochs: 30,
+                epochs: 40,
+                learning_rate: 1e-3,
                 batch: 8,
                 patience: 0,
                 fusion: InterFusionConfig::new()
@@ -388,4 +399,71 @@ fn test_labels(set: &FeatureSet) -> Vec<i64> {
                 .unwrap_or(-1.0) as i64
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+
+    use super::*;
+    use crate::emotion::tests::{tiny_extraction, tiny_training};
+    use crate::extract::tests::tiny_settings;
+
+    #[test]
+    fn the_demo_leaves_every_artefact_in_its_folder_and_resumes() {
+        let dir = std::env::temp_dir().join(format!("miga-demo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = DemoConfig {
+            data: SynthConfig {
+                seed: 1,
+                videos: 6,
+                clips_per_video: 3,
+                width: 128,
+                height: 72,
+                classes: DEMO_CLASSES.to_vec(),
+            },
+            micro_gesture_extraction: tiny_settings(),
+            micro_gesture_training: TrainConfig {
+                epochs: 1,
+                batch: 4,
+                warmup_epochs: 1,
+                fusion: CmtfConfig::new()
+                    .with_d_model(16)
+                    .with_heads(2)
+                    .with_ff_dim(32)
+                    .with_layers(1),
+                ..TrainConfig::default()
+            },
+            emotion_extraction: tiny_extraction(),
+            emotion_training: tiny_training(1),
+        };
+        let device = Default::default();
+        let mut stages = Vec::new();
+        let summary =
+            run_demo::<Autodiff<Flex>>(&config, &dir, &device, &mut |s, _, _| stages.push(s))
+                .unwrap();
+        assert_eq!(summary.rows.len(), 7);
+        assert!(stages.contains(&Stage::Train(EMOTION, "fusion")));
+        for file in [
+            "summary.md",
+            "summary.json",
+            "demo.toml",
+            "predictions/micro_gesture.csv",
+            "predictions/emotion.csv",
+            "runs/micro-gesture/fusion/training.svg",
+            "runs/micro-gesture/fusion/eval-test/confusion.svg",
+            "runs/emotion/late-fusion/eval-test/metrics.json",
+            "features/emotion/test/index-0of1.json",
+        ] {
+            assert!(dir.join(file).exists(), "{file}");
+        }
+        assert!(summary.table().contains("| emotion | late fusion | 2 |"));
+        // Again on the same folder: the data, features and runs are there; nothing is redone.
+        let mut stages = Vec::new();
+        let again =
+            run_demo::<Autodiff<Flex>>(&config, &dir, &device, &mut |s, _, _| stages.push(s))
+                .unwrap();
+        assert_eq!(again.rows.len(), 7);
+        assert!(again.seconds < summary.seconds);
+    }
 }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::evaluate::{Scores, load_best, score_items};
 use crate::extract::{ExtractSummary, Weights, part_todo};
 use crate::features::{FeatureKind, FeatureSet, FeatureWriter};
+use crate::standardise::Standardise;
 use crate::train::{Metrics, RunSpec, TrainConfig, TrainSummary, fit};
 use crate::{Error, Result};
 
@@ -354,6 +355,10 @@ impl<B: Backend> Batcher<B, EmotionFeatures, EmotionFeatureBatch<B>> for Emotion
 pub struct EmotionModel<B: Backend> {
     /// The fusion module.
     pub fusion: InterFusion<B>,
+    /// Standardisation of the face embeddings (training statistics).
+    pub face_norm: Standardise<B>,
+    /// Standardisation of the context embeddings.
+    pub context_norm: Standardise<B>,
     #[module(skip)]
     loss: ClassificationLossConfig,
     #[module(skip)]
@@ -380,9 +385,28 @@ impl<B: Backend> EmotionModel<B> {
             .map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
             fusion,
+            face_norm: Standardise::identity(config.fusion.face_dim, device),
+            context_norm: Standardise::identity(config.fusion.context_dim, device),
             loss: config.loss.clone(),
             expressions: config.fusion.expression_classes > 0,
         })
+    }
+
+    /// The model with its inputs standardised by the statistics of `items` (the training set).
+    pub fn standardised(self, items: &[EmotionFeatures], device: &B::Device) -> Self {
+        Self {
+            face_norm: Standardise::fit(
+                items.iter().filter_map(|i| i.face.as_ref()),
+                self.face_norm.mean.dims()[0],
+                device,
+            ),
+            context_norm: Standardise::fit(
+                items.iter().map(|i| &i.context),
+                self.context_norm.mean.dims()[0],
+                device,
+            ),
+            ..self
+        }
     }
 
     /// Win/Lose scores `[B, 2]` of a batch.
@@ -391,10 +415,14 @@ impl<B: Backend> EmotionModel<B> {
     }
 
     fn input(&self, batch: &EmotionFeatureBatch<B>) -> InterFusionInput<B> {
+        let standardise = |sequence: &Sequence<B>, norm: &Standardise<B>| Sequence {
+            tokens: norm.forward(sequence.tokens.clone()),
+            padding: sequence.padding.clone(),
+        };
         InterFusionInput {
-            face: batch.face.clone(),
+            face: batch.face.as_ref().map(|f| standardise(f, &self.face_norm)),
             expressions: batch.expressions.clone().filter(|_| self.expressions),
-            context: Some(batch.context.clone()),
+            context: Some(standardise(&batch.context, &self.context_norm)),
         }
     }
 
@@ -488,7 +516,7 @@ pub fn train_emotion<B: AutodiffBackend>(
     let (train_items, valid_items) = (labelled(train)?, labelled(valid)?);
     check_features(&train_items, &config.fusion, run)?;
     let spec = RunSpec::new(EMOTION, train, valid, config, run, resume)?;
-    let model = EmotionModel::<B>::new(config, device)?;
+    let model = EmotionModel::<B>::new(config, device)?.standardised(&train_items, device);
     let valid_batch = valid_items.len();
     fit(
         spec,
@@ -635,8 +663,150 @@ pub fn emotion_csv(ids: &[String], scores: &[Vec<f32>]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use miga_datasets::clips::FrameTransform;
+    use miga_datasets::synth::{LABELS_CSV, SynthConfig, synthesise};
+    use miga_datasets::{LabelTable, MigaLayout, Split};
+
     use super::*;
+
+    /// Settings small enough for tests: 2 windows of 4 frames of 64x64, 3 faces, narrow
+    /// backbones.
+    pub(crate) fn tiny_extraction() -> EmotionExtraction {
+        EmotionExtraction {
+            video: EmotionConfig {
+                windows: 2,
+                frames: 4,
+                skeleton_frames: 8,
+                faces: 3,
+                rgb: FrameTransform {
+                    resize: 64,
+                    crop: 64,
+                    ..FrameTransform::default()
+                },
+                ..EmotionConfig::default()
+            },
+            mvit: "mvit_v2_xs".into(),
+            swinface: "swinface_xs".into(),
+            expressions: false,
+            shard_items: 1,
+            ..EmotionExtraction::default()
+        }
+    }
+
+    /// A fusion small enough for tests.
+    pub(crate) fn tiny_training(epochs: usize) -> EmotionTrainConfig {
+        EmotionTrainConfig {
+            epochs,
+            batch: 2,
+            warmup_epochs: 1,
+            patience: 0,
+            fusion: InterFusionConfig::new()
+                .with_d_model(16)
+                .with_heads(2)
+                .with_ff_dim(32)
+                .with_intra_layers(1),
+            ..EmotionTrainConfig::default()
+        }
+    }
+
+    #[test]
+    fn extracts_trains_evaluates_and_resumes() {
+        let root = std::env::temp_dir().join(format!("miga-emotion-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let config = SynthConfig {
+            seed: 3,
+            videos: 6,
+            clips_per_video: 2,
+            width: 128,
+            height: 72,
+            classes: Vec::new(),
+        };
+        synthesise(&config, &root.join("data"), &|_, _| {}).unwrap();
+        let layout = MigaLayout::scan(&root.join("data")).unwrap();
+        let labels = LabelTable::read(root.join("data").join(LABELS_CSV)).unwrap();
+        let device = Default::default();
+        let extract = |split: Split| {
+            let out = root.join(split.to_string());
+            let summary = extract_emotion::<Flex>(
+                EmotionRecord::from_miga(&layout, split, &labels),
+                &tiny_extraction(),
+                &Weights::default(),
+                &out,
+                (0, 1),
+                &device,
+                &mut |_, _| {},
+            )
+            .unwrap();
+            (out, summary)
+        };
+        let (train_dir, summary) = extract(Split::Train);
+        assert_eq!(
+            (summary.clips, summary.extracted),
+            (2, 2),
+            "{:?}",
+            summary.failed
+        );
+        let (_, again) = extract(Split::Train);
+        assert_eq!((again.extracted, again.resumed), (0, 2));
+        let (valid_dir, _) = extract(Split::Validate);
+        let train = FeatureSet::read(&train_dir).unwrap();
+        let valid = FeatureSet::read(&valid_dir).unwrap();
+        let item = train.items.values().next().unwrap();
+        assert_eq!(item["context_embeddings"].shape, [2, 768].into());
+        assert_eq!(item["face_embeddings"].shape, [3, 512].into());
+        assert!(!item.contains_key("face_expressions"));
+
+        let run = root.join("run");
+        let summary = train_emotion::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &tiny_training(2),
+            &run,
+            false,
+            &device,
+        )
+        .unwrap();
+        assert_eq!(summary.epochs, 2);
+        for file in [
+            "checkpoint/model-2.mpk",
+            "best.mpk",
+            "training.svg",
+            "run.json",
+        ] {
+            assert!(run.join(file).exists(), "{file}");
+        }
+        let scores = EmotionRun::<Flex>::load(&run, &device)
+            .unwrap()
+            .scores(&valid, &valid_dir, &device)
+            .unwrap();
+        assert_eq!(scores.ids.len(), 2);
+        assert_eq!(evaluate_emotion(&scores.labels, &scores.scores).videos, 2);
+        assert_eq!(emotion_csv(&scores.ids, &scores.scores).lines().count(), 3);
+        // A run of the other task, and a fusion that does not fit the features, are refused.
+        let message = crate::evaluate::TrainedRun::<Flex>::load(&run, &device)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("task `emotion`"), "{message}");
+        let wide = EmotionTrainConfig {
+            fusion: tiny_training(1).fusion.with_face_dim(256),
+            ..tiny_training(1)
+        };
+        let message = train_emotion::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &wide,
+            &root.join("other"),
+            false,
+            &device,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(message.contains("face_dim is 256"), "{message}");
+    }
 
     #[test]
     fn emotion_metrics() {

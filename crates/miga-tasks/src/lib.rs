@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod extract;
 pub mod features;
 pub mod plot;
+pub mod standardise;
 pub mod train;
 
 pub use error::{Error, Result};

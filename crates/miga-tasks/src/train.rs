@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::extract::MICRO_GESTURE;
 use crate::features::FeatureSet;
 use crate::plot::{Curve, line_chart};
+use crate::standardise::Standardise;
 use crate::{Error, Result};
 
 /// Which streams a model uses: both (fusion) or one (the single-modality baselines).
@@ -200,6 +201,10 @@ pub fn feature_items(set: &FeatureSet, path: &Path) -> Result<Vec<(String, Featu
 pub struct MicroGestureModel<B: Backend> {
     /// The fusion module.
     pub fusion: Cmtf<B>,
+    /// Standardisation of the video tokens and class embedding (training statistics).
+    pub video_norm: Standardise<B>,
+    /// Standardisation of the skeleton tokens.
+    pub skeleton_norm: Standardise<B>,
     #[module(skip)]
     loss: ClassificationLossConfig,
     #[module(skip)]
@@ -218,9 +223,30 @@ impl<B: Backend> MicroGestureModel<B> {
             })?;
         Ok(Self {
             fusion,
+            video_norm: Standardise::identity(config.fusion.video_dim, device),
+            skeleton_norm: Standardise::identity(config.fusion.skeleton_dim, device),
             loss: config.loss.clone(),
             streams: config.streams,
         })
+    }
+
+    /// The model with its inputs standardised by the statistics of `items` (the training set).
+    pub fn standardised(self, items: &[FeatureItem], device: &B::Device) -> Self {
+        let video = Standardise::fit(
+            items.iter().flat_map(|i| [&i.video, &i.class]),
+            self.video_norm.mean.dims()[0],
+            device,
+        );
+        let skeleton = Standardise::fit(
+            items.iter().map(|i| &i.skeleton),
+            self.skeleton_norm.mean.dims()[0],
+            device,
+        );
+        Self {
+            video_norm: video,
+            skeleton_norm: skeleton,
+            ..self
+        }
     }
 
     /// Class scores `[B, 32]` of a batch.
@@ -229,10 +255,14 @@ impl<B: Backend> MicroGestureModel<B> {
     }
 
     fn input(&self, batch: &FeatureBatch<B>) -> CmtfInput<B> {
-        let video = (self.streams != Streams::Skeleton)
-            .then(|| VideoTokens::new(batch.video.clone(), Some(batch.class.clone())));
-        let skeleton =
-            (self.streams != Streams::Video).then(|| SkeletonTokens::new(batch.skeleton.clone()));
+        let video = (self.streams != Streams::Skeleton).then(|| {
+            VideoTokens::new(
+                self.video_norm.forward(batch.video.clone()),
+                Some(self.video_norm.forward(batch.class.clone())),
+            )
+        });
+        let skeleton = (self.streams != Streams::Video)
+            .then(|| SkeletonTokens::new(self.skeleton_norm.forward(batch.skeleton.clone())));
         CmtfInput { video, skeleton }
     }
 
@@ -353,7 +383,7 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
     };
     let (train_items, valid_items) = (labelled(train)?, labelled(valid)?);
     let run_spec = RunSpec::new(MICRO_GESTURE, train, valid, config, run, resume)?;
-    let model = MicroGestureModel::<B>::new(config, device)?;
+    let model = MicroGestureModel::<B>::new(config, device)?.standardised(&train_items, device);
     fit(
         run_spec,
         model,

@@ -96,7 +96,7 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
     let file = args.config.as_deref();
     let wrong = |task: &str| {
         Err(Error::InvalidArgument(format!(
-            "--streams {} is not a {task} stream",
+            "--streams {} is not a stream of the {task} task",
             args.streams
                 .and_then(|s| s.to_possible_value())
                 .map(|v| v.get_name().to_string())
