@@ -724,7 +724,7 @@ pub(crate) mod tests {
             classes: Vec::new(),
         };
         synthesise(&config, &root.join("data"), &|_, _| {}).unwrap();
-        let layout = MigaLayout::scan(&root.join("data")).unwrap();
+        let layout = MigaLayout::scan(root.join("data")).unwrap();
         let labels = LabelTable::read(root.join("data").join(LABELS_CSV)).unwrap();
         let device = Default::default();
         let extract = |split: Split| {

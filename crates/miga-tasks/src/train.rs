@@ -296,7 +296,7 @@ impl<B: Backend> InferenceStep for MicroGestureModel<B> {
     }
 }
 
-/// One line a finished epoch, on standard error.
+/// One line a finished epoch, on standard error (rewritten in place on a terminal).
 struct EpochLines;
 
 impl MetricsRendererTraining for EpochLines {
@@ -307,10 +307,17 @@ impl MetricsRendererTraining for EpochLines {
         if let Some(progress) = &p.progress
             && progress.items_processed == progress.items_total
         {
-            eprintln!(
-                "epoch {}/{} done",
-                p.global_progress.items_processed, p.global_progress.items_total
+            let (done, total) = (
+                p.global_progress.items_processed,
+                p.global_progress.items_total,
             );
+            // On a terminal one line is rewritten; in a log each epoch has its line.
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                let end = if done == total { "\n" } else { "" };
+                eprint!("\repoch {done}/{total} done{end}");
+            } else {
+                eprintln!("epoch {done}/{total} done");
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `miga demo`: both tasks end to end on generated data, into one folder.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
@@ -37,16 +38,18 @@ impl AutodiffTask for Demo {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let mut current: Option<(Stage, ProgressBar)> = None;
+        let mut started = Instant::now();
         let summary = run_demo::<B>(
             &self.config,
             &self.out,
             &device,
             &mut |stage, done, total| {
                 if current.as_ref().is_none_or(|(s, _)| *s != stage) {
-                    if let Some((_, bar)) = current.take() {
+                    if let Some((previous, bar)) = current.take() {
                         bar.finish_and_clear();
+                        eprintln!("{previous}: {:.1} s", started.elapsed().as_secs_f64());
                     }
-                    eprintln!("{stage}");
+                    started = Instant::now();
                     let unit = match stage {
                         Stage::Data => "videos",
                         Stage::Extract(..) => "items",
@@ -60,8 +63,9 @@ impl AutodiffTask for Demo {
                 }
             },
         );
-        if let Some((_, bar)) = current {
+        if let Some((previous, bar)) = current {
             bar.finish_and_clear();
+            eprintln!("{previous}: {:.1} s", started.elapsed().as_secs_f64());
         }
         Ok(summary?)
     }
