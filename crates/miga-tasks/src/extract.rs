@@ -43,6 +43,34 @@ pub struct MicroGestureExtraction {
     pub seed: u64,
 }
 
+impl MicroGestureExtraction {
+    /// The skeleton graph, and the settings as extraction uses them: both modalities, no
+    /// augmentation, the graph's OpenPose keypoints.
+    pub fn prepared(&self) -> Result<(Graph, Self)> {
+        let graph = Graph::layout(&self.graph)?;
+        let keypoints = graph.openpose.clone().ok_or_else(|| Error::InvalidConfig {
+            path: PathBuf::from("graph"),
+            reason: format!("graph `{}` has no OpenPose indices", self.graph),
+        })?;
+        let clip = ClipConfig {
+            modalities: Modalities::Both,
+            augment: false,
+            skeleton: miga_datasets::clips::SkeletonTransform {
+                keypoints,
+                ..self.clip.skeleton.clone()
+            },
+            ..self.clip.clone()
+        };
+        Ok((
+            graph,
+            Self {
+                clip,
+                ..self.clone()
+            },
+        ))
+    }
+}
+
 impl Default for MicroGestureExtraction {
     fn default() -> Self {
         Self {
@@ -68,6 +96,31 @@ pub struct Weights {
     pub swinface: Option<PathBuf>,
 }
 
+/// How micro-gesture features were made, as their folder records it (`FeatureKind::settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDescription {
+    /// The prepared settings.
+    pub settings: MicroGestureExtraction,
+    /// The MViTv2 checkpoint (none: random under the seed).
+    pub mvit_weights: Option<PathBuf>,
+    /// The 2s-AGCN checkpoint.
+    pub agcn_weights: Option<PathBuf>,
+}
+
+impl FeatureDescription {
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a description back.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!("not micro-gesture feature settings: {e}"),
+        })
+    }
+}
+
 /// What an extraction did.
 #[derive(Debug, Clone)]
 pub struct ExtractSummary {
@@ -82,12 +135,41 @@ pub struct ExtractSummary {
 }
 
 /// The backbones of micro-gesture extraction.
-struct Backbones<B: Backend> {
+pub(crate) struct Backbones<B: Backend> {
     mvit: Mvit<B>,
     agcn: Agcn<B>,
 }
 
-fn backbones<B: Backend>(
+/// The features of a batch of clips.
+pub(crate) struct ClipFeatures<B: Backend> {
+    /// `[B, T', k, k, C]`.
+    pub video: Tensor<B, 5>,
+    /// `[B, C]`.
+    pub class: Tensor<B, 2>,
+    /// `[B, T'', V, C_s]`.
+    pub skeleton: Tensor<B, 4>,
+}
+
+impl<B: Backend> Backbones<B> {
+    /// MViTv2 and 2s-AGCN features of clips `[B, 3, T, H, W]` and skeletons `[B, 3, T, V, 1]`.
+    pub(crate) fn features(
+        &self,
+        rgb: Tensor<B, 5>,
+        skeleton: Tensor<B, 5>,
+        grid: usize,
+    ) -> Result<ClipFeatures<B>> {
+        let video = self.mvit.try_forward(rgb)?;
+        Ok(ClipFeatures {
+            video: pool_grid(video.tokens, grid),
+            class: video.embedding,
+            skeleton: self.agcn.try_forward(skeleton)?.tokens,
+        })
+    }
+}
+
+/// The backbones as `settings` (prepared) and `weights` make them; random ones are initialised
+/// under the settings' seed, so the same settings give the same backbones.
+pub(crate) fn backbones<B: Backend>(
     settings: &MicroGestureExtraction,
     graph: Graph,
     weights: &Weights,
@@ -155,28 +237,15 @@ pub fn extract_micro_gesture<B: Backend>(
     device: &B::Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ExtractSummary> {
-    let graph = Graph::layout(&settings.graph)?;
-    let keypoints = graph.openpose.clone().ok_or_else(|| Error::InvalidConfig {
-        path: PathBuf::from("graph"),
-        reason: format!("graph `{}` has no OpenPose indices", settings.graph),
-    })?;
-    let clip = ClipConfig {
-        modalities: Modalities::Both,
-        augment: false,
-        skeleton: miga_datasets::clips::SkeletonTransform {
-            keypoints,
-            ..settings.clip.skeleton.clone()
-        },
-        ..settings.clip.clone()
-    };
-    let settings = MicroGestureExtraction {
-        clip,
-        ..settings.clone()
-    };
-    let description = serde_json::json!({ "settings": &settings, "mvit_weights": weights.mvit, "agcn_weights": weights.agcn });
+    let (graph, settings) = settings.prepared()?;
     let kind = FeatureKind {
         task: MICRO_GESTURE.into(),
-        settings: description.to_string(),
+        settings: FeatureDescription {
+            settings: settings.clone(),
+            mvit_weights: weights.mvit.clone(),
+            agcn_weights: weights.agcn.clone(),
+        }
+        .to_json(),
     };
     let mut writer = FeatureWriter::open(out, kind, part, settings.shard_items)?;
     let (clips, todo) = part_todo(records, |r| &r.id, part, &writer);
@@ -202,9 +271,8 @@ pub fn extract_micro_gesture<B: Backend>(
         let batch: ClipBatch<B> = ClipBatcher.batch(items, device);
         failed.extend(batch.skipped);
         if let (Some(rgb), Some(skeleton)) = (batch.rgb, batch.skeleton) {
-            let video = models.mvit.try_forward(rgb)?;
-            let grid = pool_grid(video.tokens, settings.video_grid);
-            let skeleton = models.agcn.try_forward(skeleton)?.tokens;
+            let features = models.features(rgb, skeleton, settings.video_grid)?;
+            let (grid, class, skeleton) = (features.video, features.class, features.skeleton);
             for (row, id) in batch.ids.iter().enumerate() {
                 let take5 =
                     |t: &Tensor<B, 5>| t.clone().narrow(0, row, 1).squeeze_dim::<4>(0).into_data();
@@ -213,8 +281,7 @@ pub fn extract_micro_gesture<B: Backend>(
                     ("video_tokens".to_string(), take5(&grid)),
                     (
                         "video_class".to_string(),
-                        video
-                            .embedding
+                        class
                             .clone()
                             .narrow(0, row, 1)
                             .squeeze_dim::<1>(0)

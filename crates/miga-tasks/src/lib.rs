@@ -9,6 +9,7 @@ mod error;
 pub mod evaluate;
 pub mod extract;
 pub mod features;
+pub mod pipeline;
 pub mod plot;
 pub mod standardise;
 pub mod train;

@@ -682,13 +682,13 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use burn::backend::{Autodiff, Flex};
 
     use super::*;
     use crate::extract::tests::tiny_features;
 
-    fn tiny_config(epochs: usize) -> TrainConfig {
+    pub(crate) fn tiny_config(epochs: usize) -> TrainConfig {
         TrainConfig {
             epochs,
             batch: 4,

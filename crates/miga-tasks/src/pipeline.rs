@@ -1,0 +1,206 @@
+//! A trained micro-gesture model with the backbones its features came from: raw clips (a video
+//! and its OpenPose skeleton) in, classes out.
+//!
+//! ```no_run
+//! use burn::backend::Flex;
+//! use miga_datasets::clips::ClipRecord;
+//! use miga_datasets::{MigaLayout, Split};
+//! use miga_tasks::pipeline::MicroGesturePipeline;
+//!
+//! # fn main() -> miga_tasks::Result<()> {
+//! let device = Default::default();
+//! let pipeline = MicroGesturePipeline::<Flex>::from_run("runs/fusion".as_ref(), &device)?;
+//! let layout = MigaLayout::scan("miga2025")?;
+//! let (clips, _) = ClipRecord::from_miga(&layout, Split::Test);
+//! for prediction in pipeline.predict(&clips[..4])? {
+//!     println!("{}: {} ({:.0}%)", prediction.id, prediction.class.name(), prediction.probability * 100.0);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::Path;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use miga_datasets::classes::MicroGesture;
+use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipDataset, ClipRecord};
+
+use crate::evaluate::TrainedRun;
+use crate::extract::{Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones};
+use crate::train::FeatureBatch;
+use crate::{Error, Result};
+
+/// One clip's prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipPrediction {
+    /// The clip id (`<video>_<clip index>`).
+    pub id: String,
+    /// The most probable class.
+    pub class: MicroGesture,
+    /// Its probability.
+    pub probability: f32,
+    /// Every class's probability, in class index order.
+    pub probabilities: Vec<f32>,
+}
+
+/// MViTv2 and 2s-AGCN as the run's features were extracted, and the run's fusion model.
+pub struct MicroGesturePipeline<B: Backend> {
+    settings: MicroGestureExtraction,
+    backbones: Backbones<B>,
+    run: TrainedRun<B>,
+    device: B::Device,
+}
+
+impl<B: Backend> MicroGesturePipeline<B> {
+    /// Loads the run's best model and rebuilds the backbones its training features were
+    /// extracted with (the checkpoints named in the features' settings, or the same random
+    /// initialisation under their seed).
+    pub fn from_run(run: &Path, device: &B::Device) -> Result<Self> {
+        let trained = TrainedRun::<B>::load(run, device)?;
+        let description = FeatureDescription::from_json(&trained.info.features, run)?;
+        let weights = Weights {
+            mvit: description.mvit_weights,
+            agcn: description.agcn_weights,
+            swinface: None,
+        };
+        Self::new(description.settings, &weights, trained, device)
+    }
+
+    /// A pipeline of `run` with backbones from `settings` and `weights` (they must be the
+    /// ones the run's features were extracted with).
+    pub fn new(
+        settings: MicroGestureExtraction,
+        weights: &Weights,
+        run: TrainedRun<B>,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let (graph, settings) = settings.prepared()?;
+        let backbones = backbones::<B>(&settings, graph, weights, device)?;
+        Ok(Self {
+            settings,
+            backbones,
+            run,
+            device: device.clone(),
+        })
+    }
+
+    /// Predicts each clip; a clip that cannot be read (no video, no skeleton, frames beyond
+    /// the end) is an error that names it.
+    pub fn predict(&self, clips: &[ClipRecord]) -> Result<Vec<ClipPrediction>> {
+        let (dataset, problems) = ClipDataset::new(clips.to_vec(), self.settings.clip.clone(), 0)?;
+        if let Some(problem) = problems.into_iter().next() {
+            return Err(problem.into());
+        }
+        let mut out = Vec::new();
+        for start in (0..dataset.len()).step_by(self.settings.batch.max(1)) {
+            let end = (start + self.settings.batch.max(1)).min(dataset.len());
+            let items = (start..end).filter_map(|i| dataset.get(i)).collect();
+            let batch: ClipBatch<B> = ClipBatcher.batch(items, &self.device);
+            if let Some((id, reason)) = batch.skipped.first() {
+                return Err(Error::Mismatch {
+                    path: id.into(),
+                    reason: reason.clone(),
+                });
+            }
+            let (Some(rgb), Some(skeleton)) = (batch.rgb, batch.skeleton) else {
+                continue;
+            };
+            let features = self
+                .backbones
+                .features(rgb, skeleton, self.settings.video_grid)?;
+            let n = batch.ids.len();
+            let features = FeatureBatch {
+                video: features.video,
+                class: features.class,
+                skeleton: features.skeleton,
+                labels: Tensor::zeros([n], &self.device),
+            };
+            let probabilities = softmax(self.run.model.logits(&features), 1);
+            let values =
+                probabilities
+                    .into_data()
+                    .to_vec::<f32>()
+                    .map_err(|e| Error::Mismatch {
+                        path: self.run.dir.clone(),
+                        reason: format!("{e:?}"),
+                    })?;
+            let k = values.len() / n.max(1);
+            for (row, id) in batch.ids.into_iter().enumerate() {
+                let probabilities = values[row * k..(row + 1) * k].to_vec();
+                let (best, &probability) = probabilities
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .unwrap_or((0, &0.0));
+                out.push(ClipPrediction {
+                    id,
+                    class: MicroGesture::from_index(best)
+                        .unwrap_or(MicroGesture::all().last().expect("32 classes")),
+                    probability,
+                    probabilities,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use miga_datasets::{MigaLayout, Split};
+
+    use super::*;
+    use crate::extract::tests::tiny_features;
+    use crate::features::FeatureSet;
+    use crate::train::tests::tiny_config;
+    use crate::train::train_micro_gesture;
+
+    #[test]
+    fn predicts_raw_clips_as_the_run_scores_their_features() {
+        let (train_dir, valid_dir) = tiny_features("pipeline");
+        let (train, valid) = (
+            FeatureSet::read(&train_dir).unwrap(),
+            FeatureSet::read(&valid_dir).unwrap(),
+        );
+        let run = std::env::temp_dir().join(format!("miga-pipeline-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&run);
+        let device = Default::default();
+        train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &tiny_config(1),
+            &run,
+            false,
+            &device,
+        )
+        .unwrap();
+        let pipeline = MicroGesturePipeline::<Flex>::from_run(&run, &device).unwrap();
+        let data = train_dir.with_file_name(
+            train_dir
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace("-train", "-data"),
+        );
+        let (clips, _) = ClipRecord::from_miga(&MigaLayout::scan(&data).unwrap(), Split::Validate);
+        let predictions = pipeline.predict(&clips).unwrap();
+        assert_eq!(predictions.len(), clips.len());
+        let scores = pipeline.run.scores(&valid, &valid_dir, &device).unwrap();
+        for (prediction, logits) in predictions.iter().zip(&scores.scores) {
+            // The same backbones (the seed's), the same features, the same class.
+            let best = logits
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
+            assert_eq!(prediction.class.index(), best, "{}", prediction.id);
+            let total: f32 = prediction.probabilities.iter().sum();
+            assert!((total - 1.0).abs() < 1e-4);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Trains InterFusion on extracted emotion features (Win/Lose per video), on any device.
+//!
+//! ```sh
+//! cargo run --release --example extract_embeddings          # features first
+//! cargo run --release --example train_emotion         # then CPU training
+//! cargo run --release --features cuda --example train_emotion -- \
+//!     --device cuda --train features/train --valid features/validate --out runs/emotion
+//! ```
+
+use std::path::PathBuf;
+
+use burn::tensor::backend::AutodiffBackend;
+use miga::device::{AutodiffTask, DeviceSpec};
+use miga::tasks::demo::DemoConfig;
+use miga::tasks::emotion::{EmotionTrainConfig, train_emotion};
+use miga::tasks::features::FeatureSet;
+use miga::tasks::train::TrainSummary;
+
+struct Train {
+    train: FeatureSet,
+    valid: FeatureSet,
+    config: EmotionTrainConfig,
+    out: PathBuf,
+}
+
+impl AutodiffTask for Train {
+    type Output = Result<TrainSummary, miga::Error>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        // `resume`: a run stopped part-way continues after its last finished epoch.
+        Ok(train_emotion::<B>(
+            &self.train,
+            &self.valid,
+            &self.config,
+            &self.out,
+            true,
+            &device,
+        )?)
+    }
+}
+
+/// `--name value` from the command line, or `default`.
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn main() -> Result<(), miga::Error> {
+    let root = "target/miga-examples/emotion";
+    let device: DeviceSpec = arg("--device", "cpu").parse()?;
+    let train = FeatureSet::read(arg("--train", &format!("{root}/train")).as_ref())?;
+    let valid = FeatureSet::read(arg("--valid", &format!("{root}/validate")).as_ref())?;
+    // The demo's small fusion suits its small features; `EmotionTrainConfig::default()` is the
+    // full-size one.
+    let config = DemoConfig::default().emotion_training;
+    let out = PathBuf::from(arg("--out", "target/miga-examples/runs/emotion"));
+    let summary = device.run_autodiff(Train {
+        train,
+        valid,
+        config,
+        out: out.clone(),
+    })??;
+    println!(
+        "{} epochs on {device}; best validation accuracy {:.1}% at epoch {}; curves in {}",
+        summary.epochs,
+        summary.best_accuracy * 100.0,
+        summary.best_epoch,
+        summary.plot.display()
+    );
+    Ok(())
+}
