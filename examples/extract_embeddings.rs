@@ -67,7 +67,7 @@ impl BackendTask for Extract {
             let (id, tensors) = set.items.iter().next().expect("a training item");
             println!("{task} item {id}:");
             for (name, data) in tensors {
-                println!("  {name:<20} {:?}", data.shape.dims);
+                println!("  {name:<20} {:?}", data.shape.as_slice());
             }
         }
         Ok(())
