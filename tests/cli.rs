@@ -716,3 +716,123 @@ fn extract_train_eval_predict_on_synthetic_data() {
     ]);
     assert!(!ok && stderr.contains("not emotion"), "{stderr}");
 }
+
+/// Starts `miga args`, waits until `ready()` (polling), kills it with SIGKILL; whether it was
+/// still running when killed.
+fn kill_when(args: &[&str], ready: impl Fn() -> bool) -> bool {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("miga"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("miga starts");
+    let start = std::time::Instant::now();
+    while !ready() && start.elapsed() < std::time::Duration::from_secs(120) {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    running
+}
+
+#[test]
+fn killed_extraction_and_training_resume_with_nothing_lost_or_repeated() {
+    let dir = scratch("killed");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    let data = path("data");
+    let synth = [
+        "synth",
+        "--out",
+        &data,
+        "--videos",
+        "6",
+        "--clips-per-video",
+        "4",
+        "--size",
+        "128x72",
+    ];
+    assert!(output(&synth).0);
+    std::fs::write(
+        dir.join("extract.toml"),
+        "mvit = \"mvit_v2_xs\"\nbatch = 1\nshard_items = 1\n[clip]\nframes = 4\nskeleton_frames = 16\n[clip.rgb]\nresize = 64\ncrop = 64\n",
+    )
+    .unwrap();
+    let index = dir.join("features/index-0of1.json");
+    let shards = || {
+        std::fs::read_to_string(&index)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .map_or(0, |v| v["shards"].as_array().map_or(0, Vec::len))
+    };
+    let extract = [
+        "extract",
+        "--data",
+        &data,
+        "--out",
+        &path("features"),
+        "--config",
+        &path("extract.toml"),
+    ];
+    let killed = kill_when(&extract, || shards() >= 2);
+    let before = shards();
+    let (ok, stdout, stderr) = output(&extract);
+    assert!(ok, "{stderr}");
+    if killed {
+        assert!(stdout.contains("already there") && before < 8, "{stdout}");
+    } else {
+        eprintln!("note: the extraction finished before it could be killed");
+    }
+    // Every clip once: 8 training clips, each in exactly one shard.
+    let text = std::fs::read_to_string(&index).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut ids: Vec<String> = value["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s[1].as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_str().unwrap().to_string())
+        })
+        .collect();
+    let count = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((count, ids.len()), (8, 8), "{text}");
+    assert_eq!(value["complete"], true);
+
+    std::fs::write(
+        dir.join("train.toml"),
+        "epochs = 40\nbatch = 4\nwarmup_epochs = 1\npatience = 0\n[fusion]\nd_model = 32\nheads = 2\nff_dim = 64\nlayers = 1\n",
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let train = [
+        "train",
+        "--features",
+        &path("features"),
+        "--valid",
+        &path("features"),
+        "--out",
+        &path("run"),
+        "--config",
+        &path("train.toml"),
+    ];
+    let killed = kill_when(&train, || run.join("checkpoint/model-2.mpk").exists());
+    let mut resume = train.to_vec();
+    resume.push("--resume");
+    let (ok, stdout, stderr) = output(&resume);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("40 epochs"), "{stdout}");
+    assert!(run.join("checkpoint/model-40.mpk").exists());
+    if !killed {
+        eprintln!("note: the training finished before it could be killed");
+    }
+}

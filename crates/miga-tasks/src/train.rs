@@ -8,11 +8,12 @@ use std::sync::Arc;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
-use burn::lr_scheduler::composed::ComposedLrSchedulerConfig;
+use burn::lr_scheduler::LrScheduler;
+use burn::lr_scheduler::composed::{ComposedLrScheduler, ComposedLrSchedulerConfig};
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
 use burn::module::AutodiffModule;
-use burn::optim::AdamWConfig;
+use burn::optim::{AdamWConfig, Optimizer};
 use burn::prelude::*;
 use burn::record::{CompactRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -356,18 +357,35 @@ pub struct TrainSummary {
     pub plot: PathBuf,
 }
 
-fn latest_checkpoint(run: &Path) -> Option<usize> {
-    std::fs::read_dir(run.join("checkpoint"))
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("model-")?
-                .strip_suffix(".mpk")?
-                .parse()
-                .ok()
+/// The epochs with all three checkpoint files (model, optimiser, scheduler), newest first.
+fn checkpoints(run: &Path) -> Vec<usize> {
+    let dir = run.join("checkpoint");
+    let mut epochs: Vec<usize> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_prefix("model-")?
+                        .strip_suffix(".mpk")?
+                        .parse()
+                        .ok()
+                })
+                .filter(|epoch| {
+                    ["optim", "scheduler"]
+                        .iter()
+                        .all(|kind| dir.join(format!("{kind}-{epoch}.mpk")).exists())
+                })
+                .collect()
         })
-        .max()
+        .unwrap_or_default();
+    epochs.sort_unstable_by(|a, b| b.cmp(a));
+    epochs
+}
+
+/// Whether the record file `path` (without extension) reads as an `R`.
+fn readable<B: Backend, R: burn::record::Record<B>>(path: PathBuf, device: &B::Device) -> bool {
+    CompactRecorder::new().load::<R>(path, device).is_ok()
 }
 
 /// Trains on `train` features, validating on `valid`, in the run folder `run`. With `resume`,
@@ -405,8 +423,8 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
 /// Where a training run goes and what it is, checked against an earlier run in the folder.
 pub(crate) struct RunSpec<'a> {
     run: &'a Path,
-    /// The epoch to continue after (a resumed run).
-    start: Option<usize>,
+    /// The epochs a resumed run could continue after, newest first.
+    resumable: Vec<usize>,
     epochs: usize,
     batch: usize,
     learning_rate: f64,
@@ -438,7 +456,7 @@ impl<'a> RunSpec<'a> {
             features: train.kind.settings.clone(),
         };
         let info_path = run.join("run.json");
-        let start = match (info_path.exists(), resume) {
+        let resumable = match (info_path.exists(), resume) {
             (true, false) => {
                 return Err(Error::Mismatch {
                     path: run.to_path_buf(),
@@ -453,9 +471,9 @@ impl<'a> RunSpec<'a> {
                         reason: "this run was made with other settings or features".into(),
                     });
                 }
-                latest_checkpoint(run)
+                checkpoints(run)
             }
-            (false, _) => None,
+            (false, _) => Vec::new(),
         };
         for (set, name) in [(train, "training"), (valid, "validation")] {
             if set.kind.task != task {
@@ -484,7 +502,7 @@ impl<'a> RunSpec<'a> {
         )?;
         Ok(Self {
             run,
-            start,
+            resumable,
             epochs: config.epochs,
             batch: config.batch.max(1),
             learning_rate: config.learning_rate,
@@ -517,6 +535,15 @@ pub fn read_run_info(run: &Path) -> Result<RunInfo> {
         path,
         reason: format!("not a run: {e}"),
     })
+}
+
+/// Whether `path` reads as the record of optimiser `_optimizer`.
+fn readable_as<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
+    _optimizer: &O,
+    path: PathBuf,
+    device: &B::Device,
+) -> bool {
+    readable::<B, O::Record>(path, device)
 }
 
 /// Trains `model` with burn-train as `spec` says: AdamW, warm-up then cosine, a checkpoint
@@ -608,7 +635,18 @@ where
             },
         ));
     }
-    if let Some(epoch) = spec.start {
+    // The newest epoch whose checkpoint reads back: a process killed while writing one leaves
+    // a truncated or missing file, and the run then continues after the epoch before.
+    let dir = run.join("checkpoint");
+    let start = spec.resumable.iter().copied().find(|epoch| {
+        readable::<B, <M as Module<B>>::Record>(dir.join(format!("model-{epoch}")), device)
+            && readable_as(&optimizer, dir.join(format!("optim-{epoch}")), device)
+            && readable::<B, <ComposedLrScheduler as LrScheduler>::Record<B>>(
+                dir.join(format!("scheduler-{epoch}")),
+                device,
+            )
+    });
+    if let Some(epoch) = start {
         training = training.checkpoint(epoch);
     }
     let result = training.launch(Learner::new(model, optimizer, scheduler));
@@ -764,5 +802,22 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(resumed.epochs, 2);
+        // A checkpoint cut short (a kill while it was written) is passed over: the run goes on
+        // after epoch 1.
+        let model = run.join("checkpoint/model-2.mpk");
+        let bytes = std::fs::read(&model).unwrap();
+        std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+        assert_eq!(checkpoints(&run), [2, 1]);
+        let resumed = train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &tiny_config(2),
+            &run,
+            true,
+            &device,
+        )
+        .unwrap();
+        assert_eq!(resumed.epochs, 2);
+        assert!(std::fs::read(&model).unwrap().len() > bytes.len() / 2);
     }
 }
