@@ -411,6 +411,7 @@ mod tests {
 
     #[test]
     fn the_demo_leaves_every_artefact_in_its_folder_and_resumes() {
+        let _rng = crate::rng_lock();
         let dir = std::env::temp_dir().join(format!("miga-demo-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let config = DemoConfig {

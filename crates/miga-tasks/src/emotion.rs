@@ -516,11 +516,13 @@ pub fn train_emotion<B: AutodiffBackend>(
     let (train_items, valid_items) = (labelled(train)?, labelled(valid)?);
     check_features(&train_items, &config.fusion, run)?;
     let spec = RunSpec::new(EMOTION, train, valid, config, run, resume)?;
-    let model = EmotionModel::<B>::new(config, device)?.standardised(&train_items, device);
+    let build = |items: &[EmotionFeatures]| {
+        Ok(EmotionModel::<B>::new(config, device)?.standardised(items, device))
+    };
     let valid_batch = valid_items.len();
     fit(
         spec,
-        model,
+        build,
         (train_items, valid_items),
         EmotionFeatureBatcher,
         valid_batch,
@@ -713,6 +715,7 @@ pub(crate) mod tests {
 
     #[test]
     fn extracts_trains_evaluates_and_resumes() {
+        let _rng = crate::rng_lock();
         let root = std::env::temp_dir().join(format!("miga-emotion-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let config = SynthConfig {

@@ -384,6 +384,7 @@ pub(crate) mod tests {
 
     #[test]
     fn extracts_every_clip_once_and_resumes() {
+        let _rng = crate::rng_lock();
         let data = scratch("data");
         let config = SynthConfig {
             seed: 4,

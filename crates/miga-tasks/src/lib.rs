@@ -15,3 +15,12 @@ pub mod standardise;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// Serialises the tests that draw from the backend's random generator: it is global to the
+/// process, so a test reproducing a seeded initialisation must not run beside another that
+/// draws from it.
+#[cfg(test)]
+pub(crate) fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

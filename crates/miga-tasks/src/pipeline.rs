@@ -57,7 +57,8 @@ pub struct MicroGesturePipeline<B: Backend> {
 impl<B: Backend> MicroGesturePipeline<B> {
     /// Loads the run's best model and rebuilds the backbones its training features were
     /// extracted with (the checkpoints named in the features' settings, or the same random
-    /// initialisation under their seed).
+    /// initialisation under their seed: the backend's generator is global to the process, so
+    /// that holds when nothing else draws from it meanwhile, and on the backend that extracted).
     pub fn from_run(run: &Path, device: &B::Device) -> Result<Self> {
         let trained = TrainedRun::<B>::load(run, device)?;
         let description = FeatureDescription::from_json(&trained.info.features, run)?;
@@ -161,6 +162,7 @@ mod tests {
 
     #[test]
     fn predicts_raw_clips_as_the_run_scores_their_features() {
+        let _rng = crate::rng_lock();
         let (train_dir, valid_dir) = tiny_features("pipeline");
         let (train, valid) = (
             FeatureSet::read(&train_dir).unwrap(),

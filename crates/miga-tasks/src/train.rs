@@ -408,10 +408,12 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
     };
     let (train_items, valid_items) = (labelled(train)?, labelled(valid)?);
     let run_spec = RunSpec::new(MICRO_GESTURE, train, valid, config, run, resume)?;
-    let model = MicroGestureModel::<B>::new(config, device)?.standardised(&train_items, device);
+    let build = |items: &[FeatureItem]| {
+        Ok(MicroGestureModel::<B>::new(config, device)?.standardised(items, device))
+    };
     fit(
         run_spec,
-        model,
+        build,
         (train_items, valid_items),
         FeatureBatcher,
         config.batch,
@@ -548,10 +550,11 @@ fn readable_as<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
 
 /// Trains `model` with burn-train as `spec` says: AdamW, warm-up then cosine, a checkpoint
 /// every epoch, early stopping, then `best.mpk` (best validation accuracy) and `training.svg`.
-/// Validation batches hold `valid_batch` items.
+/// `build` makes the model (from the training items) after the backend is seeded. Validation batches hold `valid_batch`
+/// items.
 pub(crate) fn fit<B, M, I, T>(
     spec: RunSpec<'_>,
-    model: M,
+    build: impl FnOnce(&[I]) -> Result<M>,
     (train, valid): (Vec<I>, Vec<I>),
     batcher: T,
     valid_batch: usize,
@@ -580,7 +583,9 @@ where
             reason: "no labelled items in the training or validation features".into(),
         });
     }
+    // Initialisation, then dropout, draw from the backend's generator in this order.
     B::seed(device, spec.seed);
+    let model = build(&train)?;
     let batches = train.len().div_ceil(spec.batch);
     let loader_train: Arc<dyn DataLoader<B, <M as TrainStep>::Input>> =
         DataLoaderBuilder::new(batcher.clone())
@@ -743,6 +748,7 @@ pub(crate) mod tests {
 
     #[test]
     fn trains_checkpoints_every_epoch_and_resumes() {
+        let _rng = crate::rng_lock();
         let (train_dir, valid_dir) = tiny_features("train");
         let (train, valid) = (
             FeatureSet::read(&train_dir).unwrap(),
