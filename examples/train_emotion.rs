@@ -4,13 +4,13 @@
 //! cargo run --release --example extract_embeddings          # features first
 //! cargo run --release --example train_emotion         # then CPU training
 //! cargo run --release --features cuda --example train_emotion -- \
-//!     --device cuda --train features/train --valid features/validate --out runs/emotion
+//!     --device cuda:0,cuda:1 --train features/train --valid features/validate --out runs/emotion
 //! ```
 
 use std::path::PathBuf;
 
 use burn::tensor::backend::AutodiffBackend;
-use miga::device::{AutodiffTask, DeviceSpec};
+use miga::device::{DeviceSpec, ManyAutodiffTask, parse_devices};
 use miga::tasks::demo::DemoConfig;
 use miga::tasks::emotion::{EmotionTrainConfig, train_emotion};
 use miga::tasks::features::FeatureSet;
@@ -23,10 +23,10 @@ struct Train {
     out: PathBuf,
 }
 
-impl AutodiffTask for Train {
+impl ManyAutodiffTask for Train {
     type Output = Result<TrainSummary, miga::Error>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
         // `resume`: a run stopped part-way continues after its last finished epoch.
         Ok(train_emotion::<B>(
             &self.train,
@@ -34,7 +34,7 @@ impl AutodiffTask for Train {
             &self.config,
             &self.out,
             true,
-            &device,
+            &devices,
         )?)
     }
 }
@@ -50,22 +50,27 @@ fn arg(name: &str, default: &str) -> String {
 
 fn main() -> Result<(), miga::Error> {
     let root = "target/miga-examples/emotion";
-    let device: DeviceSpec = arg("--device", "cpu").parse()?;
+    // One device, or several of one backend for data-parallel training: `cuda:0,cuda:1`.
+    let devices = parse_devices(&arg("--device", "cpu"))?;
     let train = FeatureSet::read(arg("--train", &format!("{root}/train")).as_ref())?;
     let valid = FeatureSet::read(arg("--valid", &format!("{root}/validate")).as_ref())?;
     // The demo's small fusion suits its small features; `EmotionTrainConfig::default()` is the
     // full-size one.
     let config = DemoConfig::default().emotion_training;
     let out = PathBuf::from(arg("--out", "target/miga-examples/runs/emotion"));
-    let summary = device.run_autodiff(Train {
-        train,
-        valid,
-        config,
-        out: out.clone(),
-    })??;
+    let summary = DeviceSpec::run_autodiff_many(
+        &devices,
+        Train {
+            train,
+            valid,
+            config,
+            out: out.clone(),
+        },
+    )??;
     println!(
-        "{} epochs on {device}; best validation accuracy {:.1}% at epoch {}; curves in {}",
+        "{} epochs on {:?}; best validation accuracy {:.1}% at epoch {}; curves in {}",
         summary.epochs,
+        devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
         summary.best_accuracy * 100.0,
         summary.best_epoch,
         summary.plot.display()

@@ -4,13 +4,13 @@
 //! cargo run --release --example extract_embeddings          # features first
 //! cargo run --release --example train_micro_gesture         # then CPU training
 //! cargo run --release --features cuda --example train_micro_gesture -- \
-//!     --device cuda --train features/train --valid features/validate --out runs/mg
+//!     --device cuda:0,cuda:1 --train features/train --valid features/validate --out runs/mg
 //! ```
 
 use std::path::PathBuf;
 
 use burn::tensor::backend::AutodiffBackend;
-use miga::device::{AutodiffTask, DeviceSpec};
+use miga::device::{DeviceSpec, ManyAutodiffTask, parse_devices};
 use miga::tasks::demo::DemoConfig;
 use miga::tasks::features::FeatureSet;
 use miga::tasks::train::{TrainConfig, TrainSummary, train_micro_gesture};
@@ -22,10 +22,10 @@ struct Train {
     out: PathBuf,
 }
 
-impl AutodiffTask for Train {
+impl ManyAutodiffTask for Train {
     type Output = Result<TrainSummary, miga::Error>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
         // `resume`: a run stopped part-way continues after its last finished epoch.
         Ok(train_micro_gesture::<B>(
             &self.train,
@@ -33,7 +33,7 @@ impl AutodiffTask for Train {
             &self.config,
             &self.out,
             true,
-            &device,
+            &devices,
         )?)
     }
 }
@@ -49,22 +49,27 @@ fn arg(name: &str, default: &str) -> String {
 
 fn main() -> Result<(), miga::Error> {
     let root = "target/miga-examples/micro-gesture";
-    let device: DeviceSpec = arg("--device", "cpu").parse()?;
+    // One device, or several of one backend for data-parallel training: `cuda:0,cuda:1`.
+    let devices = parse_devices(&arg("--device", "cpu"))?;
     let train = FeatureSet::read(arg("--train", &format!("{root}/train")).as_ref())?;
     let valid = FeatureSet::read(arg("--valid", &format!("{root}/validate")).as_ref())?;
     // The demo's small fusion suits its small features; `TrainConfig::default()` is the
     // full-size one.
     let config = DemoConfig::default().micro_gesture_training;
     let out = PathBuf::from(arg("--out", "target/miga-examples/runs/micro-gesture"));
-    let summary = device.run_autodiff(Train {
-        train,
-        valid,
-        config,
-        out: out.clone(),
-    })??;
+    let summary = DeviceSpec::run_autodiff_many(
+        &devices,
+        Train {
+            train,
+            valid,
+            config,
+            out: out.clone(),
+        },
+    )??;
     println!(
-        "{} epochs on {device}; best validation top-1 {:.1}% at epoch {}; curves in {}",
+        "{} epochs on {:?}; best validation top-1 {:.1}% at epoch {}; curves in {}",
         summary.epochs,
+        devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
         summary.best_accuracy * 100.0,
         summary.best_epoch,
         summary.plot.display()

@@ -138,42 +138,104 @@ impl DeviceSpec {
     }
 
     fn dispatch<T: BackendTask>(&self, task: T) -> Result<T::Output, Error> {
-        if !self.kind.is_compiled() {
-            return Err(Error::BackendNotCompiled {
-                device: self.to_string(),
-                feature: self.kind.feature(),
-            });
+        struct First<T>(T);
+        impl<T: BackendTask> ManyDeviceTask for First<T> {
+            type Output = T::Output;
+            fn run<B: Backend>(self, mut devices: Vec<B::Device>) -> T::Output {
+                self.0.run::<B>(devices.remove(0))
+            }
         }
-        #[allow(unused_variables)]
-        let index = self.index;
-        match self.kind {
-            #[cfg(feature = "flex")]
-            BackendKind::Flex => Ok(task.run::<burn::backend::Flex>(Default::default())),
-            #[cfg(feature = "ndarray")]
-            BackendKind::NdArray => Ok(task.run::<burn::backend::NdArray>(Default::default())),
-            #[cfg(feature = "wgpu")]
-            BackendKind::Wgpu => {
-                let device = wgpu::device(index, wgpu::Api::Auto)?;
-                Ok(task.run::<burn::backend::Wgpu>(device))
+        dispatch_many(&[*self], First(task))
+    }
+
+    /// Runs `task` wrapped in `Autodiff` on several devices of one backend (`cuda:0,cuda:1`),
+    /// for data-parallel training; the first device is the main one.
+    pub fn run_autodiff_many<T: ManyAutodiffTask>(
+        specs: &[DeviceSpec],
+        task: T,
+    ) -> Result<T::Output, Error> {
+        struct WithAutodiff<T>(T);
+        impl<T: ManyAutodiffTask> ManyDeviceTask for WithAutodiff<T> {
+            type Output = T::Output;
+            fn run<B: Backend>(self, devices: Vec<B::Device>) -> T::Output {
+                self.0.run::<burn::backend::Autodiff<B>>(devices)
             }
-            #[cfg(feature = "vulkan")]
-            BackendKind::Vulkan => {
-                let device = wgpu::device(index, wgpu::Api::Vulkan)?;
-                Ok(task.run::<burn::backend::Vulkan>(device))
-            }
-            #[cfg(feature = "metal")]
-            BackendKind::Metal => {
-                let device = wgpu::device(index, wgpu::Api::Metal)?;
-                Ok(task.run::<burn::backend::Metal>(device))
-            }
-            #[cfg(feature = "cuda")]
-            BackendKind::Cuda => {
-                let device = burn::backend::cuda::CudaDevice::new(index.unwrap_or(0));
-                Ok(task.run::<burn::backend::Cuda>(device))
-            }
-            #[allow(unreachable_patterns)]
-            _ => unreachable!("is_compiled() covers every backend that is not compiled in"),
         }
+        dispatch_many(specs, WithAutodiff(task))
+    }
+}
+
+/// Parses `cuda:0,cuda:1`: devices of one backend, at least one.
+pub fn parse_devices(text: &str) -> Result<Vec<DeviceSpec>, Error> {
+    let specs: Vec<DeviceSpec> = text
+        .split(',')
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()?;
+    match specs.first() {
+        None => Err(Error::InvalidArgument("no device given".into())),
+        Some(first) if specs.iter().any(|s| s.kind != first.kind) => Err(Error::InvalidArgument(
+            format!("`{text}`: data-parallel training needs devices of one backend"),
+        )),
+        Some(_) => Ok(specs),
+    }
+}
+
+/// Builds each of `specs` (one backend) and runs `task` on them.
+fn dispatch_many<T: ManyDeviceTask>(specs: &[DeviceSpec], task: T) -> Result<T::Output, Error> {
+    let Some(first) = specs.first() else {
+        return Err(Error::InvalidArgument("no device given".into()));
+    };
+    if !first.kind.is_compiled() {
+        return Err(Error::BackendNotCompiled {
+            device: first.to_string(),
+            feature: first.kind.feature(),
+        });
+    }
+    #[allow(unused_variables)]
+    let indices: Vec<Option<usize>> = specs.iter().map(|s| s.index).collect();
+    match first.kind {
+        #[cfg(feature = "flex")]
+        BackendKind::Flex => {
+            Ok(task.run::<burn::backend::Flex>(vec![Default::default(); specs.len()]))
+        }
+        #[cfg(feature = "ndarray")]
+        BackendKind::NdArray => {
+            Ok(task.run::<burn::backend::NdArray>(vec![Default::default(); specs.len()]))
+        }
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            let devices = indices
+                .iter()
+                .map(|&i| wgpu::device(i, wgpu::Api::Auto))
+                .collect::<Result<_, _>>()?;
+            Ok(task.run::<burn::backend::Wgpu>(devices))
+        }
+        #[cfg(feature = "vulkan")]
+        BackendKind::Vulkan => {
+            let devices = indices
+                .iter()
+                .map(|&i| wgpu::device(i, wgpu::Api::Vulkan))
+                .collect::<Result<_, _>>()?;
+            Ok(task.run::<burn::backend::Vulkan>(devices))
+        }
+        #[cfg(feature = "metal")]
+        BackendKind::Metal => {
+            let devices = indices
+                .iter()
+                .map(|&i| wgpu::device(i, wgpu::Api::Metal))
+                .collect::<Result<_, _>>()?;
+            Ok(task.run::<burn::backend::Metal>(devices))
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            let devices = indices
+                .iter()
+                .map(|&i| burn::backend::cuda::CudaDevice::new(i.unwrap_or(0)))
+                .collect();
+            Ok(task.run::<burn::backend::Cuda>(devices))
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("is_compiled() covers every backend that is not compiled in"),
     }
 }
 
@@ -229,6 +291,23 @@ impl FromStr for DeviceSpec {
         }
         Ok(DeviceSpec { kind, index })
     }
+}
+
+/// Generic work on several devices of one backend.
+pub trait ManyDeviceTask {
+    /// What the work returns.
+    type Output;
+    /// Runs the work on backend `B` and `devices` (at least one).
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output;
+}
+
+/// Generic training work on several devices of one backend (see
+/// [`DeviceSpec::run_autodiff_many`]).
+pub trait ManyAutodiffTask {
+    /// What the work returns.
+    type Output;
+    /// Runs the work on autodiff backend `B` and `devices` (at least one).
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output;
 }
 
 /// Generic work to run on whichever backend a [`DeviceSpec`] names.

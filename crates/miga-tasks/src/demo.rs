@@ -307,7 +307,14 @@ pub fn run_demo<B: AutodiffBackend>(
             ..config.micro_gesture_training.clone()
         };
         progress(Stage::Train(MICRO_GESTURE, name), 0, 1);
-        train_micro_gesture::<B>(&train, &valid, &training, &run, true, device)?;
+        train_micro_gesture::<B>(
+            &train,
+            &valid,
+            &training,
+            &run,
+            true,
+            std::slice::from_ref(device),
+        )?;
         progress(Stage::Train(MICRO_GESTURE, name), 1, 1);
         let scores =
             TrainedRun::<B::InnerBackend>::load(&run, &inner)?.scores(&test, &test_path, &inner)?;
@@ -352,7 +359,14 @@ pub fn run_demo<B: AutodiffBackend>(
             ..config.emotion_training.clone()
         };
         progress(Stage::Train(EMOTION, name), 0, 1);
-        train_emotion::<B>(&train, &valid, &training, &run, true, device)?;
+        train_emotion::<B>(
+            &train,
+            &valid,
+            &training,
+            &run,
+            true,
+            std::slice::from_ref(device),
+        )?;
         progress(Stage::Train(EMOTION, name), 1, 1);
         let scores =
             EmotionRun::<B::InnerBackend>::load(&run, &inner)?.scores(&test, &test_path, &inner)?;

@@ -24,7 +24,7 @@ use crate::evaluate::{Scores, load_best, score_items};
 use crate::extract::{ExtractSummary, Weights, part_todo};
 use crate::features::{FeatureKind, FeatureSet, FeatureWriter};
 use crate::standardise::Standardise;
-use crate::train::{Metrics, RunSpec, TrainConfig, TrainSummary, fit};
+use crate::train::{Metrics, RunSpec, TrainConfig, TrainSummary, fit, main_device};
 use crate::{Error, Result};
 
 /// Task name of emotion features and runs.
@@ -496,7 +496,7 @@ fn check_features(
 
 /// Trains InterFusion (or a baseline, after `streams`) on emotion features, validating on
 /// `valid`, in the run folder `run`; resumption and errors as
-/// [`crate::train::train_micro_gesture`]. Validation runs on all validation videos at once, so
+/// [`crate::train::train_micro_gesture`], and so is training on several `devices`. Validation runs on all validation videos at once, so
 /// its AUROC is the set's.
 pub fn train_emotion<B: AutodiffBackend>(
     train: &FeatureSet,
@@ -504,8 +504,9 @@ pub fn train_emotion<B: AutodiffBackend>(
     config: &EmotionTrainConfig,
     run: &Path,
     resume: bool,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<TrainSummary> {
+    let device = main_device::<B>(devices, run)?;
     let labelled = |set: &FeatureSet| -> Result<Vec<EmotionFeatures>> {
         Ok(emotion_items(set, run)?
             .into_iter()
@@ -527,7 +528,7 @@ pub fn train_emotion<B: AutodiffBackend>(
         EmotionFeatureBatcher,
         valid_batch,
         Metrics::Binary,
-        device,
+        devices,
     )
 }
 
@@ -768,7 +769,7 @@ pub(crate) mod tests {
             &tiny_training(2),
             &run,
             false,
-            &device,
+            std::slice::from_ref(&device),
         )
         .unwrap();
         assert_eq!(summary.epochs, 2);
@@ -803,7 +804,7 @@ pub(crate) mod tests {
             &wide,
             &root.join("other"),
             false,
-            &device,
+            std::slice::from_ref(&device),
         )
         .err()
         .unwrap()

@@ -177,7 +177,7 @@ mod tests {
             &tiny_config(1),
             &run,
             false,
-            &device,
+            std::slice::from_ref(&device),
         )
         .unwrap();
         let pipeline = MicroGesturePipeline::<Flex>::from_run(&run, &device).unwrap();

@@ -27,8 +27,9 @@ use burn::train::renderer::{
     MetricsRendererTraining, ProgressType, TrainingProgress,
 };
 use burn::train::{
-    ClassificationOutput, InferenceStep, Learner, LearnerSummary, MetricEarlyStoppingStrategy,
-    StoppingCondition, SupervisedTraining, TrainOutput, TrainStep,
+    ClassificationOutput, ExecutionStrategy, InferenceStep, Learner, LearnerSummary,
+    MetricEarlyStoppingStrategy, MultiDeviceOptim, StoppingCondition, SupervisedTraining,
+    TrainOutput, TrainStep, TrainingStrategy,
 };
 use miga_fusion::{
     ClassificationLossConfig, Cmtf, CmtfConfig, CmtfInput, SkeletonTokens, VideoTokens,
@@ -390,15 +391,18 @@ fn readable<B: Backend, R: burn::record::Record<B>>(path: PathBuf, device: &B::D
 
 /// Trains on `train` features, validating on `valid`, in the run folder `run`. With `resume`,
 /// an interrupted run of the same settings continues after its last finished epoch; without
-/// it, a folder that already holds a run is an error.
+/// it, a folder that already holds a run is an error. With several `devices` (of one
+/// backend), training is data-parallel through burn-train's multi-device strategy, the first
+/// device holding the optimiser.
 pub fn train_micro_gesture<B: AutodiffBackend>(
     train: &FeatureSet,
     valid: &FeatureSet,
     config: &TrainConfig,
     run: &Path,
     resume: bool,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<TrainSummary> {
+    let device = main_device::<B>(devices, run)?;
     let labelled = |set: &FeatureSet| -> Result<Vec<FeatureItem>> {
         Ok(feature_items(set, run)?
             .into_iter()
@@ -418,8 +422,19 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
         FeatureBatcher,
         config.batch,
         Metrics::Classes,
-        device,
+        devices,
     )
+}
+
+/// The first of `devices`, which holds the optimiser; none is an error.
+pub(crate) fn main_device<'a, B: Backend>(
+    devices: &'a [B::Device],
+    run: &Path,
+) -> Result<&'a B::Device> {
+    devices.first().ok_or_else(|| Error::InvalidConfig {
+        path: run.to_path_buf(),
+        reason: "no device to train on".into(),
+    })
 }
 
 /// Where a training run goes and what it is, checked against an earlier run in the folder.
@@ -559,7 +574,7 @@ pub(crate) fn fit<B, M, I, T>(
     batcher: T,
     valid_batch: usize,
     metrics: Metrics,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<TrainSummary>
 where
     B: AutodiffBackend,
@@ -577,6 +592,7 @@ where
     <M::InnerModule as InferenceStep>::Input: Clone + core::fmt::Debug + Send + 'static,
 {
     let run = spec.run;
+    let device = main_device::<B>(devices, run)?;
     if train.is_empty() || valid.is_empty() {
         return Err(Error::Mismatch {
             path: run.to_path_buf(),
@@ -653,6 +669,11 @@ where
     });
     if let Some(epoch) = start {
         training = training.checkpoint(epoch);
+    }
+    if devices.len() > 1 {
+        training = training.with_training_strategy(TrainingStrategy::Default(
+            ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice),
+        ));
     }
     let result = training.launch(Learner::new(model, optimizer, scheduler));
     let summary = LearnerSummary::new(run, &["Loss", "Accuracy"]).map_err(|e| Error::Mismatch {
@@ -763,7 +784,7 @@ pub(crate) mod tests {
             &tiny_config(2),
             &run,
             false,
-            &device,
+            std::slice::from_ref(&device),
         )
         .unwrap();
         assert_eq!(summary.epochs, 2);
@@ -784,18 +805,24 @@ pub(crate) mod tests {
             &tiny_config(2),
             &run,
             false,
-            &device,
+            std::slice::from_ref(&device),
         );
         assert!(again.err().unwrap().to_string().contains("--resume"));
         let other = TrainConfig {
             seed: 9,
             ..tiny_config(2)
         };
-        let message =
-            train_micro_gesture::<Autodiff<Flex>>(&train, &valid, &other, &run, true, &device)
-                .err()
-                .unwrap()
-                .to_string();
+        let message = train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &other,
+            &run,
+            true,
+            std::slice::from_ref(&device),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(message.contains("other settings"), "{message}");
         // Resuming a finished run has nothing left to train.
         let resumed = train_micro_gesture::<Autodiff<Flex>>(
@@ -804,7 +831,7 @@ pub(crate) mod tests {
             &tiny_config(2),
             &run,
             true,
-            &device,
+            std::slice::from_ref(&device),
         )
         .unwrap();
         assert_eq!(resumed.epochs, 2);
@@ -820,10 +847,47 @@ pub(crate) mod tests {
             &tiny_config(2),
             &run,
             true,
-            &device,
+            std::slice::from_ref(&device),
         )
         .unwrap();
         assert_eq!(resumed.epochs, 2);
         assert!(std::fs::read(&model).unwrap().len() > bytes.len() / 2);
+    }
+
+    #[test]
+    fn trains_data_parallel_on_two_cpu_devices() {
+        let _rng = crate::rng_lock();
+        let (train_dir, valid_dir) = tiny_features("parallel");
+        let (train, valid) = (
+            FeatureSet::read(&train_dir).unwrap(),
+            FeatureSet::read(&valid_dir).unwrap(),
+        );
+        let run = std::env::temp_dir().join(format!("miga-run-parallel-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&run);
+        let devices = vec![Default::default(); 2];
+        let summary = train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &tiny_config(2),
+            &run,
+            false,
+            &devices,
+        )
+        .unwrap();
+        assert_eq!(summary.epochs, 2);
+        assert!(run.join("checkpoint/model-2.mpk").exists() && run.join("best.mpk").exists());
+        let none: Vec<burn::backend::flex::FlexDevice> = Vec::new();
+        let message = train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &tiny_config(2),
+            &run.join("none"),
+            false,
+            &none,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(message.contains("no device"), "{message}");
     }
 }

@@ -63,7 +63,7 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Train a fusion model (micro-gesture or emotion) on extracted features
     #[command(
-        after_help = "Examples:\n  miga train --task micro-gesture --features features/train --valid features/validate --out runs/mg\n  miga train --features features/train --valid features/validate --out runs/video --streams video   (baseline)\n  miga train --features features/train --valid features/validate --out runs/mg --resume   (after a crash)\n  miga train --print-config > train.toml"
+        after_help = "Examples:\n  miga train --task micro-gesture --features features/train --valid features/validate --out runs/mg\n  miga train --features features/train --valid features/validate --out runs/video --streams video   (baseline)\n  miga train --features features/train --valid features/validate --out runs/mg --resume   (after a crash)\n  miga train --task emotion --features features/emotion-train --valid features/emotion-validate --out runs/emotion\n  miga train --features features/train --valid features/validate --out runs/mg --devices cuda:0,cuda:1   (data-parallel)\n  miga train --print-config > train.toml"
     )]
     Train(train::TrainArgs),
     /// Evaluate a trained model: metrics, confusion matrix, per-class accuracy

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 use miga::Error;
-use miga::device::{AutodiffTask, DeviceSpec};
+use miga::device::{DeviceSpec, ManyAutodiffTask, parse_devices};
 use miga::tasks::emotion::{EmotionStreams, EmotionTrainConfig, train_emotion};
 use miga::tasks::features::FeatureSet;
 use miga::tasks::train::{Streams, TrainConfig, TrainSummary, train_micro_gesture};
@@ -59,8 +59,12 @@ pub struct TrainArgs {
     #[arg(long)]
     resume: bool,
     /// Device (cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", conflicts_with = "devices")]
     device: DeviceSpec,
+    /// Data-parallel training on several devices of one backend, e.g. `cuda:0,cuda:1` (the
+    /// first holds the optimiser; each batch is split between them)
+    #[arg(long)]
+    devices: Option<String>,
 }
 
 enum Job {
@@ -76,17 +80,17 @@ struct Training {
     resume: bool,
 }
 
-impl AutodiffTask for Training {
+impl ManyAutodiffTask for Training {
     type Output = Result<TrainSummary, Error>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
         let (train, valid, out) = (&self.train, &self.valid, &self.out);
         Ok(match &self.job {
             Job::MicroGesture(config) => {
-                train_micro_gesture::<B>(train, valid, config, out, self.resume, &device)?
+                train_micro_gesture::<B>(train, valid, config, out, self.resume, &devices)?
             }
             Job::Emotion(config) => {
-                train_emotion::<B>(train, valid, config, out, self.resume, &device)?
+                train_emotion::<B>(train, valid, config, out, self.resume, &devices)?
             }
         })
     }
@@ -142,16 +146,28 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
     };
     let train = FeatureSet::read(&features)?;
     let valid = FeatureSet::read(&valid)?;
-    let summary = args.device.run_autodiff(Training {
-        train,
-        valid,
-        job,
-        out: out.clone(),
-        resume: args.resume,
-    })??;
+    let devices = match &args.devices {
+        Some(list) => parse_devices(list)?,
+        None => vec![args.device],
+    };
+    let summary = DeviceSpec::run_autodiff_many(
+        &devices,
+        Training {
+            train,
+            valid,
+            job,
+            out: out.clone(),
+            resume: args.resume,
+        },
+    )??;
     println!(
-        "{} epochs; best validation accuracy {:.1}% at epoch {} -> {} ({})",
+        "{} epochs on {}; best validation accuracy {:.1}% at epoch {} -> {} ({})",
         summary.epochs,
+        devices
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         summary.best_accuracy * 100.0,
         summary.best_epoch,
         out.join("best.mpk").display(),
