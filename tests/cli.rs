@@ -638,6 +638,40 @@ fn extract_train_eval_predict_on_synthetic_data() {
     let (ok, _, stderr) = output(&["eval", "--run", &data, "--features", &path("validate")]);
     assert!(!ok && stderr.contains("not a run folder"), "{stderr}");
 
+    // End-to-end: the backbones and the fusion fine-tuned together from raw clips.
+    let (ok, stdout, stderr) = output(&[
+        "train",
+        "--end-to-end",
+        "--data",
+        &data,
+        "--extract-config",
+        &path("extract.toml"),
+        "--config",
+        &path("train.toml"),
+        "--out",
+        &path("e2e"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2 epochs"), "{stdout}");
+    let (ok, stdout, stderr) = output(&["eval", "--run", &path("e2e"), "--data", &data]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("4 clips: top-1"), "{stdout}");
+    assert!(dir.join("e2e/eval-validate/confusion.svg").exists());
+    let (ok, _, stderr) = output(&[
+        "predict",
+        "--run",
+        &path("e2e"),
+        "--data",
+        &data,
+        "--split",
+        "validate",
+        "--out",
+        &path("e2e.csv"),
+    ]);
+    assert!(ok, "{stderr}");
+    let e2e = std::fs::read_to_string(dir.join("e2e.csv")).unwrap();
+    assert!(e2e.starts_with("Id,Target\n0003_0,"), "{e2e}");
+
     // The emotion task through the same commands: Win/Lose from data/labels.csv.
     std::fs::write(
         dir.join("emotion.toml"),

@@ -24,7 +24,7 @@ use crate::evaluate::{Scores, load_best, score_items};
 use crate::extract::{ExtractSummary, Weights, part_todo};
 use crate::features::{FeatureKind, FeatureSet, FeatureWriter};
 use crate::standardise::Standardise;
-use crate::train::{Metrics, RunSpec, TrainConfig, TrainSummary, fit, main_device};
+use crate::train::{Metrics, RunSpec, TrainConfig, TrainSummary, feature_inputs, fit, main_device};
 use crate::{Error, Result};
 
 /// Task name of emotion features and runs.
@@ -516,7 +516,8 @@ pub fn train_emotion<B: AutodiffBackend>(
     };
     let (train_items, valid_items) = (labelled(train)?, labelled(valid)?);
     check_features(&train_items, &config.fusion, run)?;
-    let spec = RunSpec::new(EMOTION, train, valid, config, run, resume)?;
+    let inputs = feature_inputs(EMOTION, train, valid, run)?;
+    let spec = RunSpec::new(EMOTION, inputs, config, run, resume)?;
     let build = |items: &[EmotionFeatures]| {
         Ok(EmotionModel::<B>::new(config, device)?.standardised(items, device))
     };

@@ -134,14 +134,17 @@ pub struct ExtractSummary {
     pub failed: Vec<(String, String)>,
 }
 
-/// The backbones of micro-gesture extraction.
-pub(crate) struct Backbones<B: Backend> {
-    mvit: Mvit<B>,
-    agcn: Agcn<B>,
+/// The backbones of micro-gesture extraction (and end-to-end training).
+#[derive(Module, Debug)]
+pub struct Backbones<B: Backend> {
+    /// The video backbone.
+    pub mvit: Mvit<B>,
+    /// The skeleton backbone.
+    pub agcn: Agcn<B>,
 }
 
 /// The features of a batch of clips.
-pub(crate) struct ClipFeatures<B: Backend> {
+pub struct ClipFeatures<B: Backend> {
     /// `[B, T', k, k, C]`.
     pub video: Tensor<B, 5>,
     /// `[B, C]`.
@@ -152,7 +155,7 @@ pub(crate) struct ClipFeatures<B: Backend> {
 
 impl<B: Backend> Backbones<B> {
     /// MViTv2 and 2s-AGCN features of clips `[B, 3, T, H, W]` and skeletons `[B, 3, T, V, 1]`.
-    pub(crate) fn features(
+    pub fn features(
         &self,
         rgb: Tensor<B, 5>,
         skeleton: Tensor<B, 5>,

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod demo;
 pub mod emotion;
+pub mod end_to_end;
 mod error;
 pub mod evaluate;
 pub mod extract;

@@ -1,5 +1,6 @@
-//! A trained micro-gesture model with the backbones its features came from: raw clips (a video
-//! and its OpenPose skeleton) in, classes out.
+//! A trained micro-gesture model with the backbones its features came from (or, for an
+//! end-to-end run, the backbones it fine-tuned): raw clips (a video and its OpenPose skeleton)
+//! in, classes out.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -19,7 +20,7 @@
 //! # }
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -28,9 +29,10 @@ use burn::tensor::activation::softmax;
 use miga_datasets::classes::MicroGesture;
 use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipDataset, ClipRecord};
 
+use crate::end_to_end::{MICRO_GESTURE_END_TO_END, load_end_to_end};
 use crate::evaluate::TrainedRun;
 use crate::extract::{Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones};
-use crate::train::FeatureBatch;
+use crate::train::{FeatureBatch, MicroGestureModel, read_run_info};
 use crate::{Error, Result};
 
 /// One clip's prediction.
@@ -46,11 +48,13 @@ pub struct ClipPrediction {
     pub probabilities: Vec<f32>,
 }
 
-/// MViTv2 and 2s-AGCN as the run's features were extracted, and the run's fusion model.
+/// MViTv2 and 2s-AGCN as the run's features were extracted (or as an end-to-end run trained
+/// them), and the run's fusion model.
 pub struct MicroGesturePipeline<B: Backend> {
     settings: MicroGestureExtraction,
     backbones: Backbones<B>,
-    run: TrainedRun<B>,
+    model: MicroGestureModel<B>,
+    dir: PathBuf,
     device: B::Device,
 }
 
@@ -60,6 +64,16 @@ impl<B: Backend> MicroGesturePipeline<B> {
     /// initialisation under their seed: the backend's generator is global to the process, so
     /// that holds when nothing else draws from it meanwhile, and on the backend that extracted).
     pub fn from_run(run: &Path, device: &B::Device) -> Result<Self> {
+        if read_run_info(run)?.task == MICRO_GESTURE_END_TO_END {
+            let (settings, model) = load_end_to_end::<B>(run, device)?;
+            return Ok(Self {
+                settings,
+                backbones: model.backbones,
+                model: model.head,
+                dir: run.to_path_buf(),
+                device: device.clone(),
+            });
+        }
         let trained = TrainedRun::<B>::load(run, device)?;
         let description = FeatureDescription::from_json(&trained.info.features, run)?;
         let weights = Weights {
@@ -83,7 +97,8 @@ impl<B: Backend> MicroGesturePipeline<B> {
         Ok(Self {
             settings,
             backbones,
-            run,
+            model: run.model,
+            dir: run.dir,
             device: device.clone(),
         })
     }
@@ -119,13 +134,13 @@ impl<B: Backend> MicroGesturePipeline<B> {
                 skeleton: features.skeleton,
                 labels: Tensor::zeros([n], &self.device),
             };
-            let probabilities = softmax(self.run.model.logits(&features), 1);
+            let probabilities = softmax(self.model.logits(&features), 1);
             let values =
                 probabilities
                     .into_data()
                     .to_vec::<f32>()
                     .map_err(|e| Error::Mismatch {
-                        path: self.run.dir.clone(),
+                        path: self.dir.clone(),
                         reason: format!("{e:?}"),
                     })?;
             let k = values.len() / n.max(1);
@@ -191,7 +206,10 @@ mod tests {
         let (clips, _) = ClipRecord::from_miga(&MigaLayout::scan(&data).unwrap(), Split::Validate);
         let predictions = pipeline.predict(&clips).unwrap();
         assert_eq!(predictions.len(), clips.len());
-        let scores = pipeline.run.scores(&valid, &valid_dir, &device).unwrap();
+        let scores = TrainedRun::<Flex>::load(&run, &device)
+            .unwrap()
+            .scores(&valid, &valid_dir, &device)
+            .unwrap();
         for (prediction, logits) in predictions.iter().zip(&scores.scores) {
             // The same backbones (the seed's), the same features, the same class.
             let best = logits

@@ -268,7 +268,8 @@ impl<B: Backend> MicroGestureModel<B> {
         CmtfInput { video, skeleton }
     }
 
-    fn classify(&self, batch: FeatureBatch<B>) -> ClassificationOutput<B> {
+    /// The classification output (loss, scores, labels) of a batch.
+    pub(crate) fn classify(&self, batch: FeatureBatch<B>) -> ClassificationOutput<B> {
         let output = self.fusion.forward(self.input(&batch));
         let loss = self
             .loss
@@ -411,7 +412,8 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
             .collect())
     };
     let (train_items, valid_items) = (labelled(train)?, labelled(valid)?);
-    let run_spec = RunSpec::new(MICRO_GESTURE, train, valid, config, run, resume)?;
+    let inputs = feature_inputs(MICRO_GESTURE, train, valid, run)?;
+    let run_spec = RunSpec::new(MICRO_GESTURE, inputs, config, run, resume)?;
     let build = |items: &[FeatureItem]| {
         Ok(MicroGestureModel::<B>::new(config, device)?.standardised(items, device))
     };
@@ -453,12 +455,11 @@ pub(crate) struct RunSpec<'a> {
 }
 
 impl<'a> RunSpec<'a> {
-    /// Checks `run` (a new folder, or with `resume` one of the same settings and features) and
-    /// that `train` and `valid` were extracted alike, then writes `run.json`.
+    /// Checks `run` (a new folder, or with `resume` one of the same settings and inputs, as
+    /// `inputs` describes them), then writes `run.json`.
     pub(crate) fn new<F: Serialize, S: Serialize>(
         task: &str,
-        train: &FeatureSet,
-        valid: &FeatureSet,
+        inputs: String,
         config: &TrainConfig<F, S>,
         run: &'a Path,
         resume: bool,
@@ -470,7 +471,7 @@ impl<'a> RunSpec<'a> {
         let info = RunInfo {
             task: task.into(),
             config: toml::to_string(config).unwrap_or_default(),
-            features: train.kind.settings.clone(),
+            features: inputs,
         };
         let info_path = run.join("run.json");
         let resumable = match (info_path.exists(), resume) {
@@ -492,24 +493,6 @@ impl<'a> RunSpec<'a> {
             }
             (false, _) => Vec::new(),
         };
-        for (set, name) in [(train, "training"), (valid, "validation")] {
-            if set.kind.task != task {
-                return Err(Error::Mismatch {
-                    path: run.to_path_buf(),
-                    reason: format!(
-                        "the {name} features are for task `{}`, not {task}",
-                        set.kind.task
-                    ),
-                });
-            }
-        }
-        if train.kind != valid.kind {
-            return Err(Error::Mismatch {
-                path: run.to_path_buf(),
-                reason: "training and validation features were extracted with different settings"
-                    .into(),
-            });
-        }
         std::fs::create_dir_all(run).map_err(io(run))?;
         miga_datasets::io::write_atomic(
             &info_path,
@@ -530,6 +513,34 @@ impl<'a> RunSpec<'a> {
             seed: config.seed,
         })
     }
+}
+
+/// Checks that `train` and `valid` are features of `task` extracted alike; their description.
+pub(crate) fn feature_inputs(
+    task: &str,
+    train: &FeatureSet,
+    valid: &FeatureSet,
+    run: &Path,
+) -> Result<String> {
+    for (set, name) in [(train, "training"), (valid, "validation")] {
+        if set.kind.task != task {
+            return Err(Error::Mismatch {
+                path: run.to_path_buf(),
+                reason: format!(
+                    "the {name} features are for task `{}`, not {task}",
+                    set.kind.task
+                ),
+            });
+        }
+    }
+    if train.kind != valid.kind {
+        return Err(Error::Mismatch {
+            path: run.to_path_buf(),
+            reason: "training and validation features were extracted with different settings"
+                .into(),
+        });
+    }
+    Ok(train.kind.settings.clone())
 }
 
 /// The metrics a run logs each epoch, besides the loss.

@@ -3,13 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use miga::Error;
+use miga::datasets::clips::ClipRecord;
 use miga::datasets::io::write_atomic;
+use miga::datasets::{MigaLayout, Split};
 use miga::device::{BackendTask, DeviceSpec};
 use miga::tasks::emotion::{EMOTION, EmotionRun, emotion_csv, evaluate_emotion};
 use miga::tasks::evaluate::{Scores, TrainedRun, evaluate, submission_csv};
 use miga::tasks::features::FeatureSet;
+use miga::tasks::pipeline::MicroGesturePipeline;
 use miga::tasks::train::read_run_info;
 
 #[derive(Args)]
@@ -18,8 +21,14 @@ pub struct EvalArgs {
     #[arg(long)]
     run: PathBuf,
     /// Features to evaluate on (labelled; from `miga extract` with the run's settings)
-    #[arg(long)]
-    features: PathBuf,
+    #[arg(long, required_unless_present = "data")]
+    features: Option<PathBuf>,
+    /// For an end-to-end run: a MiGA 2025 layout folder whose raw clips to evaluate on
+    #[arg(long, conflicts_with = "features")]
+    data: Option<PathBuf>,
+    /// With --data: which split
+    #[arg(long, value_enum, default_value = "validate")]
+    split: SplitArg,
     /// Output folder [default: RUN/eval-<features folder name>]
     #[arg(long)]
     out: Option<PathBuf>,
@@ -34,8 +43,14 @@ pub struct PredictArgs {
     #[arg(long)]
     run: PathBuf,
     /// Features of the clips to predict (labels, if any, are ignored)
-    #[arg(long)]
-    features: PathBuf,
+    #[arg(long, required_unless_present = "data")]
+    features: Option<PathBuf>,
+    /// For an end-to-end run: a MiGA 2025 layout folder whose raw clips to predict
+    #[arg(long, conflicts_with = "features")]
+    data: Option<PathBuf>,
+    /// With --data: which split
+    #[arg(long, value_enum, default_value = "test")]
+    split: SplitArg,
     /// The file to write: micro-gestures, the MiGA submission (`Id,Target`); emotion, one row
     /// a video (`Id,Target,P_win`, Target 1 for Win)
     #[arg(long, default_value = "prediction.csv")]
@@ -45,9 +60,55 @@ pub struct PredictArgs {
     device: DeviceSpec,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Validate,
+    Test,
+}
+
+impl SplitArg {
+    fn split(self) -> Split {
+        match self {
+            Self::Train => Split::Train,
+            Self::Validate => Split::Validate,
+            Self::Test => Split::Test,
+        }
+    }
+}
+
+/// What a run is scored on: extracted features, or raw clips (end-to-end runs).
+enum Input {
+    Features(PathBuf),
+    Clips(Vec<ClipRecord>),
+}
+
+impl Input {
+    fn new(
+        features: Option<PathBuf>,
+        data: Option<PathBuf>,
+        split: SplitArg,
+    ) -> Result<Self, Error> {
+        match (features, data) {
+            (Some(features), _) => Ok(Self::Features(features)),
+            (None, Some(data)) => {
+                let (clips, problems) =
+                    ClipRecord::from_miga(&MigaLayout::scan(&data)?, split.split());
+                for problem in &problems {
+                    eprintln!("warning: {problem}");
+                }
+                Ok(Self::Clips(clips))
+            }
+            (None, None) => Err(Error::InvalidArgument(
+                "--features or --data is needed".into(),
+            )),
+        }
+    }
+}
+
 struct Scoring {
     run: PathBuf,
-    features: PathBuf,
+    input: Input,
     emotion: bool,
 }
 
@@ -55,21 +116,36 @@ impl BackendTask for Scoring {
     type Output = Result<Scores, Error>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let set = FeatureSet::read(&self.features)?;
+        let features = match self.input {
+            Input::Features(path) => path,
+            Input::Clips(clips) => {
+                let predictions =
+                    MicroGesturePipeline::<B>::from_run(&self.run, &device)?.predict(&clips)?;
+                return Ok(Scores {
+                    ids: predictions.iter().map(|p| p.id.clone()).collect(),
+                    labels: clips
+                        .iter()
+                        .map(|c| c.class.map_or(-1, |c| c.index() as i64))
+                        .collect(),
+                    scores: predictions.into_iter().map(|p| p.probabilities).collect(),
+                });
+            }
+        };
+        let set = FeatureSet::read(&features)?;
         Ok(if self.emotion {
-            EmotionRun::<B>::load(&self.run, &device)?.scores(&set, &self.features, &device)?
+            EmotionRun::<B>::load(&self.run, &device)?.scores(&set, &features, &device)?
         } else {
-            TrainedRun::<B>::load(&self.run, &device)?.scores(&set, &self.features, &device)?
+            TrainedRun::<B>::load(&self.run, &device)?.scores(&set, &features, &device)?
         })
     }
 }
 
-/// Scores of the run's model on the features, and whether it is an emotion run.
-fn scores(run: &Path, features: &Path, device: DeviceSpec) -> Result<(Scores, bool), Error> {
+/// Scores of the run's model on the input, and whether it is an emotion run.
+fn scores(run: &Path, input: Input, device: DeviceSpec) -> Result<(Scores, bool), Error> {
     let emotion = read_run_info(run)?.task == EMOTION;
     let scores = device.run(Scoring {
         run: run.to_path_buf(),
-        features: features.to_path_buf(),
+        input,
         emotion,
     })??;
     Ok((scores, emotion))
@@ -80,19 +156,27 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 pub fn eval(args: EvalArgs) -> Result<(), Error> {
-    let (Scores { labels, scores, .. }, emotion) = scores(&args.run, &args.features, args.device)?;
-    let name = args
+    let name = match &args.features {
+        Some(features) => features
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        None => args.split.split().to_string(),
+    };
+    let what = args
         .features
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .clone()
+        .or(args.data.clone())
         .unwrap_or_default();
+    let input = Input::new(args.features, args.data, args.split)?;
+    let (Scores { labels, scores, .. }, emotion) = scores(&args.run, input, args.device)?;
     let out = args
         .out
         .unwrap_or_else(|| args.run.join(format!("eval-{name}")));
     let none = || {
         Err(Error::InvalidArgument(format!(
             "{}: nothing labelled to evaluate",
-            args.features.display()
+            what.display()
         )))
     };
     if emotion {
@@ -128,7 +212,8 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
 }
 
 pub fn predict(args: PredictArgs) -> Result<(), Error> {
-    let (Scores { ids, scores, .. }, emotion) = scores(&args.run, &args.features, args.device)?;
+    let input = Input::new(args.features, args.data, args.split)?;
+    let (Scores { ids, scores, .. }, emotion) = scores(&args.run, input, args.device)?;
     let (text, unit) = if emotion {
         (emotion_csv(&ids, &scores), "videos")
     } else {

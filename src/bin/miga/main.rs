@@ -63,12 +63,12 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Train a fusion model (micro-gesture or emotion) on extracted features
     #[command(
-        after_help = "Examples:\n  miga train --task micro-gesture --features features/train --valid features/validate --out runs/mg\n  miga train --features features/train --valid features/validate --out runs/video --streams video   (baseline)\n  miga train --features features/train --valid features/validate --out runs/mg --resume   (after a crash)\n  miga train --task emotion --features features/emotion-train --valid features/emotion-validate --out runs/emotion\n  miga train --features features/train --valid features/validate --out runs/mg --devices cuda:0,cuda:1   (data-parallel)\n  miga train --print-config > train.toml"
+        after_help = "Examples:\n  miga train --task micro-gesture --features features/train --valid features/validate --out runs/mg\n  miga train --features features/train --valid features/validate --out runs/video --streams video   (baseline)\n  miga train --features features/train --valid features/validate --out runs/mg --resume   (after a crash)\n  miga train --task emotion --features features/emotion-train --valid features/emotion-validate --out runs/emotion\n  miga train --features features/train --valid features/validate --out runs/mg --devices cuda:0,cuda:1   (data-parallel)\n  miga train --end-to-end --data miga2025/ --extract-config extract.toml --out runs/e2e --device cuda   (backbones too)\n  miga train --print-config > train.toml"
     )]
     Train(train::TrainArgs),
     /// Evaluate a trained model: metrics, confusion matrix, per-class accuracy
     #[command(
-        after_help = "Example:\n  miga eval --run runs/mg --features features/test\n  writes runs/mg/eval-test/{metrics.json, confusion.csv, confusion.svg, per_class.csv}"
+        after_help = "Examples:\n  miga eval --run runs/mg --features features/test\n  miga eval --run runs/e2e --data miga2025/ --split validate   (an end-to-end run, on raw clips)\n  writes runs/mg/eval-test/{metrics.json, confusion.csv, confusion.svg, per_class.csv}"
     )]
     Eval(evaluate::EvalArgs),
     /// Write predictions: the MiGA submission file (`Id,Target`)

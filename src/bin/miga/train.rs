@@ -5,8 +5,12 @@ use std::path::PathBuf;
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 use miga::Error;
+use miga::datasets::clips::ClipRecord;
+use miga::datasets::{MigaLayout, Split};
 use miga::device::{DeviceSpec, ManyAutodiffTask, parse_devices};
 use miga::tasks::emotion::{EmotionStreams, EmotionTrainConfig, train_emotion};
+use miga::tasks::end_to_end::train_end_to_end;
+use miga::tasks::extract::{MicroGestureExtraction, Weights};
 use miga::tasks::features::FeatureSet;
 use miga::tasks::train::{Streams, TrainConfig, TrainSummary, train_micro_gesture};
 
@@ -38,11 +42,27 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "micro-gesture")]
     task: Task,
     /// Training features (a folder written by `miga extract`)
-    #[arg(long, required_unless_present = "print_config")]
+    #[arg(long, required_unless_present_any = ["print_config", "end_to_end"])]
     features: Option<PathBuf>,
     /// Validation features (best-epoch selection and early stopping use them)
-    #[arg(long, required_unless_present = "print_config")]
+    #[arg(long, required_unless_present_any = ["print_config", "end_to_end"])]
     valid: Option<PathBuf>,
+    /// Micro-gestures: fine-tune MViTv2, 2s-AGCN and the fusion together from raw clips of
+    /// --data (train split; validate split for validation) instead of training on features
+    #[arg(long, requires = "data", conflicts_with_all = ["features", "valid"])]
+    end_to_end: bool,
+    /// With --end-to-end: a MiGA 2025 layout folder
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// With --end-to-end: the backbone and clip settings (as `miga extract --config`)
+    #[arg(long)]
+    extract_config: Option<PathBuf>,
+    /// With --end-to-end: torchvision MViTv2 checkpoint to start from
+    #[arg(long)]
+    mvit_weights: Option<PathBuf>,
+    /// With --end-to-end: 2s-AGCN reference checkpoint to start from
+    #[arg(long)]
+    agcn_weights: Option<PathBuf>,
     /// Run folder: checkpoints, metrics, best.mpk, training.svg
     #[arg(long, required_unless_present = "print_config")]
     out: Option<PathBuf>,
@@ -68,13 +88,18 @@ pub struct TrainArgs {
 }
 
 enum Job {
-    MicroGesture(TrainConfig),
-    Emotion(EmotionTrainConfig),
+    MicroGesture(TrainConfig, FeatureSet, FeatureSet),
+    Emotion(EmotionTrainConfig, FeatureSet, FeatureSet),
+    EndToEnd {
+        config: TrainConfig,
+        extraction: MicroGestureExtraction,
+        weights: Weights,
+        train: Vec<ClipRecord>,
+        valid: Vec<ClipRecord>,
+    },
 }
 
 struct Training {
-    train: FeatureSet,
-    valid: FeatureSet,
     job: Job,
     out: PathBuf,
     resume: bool,
@@ -84,16 +109,48 @@ impl ManyAutodiffTask for Training {
     type Output = Result<TrainSummary, Error>;
 
     fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
-        let (train, valid, out) = (&self.train, &self.valid, &self.out);
-        Ok(match &self.job {
-            Job::MicroGesture(config) => {
-                train_micro_gesture::<B>(train, valid, config, out, self.resume, &devices)?
+        let (out, resume) = (&self.out, self.resume);
+        Ok(match self.job {
+            Job::MicroGesture(config, train, valid) => {
+                train_micro_gesture::<B>(&train, &valid, &config, out, resume, &devices)?
             }
-            Job::Emotion(config) => {
-                train_emotion::<B>(train, valid, config, out, self.resume, &devices)?
+            Job::Emotion(config, train, valid) => {
+                train_emotion::<B>(&train, &valid, &config, out, resume, &devices)?
+            }
+            Job::EndToEnd {
+                config,
+                extraction,
+                weights,
+                train,
+                valid,
+            } => {
+                let (summary, left_out) = train_end_to_end::<B>(
+                    train,
+                    valid,
+                    &extraction,
+                    &weights,
+                    &config,
+                    out,
+                    resume,
+                    &devices,
+                )?;
+                if left_out > 0 {
+                    eprintln!(
+                        "note: {left_out} clips without a label, video or skeleton were left out"
+                    );
+                }
+                summary
             }
         })
     }
+}
+
+/// The features folder `path` (required).
+fn features_of(path: &Option<PathBuf>) -> Result<FeatureSet, Error> {
+    let path = path
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("--features and --valid are needed".into()))?;
+    Ok(FeatureSet::read(path)?)
 }
 
 pub fn run(args: TrainArgs) -> Result<(), Error> {
@@ -120,7 +177,36 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
                 Some(StreamsArg::Skeleton) => Streams::Skeleton,
                 Some(_) => return wrong("micro-gesture"),
             };
-            Job::MicroGesture(config)
+            if args.end_to_end {
+                let extraction = crate::settings::load::<MicroGestureExtraction>(
+                    args.extract_config.as_deref(),
+                    false,
+                )?
+                .unwrap_or_default();
+                let Some(data) = &args.data else {
+                    return Err(Error::InvalidArgument("--end-to-end needs --data".into()));
+                };
+                let layout = MigaLayout::scan(data)?;
+                let (train, _) = ClipRecord::from_miga(&layout, Split::Train);
+                let (valid, _) = ClipRecord::from_miga(&layout, Split::Validate);
+                Job::EndToEnd {
+                    config,
+                    extraction,
+                    weights: Weights {
+                        mvit: args.mvit_weights.clone(),
+                        agcn: args.agcn_weights.clone(),
+                        swinface: None,
+                    },
+                    train,
+                    valid,
+                }
+            } else {
+                Job::MicroGesture(
+                    config,
+                    features_of(&args.features)?,
+                    features_of(&args.valid)?,
+                )
+            }
         }
         Task::Emotion => {
             let Some(mut config) =
@@ -136,16 +222,21 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
                 Some(StreamsArg::Late) => EmotionStreams::Late,
                 Some(_) => return wrong("emotion"),
             };
-            Job::Emotion(config)
+            if args.end_to_end {
+                return Err(Error::InvalidArgument(
+                    "--end-to-end is for the micro-gesture task".into(),
+                ));
+            }
+            Job::Emotion(
+                config,
+                features_of(&args.features)?,
+                features_of(&args.valid)?,
+            )
         }
     };
-    let (Some(features), Some(valid), Some(out)) = (args.features, args.valid, args.out) else {
-        return Err(Error::InvalidArgument(
-            "--features, --valid and --out are needed".into(),
-        ));
+    let Some(out) = args.out else {
+        return Err(Error::InvalidArgument("--out is needed".into()));
     };
-    let train = FeatureSet::read(&features)?;
-    let valid = FeatureSet::read(&valid)?;
     let devices = match &args.devices {
         Some(list) => parse_devices(list)?,
         None => vec![args.device],
@@ -153,8 +244,6 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
     let summary = DeviceSpec::run_autodiff_many(
         &devices,
         Training {
-            train,
-            valid,
             job,
             out: out.clone(),
             resume: args.resume,

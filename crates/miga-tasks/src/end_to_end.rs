@@ -1,0 +1,237 @@
+//! `miga train --end-to-end`: MViTv2, 2s-AGCN and Cross-Modal Token Fusion fine-tuned together
+//! from raw clips (video + OpenPose skeleton), the GPU path. The backbones start from their
+//! checkpoints (or the seed's random initialisation), as extraction builds them; clips are
+//! decoded by the data loader, batch by batch.
+
+use std::path::Path;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipConfig, ClipDataset, ClipRecord};
+
+use crate::Result;
+use crate::extract::{Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones};
+use crate::train::{
+    FeatureBatch, Metrics, MicroGestureModel, RunSpec, TrainConfig, TrainSummary, fit, main_device,
+};
+
+/// Task name of end-to-end micro-gesture runs.
+pub const MICRO_GESTURE_END_TO_END: &str = "micro-gesture-end-to-end";
+
+/// The backbones and the fusion module, trained as one model.
+#[derive(Module, Debug)]
+pub struct EndToEndModel<B: Backend> {
+    /// MViTv2 and 2s-AGCN.
+    pub backbones: Backbones<B>,
+    /// The fusion module with its loss (inputs not standardised: the backbones adapt).
+    pub head: MicroGestureModel<B>,
+    #[module(skip)]
+    video_grid: usize,
+}
+
+impl<B: Backend> EndToEndModel<B> {
+    /// Class scores and labels of a batch of clips, as a classification output.
+    fn classify(&self, batch: ClipBatch<B>) -> ClassificationOutput<B> {
+        let (Some(rgb), Some(skeleton), Some(labels)) = (batch.rgb, batch.skeleton, batch.labels)
+        else {
+            // The clips were checked when training started; a batch of which none decodes
+            // (a file changed or damaged meanwhile) cannot be trained on.
+            panic!("no clip of this batch could be read: {:?}", batch.skipped);
+        };
+        let features = self
+            .backbones
+            .features(rgb, skeleton, self.video_grid)
+            .expect("clip shapes follow the extraction settings");
+        self.head.classify(FeatureBatch {
+            video: features.video,
+            class: features.class,
+            skeleton: features.skeleton,
+            labels,
+        })
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for EndToEndModel<B> {
+    type Input = ClipBatch<B>;
+    type Output = ClassificationOutput<B>;
+
+    fn step(&self, batch: ClipBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
+        let output = self.classify(batch);
+        TrainOutput::new(self, output.loss.backward(), output)
+    }
+}
+
+impl<B: Backend> InferenceStep for EndToEndModel<B> {
+    type Input = ClipBatch<B>;
+    type Output = ClassificationOutput<B>;
+
+    fn step(&self, batch: ClipBatch<B>) -> ClassificationOutput<B> {
+        self.classify(batch)
+    }
+}
+
+/// Decodes a batch of clip records (video frames and skeleton) into a [`ClipBatch`].
+#[derive(Debug, Clone)]
+pub struct RawClipBatcher {
+    config: ClipConfig,
+}
+
+impl<B: Backend> Batcher<B, ClipRecord, ClipBatch<B>> for RawClipBatcher {
+    fn batch(&self, records: Vec<ClipRecord>, device: &B::Device) -> ClipBatch<B> {
+        let (dataset, _) = ClipDataset::new(records, self.config.clone(), 0)
+            .expect("the clip settings were checked when training started");
+        let items = (0..dataset.len()).filter_map(|i| dataset.get(i)).collect();
+        ClipBatcher.batch(items, device)
+    }
+}
+
+/// The labelled clips with a video and a skeleton, and how many others were left out; a
+/// skeleton that cannot be read, or a clip beyond its end, is an error naming it.
+fn usable(records: Vec<ClipRecord>, clip: &ClipConfig) -> Result<(Vec<ClipRecord>, usize)> {
+    let total = records.len();
+    let keep: Vec<ClipRecord> = records
+        .into_iter()
+        .filter(|r| r.class.is_some() && r.rgb.is_some() && r.skeleton.is_some())
+        .collect();
+    let (_, problems) = ClipDataset::new(keep.clone(), clip.clone(), 0)?;
+    if let Some(problem) = problems.into_iter().next() {
+        return Err(problem.into());
+    }
+    let left_out = total - keep.len();
+    Ok((keep, left_out))
+}
+
+/// Fine-tunes the backbones (built from `extraction` and `weights`) and the fusion module
+/// (`config`) together on the `train` clips, validating on `valid`, in the run folder `run`;
+/// resumption, early stopping, best epoch and devices as [`crate::train::train_micro_gesture`].
+/// Clips without a label, a video or a skeleton are left out (their count is returned with
+/// the summary).
+#[allow(clippy::too_many_arguments)]
+pub fn train_end_to_end<B: AutodiffBackend>(
+    train: Vec<ClipRecord>,
+    valid: Vec<ClipRecord>,
+    extraction: &MicroGestureExtraction,
+    weights: &Weights,
+    config: &TrainConfig,
+    run: &Path,
+    resume: bool,
+    devices: &[B::Device],
+) -> Result<(TrainSummary, usize)> {
+    let device = main_device::<B>(devices, run)?;
+    let (graph, settings) = extraction.prepared()?;
+    let (train, left_train) = usable(train, &settings.clip)?;
+    let (valid, left_valid) = usable(valid, &settings.clip)?;
+    let inputs = FeatureDescription {
+        settings: settings.clone(),
+        mvit_weights: weights.mvit.clone(),
+        agcn_weights: weights.agcn.clone(),
+    };
+    let inputs = serde_json::to_string(&inputs).unwrap_or_default();
+    let spec = RunSpec::new(MICRO_GESTURE_END_TO_END, inputs, config, run, resume)?;
+    let build = |_: &[ClipRecord]| {
+        Ok(EndToEndModel {
+            backbones: backbones::<B>(&settings, graph, weights, device)?,
+            head: MicroGestureModel::new(config, device)?,
+            video_grid: settings.video_grid,
+        })
+    };
+    let batcher = RawClipBatcher {
+        config: settings.clip.clone(),
+    };
+    let summary = fit(
+        spec,
+        build,
+        (train, valid),
+        batcher,
+        config.batch,
+        Metrics::Classes,
+        devices,
+    )?;
+    Ok((summary, left_train + left_valid))
+}
+
+/// The extraction settings and weights an end-to-end run was trained from, and its model.
+pub(crate) fn load_end_to_end<B: Backend>(
+    run: &Path,
+    device: &B::Device,
+) -> Result<(MicroGestureExtraction, EndToEndModel<B>)> {
+    let info = crate::train::read_run_info(run)?;
+    let description = FeatureDescription::from_json(&info.features, run)?;
+    let weights = Weights {
+        mvit: description.mvit_weights,
+        agcn: description.agcn_weights,
+        swinface: None,
+    };
+    let (graph, settings) = description.settings.prepared()?;
+    let (_, model) = crate::evaluate::load_best(
+        run,
+        MICRO_GESTURE_END_TO_END,
+        |config: &TrainConfig| {
+            Ok(EndToEndModel {
+                backbones: backbones::<B>(&settings, graph, &weights, device)?,
+                head: MicroGestureModel::new(config, device)?,
+                video_grid: settings.video_grid,
+            })
+        },
+        device,
+    )?;
+    Ok((settings, model))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use miga_datasets::synth::{SynthConfig, synthesise};
+    use miga_datasets::{MigaLayout, Split};
+
+    use super::*;
+    use crate::extract::tests::tiny_settings;
+    use crate::pipeline::MicroGesturePipeline;
+    use crate::train::tests::tiny_config;
+
+    #[test]
+    fn fine_tunes_backbones_and_fusion_from_raw_clips() {
+        let _rng = crate::rng_lock();
+        let root = std::env::temp_dir().join(format!("miga-e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let data = root.join("data");
+        let config = SynthConfig {
+            seed: 2,
+            videos: 6,
+            clips_per_video: 2,
+            width: 128,
+            height: 72,
+            classes: Vec::new(),
+        };
+        synthesise(&config, &data, &|_, _| {}).unwrap();
+        let layout = MigaLayout::scan(&data).unwrap();
+        let (train, _) = ClipRecord::from_miga(&layout, Split::Train);
+        let (valid, _) = ClipRecord::from_miga(&layout, Split::Validate);
+        let run = root.join("run");
+        let device = Default::default();
+        let (summary, left_out) = train_end_to_end::<Autodiff<Flex>>(
+            train,
+            valid.clone(),
+            &tiny_settings(),
+            &Weights::default(),
+            &tiny_config(1),
+            &run,
+            false,
+            std::slice::from_ref(&device),
+        )
+        .unwrap();
+        assert_eq!((summary.epochs, left_out), (1, 0));
+        assert!(run.join("best.mpk").exists() && run.join("checkpoint/optim-1.mpk").exists());
+        // The run predicts raw clips with its fine-tuned backbones.
+        let pipeline = MicroGesturePipeline::<Flex>::from_run(&run, &device).unwrap();
+        assert_eq!(pipeline.predict(&valid).unwrap().len(), valid.len());
+        let message = crate::evaluate::TrainedRun::<Flex>::load(&run, &device)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("micro-gesture-end-to-end"), "{message}");
+    }
+}
