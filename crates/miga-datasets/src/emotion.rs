@@ -18,6 +18,7 @@ use crate::clips::{FrameTransform, SkeletonSource, SkeletonTransform, Sorted, so
 use crate::faces::{CROP_SIZE, align, landmarks};
 use crate::protocols::{MigaLayout, Split};
 use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
+use crate::skeleton::Skeleton;
 use crate::video::Video;
 use crate::{Error, Result};
 
@@ -157,20 +158,16 @@ impl EmotionDataset {
     }
 
     /// The frames of up to `faces` face crops: spread evenly over the frames (of the first
-    /// `length`) whose face landmarks are found.
-    fn face_frames(&self, record: &EmotionRecord, length: usize) -> Result<Vec<usize>> {
+    /// `length`) of `skeleton` whose face landmarks are found.
+    fn face_frames(&self, skeleton: &Skeleton, length: usize) -> Vec<usize> {
         let config = &self.config;
-        let Some(source) = record.skeleton.as_ref().filter(|_| config.faces > 0) else {
-            return Ok(Vec::new());
-        };
-        let skeleton = source.read()?;
         let found: Vec<usize> = (0..length.min(skeleton.frames()))
-            .filter(|&t| landmarks(&skeleton, t, config.face_confidence).is_ok())
+            .filter(|&t| landmarks(skeleton, t, config.face_confidence).is_ok())
             .collect();
         let take = config.faces.min(found.len());
-        Ok((0..take)
+        (0..take)
             .map(|i| found[(2 * i + 1) * found.len() / (2 * take)])
-            .collect())
+            .collect()
     }
 
     /// Context windows and face crops, decoded in one pass over the video.
@@ -181,7 +178,15 @@ impl EmotionDataset {
         })?;
         let mut video = Video::open(path)?;
         let length = video.info().frames;
-        let face_frames = self.face_frames(record, length)?;
+        // The raw skeleton is read here, once, for the faces (not kept for every video: real
+        // ones are long).
+        let skeleton = match &record.skeleton {
+            Some(source) if config.faces > 0 => Some(source.read()?),
+            _ => None,
+        };
+        let face_frames = skeleton
+            .as_ref()
+            .map_or_else(Vec::new, |s| self.face_frames(s, length));
         let span = (config.frames - 1) * config.stride + 1;
         let starts = sample_frames(
             0,
@@ -212,11 +217,6 @@ impl EmotionDataset {
                     .map_err(|e| Error::request(path, format!("{e:?}")))?,
             );
         }
-        // The skeleton is read again here (not kept for every video: real ones are long).
-        let skeleton = match &record.skeleton {
-            Some(source) if !faces.is_empty() => Some(source.read()?),
-            _ => None,
-        };
         let mut crops = Vec::new();
         for (frame, &t) in faces.iter().zip(&face_frames) {
             let skeleton = skeleton.as_ref().expect("faces were found on it");

@@ -257,7 +257,8 @@ pub fn run_demo<B: AutodiffBackend>(
     data(&config.data, &data_dir, progress)?;
     let layout = MigaLayout::scan(&data_dir)?;
     let labels = LabelTable::read(data_dir.join(LABELS_CSV))?;
-    let inner = device.clone();
+    // The inner backend's device is the autodiff backend's.
+    let inner = device;
     let features =
         |task: &str, split: Split| dir.join("features").join(task).join(split.to_string());
     for split in SPLITS {
@@ -272,7 +273,7 @@ pub fn run_demo<B: AutodiffBackend>(
             &Weights::default(),
             &features(MICRO_GESTURE, split),
             (0, 1),
-            &inner,
+            inner,
             &mut |done, total| progress(stage, done, total),
         )?;
         let records = EmotionRecord::from_miga(&layout, split, &labels);
@@ -283,7 +284,7 @@ pub fn run_demo<B: AutodiffBackend>(
             &Weights::default(),
             &features(EMOTION, split),
             (0, 1),
-            &inner,
+            inner,
             &mut |done, total| progress(stage, done, total),
         )?;
     }
@@ -293,6 +294,7 @@ pub fn run_demo<B: AutodiffBackend>(
     };
     let predictions = dir.join("predictions");
     let mut rows = Vec::new();
+    let mut classes = 1;
     let (train, _) = read(MICRO_GESTURE, Split::Train)?;
     let (valid, _) = read(MICRO_GESTURE, Split::Validate)?;
     let (test, test_path) = read(MICRO_GESTURE, Split::Test)?;
@@ -317,9 +319,15 @@ pub fn run_demo<B: AutodiffBackend>(
         )?;
         progress(Stage::Train(MICRO_GESTURE, name), 1, 1);
         let scores =
-            TrainedRun::<B::InnerBackend>::load(&run, &inner)?.scores(&test, &test_path, &inner)?;
+            TrainedRun::<B::InnerBackend>::load(&run, inner)?.scores(&test, &test_path, inner)?;
         let evaluation = evaluate(&scores.labels, &scores.scores);
         evaluation.write(&run.join("eval-test"))?;
+        classes = evaluation
+            .per_class
+            .iter()
+            .filter(|c| c.clips > 0)
+            .count()
+            .max(1);
         if streams == Streams::Both {
             miga_datasets::io::write_atomic(
                 &predictions.join("micro_gesture.csv"),
@@ -338,12 +346,6 @@ pub fn run_demo<B: AutodiffBackend>(
             ],
         });
     }
-    let classes = test_labels(&test)
-        .into_iter()
-        .filter(|&l| l >= 0)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
-        .max(1);
     let (train, _) = read(EMOTION, Split::Train)?;
     let (valid, _) = read(EMOTION, Split::Validate)?;
     let (test, test_path) = read(EMOTION, Split::Test)?;
@@ -369,7 +371,7 @@ pub fn run_demo<B: AutodiffBackend>(
         )?;
         progress(Stage::Train(EMOTION, name), 1, 1);
         let scores =
-            EmotionRun::<B::InnerBackend>::load(&run, &inner)?.scores(&test, &test_path, &inner)?;
+            EmotionRun::<B::InnerBackend>::load(&run, inner)?.scores(&test, &test_path, inner)?;
         let evaluation = evaluate_emotion(&scores.labels, &scores.scores);
         evaluation.write(&run.join("eval-test"))?;
         if streams == EmotionStreams::Both {
@@ -400,19 +402,6 @@ pub fn run_demo<B: AutodiffBackend>(
             .as_bytes(),
     )?;
     Ok(summary)
-}
-
-/// The labels of a micro-gesture feature set.
-fn test_labels(set: &FeatureSet) -> Vec<i64> {
-    set.items
-        .values()
-        .map(|t| {
-            t.get("label")
-                .and_then(|l| l.to_vec::<f32>().ok())
-                .and_then(|v| v.first().copied())
-                .unwrap_or(-1.0) as i64
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
-use miga_backbones::mvit::{Mvit, MvitConfig};
+use miga_backbones::mvit::Mvit;
 use miga_backbones::swin::{SwinFace, SwinFaceConfig};
 use miga_datasets::emotion::{EmotionConfig, EmotionDataset, EmotionRecord};
 use miga_fusion::{
@@ -21,8 +21,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::evaluate::{Scores, load_best, score_items};
-use crate::extract::{ExtractSummary, Weights, part_todo};
-use crate::features::{FeatureKind, FeatureSet, FeatureWriter};
+use crate::extract::{ExtractSummary, Weights, mvit, part_todo};
+use crate::features::{FeatureKind, FeatureSet, FeatureWriter, item_label};
 use crate::standardise::Standardise;
 use crate::train::{Metrics, RunSpec, TrainConfig, TrainSummary, feature_inputs, fit, main_device};
 use crate::{Error, Result};
@@ -76,24 +76,19 @@ fn backbones<B: Backend>(
 ) -> Result<Backbones<B>> {
     B::seed(device, settings.seed);
     let video = &settings.video;
-    let mvit = MvitConfig::preset(&settings.mvit, 400)?
-        .with_temporal_size(video.frames)
-        .with_spatial_size([video.rgb.crop; 2]);
-    let mvit = match &weights.mvit {
-        Some(path) => mvit.load_checkpoint(path, device)?,
-        None => mvit.init(device)?,
-    };
+    let mvit = mvit(
+        &settings.mvit,
+        video.frames,
+        video.rgb.crop,
+        weights,
+        device,
+    )?;
     let face = SwinFaceConfig::preset(&settings.swinface, settings.expressions)?;
     let swinface = match &weights.swinface {
         Some(path) => face.load_checkpoint(path, device)?,
         None => face.init(device)?,
     };
     Ok(Backbones { mvit, swinface })
-}
-
-/// The rows of a `[N, C]` tensor as data.
-fn rows<B: Backend>(t: Tensor<B, 2>) -> TensorData {
-    t.into_data()
 }
 
 /// Extracts part `part = (i, n)` of the emotion videos `records` into `out`: per video
@@ -147,7 +142,7 @@ pub fn extract_emotion<B: Backend>(
             let mut tensors = BTreeMap::from([
                 (
                     "context_embeddings".to_string(),
-                    rows(models.mvit.try_forward(context)?.embedding),
+                    models.mvit.try_forward(context)?.embedding.into_data(),
                 ),
                 (
                     "label".to_string(),
@@ -166,9 +161,15 @@ pub fn extract_emotion<B: Backend>(
                     expressions.extend(out.expression_probabilities());
                     embeddings.push(out.embedding);
                 }
-                tensors.insert("face_embeddings".into(), rows(Tensor::cat(embeddings, 0)));
+                tensors.insert(
+                    "face_embeddings".into(),
+                    Tensor::cat(embeddings, 0).into_data(),
+                );
                 if !expressions.is_empty() {
-                    tensors.insert("face_expressions".into(), rows(Tensor::cat(expressions, 0)));
+                    tensors.insert(
+                        "face_expressions".into(),
+                        Tensor::cat(expressions, 0).into_data(),
+                    );
                 }
             }
             writer.push(&item.id, tensors)?;
@@ -273,18 +274,14 @@ pub fn emotion_items(set: &FeatureSet, path: &Path) -> Result<Vec<(String, Emoti
                         path: path.to_path_buf(),
                         reason: format!("item {id} has no `context_embeddings`"),
                     })?;
-            let label = tensors
-                .get("label")
-                .and_then(|l| l.to_vec::<f32>().ok())
-                .and_then(|v| v.first().copied())
-                .unwrap_or(-1.0);
+            let label = item_label(tensors).unwrap_or(-1);
             Ok((
                 id.clone(),
                 EmotionFeatures {
                     face: tensors.get("face_embeddings").cloned(),
                     expressions: tensors.get("face_expressions").cloned(),
                     context,
-                    label: label as i64,
+                    label,
                 },
             ))
         })

@@ -170,6 +170,24 @@ impl<B: Backend> Backbones<B> {
     }
 }
 
+/// MViTv2 preset `name` for clips of `frames` x `crop` x `crop`, from `weights.mvit` or randomly
+/// initialised.
+pub(crate) fn mvit<B: Backend>(
+    name: &str,
+    frames: usize,
+    crop: usize,
+    weights: &Weights,
+    device: &B::Device,
+) -> Result<Mvit<B>> {
+    let config = MvitConfig::preset(name, 400)?
+        .with_temporal_size(frames)
+        .with_spatial_size([crop; 2]);
+    Ok(match &weights.mvit {
+        Some(path) => config.load_checkpoint(path, device)?,
+        None => config.init(device)?,
+    })
+}
+
 /// The backbones as `settings` (prepared) and `weights` make them; random ones are initialised
 /// under the settings' seed, so the same settings give the same backbones.
 pub(crate) fn backbones<B: Backend>(
@@ -180,13 +198,7 @@ pub(crate) fn backbones<B: Backend>(
 ) -> Result<Backbones<B>> {
     B::seed(device, settings.seed);
     let clip = &settings.clip;
-    let mvit_config = MvitConfig::preset(&settings.mvit, 400)?
-        .with_temporal_size(clip.frames)
-        .with_spatial_size([clip.rgb.crop; 2]);
-    let mvit = match &weights.mvit {
-        Some(path) => mvit_config.load_checkpoint(path, device)?,
-        None => mvit_config.init(device)?,
-    };
+    let mvit = mvit(&settings.mvit, clip.frames, clip.rgb.crop, weights, device)?;
     let agcn = match &weights.agcn {
         Some(path) => AgcnConfig::load(path, graph, device)?,
         None => AgcnConfig::new(graph, 32)

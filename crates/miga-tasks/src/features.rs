@@ -185,6 +185,12 @@ impl FeatureWriter {
     }
 }
 
+/// The class stored as an item's `label` tensor (-1: unlabelled), when it has one.
+pub fn item_label(tensors: &BTreeMap<String, TensorData>) -> Option<i64> {
+    let values = tensors.get("label")?.to_vec::<f32>().ok()?;
+    values.first().map(|&l| l as i64)
+}
+
 /// Every item of a features folder (all parts), read into memory.
 #[derive(Debug, Clone)]
 pub struct FeatureSet {

@@ -37,7 +37,7 @@ use miga_fusion::{
 use serde::{Deserialize, Serialize};
 
 use crate::extract::MICRO_GESTURE;
-use crate::features::FeatureSet;
+use crate::features::{FeatureSet, item_label};
 use crate::plot::{Curve, line_chart};
 use crate::standardise::Standardise;
 use crate::{Error, Result};
@@ -180,18 +180,17 @@ pub fn feature_items(set: &FeatureSet, path: &Path) -> Result<Vec<(String, Featu
                 reason: format!("item {id} has no `{name}`"),
             })
         };
-        let label = get("label")?
-            .to_vec::<f32>()
-            .ok()
-            .and_then(|v| v.first().copied())
-            .unwrap_or(-1.0);
+        let label = item_label(tensors).ok_or_else(|| Error::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!("item {id} has no `label`"),
+        })?;
         items.push((
             id.clone(),
             FeatureItem {
                 video: get("video_tokens")?,
                 class: get("video_class")?,
                 skeleton: get("skeleton_tokens")?,
-                label: label as i64,
+                label,
             },
         ));
     }
