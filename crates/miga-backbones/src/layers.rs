@@ -2,7 +2,7 @@
 //! stochastic depth.
 
 use burn::module::{Initializer, Module};
-use burn::nn::{Dropout, DropoutConfig, Gelu, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
@@ -14,7 +14,6 @@ pub struct Mlp<B: Backend> {
     pub fc1: Linear<B>,
     /// Narrowing layer (torchvision's `mlp.3`, Swin's `mlp.fc2`).
     pub fc2: Linear<B>,
-    gelu: Gelu,
     dropout: Dropout,
 }
 
@@ -25,14 +24,15 @@ impl<B: Backend> Mlp<B> {
         Mlp {
             fc1: linear(dim, hidden, true, device),
             fc2: linear(hidden, dim, true, device),
-            gelu: Gelu::new(),
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
 
     /// `[..., C]` to `[..., C]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let x = self.dropout.forward(self.gelu.forward(self.fc1.forward(x)));
+        let x = self
+            .dropout
+            .forward(crate::kernels::gelu(self.fc1.forward(x)));
         self.dropout.forward(self.fc2.forward(x))
     }
 }

@@ -12,6 +12,7 @@
 pub mod agcn;
 mod error;
 mod import;
+pub mod kernels;
 mod layers;
 pub mod mvit;
 pub mod swin;
