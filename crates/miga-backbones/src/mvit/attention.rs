@@ -2,12 +2,13 @@
 //! `_add_rel_pos`): queries, keys and values pooled by depthwise 3D convolutions, a decomposed
 //! relative-position bias, and the residual pooling connection.
 
+use crate::kernels::softmax_last;
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::{attention, conv2d};
-use burn::tensor::ops::{AttentionModuleOptions, ConvOptions, PadMode};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use burn::nn::PaddingConfig3d;
@@ -52,12 +53,13 @@ pub struct AttentionPool<B: Backend> {
 }
 
 impl<B: Backend> AttentionPool<B> {
-    /// `[B, heads, 1 + T*H*W, head_dim]` on grid `thw` to the pooled tokens and their grid.
-    pub fn forward(&self, x: Tensor<B, 4>, thw: Grid) -> (Tensor<B, 4>, Grid) {
-        let [b, heads, n, d] = x.dims();
+    /// Channels-first `[heads, head_dim, 1 + T*H*W]` on grid `thw` (one clip) to the pooled,
+    /// normalised tokens `[heads, 1 + T'*H'*W', head_dim]` and their grid.
+    pub fn forward(&self, x: Tensor<B, 3>, thw: Grid) -> (Tensor<B, 3>, Grid) {
+        let [heads, d, n] = x.dims();
         let [t, h, w] = thw;
         let class = x.clone().narrow(2, 0, 1);
-        let grid = swap_last_two(x.narrow(2, 1, n - 1)).reshape([b * heads, d, t, h, w]);
+        let grid = x.narrow(2, 1, n - 1).reshape([heads, d, t, h, w]);
         let pooled = depthwise_conv3d(
             grid,
             self.pool.weight.val(),
@@ -65,8 +67,8 @@ impl<B: Backend> AttentionPool<B> {
             self.pool.kernel_size.map(|k| k / 2),
         );
         let [_, _, t, h, w] = pooled.dims();
-        let pooled = swap_last_two(pooled.reshape([b, heads, d, t * h * w]));
-        let x = Tensor::cat(vec![class, pooled], 2);
+        let pooled = pooled.reshape([heads, d, t * h * w]);
+        let x = swap_last_two(Tensor::cat(vec![class, pooled], 2).unsqueeze()).squeeze_dim(0);
         (self.norm.forward(x), [t, h, w])
     }
 }
@@ -197,19 +199,37 @@ impl MultiscaleBlockInit {
 impl<B: Backend> MultiscaleAttention<B> {
     /// `[B, 1 + T*H*W, C_in]` on grid `thw` to `[B, 1 + T'*H'*W', C_out]` on the query grid.
     pub fn forward(&self, x: Tensor<B, 3>, thw: Grid) -> (Tensor<B, 3>, Grid) {
-        let [b, n, _] = x.dims();
+        let b = x.dims()[0];
+        let mut q_thw = thw;
+        let clips = (0..b)
+            .map(|i| {
+                let (y, grid) = self.forward_clip(x.clone().narrow(0, i, 1), thw);
+                q_thw = grid;
+                y
+            })
+            .collect();
+        (Tensor::cat(clips, 0), q_thw)
+    }
+
+    /// One clip, `[1, N, C_in]`. The layout is chosen so that every copy on the CPU backend
+    /// is a plain or two-dimensional one (Flex walks any other layout element by element):
+    /// q, k and v come out of the projection channels-first, `[heads, head_dim, N]`, which is
+    /// what the pooling convolutions take, and are turned token-major one head at a time.
+    fn forward_clip(&self, x: Tensor<B, 3>, thw: Grid) -> (Tensor<B, 3>, Grid) {
+        let n = x.dims()[1];
         let out = self.project.weight.dims()[0];
         let (heads, head_dim) = (self.num_heads, out / self.num_heads);
-        // [B, N, 3, heads, d] -> [3, B, heads, N, d]
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([b, n, 3, heads, head_dim])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0);
-        let pool = |pool: &Option<AttentionPool<B>>, x: Tensor<B, 4>| match pool {
+        // W^T x^T + b: [3 * out, N] = [3, heads, d, N].
+        let weight = self.qkv.weight.val().transpose().unsqueeze::<3>();
+        let mut qkv = weight.matmul(x.swap_dims(1, 2));
+        if let Some(bias) = &self.qkv.bias {
+            qkv = qkv + bias.val().reshape([1, 3 * out, 1]);
+        }
+        let qkv = qkv.reshape([3, heads, head_dim, n]);
+        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([heads, head_dim, n]);
+        let pool = |pool: &Option<AttentionPool<B>>, x: Tensor<B, 3>| match pool {
             Some(pool) => pool.forward(x, thw),
-            None => (x, thw),
+            None => (swap_last_two(x.unsqueeze()).squeeze_dim(0), thw),
         };
         let (k, k_thw) = pool(&self.pool_k, part(1));
         let (v, _) = pool(&self.pool_v, part(2));
@@ -220,62 +240,41 @@ impl<B: Backend> MultiscaleAttention<B> {
         // selector of their (t, h, w) position.
         let scale = (head_dim as f64).powf(-0.5);
         let (q_rel, k_rel) = self.rel_pos_columns(&q, q_thw, k_thw);
-        let [_, _, nk, _] = k.dims();
+        let [_, nk, _] = k.dims();
         let extra = k_rel.dims()[1];
-        let query = Tensor::cat(vec![q.clone() * scale, q_rel], 3);
+        let query = Tensor::cat(vec![q.clone() * scale, q_rel], 2);
         let key = Tensor::cat(
-            vec![
-                k,
-                k_rel
-                    .reshape([1, 1, nk, extra])
-                    .expand([b, heads, nk, extra]),
-            ],
-            3,
+            vec![k, k_rel.reshape([1, nk, extra]).expand([heads, nk, extra])],
+            2,
         );
-        let options = AttentionModuleOptions {
-            scale: Some(1.0),
-            softcap: None,
-            is_causal: false,
-        };
-        let x = attention(query, key, v, None, None, options);
+        let weights = softmax_last(query.matmul(key.swap_dims(1, 2)));
+        let x = weights.matmul(v);
         // Residual pooling: the pooled queries are added back, except on the class row.
-        let nq = x.dims()[2];
-        let x = Tensor::cat(
-            vec![
-                x.clone().narrow(2, 0, 1),
-                x.narrow(2, 1, nq - 1) + q.narrow(2, 1, nq - 1),
-            ],
-            2,
-        );
-        // [B, heads, Nq, d] to [B, Nq, heads * d], one head at a time (see `swap_last_two`).
-        let x = Tensor::cat(
-            (0..heads)
-                .map(|h| x.clone().narrow(1, h, 1).swap_dims(1, 2))
-                .collect(),
-            2,
-        )
-        .reshape([b, nq, out]);
+        let nq = x.dims()[1];
+        let sum = x.clone() + q;
+        let x = Tensor::cat(vec![x.narrow(1, 0, 1), sum.narrow(1, 1, nq - 1)], 1);
+        // [heads, Nq, d] to [1, Nq, heads * d].
+        let x = Tensor::cat((0..heads).map(|h| x.clone().narrow(0, h, 1)).collect(), 2);
         (self.dropout.forward(self.project.forward(x)), q_thw)
     }
 
     /// The decomposed relative-position bias (torchvision's `_add_rel_pos`) as a product:
-    /// query columns `[B, heads, Nq, T_k + H_k + W_k]` holding each query's terms for every
+    /// query columns `[heads, Nq, T_k + H_k + W_k]` (one clip) holding each query's terms for every
     /// key time, row and column, and the keys' 0/1 selector `[Nk, T_k + H_k + W_k]` of their
     /// own (t, h, w); their product is the bias. Class token rows are zero (no bias).
     fn rel_pos_columns(
         &self,
-        q: &Tensor<B, 4>,
+        q: &Tensor<B, 3>,
         q_thw: Grid,
         k_thw: Grid,
-    ) -> (Tensor<B, 4>, Tensor<B, 2>) {
-        let [b, heads, nq, d] = q.dims();
+    ) -> (Tensor<B, 3>, Tensor<B, 2>) {
+        let [g, nq, d] = q.dims();
         let [qt, qh, qw] = q_thw;
         let [kt, kh, kw] = k_thw;
         // Each query's term for every key time, row and column: r · table[query pos, key pos].
         // Time and rows are broadcast matrix products over the token grid; columns go one query
         // column at a time (each a plain matrix product), which keeps every copy two-dimensional.
-        let g = b * heads;
-        let r = q.clone().narrow(2, 1, nq - 1);
+        let r = q.clone().narrow(1, 1, nq - 1);
         let table = |t: &Param<Tensor<B, 2>>, q_len, k_len| {
             relative_table(t.val(), q_len, k_len).swap_dims(1, 2) // [q_len, d, k_len]
         };
@@ -283,12 +282,12 @@ impl<B: Backend> MultiscaleAttention<B> {
             .clone()
             .reshape([g, qt, qh * qw, d])
             .matmul(table(&self.rel_pos_t, qt, kt).unsqueeze())
-            .reshape([b, heads, nq - 1, kt]);
+            .reshape([g, nq - 1, kt]);
         let by_h = r
             .clone()
             .reshape([g * qt, qh, qw, d])
             .matmul(table(&self.rel_pos_h, qh, kh).unsqueeze())
-            .reshape([b, heads, nq - 1, kh]);
+            .reshape([g, nq - 1, kh]);
         let rel_w = table(&self.rel_pos_w, qw, kw);
         let rows = r.reshape([g * qt * qh, qw, d]);
         let by_w = Tensor::cat(
@@ -301,9 +300,9 @@ impl<B: Backend> MultiscaleAttention<B> {
                 .collect(),
             1,
         )
-        .reshape([b, heads, nq - 1, kw]);
+        .reshape([g, nq - 1, kw]);
         let columns =
-            Tensor::cat(vec![by_t, by_h, by_w], 3).pad([(1, 0), (0, 0)], PadMode::Constant(0.0));
+            Tensor::cat(vec![by_t, by_h, by_w], 2).pad([(1, 0), (0, 0)], PadMode::Constant(0.0));
         let width = kt + kh + kw;
         let mut selector = vec![0.0f32; (1 + kt * kh * kw) * width];
         for t in 0..kt {
