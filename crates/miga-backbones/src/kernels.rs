@@ -7,8 +7,49 @@
 //! (GPU, ndarray, and anything under autodiff, where gradients must be tracked) they call
 //! Burn's own operation. Both paths agree to float rounding (tested below).
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::{ConvOptions, PadMode};
+use burn::tensor::{Int, Tensor, TensorData};
+
+/// Defines `fn $name(...)` running `$body` compiled for the widest instruction set the CPU
+/// has: the body is inlined into functions with those target features, where its loops
+/// vectorise (through a closure or `FnOnce` it may not be inlined, and stays scalar).
+macro_rules! vectorised {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx512($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked on the line above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA (checked on the line above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
 
 /// Exact (erf) GELU, `0.5 x (1 + erf(x / sqrt 2))`, as PyTorch's `nn.GELU()`.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -36,6 +77,137 @@ pub fn softmax_last<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D>
     burn::tensor::activation::softmax(x, D - 1)
 }
 
+/// A depthwise 3D convolution without bias and with zero padding: `x` `[N, C, T, H, W]`,
+/// `weight` `[C, 1, kt, kh, kw]` (one filter per channel).
+///
+/// On Flex a direct kernel that reads `x` in whatever layout it has (a strided view, such as
+/// the token grid behind a class token, needs no copy), one channel per task; elsewhere, and
+/// under autodiff, [`depthwise_conv3d_by_taps`].
+pub fn depthwise_conv3d<B: Backend>(
+    x: Tensor<B, 5>,
+    weight: Tensor<B, 5>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> Tensor<B, 5> {
+    #[cfg(feature = "flex")]
+    let (x, weight) = match flex::depthwise_conv3d(x, weight, stride, padding) {
+        Ok(y) => return y,
+        Err(inputs) => inputs,
+    };
+    depthwise_conv3d_by_taps(x, weight, stride, padding)
+}
+
+/// [`depthwise_conv3d`] on any backend: the sum over temporal taps of depthwise 2D convolutions
+/// with time folded into the channels (Burn's Conv3d has no depthwise path on the CPU; GPU
+/// backends run either well).
+pub(crate) fn depthwise_conv3d_by_taps<B: Backend>(
+    x: Tensor<B, 5>,
+    weight: Tensor<B, 5>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> Tensor<B, 5> {
+    let [n, c, t, _, _] = x.dims();
+    let [_, _, kt, kh, kw] = weight.dims();
+    let t_out = (t + 2 * padding[0] - kt) / stride[0] + 1;
+    let x = x.pad(
+        [(padding[0], padding[0]), (0, 0), (0, 0)],
+        PadMode::Constant(0.0),
+    );
+    let [_, _, _, h, w] = x.dims();
+    let device = x.device();
+    let options = ConvOptions::new(
+        [stride[1], stride[2]],
+        [padding[1], padding[2]],
+        [1, 1],
+        c * t_out,
+    );
+    let taps = (0..kt).map(|tap| {
+        // A contiguous run of frames is a view; a strided one is gathered.
+        let input = if stride[0] == 1 {
+            x.clone().narrow(2, tap, t_out)
+        } else {
+            let frames: Vec<i64> = (0..t_out).map(|o| (o * stride[0] + tap) as i64).collect();
+            let frames = TensorData::new(frames, [t_out]);
+            x.clone()
+                .select(2, Tensor::<B, 1, Int>::from_data(frames, &device))
+        };
+        let input = input.reshape([n, c * t_out, h, w]);
+        let filter = weight
+            .clone()
+            .narrow(2, tap, 1)
+            .expand([c, t_out, 1, kh, kw])
+            .reshape([c * t_out, 1, kh, kw]);
+        conv2d(input, filter, None, options.clone())
+    });
+    let sum = taps
+        .reduce(|a, b| a + b)
+        .expect("a kernel has at least one temporal tap");
+    let [_, _, h, w] = sum.dims();
+    sum.reshape([n, c, t_out, h, w])
+}
+
+/// Geometry of one channel's depthwise convolution (see [`conv_plane`]).
+#[derive(Clone, Copy, Debug)]
+struct Plane {
+    /// Input sizes (T, H, W) and element strides.
+    size: [usize; 3],
+    strides: [usize; 3],
+    /// Kernel, stride and padding per axis.
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    padding: [usize; 3],
+    /// Output sizes.
+    out: [usize; 3],
+}
+
+impl Plane {
+    /// The output positions `o` whose input position `o * stride + tap - padding` lies in
+    /// `0..size`, on `axis`.
+    fn valid(&self, axis: usize, tap: usize) -> std::ops::Range<usize> {
+        let (s, p, n) = (self.stride[axis], self.padding[axis], self.size[axis]);
+        let first = p.saturating_sub(tap).div_ceil(s);
+        let end = if n + p > tap {
+            (n + p - tap).div_ceil(s)
+        } else {
+            0
+        };
+        first..end.min(self.out[axis]).max(first)
+    }
+}
+
+vectorised! {
+    /// One channel: `dst` (T' x H' x W', zeroed) += the taps of `filter` over the input that
+    /// starts at `src[base]` with `plane`'s strides.
+    fn conv_plane(src: &[f32], base: usize, filter: &[f32], plane: Plane, dst: &mut [f32]) {
+        let [_, ho, wo] = plane.out;
+        let [kt, kh, kw] = plane.kernel;
+        let [st, sh, sw] = plane.strides;
+        for (t, i) in (0..kt).flat_map(|t| plane.valid(0, t).map(move |i| (t, i))) {
+            let ti = i * plane.stride[0] + t - plane.padding[0];
+            for (y, j) in (0..kh).flat_map(|y| plane.valid(1, y).map(move |j| (y, j))) {
+                let yi = j * plane.stride[1] + y - plane.padding[1];
+                let row = base + ti * st + yi * sh;
+                let out = &mut dst[(i * ho + j) * wo..][..wo];
+                for x in 0..kw {
+                    let weight = filter[(t * kh + y) * kw + x];
+                    let cols = plane.valid(2, x);
+                    let first = cols.start * plane.stride[2] + x - plane.padding[2];
+                    if plane.stride[2] == 1 && sw == 1 {
+                        let input = &src[row + first..][..cols.len()];
+                        for (o, v) in out[cols].iter_mut().zip(input) {
+                            *o += weight * v;
+                        }
+                    } else {
+                        for (k, o) in out[cols].iter_mut().enumerate() {
+                            *o += weight * src[row + (first + k * plane.stride[2]) * sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Elements per parallel task: large enough to amortise scheduling, small enough to split a
 /// layer's activations over the threads.
 #[cfg(feature = "flex")]
@@ -45,41 +217,6 @@ const CHUNK: usize = 1 << 15;
 /// independent lanes so that the compiler vectorises them (a float reduction in one
 /// accumulator has a fixed order and stays scalar).
 const LANES: usize = 16;
-
-/// Defines `fn $name(x: &mut [f32])` running `$body` compiled for the widest instruction set
-/// the CPU has: the body is inlined into functions with those target features, where its
-/// loops vectorise (through a closure or `FnOnce` it may not be inlined, and stays scalar).
-macro_rules! vectorised {
-    ($(#[$meta:meta])* fn $name:ident($x:ident: &mut [f32]) $body:block) => {
-        $(#[$meta])*
-        fn $name($x: &mut [f32]) {
-            #[inline(always)]
-            fn body($x: &mut [f32]) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512(x: &mut [f32]) {
-                    body(x)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2(x: &mut [f32]) {
-                    body(x)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked on the line above).
-                    return unsafe { avx512($x) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has AVX2 and FMA (checked on the line above).
-                    return unsafe { avx2($x) };
-                }
-            }
-            body($x)
-        }
-    };
-}
 
 vectorised! {
     /// One row's softmax in place: max, exponentials and their sum, scaling.
@@ -180,47 +317,123 @@ vectorised! {
 mod flex {
     use std::any::{Any, TypeId};
 
-    use burn::tensor::Bytes;
     use burn::tensor::backend::Backend;
-    use burn::tensor::{DType, Tensor, TensorPrimitive};
-    use burn_flex::FlexTensor;
+    use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+    use burn_flex::{FlexTensor, Layout};
     use rayon::prelude::*;
 
+    use super::Plane;
+
+    /// Whether `x` is an f32 tensor of the Flex backend (not under autodiff).
+    fn is_flex_f32<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
+        TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<FlexTensor>()
+            && x.dtype() == DType::F32
+    }
+
+    /// The Flex tensor behind `x` (checked with [`is_flex_f32`]).
+    fn into_flex<B: Backend, const D: usize>(x: Tensor<B, D>) -> FlexTensor {
+        let TensorPrimitive::Float(primitive) = x.into_primitive() else {
+            unreachable!("an f32 tensor is not quantized")
+        };
+        *(Box::new(primitive) as Box<dyn Any>)
+            .downcast::<FlexTensor>()
+            .expect("the primitive type was checked")
+    }
+
+    /// A Flex tensor as `B`'s (`B` is Flex).
+    fn from_flex<B: Backend, const D: usize>(x: FlexTensor) -> Tensor<B, D> {
+        let primitive = *(Box::new(x) as Box<dyn Any>)
+            .downcast::<B::FloatTensorPrimitive>()
+            .expect("B's primitive is FlexTensor");
+        Tensor::from_primitive(TensorPrimitive::Float(primitive))
+    }
+
+    /// A contiguous f32 buffer from `values` with `shape`.
+    fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+        FlexTensor::new(
+            Bytes::from_elems(values),
+            Layout::contiguous(shape),
+            DType::F32,
+        )
+    }
+
     /// Runs `kernel` in place over a Flex f32 tensor's elements (in parallel; on a copy where
-    /// the buffer is shared or not contiguous);
-    /// gives the tensor back untouched on any other backend or element type.
-    /// `kernel` sees `chunk` elements at a time (the last chunk may be shorter).
+    /// the buffer is shared or not contiguous); gives the tensor back untouched on any other
+    /// backend or element type. `kernel` sees `chunk` elements at a time (the last chunk may
+    /// be shorter).
     pub(super) fn map<B: Backend, const D: usize>(
         x: Tensor<B, D>,
         chunk: usize,
         kernel: impl Fn(&mut [f32]) + Send + Sync,
     ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-        if TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<FlexTensor>()
-            || x.dtype() != DType::F32
-        {
+        if !is_flex_f32(&x) {
             return Err(x);
         }
-        let TensorPrimitive::Float(primitive) = x.into_primitive() else {
-            unreachable!("an f32 tensor is not quantized")
-        };
-        let input = *(Box::new(primitive) as Box<dyn Any>)
-            .downcast::<FlexTensor>()
-            .expect("the primitive type was checked above");
+        let input = into_flex(x);
         // A contiguous buffer of our own, written in place.
         let mut output = input.to_contiguous();
         drop(input);
         if !output.is_unique() {
-            let copy = output.storage::<f32>().to_vec();
-            output = FlexTensor::new(Bytes::from_elems(copy), output.layout().clone(), DType::F32);
+            output = tensor(
+                output.storage::<f32>().to_vec(),
+                output.layout().shape().clone(),
+            );
         }
         output
             .storage_mut::<f32>()
             .par_chunks_mut(chunk)
             .for_each(kernel);
-        let primitive = *(Box::new(output) as Box<dyn Any>)
-            .downcast::<B::FloatTensorPrimitive>()
-            .expect("B's primitive is FlexTensor (checked above)");
-        Ok(Tensor::from_primitive(TensorPrimitive::Float(primitive)))
+        Ok(from_flex(output))
+    }
+
+    /// [`super::depthwise_conv3d`] on Flex: one task per (sample, channel) plane, reading the
+    /// input through its strides. Gives the inputs back on any other backend.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn depthwise_conv3d<B: Backend>(
+        x: Tensor<B, 5>,
+        weight: Tensor<B, 5>,
+        stride: [usize; 3],
+        padding: [usize; 3],
+    ) -> Result<Tensor<B, 5>, (Tensor<B, 5>, Tensor<B, 5>)> {
+        if !is_flex_f32(&x) || weight.dtype() != DType::F32 {
+            return Err((x, weight));
+        }
+        let [n, c, t, h, w] = x.dims();
+        let [_, _, kt, kh, kw] = weight.dims();
+        let mut x = into_flex(x);
+        if x.layout().strides().iter().any(|&s| s < 0) {
+            x = x.to_contiguous();
+        }
+        let weight = into_flex(weight).to_contiguous();
+        let kernel = [kt, kh, kw];
+        let size = [t, h, w];
+        let out = [0, 1, 2].map(|a| (size[a] + 2 * padding[a] - kernel[a]) / stride[a] + 1);
+        let strides: Vec<usize> = x.layout().strides().iter().map(|&s| s as usize).collect();
+        let plane = Plane {
+            size,
+            strides: [strides[2], strides[3], strides[4]],
+            kernel,
+            stride,
+            padding,
+            out,
+        };
+        let src: &[f32] = x.storage();
+        let offset = x.layout().start_offset();
+        let filters = &weight.storage::<f32>()[..c * kt * kh * kw];
+        let mut values = vec![0.0f32; n * c * out.iter().product::<usize>()];
+        values
+            .par_chunks_mut(out.iter().product())
+            .enumerate()
+            .for_each(|(i, dst)| {
+                let (sample, channel) = (i / c, i % c);
+                let base = offset + sample * strides[0] + channel * strides[1];
+                let filter = &filters[channel * kt * kh * kw..][..kt * kh * kw];
+                super::conv_plane(src, base, filter, plane, dst);
+            });
+        Ok(from_flex(tensor(
+            values,
+            Shape::from(vec![n, c, out[0], out[1], out[2]]),
+        )))
     }
 }
 
@@ -286,6 +499,27 @@ mod tests {
             let reference = burn::tensor::activation::softmax(x, 2).into_data();
             TensorData::new(fast, [2, 33, last])
                 .assert_approx_eq::<f32>(&reference, Tolerance::absolute(5e-6));
+        }
+    }
+
+    #[test]
+    fn depthwise_conv3d_agrees_with_the_sum_of_2d_convolutions() {
+        let device = Default::default();
+        let weight =
+            Tensor::<Flex, 5>::random([6, 1, 3, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+        for stride in [[1, 1, 1], [1, 2, 2], [2, 4, 4], [1, 8, 8], [2, 1, 3]] {
+            // A strided view: channels last, one extra token in front (as MViT's class token).
+            let tokens = Tensor::<Flex, 3>::random(
+                [2, 6, 1 + 5 * 9 * 11],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let x = tokens.narrow(2, 1, 5 * 9 * 11).reshape([2, 6, 5, 9, 11]);
+            let fast = depthwise_conv3d(x.clone(), weight.clone(), stride, [1, 1, 1]);
+            let reference = depthwise_conv3d_by_taps(x, weight.clone(), stride, [1, 1, 1]);
+            assert_eq!(fast.dims(), reference.dims(), "stride {stride:?}");
+            fast.into_data()
+                .assert_approx_eq::<f32>(&reference.into_data(), Tolerance::absolute(1e-5));
         }
     }
 

@@ -7,8 +7,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::{ConvOptions, PadMode};
+use burn::tensor::ops::PadMode;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use burn::nn::PaddingConfig3d;
@@ -60,7 +59,7 @@ impl<B: Backend> AttentionPool<B> {
         let [t, h, w] = thw;
         let class = x.clone().narrow(2, 0, 1);
         let grid = x.narrow(2, 1, n - 1).reshape([heads, d, t, h, w]);
-        let pooled = depthwise_conv3d(
+        let pooled = crate::kernels::depthwise_conv3d(
             grid,
             self.pool.weight.val(),
             self.pool.stride,
@@ -84,55 +83,6 @@ pub(crate) fn swap_last_two<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
         .collect::<Vec<_>>();
     let [_, _, c, r] = matrices[0].dims();
     Tensor::cat(matrices, 0).reshape([g1, g2, c, r])
-}
-
-/// A depthwise 3D convolution without bias, as the sum over temporal taps of depthwise 2D
-/// convolutions with time folded into the channels (the same sums; Flex has a fast 2D depthwise
-/// path and no 3D one, and GPU backends run either well).
-fn depthwise_conv3d<B: Backend>(
-    x: Tensor<B, 5>,
-    weight: Tensor<B, 5>,
-    stride: [usize; 3],
-    padding: [usize; 3],
-) -> Tensor<B, 5> {
-    let [n, c, t, _, _] = x.dims();
-    let [_, _, kt, kh, kw] = weight.dims();
-    let t_out = (t + 2 * padding[0] - kt) / stride[0] + 1;
-    let x = x.pad(
-        [(padding[0], padding[0]), (0, 0), (0, 0)],
-        PadMode::Constant(0.0),
-    );
-    let [_, _, _, h, w] = x.dims();
-    let device = x.device();
-    let options = ConvOptions::new(
-        [stride[1], stride[2]],
-        [padding[1], padding[2]],
-        [1, 1],
-        c * t_out,
-    );
-    let taps = (0..kt).map(|tap| {
-        // A contiguous run of frames is a view; a strided one is gathered.
-        let input = if stride[0] == 1 {
-            x.clone().narrow(2, tap, t_out)
-        } else {
-            let frames: Vec<i64> = (0..t_out).map(|o| (o * stride[0] + tap) as i64).collect();
-            let frames = TensorData::new(frames, [t_out]);
-            x.clone()
-                .select(2, Tensor::<B, 1, Int>::from_data(frames, &device))
-        };
-        let input = input.reshape([n, c * t_out, h, w]);
-        let filter = weight
-            .clone()
-            .narrow(2, tap, 1)
-            .expand([c, t_out, 1, kh, kw])
-            .reshape([c * t_out, 1, kh, kw]);
-        conv2d(input, filter, None, options.clone())
-    });
-    let sum = taps
-        .reduce(|a, b| a + b)
-        .expect("a kernel has at least one temporal tap");
-    let [_, _, h, w] = sum.dims();
-    sum.reshape([n, c, t_out, h, w])
 }
 
 /// Multiscale pooling attention with MViTv2's decomposed relative positions and residual
@@ -219,14 +169,18 @@ impl<B: Backend> MultiscaleAttention<B> {
         let n = x.dims()[1];
         let out = self.project.weight.dims()[0];
         let (heads, head_dim) = (self.num_heads, out / self.num_heads);
-        // W^T x^T + b: [3 * out, N] = [3, heads, d, N].
-        let weight = self.qkv.weight.val().transpose().unsqueeze::<3>();
-        let mut qkv = weight.matmul(x.swap_dims(1, 2));
-        if let Some(bias) = &self.qkv.bias {
-            qkv = qkv + bias.val().reshape([1, 3 * out, 1]);
-        }
-        let qkv = qkv.reshape([3, heads, head_dim, n]);
-        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([heads, head_dim, n]);
+        // q, k, v as W^T x^T + b, `[heads, d, N]` each (one product apiece, so that each
+        // comes out as its own buffer).
+        let x = x.swap_dims(1, 2);
+        let part = |i: usize| {
+            let weight = self.qkv.weight.val().narrow(1, i * out, out);
+            let y = weight.transpose().unsqueeze::<3>().matmul(x.clone());
+            let y = match &self.qkv.bias {
+                Some(bias) => y + bias.val().narrow(0, i * out, out).reshape([1, out, 1]),
+                None => y,
+            };
+            y.reshape([heads, head_dim, n])
+        };
         let pool = |pool: &Option<AttentionPool<B>>, x: Tensor<B, 3>| match pool {
             Some(pool) => pool.forward(x, thw),
             None => (swap_last_two(x.unsqueeze()).squeeze_dim(0), thw),
