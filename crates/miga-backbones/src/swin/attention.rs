@@ -1,11 +1,10 @@
 //! Window attention with a learned relative position bias (W-MSA), and the window partition
 //! and attention mask of shifted windows (SW-MSA).
 
+use crate::kernels::softmax_last;
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::config::StageGeometry;
@@ -93,21 +92,9 @@ impl<B: Backend> WindowAttention<B> {
             }
             None => bias.expand([bw, heads, n, n]),
         };
-        let x = if B::ad_enabled(&q.device()) {
-            // Training: the explicit softmax, so that attention dropout applies.
-            let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5) + bias;
-            let weights = self
-                .attn_dropout
-                .forward(burn::tensor::activation::softmax(scores, 3));
-            weights.matmul(v)
-        } else {
-            let options = AttentionModuleOptions {
-                scale: Some((head_dim as f64).powf(-0.5)),
-                softcap: None,
-                is_causal: false,
-            };
-            attention(q, k, v, None, Some(bias), options)
-        };
+        let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5) + bias;
+        let weights = self.attn_dropout.forward(softmax_last(scores));
+        let x = weights.matmul(v);
         let x = x.swap_dims(1, 2).reshape([bw, n, c]);
         self.proj_dropout.forward(self.proj.forward(x))
     }
