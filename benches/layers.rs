@@ -3,11 +3,11 @@
 //! whole models are timed by `miga bench`.
 
 use burn::backend::Flex;
-use burn::nn::conv::Conv3dConfig;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use divan::Bencher;
 use miga::backbones::agcn::{AgcnConfig, Graph};
+use miga::backbones::kernels;
 use miga::backbones::mvit::MvitConfig;
 use miga::backbones::swin::SwinConfig;
 use miga::fusion::layers::MaskedAttentionConfig;
@@ -33,17 +33,14 @@ fn mvit_multiscale_attention(bencher: Bencher) {
     bencher.bench_local(|| mvit.blocks[0].attn.forward(x.clone(), [8, 56, 56]));
 }
 
-/// The depthwise Conv3d of a pooling (96 channels, kernel 3, stride 1x8x8) on an 8x56x56 map.
+/// The depthwise Conv3d of a pooling (96 channels, kernel 3, stride 1x8x8) on an 8x56x56 map,
+/// as MViTv2 runs it (`kernels::depthwise_conv3d`).
 #[divan::bench(sample_count = 5, sample_size = 1)]
 fn depthwise_conv3d(bencher: Bencher) {
-    let conv = Conv3dConfig::new([96, 96], [3, 3, 3])
-        .with_groups(96)
-        .with_stride([1, 8, 8])
-        .with_padding(burn::nn::PaddingConfig3d::Explicit(1, 1, 1))
-        .with_bias(false)
-        .init::<B>(&Default::default());
+    let weight = random([96, 1, 3, 3, 3]);
     let x = random([1, 96, 8, 56, 56]);
-    bencher.bench_local(|| conv.forward(x.clone()));
+    bencher
+        .bench_local(|| kernels::depthwise_conv3d(x.clone(), weight.clone(), [1, 8, 8], [1, 1, 1]));
 }
 
 /// 2s-AGCN unit 2 (64 to 64 channels: adaptive graph convolution, 9x1 temporal convolution) on
