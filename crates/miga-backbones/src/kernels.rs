@@ -272,7 +272,7 @@ fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     // 2^n from n's bits: adding 1.5 * 2^23 puts the integer n in the low mantissa bits (a
     // float-to-int conversion would not vectorise: Rust's `as` saturates).
