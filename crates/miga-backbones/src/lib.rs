@@ -4,7 +4,8 @@
 //! - [`agcn`]: 2s-AGCN (OpenPose skeletons; joint and bone streams),
 //! - [`swin`]: Swin Transformer and SwinFace (faces; timm's `swin_tiny_patch4_window7_224`),
 //!
-//! and the layers they share. Every model is generic over `B: Backend` and names no backend;
+//! and the layers they share ([`kernels`]: GELU, softmax and depthwise Conv3d with vectorised
+//! fast paths on the CPU backend). Every model is generic over `B: Backend` and names no backend;
 //! backend choice belongs to the application (see the `miga` crate's `device` module).
 //! Checkpoints load strictly: every tensor is mapped and shape-checked, and anything missing,
 //! unexpected or mis-shaped is an [`Error`] that names it.

@@ -149,16 +149,10 @@ impl MultiscaleBlockInit {
 impl<B: Backend> MultiscaleAttention<B> {
     /// `[B, 1 + T*H*W, C_in]` on grid `thw` to `[B, 1 + T'*H'*W', C_out]` on the query grid.
     pub fn forward(&self, x: Tensor<B, 3>, thw: Grid) -> (Tensor<B, 3>, Grid) {
-        let b = x.dims()[0];
-        let mut q_thw = thw;
-        let clips = (0..b)
-            .map(|i| {
-                let (y, grid) = self.forward_clip(x.clone().narrow(0, i, 1), thw);
-                q_thw = grid;
-                y
-            })
-            .collect();
-        (Tensor::cat(clips, 0), q_thw)
+        let (clips, grids): (Vec<_>, Vec<_>) = (0..x.dims()[0])
+            .map(|i| self.forward_clip(x.clone().narrow(0, i, 1), thw))
+            .unzip();
+        (Tensor::cat(clips, 0), grids[0])
     }
 
     /// One clip, `[1, N, C_in]`. The layout is chosen so that every copy on the CPU backend
