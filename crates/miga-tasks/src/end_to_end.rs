@@ -9,7 +9,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+use burn::train::{ClassificationOutput, InferenceStep, Interrupter, TrainOutput, TrainStep};
 use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipConfig, ClipDataset, ClipRecord};
 
 use crate::Result;
@@ -30,16 +30,45 @@ pub struct EndToEndModel<B: Backend> {
     pub head: MicroGestureModel<B>,
     #[module(skip)]
     video_grid: usize,
+    #[module(skip)]
+    stop: StopOnFailure,
+}
+
+/// Ends a run whose clips, all readable when it started, stop decoding (a file changed or
+/// damaged meanwhile): the first failure is the message of burn-train's interrupter, which
+/// ends the epoch unsaved, and the run's error.
+#[derive(Clone, Default)]
+struct StopOnFailure(Interrupter);
+
+impl core::fmt::Debug for StopOnFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("StopOnFailure")
+    }
 }
 
 impl<B: Backend> EndToEndModel<B> {
-    /// Class scores and labels of a batch of clips, as a classification output.
+    /// Class scores and labels of a batch of clips, as a classification output. A batch with a
+    /// clip that did not decode stops the run and gives a zero loss with no gradient.
     fn classify(&self, batch: ClipBatch<B>) -> ClassificationOutput<B> {
-        let (Some(rgb), Some(skeleton), Some(labels)) = (batch.rgb, batch.skeleton, batch.labels)
-        else {
-            // The clips were checked when training started; a batch of which none decodes
-            // (a file changed or damaged meanwhile) cannot be trained on.
-            panic!("no clip of this batch could be read: {:?}", batch.skipped);
+        let (Some(rgb), Some(skeleton), Some(labels), true) = (
+            batch.rgb,
+            batch.skeleton,
+            batch.labels,
+            batch.skipped.is_empty(),
+        ) else {
+            let (id, why) = batch.skipped.first().cloned().unwrap_or_default();
+            if !self.stop.0.should_stop() {
+                self.stop
+                    .0
+                    .stop(Some(&format!("clip {id} no longer reads ({why})")));
+            }
+            let device = self.head.fusion.head.weight.device();
+            // A leaf of its own, so that the training step's backward pass has a graph.
+            return ClassificationOutput::new(
+                Tensor::zeros([1], &device).require_grad(),
+                Tensor::zeros([1, self.head.fusion.num_classes()], &device),
+                Tensor::zeros([1], &device),
+            );
         };
         let features = self
             .backbones
@@ -131,11 +160,13 @@ pub fn train_end_to_end<B: AutodiffBackend>(
     };
     let inputs = serde_json::to_string(&inputs).unwrap_or_default();
     let spec = RunSpec::new(MICRO_GESTURE_END_TO_END, inputs, config, run, resume)?;
+    let stop = StopOnFailure(spec.interrupter.clone());
     let build = |_: &[ClipRecord]| {
         Ok(EndToEndModel {
             backbones: backbones::<B>(&settings, graph, weights, device)?,
             head: MicroGestureModel::new(config, device)?,
             video_grid: settings.video_grid,
+            stop,
         })
     };
     let batcher = RawClipBatcher {
@@ -174,6 +205,7 @@ pub(crate) fn load_end_to_end<B: Backend>(
                 backbones: backbones::<B>(&settings, graph, &weights, device)?,
                 head: MicroGestureModel::new(config, device)?,
                 video_grid: settings.video_grid,
+                stop: StopOnFailure::default(),
             })
         },
         device,
@@ -212,18 +244,34 @@ mod tests {
         let (valid, _) = ClipRecord::from_miga(&layout, Split::Validate);
         let run = root.join("run");
         let device = Default::default();
-        let (summary, left_out) = train_end_to_end::<Autodiff<Flex>>(
-            train,
-            valid.clone(),
-            &tiny_settings(),
-            &Weights::default(),
-            &tiny_config(1),
-            &run,
-            false,
-            std::slice::from_ref(&device),
-        )
-        .unwrap();
+        let train_on = |run: &Path, resume: bool| {
+            train_end_to_end::<Autodiff<Flex>>(
+                train.clone(),
+                valid.clone(),
+                &tiny_settings(),
+                &Weights::default(),
+                &tiny_config(1),
+                run,
+                resume,
+                std::slice::from_ref(&device),
+            )
+        };
+        let (summary, left_out) = train_on(&run, false).unwrap();
         assert_eq!((summary.epochs, left_out), (1, 0));
+        // A video damaged after the clips were checked stops the run with an error naming the
+        // clip, before any best model; restored, the run resumes and finishes.
+        let video = train[0].rgb.clone().unwrap();
+        let bytes = std::fs::read(&video).unwrap();
+        std::fs::write(&video, &bytes[..bytes.len() / 8]).unwrap();
+        let damaged = root.join("damaged");
+        let message = train_on(&damaged, false).unwrap_err().to_string();
+        assert!(
+            message.contains("no longer reads") && message.contains(&train[0].id),
+            "{message}"
+        );
+        assert!(!damaged.join("best.mpk").exists());
+        std::fs::write(&video, &bytes).unwrap();
+        assert_eq!(train_on(&damaged, true).unwrap().0.epochs, 1);
         assert!(run.join("best.mpk").exists() && run.join("checkpoint/optim-1.mpk").exists());
         // The run predicts raw clips with its fine-tuned backbones.
         let pipeline = MicroGesturePipeline::<Flex>::from_run(&run, &device).unwrap();

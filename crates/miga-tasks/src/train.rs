@@ -27,7 +27,7 @@ use burn::train::renderer::{
     MetricsRendererTraining, ProgressType, TrainingProgress,
 };
 use burn::train::{
-    ClassificationOutput, ExecutionStrategy, InferenceStep, Learner, LearnerSummary,
+    ClassificationOutput, ExecutionStrategy, InferenceStep, Interrupter, Learner, LearnerSummary,
     MetricEarlyStoppingStrategy, MultiDeviceOptim, StoppingCondition, SupervisedTraining,
     TrainOutput, TrainStep, TrainingStrategy,
 };
@@ -451,6 +451,9 @@ pub(crate) struct RunSpec<'a> {
     weight_decay: f32,
     patience: usize,
     seed: u64,
+    /// Stops the run from inside a training step; its message becomes the error [`fit`]
+    /// returns.
+    pub(crate) interrupter: Interrupter,
 }
 
 impl<'a> RunSpec<'a> {
@@ -510,6 +513,7 @@ impl<'a> RunSpec<'a> {
             weight_decay: config.weight_decay,
             patience: config.patience,
             seed: config.seed,
+            interrupter: Interrupter::new(),
         })
     }
 }
@@ -685,7 +689,22 @@ where
             ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice),
         ));
     }
-    let result = training.launch(Learner::new(model, optimizer, scheduler));
+    let result = training
+        .with_interrupter(spec.interrupter.clone())
+        .launch(Learner::new(model, optimizer, scheduler));
+    // A step that stopped the run: the epochs finished before it are checkpointed (burn-train
+    // saves no interrupted epoch), so `--resume` continues once the cause is fixed; no best
+    // model or plot is written for a run that did not finish.
+    if spec.interrupter.should_stop() {
+        return Err(Error::Mismatch {
+            path: run.to_path_buf(),
+            reason: format!(
+                "training stopped: {}; the finished epochs are kept, fix the cause and pass \
+                 --resume to continue",
+                spec.interrupter.get_message().unwrap_or_default()
+            ),
+        });
+    }
     let summary = LearnerSummary::new(run, &["Loss", "Accuracy"]).map_err(|e| Error::Mismatch {
         path: run.to_path_buf(),
         reason: e,
