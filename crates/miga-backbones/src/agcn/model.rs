@@ -199,7 +199,7 @@ impl<B: Backend> Agcn<B> {
         let [n, c, t, v, m] = x.dims();
         // Reference order: (N, M, V, C, T) for data_bn, then (N*M, C, T, V).
         let x = x.permute([0, 4, 3, 1, 2]).reshape([n, m * v * c, t]);
-        let x = self.data_bn.forward(x);
+        let x = crate::layers::batch_norm(&self.data_bn, x);
         let mut x = x
             .reshape([n, m, v, c, t])
             .permute([0, 1, 3, 4, 2])

@@ -124,14 +124,12 @@ impl<B: Backend> UnitGcn<B> {
             .enumerate()
         {
             // [N, V, inter*T] x [N, inter*T, V] -> [N, V, V], softmax over the first V.
-            let a1 = conv_a.forward(x.clone()).permute([0, 3, 1, 2]).reshape([
+            let a1 = conv2d(conv_a, x.clone()).permute([0, 3, 1, 2]).reshape([
                 n,
                 v,
                 self.inter_channels * t,
             ]);
-            let a2 = conv_b
-                .forward(x.clone())
-                .reshape([n, self.inter_channels * t, v]);
+            let a2 = conv2d(conv_b, x.clone()).reshape([n, self.inter_channels * t, v]);
             let attention =
                 softmax(a1.matmul(a2) / scale, 1) + adjacency.clone().slice([i..i + 1, 0..v, 0..v]);
             let mixed = flat.clone().matmul(attention).reshape([n, c, t, v]);
@@ -140,7 +138,7 @@ impl<B: Backend> UnitGcn<B> {
                     let shift = (i == 0).then(|| shift.clone());
                     with_affine(conv_d, scale.clone(), shift).forward(mixed)
                 }
-                None => conv_d.forward(mixed),
+                None => conv2d(conv_d, mixed),
             };
             y = Some(match y {
                 Some(y) => y + z,
@@ -151,7 +149,7 @@ impl<B: Backend> UnitGcn<B> {
         let y = if folded.is_some() {
             y
         } else {
-            self.bn.forward(y)
+            crate::layers::batch_norm(&self.bn, y)
         };
         let residual = match &self.down {
             Some(down) => conv_bn(&down.conv, &down.bn, x),
@@ -291,7 +289,40 @@ impl<B: Backend> TcnGcnUnit<B> {
 fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     match folded_norm(bn, &x.device()) {
         Some((scale, shift)) => with_affine(conv, scale, Some(shift)).forward(x),
-        None => bn.forward(conv.forward(x)),
+        None => crate::layers::batch_norm(bn, conv2d(conv, x)),
+    }
+}
+
+/// `conv` on `x`. In training (under autodiff) a 1x1 convolution of stride 1 runs as a matrix
+/// product and the bias is added to the rows of the `[N * C, T * V]` view, so that their
+/// backward passes transpose no activation (Burn's convolution backward copies the input and
+/// the output gradient with the batch and channel axes swapped, element by element on the CPU
+/// backend); at inference Burn's convolution.
+fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    if !B::ad_enabled(&x.device()) {
+        return conv.forward(x);
+    }
+    let [n, c, t, v] = x.dims();
+    let y = if conv.kernel_size == [1, 1] && conv.stride == [1, 1] && conv.groups == 1 {
+        let out = conv.weight.dims()[0];
+        let weight = conv.weight.val().reshape([1, out, c]);
+        weight
+            .matmul(x.reshape([n, c, t * v]))
+            .reshape([n, out, t, v])
+    } else {
+        Conv2d {
+            bias: None,
+            ..conv.clone()
+        }
+        .forward(x)
+    };
+    match &conv.bias {
+        Some(bias) => {
+            let [n, out, t, v] = y.dims();
+            let bias = crate::layers::channel_rows(bias.val().reshape([1, out]), n);
+            (y.reshape([n * out, t * v]) + bias).reshape([n, out, t, v])
+        }
+        None => y,
     }
 }
 
@@ -344,4 +375,65 @@ pub(crate) fn batch_norm_scaled<B: Backend>(
     let mut bn = BatchNormConfig::new(channels).init(device);
     bn.gamma = Param::from_tensor(Tensor::full([channels], gamma, device));
     bn
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// The training path of `conv2d` (matrix product for 1x1, bias on rows) gives Burn's
+    /// convolution's output and gradients, for a 1x1, a 9x1 and a strided 1x1 convolution.
+    #[test]
+    fn training_convolution_matches_burns() {
+        type A = Autodiff<Flex>;
+        let device = Default::default();
+        let x = Tensor::<A, 4>::random([2, 6, 10, 5], Distribution::Default, &device);
+        let weights = Tensor::<A, 4>::random([2, 4, 10, 5], Distribution::Default, &device);
+        for (kernel, stride) in [(1, 1), (9, 1), (1, 2)] {
+            let conv = Conv2dConfig::new([6, 4], [kernel, 1])
+                .with_stride([stride, 1])
+                .with_padding(PaddingConfig2d::Explicit(
+                    (kernel - 1) / 2,
+                    0,
+                    (kernel - 1) / 2,
+                    0,
+                ))
+                .init::<A>(&device);
+            let (weight, bias) = (
+                conv.weight.val().to_data(),
+                conv.bias.clone().unwrap().val(),
+            );
+            let bias = bias.to_data();
+            // Each run on its own graph: fresh leaves for the input and the parameters.
+            let run = |f: &dyn Fn(&Conv2d<A>, Tensor<A, 4>) -> Tensor<A, 4>| {
+                let leaf = |data: &burn::tensor::TensorData| {
+                    Tensor::<A, 4>::from_data(data.clone(), &device).require_grad()
+                };
+                let x = leaf(&x.to_data());
+                let mut conv = conv.clone();
+                conv.weight = Param::from_tensor(leaf(&weight));
+                let b = Tensor::<A, 1>::from_data(bias.clone(), &device).require_grad();
+                conv.bias = Some(Param::from_tensor(b.clone()));
+                let y = f(&conv, x.clone());
+                let w = weights.clone().narrow(2, 0, y.dims()[2]);
+                let grads = (y.clone() * w).sum().backward();
+                (
+                    y.to_data(),
+                    x.grad(&grads).unwrap().to_data(),
+                    conv.weight.val().grad(&grads).unwrap().to_data(),
+                    b.grad(&grads).unwrap().to_data(),
+                )
+            };
+            let ours = run(&|conv, x| conv2d(conv, x));
+            let burn = run(&|conv, x| conv.forward(x));
+            let tolerance = burn::tensor::Tolerance::<f32>::absolute(1e-4);
+            ours.0.assert_approx_eq::<f32>(&burn.0, tolerance);
+            ours.1.assert_approx_eq::<f32>(&burn.1, tolerance);
+            ours.2.assert_approx_eq::<f32>(&burn.2, tolerance);
+            ours.3.assert_approx_eq::<f32>(&burn.3, tolerance);
+        }
+    }
 }
