@@ -384,6 +384,9 @@ mod tests {
 
     use super::*;
 
+    type ConvFn<'a> =
+        &'a dyn Fn(&Conv2d<Autodiff<Flex>>, Tensor<Autodiff<Flex>, 4>) -> Tensor<Autodiff<Flex>, 4>;
+
     /// The training path of `conv2d` (matrix product for 1x1, bias on rows) gives Burn's
     /// convolution's output and gradients, for a 1x1, a 9x1 and a strided 1x1 convolution.
     #[test]
@@ -408,7 +411,7 @@ mod tests {
             );
             let bias = bias.to_data();
             // Each run on its own graph: fresh leaves for the input and the parameters.
-            let run = |f: &dyn Fn(&Conv2d<A>, Tensor<A, 4>) -> Tensor<A, 4>| {
+            let run = |f: ConvFn| {
                 let leaf = |data: &burn::tensor::TensorData| {
                     Tensor::<A, 4>::from_data(data.clone(), &device).require_grad()
                 };
