@@ -718,7 +718,8 @@ impl<B: Backend> Cmtf<B> {
             (zv.clone() * av.clone() + zs.clone() * as_.clone()) / (av + as_).clamp_min(1.0)
         });
         let embedding = self.fused_norm.forward(fused);
-        let head = |h: &Linear<B>, x: Tensor<B, 2>| h.forward(self.dropout.forward(x));
+        let head =
+            |h: &Linear<B>, x: Tensor<B, 2>| h.forward(crate::layers::dropout(&self.dropout, x));
         (
             CmtfOutput {
                 logits: head(&self.head, embedding.clone()),

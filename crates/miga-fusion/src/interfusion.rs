@@ -334,7 +334,7 @@ impl<B: Backend> SequenceBranch<B> {
         let logits = self
             .head
             .as_ref()
-            .map(|h| h.forward(dropout.forward(z.clone())));
+            .map(|h| h.forward(crate::layers::dropout(dropout, z.clone())));
         (z, weights, logits)
     }
 }
@@ -549,7 +549,7 @@ impl<B: Backend> InterFusion<B> {
                         .head
                         .as_ref()
                         .expect("full")
-                        .forward(self.dropout.forward(embedding.clone()));
+                        .forward(crate::layers::dropout(&self.dropout, embedding.clone()));
                     InterFusionOutput {
                         logits,
                         embedding,

@@ -2,6 +2,7 @@
 
 mod attention;
 mod cross;
+mod dropout;
 mod encoder;
 mod linear;
 mod pool;
@@ -11,6 +12,7 @@ mod tokens;
 
 pub use attention::{MaskedAttention, MaskedAttentionConfig};
 pub use cross::{CrossBlock, CrossMaps, Stream};
+pub use dropout::dropout;
 pub use encoder::EncoderLayer;
 pub use linear::linear_rows;
 pub use pool::{AttentionPool, grid_regions, masked_mean, pool_regions};

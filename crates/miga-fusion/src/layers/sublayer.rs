@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::attention::{MaskedAttention, MaskedAttentionConfig};
+use super::dropout::dropout;
 use super::linear::linear_rows;
 
 /// Widths shared by every transformer layer of a fusion module.
@@ -77,7 +78,7 @@ impl<B: Backend> AttentionSublayer<B> {
             ),
         };
         let (out, w) = self.attention.forward(normed, context, padding, weights);
-        (x + self.dropout.forward(out), w)
+        (x + dropout(&self.dropout, out), w)
     }
 }
 
@@ -100,7 +101,7 @@ impl<B: Backend> FeedForwardSublayer<B> {
         let h = self
             .activation
             .forward(linear_rows(&self.fc1, self.norm.forward(x.clone())));
-        let h = linear_rows(&self.fc2, self.dropout.forward(h));
-        x + self.dropout.forward(h)
+        let h = linear_rows(&self.fc2, dropout(&self.dropout, h));
+        x + dropout(&self.dropout, h)
     }
 }
