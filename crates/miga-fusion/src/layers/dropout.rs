@@ -82,7 +82,7 @@ mod host {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use burn::backend::{Autodiff, Flex};
     use burn::nn::DropoutConfig;
@@ -110,7 +110,7 @@ mod tests {
         let x = Tensor::<A, 2>::full([40, 50], 3.0, &device);
         let y: Vec<f32> = dropout(&layer, x).into_data().to_vec().unwrap();
         assert!(y.iter().all(|&v| v == 0.0 || v == 6.0));
-        assert!(y.iter().any(|&v| v == 0.0) && y.iter().any(|&v| v == 6.0));
+        assert!(y.contains(&0.0) && y.contains(&6.0));
         let x = Tensor::<Flex, 2>::ones([4, 5], &device);
         let y = dropout(&layer, x.clone());
         assert_eq!(y.into_data(), x.into_data());
