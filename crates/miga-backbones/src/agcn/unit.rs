@@ -8,6 +8,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
+use burn::tensor::ops::PadMode;
 use burn::tensor::{Tensor, TensorData};
 
 /// Configuration of the adaptive graph convolution `unit_gcn`.
@@ -293,9 +294,10 @@ fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> 
     }
 }
 
-/// `conv` on `x`. In training (under autodiff) a 1x1 convolution of stride 1 runs as a matrix
-/// product and the bias is added to the rows of the `[N * C, T * V]` view, so that their
-/// backward passes transpose no activation (Burn's convolution backward copies the input and
+/// `conv` on `x`. In training (under autodiff) a `(k, 1)` convolution of stride 1 that keeps
+/// the length runs as one matrix product with the k time-shifted copies of `x` (1x1: with `x`)
+/// and the bias is added to the rows of the `[N * C, T * V]` view, so that their backward
+/// passes transpose no activation (Burn's convolution backward copies the input and
 /// the output gradient with the batch and channel axes swapped, element by element on the CPU
 /// backend); at inference Burn's convolution.
 fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -303,12 +305,30 @@ fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
         return conv.forward(x);
     }
     let [n, c, t, v] = x.dims();
-    let y = if conv.kernel_size == [1, 1] && conv.stride == [1, 1] && conv.groups == 1 {
-        let out = conv.weight.dims()[0];
-        let weight = conv.weight.val().reshape([1, out, c]);
-        weight
-            .matmul(x.reshape([n, c, t * v]))
-            .reshape([n, out, t, v])
+    let [out, _, k, _] = conv.weight.dims();
+    let same_length = k % 2 == 1 && conv.padding == PaddingConfig2d::Explicit(k / 2, 0, k / 2, 0);
+    let y = if conv.kernel_size[1] == 1
+        && conv.stride == [1, 1]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+        && (k == 1 || same_length)
+    {
+        // The k time-shifted copies of x stacked on channels (tap-major), one product with
+        // the weight as [out, k * C] (1x1: x itself).
+        let columns = if k == 1 {
+            x.reshape([n, c, t * v])
+        } else {
+            let padded = x.pad([(k / 2, k / 2), (0, 0)], PadMode::Constant(0.0));
+            let taps = (0..k).map(|i| padded.clone().narrow(2, i, t)).collect();
+            Tensor::cat(taps, 1).reshape([n, k * c, t * v])
+        };
+        let weight = conv
+            .weight
+            .val()
+            .reshape([out, c, k])
+            .swap_dims(1, 2)
+            .reshape([1, out, k * c]);
+        weight.matmul(columns).reshape([n, out, t, v])
     } else {
         Conv2d {
             bias: None,
