@@ -21,7 +21,9 @@ use crate::annotations::{LabelTable, SegmentFormat, read_segments};
 use crate::classes::MicroGesture;
 use crate::protocols::{MigaLayout, Protocol, Split};
 use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
-use crate::skeleton::{PersonSelection, Skeleton, read_openpose_folder, read_skeleton_xlsx};
+use crate::skeleton::{
+    BodyFrame, PersonSelection, Skeleton, read_openpose_folder, read_skeleton_xlsx,
+};
 use crate::video::{Frame, Video};
 use crate::{Error, Result};
 
@@ -153,8 +155,8 @@ impl Modalities {
     }
 }
 
-/// How RGB frames become a clip tensor: resize the short side, crop, normalise (torchvision's
-/// video preset; see [`VideoPreset`]).
+/// How RGB frames become a clip tensor: optionally cut out the person, then resize the short
+/// side, crop, normalise (torchvision's video preset; see [`VideoPreset`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FrameTransform {
@@ -166,6 +168,12 @@ pub struct FrameTransform {
     pub mean: [f32; 3],
     /// Per-channel standard deviation.
     pub std: [f32; 3],
+    /// Person crop: first cut a square this many shoulder widths on a side, centred on the
+    /// neck, out of every frame (where the video's skeleton puts the person: its
+    /// [`BodyFrame`]), and treat that square as the frame. The square is moved inside the frame
+    /// (and shrunk to the frame's short side when larger). 0 keeps the whole frame, as
+    /// torchvision's preset does. A seated upper body with both hands is about 2 wide.
+    pub person_box: f32,
 }
 
 impl Default for FrameTransform {
@@ -175,12 +183,19 @@ impl Default for FrameTransform {
             crop: 224,
             mean: [0.45; 3],
             std: [0.225; 3],
+            person_box: 0.0,
         }
     }
 }
 
 impl FrameTransform {
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        if !(self.person_box >= 0.0 && self.person_box.is_finite()) {
+            return Err(format!(
+                "person_box {} must be 0 (whole frame) or a positive number of shoulder widths",
+                self.person_box
+            ));
+        }
         match self.crop <= self.resize && self.crop > 0 {
             true => Ok(()),
             false => Err(format!(
@@ -190,32 +205,74 @@ impl FrameTransform {
         }
     }
 
-    /// Decodes `frames` (absolute indices) of a video and transforms them to `[3, T, crop, crop]`.
+    /// Whether frames are cut to the person first (and so need the video's [`BodyFrame`]).
+    pub fn crops_person(&self) -> bool {
+        self.person_box > 0.0
+    }
+
+    /// The person square `[top, left, side]` in pixels of a `h` x `w` frame.
+    fn person_square(&self, body: &BodyFrame, h: usize, w: usize) -> [usize; 3] {
+        let side = ((self.person_box * body.scale).round() as usize).clamp(1, h.min(w));
+        let start = |centre: f32, size: usize| {
+            (centre - side as f32 / 2.0)
+                .round()
+                .clamp(0.0, (size - side) as f32) as usize
+        };
+        [start(body.centre[1], h), start(body.centre[0], w), side]
+    }
+
+    /// Decodes `frames` (absolute indices) of a video and transforms them to `[3, T, crop, crop]`;
+    /// `body` places the person crop (needed when [`FrameTransform::crops_person`]).
     pub fn load(
         &self,
         path: &std::path::Path,
         frames: &[usize],
         placement: Placement,
+        body: Option<&BodyFrame>,
     ) -> Result<TensorData> {
-        self.apply(&Video::open(path)?.frames(frames)?, path, placement)
+        self.apply(&Video::open(path)?.frames(frames)?, path, placement, body)
     }
 
     /// Transforms decoded frames (of the video at `path`, named in errors) to
-    /// `[3, T, crop, crop]`.
+    /// `[3, T, crop, crop]`; `body` places the person crop (needed when
+    /// [`FrameTransform::crops_person`]).
     pub fn apply(
         &self,
         decoded: &[Frame],
         path: &std::path::Path,
         placement: Placement,
+        body: Option<&BodyFrame>,
     ) -> Result<TensorData> {
         let first = decoded
             .first()
             .ok_or_else(|| Error::request(path, "no frames to transform"))?;
-        let (w, h) = (first.width() as usize, first.height() as usize);
-        let bytes: Vec<u8> = decoded
-            .iter()
-            .flat_map(|f| f.as_raw().iter().copied())
-            .collect();
+        let (mut w, mut h) = (first.width() as usize, first.height() as usize);
+        let bytes: Vec<u8> = match (self.crops_person(), body) {
+            (false, _) => decoded
+                .iter()
+                .flat_map(|f| f.as_raw().iter().copied())
+                .collect(),
+            (true, None) => {
+                return Err(Error::request(
+                    path,
+                    "the person crop needs the neck and shoulders from the video's skeleton, \
+                     and none were seen",
+                ));
+            }
+            (true, Some(body)) => {
+                let [top, left, side] = self.person_square(body, h, w);
+                let row = |f: &Frame, y: usize| {
+                    let start = ((top + y) * w + left) * 3;
+                    f.as_raw()[start..start + side * 3].to_vec()
+                };
+                let cut = decoded
+                    .iter()
+                    .flat_map(|f| (0..side).flat_map(move |y| row(f, y)))
+                    .collect();
+                (w, h) = (side, side);
+                cut
+            }
+        };
         let preset = VideoPreset::new()
             .with_resize(self.resize)
             .with_crop([self.crop; 2])
@@ -264,8 +321,10 @@ impl SkeletonTransform {
         }
     }
 
-    /// Reads a video's skeleton and applies the per-video steps (interpolation, normalisation).
-    pub fn prepare(&self, source: &SkeletonSource) -> Result<Skeleton> {
+    /// Reads a video's skeleton and applies the per-video steps (interpolation, normalisation);
+    /// also gives the [`BodyFrame`] in pixels (`None` when the neck and shoulders are never
+    /// seen, which is an error when normalising).
+    pub fn prepare(&self, source: &SkeletonSource) -> Result<(Skeleton, Option<BodyFrame>)> {
         let path = source_path(source);
         let mut skeleton = source.read()?;
         if skeleton.frames_with_people() == 0 {
@@ -277,10 +336,11 @@ impl SkeletonTransform {
         if self.interpolate {
             skeleton.interpolate_missing();
         }
-        if self.normalise {
-            skeleton.normalise().map_err(|e| Error::request(path, e))?;
-        }
-        Ok(skeleton)
+        let body = match self.normalise {
+            true => Some(skeleton.normalise().map_err(|e| Error::request(path, e))?),
+            false => skeleton.body_frame(),
+        };
+        Ok((skeleton, body))
     }
 
     /// `[3, T, V, 1]` (x, y, confidence; one person, as 2s-AGCN takes it) from frames of a
@@ -369,6 +429,8 @@ pub struct ClipItem {
 pub struct ClipDataset {
     records: Vec<ClipRecord>,
     skeletons: Vec<Option<Arc<Skeleton>>>,
+    /// Where each clip's video puts the person (read when the RGB frames are cut to it).
+    bodies: Vec<Option<BodyFrame>>,
     config: ClipConfig,
     seed: u64,
     epoch: AtomicU64,
@@ -397,8 +459,10 @@ impl ClipDataset {
         config.rgb.check().map_err(bad)?;
         config.skeleton.check().map_err(bad)?;
         let mut skeletons = vec![None; records.len()];
+        let mut bodies = vec![None; records.len()];
+        let person = config.modalities.rgb() && config.rgb.crops_person();
         let mut problems = Vec::new();
-        if config.modalities.skeleton() {
+        if config.modalities.skeleton() || person {
             let mut by_video: BTreeMap<&SkeletonSource, Vec<usize>> = BTreeMap::new();
             for (i, r) in records.iter().enumerate() {
                 match &r.skeleton {
@@ -409,20 +473,30 @@ impl ClipDataset {
                     )),
                 }
             }
-            let read: Vec<(Vec<usize>, Result<Skeleton>, &SkeletonSource)> = by_video
+            let read: Vec<_> = by_video
                 .into_par_iter()
                 .map(|(source, clips)| (clips, config.skeleton.prepare(source), source))
                 .collect();
-            for (clips, skeleton, source) in read {
-                let skeleton = match skeleton {
+            for (clips, prepared, source) in read {
+                let (skeleton, body) = match prepared {
                     Ok(s) => s,
                     Err(e) => {
                         problems.push(e);
                         continue;
                     }
                 };
+                if person && body.is_none() {
+                    problems.push(Error::request(
+                        source_path(source),
+                        "no frame shows the neck and both shoulders, which place the person crop",
+                    ));
+                }
                 for i in clips {
+                    bodies[i] = body;
                     let r = &records[i];
+                    if !config.modalities.skeleton() {
+                        continue;
+                    }
                     if r.end_frame >= skeleton.frames() {
                         problems.push(Error::request(
                             source_path(source),
@@ -444,6 +518,7 @@ impl ClipDataset {
             Self {
                 records,
                 skeletons,
+                bodies,
                 config,
                 seed,
                 epoch: AtomicU64::new(0),
@@ -504,10 +579,11 @@ impl ClipDataset {
             (true, Some(path)) => {
                 let absolute: Vec<usize> =
                     rgb_indices.iter().map(|i| record.start_frame + i).collect();
+                let body = self.bodies[index].as_ref();
                 Some(
                     config
                         .rgb
-                        .load(path, &absolute, Placement { offset, flip })?,
+                        .load(path, &absolute, Placement { offset, flip }, body)?,
                 )
             }
         };
@@ -744,6 +820,78 @@ mod tests {
     }
 
     #[test]
+    fn person_crops_cut_the_square_around_the_neck_inside_the_frame() {
+        // An 8x6 frame whose red channel is 10 x column and green channel 10 x row.
+        let frame = Frame::from_fn(8, 6, |x, y| image::Rgb([x as u8 * 10, y as u8 * 10, 0]));
+        let transform = |person_box: f32| FrameTransform {
+            resize: 3,
+            crop: 3,
+            mean: [0.0; 3],
+            std: [1.0 / 255.0; 3],
+            person_box,
+        };
+        let path = std::path::Path::new("clip.mp4");
+        let cut = |person_box: f32, centre: [f32; 2]| {
+            let body = BodyFrame { centre, scale: 2.0 };
+            let out = transform(person_box)
+                .apply(
+                    std::slice::from_ref(&frame),
+                    path,
+                    Placement::default(),
+                    Some(&body),
+                )
+                .unwrap();
+            let v = out
+                .to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.round() as u32)
+                .collect::<Vec<_>>();
+            // The top-left pixel's column and row.
+            (out.shape.clone(), [v[0] / 10, v[9] / 10])
+        };
+        assert_eq!(cut(1.5, [5.0, 3.0]), ([3, 1, 3, 3].into(), [4, 2]));
+        // Moved inside the frame at its corners.
+        assert_eq!(cut(1.5, [0.0, 0.0]).1, [0, 0]);
+        assert_eq!(cut(1.5, [8.0, 6.0]).1, [5, 3]);
+        // No body: an error naming the file, not the whole frame.
+        let error = transform(1.5)
+            .apply(
+                std::slice::from_ref(&frame),
+                path,
+                Placement::default(),
+                None,
+            )
+            .unwrap_err();
+        assert!(error.to_string().contains("clip.mp4"), "{error}");
+    }
+
+    #[test]
+    fn rgb_only_clips_read_the_skeleton_for_the_person_crop() {
+        let person = ClipConfig {
+            modalities: Modalities::Rgb,
+            rgb: FrameTransform {
+                resize: 32,
+                crop: 32,
+                person_box: 2.0,
+                ..FrameTransform::default()
+            },
+            ..config()
+        };
+        let (dataset, problems) = ClipDataset::new(train_records(), person.clone(), 0).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let data = dataset.get(0).unwrap().data.unwrap();
+        assert_eq!(data.rgb.unwrap().shape, [3, 4, 32, 32].into());
+        assert!(data.skeleton.is_none());
+        let mut records = train_records();
+        records[0].skeleton = None;
+        let (dataset, problems) = ClipDataset::new(records, person, 0).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(dataset.get(0).unwrap().data.is_err());
+        assert!(dataset.get(1).unwrap().data.is_ok());
+    }
+
+    #[test]
     fn bad_configurations_are_refused() {
         for bad in [
             ClipConfig {
@@ -761,6 +909,13 @@ mod tests {
                 rgb: FrameTransform {
                     crop: 100,
                     resize: 64,
+                    ..FrameTransform::default()
+                },
+                ..config()
+            },
+            ClipConfig {
+                rgb: FrameTransform {
+                    person_box: f32::NAN,
                     ..FrameTransform::default()
                 },
                 ..config()

@@ -181,9 +181,10 @@ impl EmotionDataset {
         // The raw skeleton is read here, once, for the faces (not kept for every video: real
         // ones are long).
         let skeleton = match &record.skeleton {
-            Some(source) if config.faces > 0 => Some(source.read()?),
+            Some(source) if config.faces > 0 || config.rgb.crops_person() => Some(source.read()?),
             _ => None,
         };
+        let body = skeleton.as_ref().and_then(Skeleton::body_frame);
         let face_frames = skeleton
             .as_ref()
             .map_or_else(Vec::new, |s| self.face_frames(s, length));
@@ -208,7 +209,9 @@ impl EmotionDataset {
         let mut values = Vec::new();
         let mut dims = vec![config.windows];
         for window in context.chunks(config.frames) {
-            let clip = config.rgb.apply(window, path, Placement::default())?;
+            let clip = config
+                .rgb
+                .apply(window, path, Placement::default(), body.as_ref())?;
             if dims.len() == 1 {
                 dims.extend(clip.shape.iter());
             }
@@ -238,7 +241,7 @@ fn skeleton_tensor(record: &EmotionRecord, config: &EmotionConfig) -> Result<Ten
     let source = record.skeleton.as_ref().ok_or_else(|| {
         Error::request(&record.id, format!("video {} has no skeleton", record.id))
     })?;
-    let skeleton = config.skeleton.prepare(source)?;
+    let (skeleton, _) = config.skeleton.prepare(source)?;
     let frames = sample_frames(
         0,
         skeleton.frames() - 1,
