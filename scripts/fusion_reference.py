@@ -186,8 +186,10 @@ class Cmtf(nn.Module):
         n = c["layers"]
         self.cross_layers = nn.ModuleList([] if joint else [CrossBlock(*args, True) for _ in range(n)])
         self.joint_layers = nn.ModuleList([EncoderLayer(*args) for _ in range(n)] if joint else [])
-        self.video_norm, self.skeleton_norm, self.fused_norm = (nn.LayerNorm(d) for _ in range(3))
-        self.head, self.video_head, self.skeleton_head = (nn.Linear(d, c["num_classes"]) for _ in range(3))
+        fused = d if joint else 2 * d
+        self.video_norm, self.skeleton_norm, self.fused_norm = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(fused)
+        self.head = nn.Linear(fused, c["num_classes"])
+        self.video_head, self.skeleton_head = (nn.Linear(d, c["num_classes"]) for _ in range(2))
         self.dropout = nn.Dropout(c["dropout"])
 
     def video_stream(self, tokens, class_embedding, padding):
@@ -254,7 +256,7 @@ class Cmtf(nn.Module):
         zs, as_ = masked_mean(self.skeleton_norm(s), ps)
         if fused is None:
             av_, as__ = av.float().reshape(b, 1), as_.float().reshape(b, 1)
-            fused = (zv * av_ + zs * as__) / (av_ + as__).clamp_min(1.0)
+            fused = torch.cat([zv * av_, zs * as__], 1)
         embedding = self.fused_norm(fused)
         head = lambda h, x: h(self.dropout(x))
         return {
@@ -386,7 +388,8 @@ def cmtf_flops(c, batch, video, skeleton):
     else:
         n = 1 + nv + ns
         layer = att(n, n, d) + ff(n, d, f)
-    return batch * (pooling + projections + c["layers"] * layer + 3 * 2 * d * c["num_classes"])
+    fused = d if c["variant"] == "Joint" else 2 * d
+    return batch * (pooling + projections + c["layers"] * layer + 2 * (fused + 2 * d) * c["num_classes"])
 
 
 def interfusion_flops(c, batch, faces, windows):

@@ -165,7 +165,9 @@ impl<B: Backend> SkeletonTokens<B> {
 pub struct CmtfOutput<B: Backend> {
     /// Fused class scores `[B, classes]`.
     pub logits: Tensor<B, 2>,
-    /// Fused embedding `[B, d_model]`, the input of the fused head.
+    /// Fused embedding `[B, CmtfConfig::fused_width]` (cross variant: the pooled video and
+    /// skeleton streams side by side, zeros for an absent one; joint: the [CLS] token), normed:
+    /// the input of the fused head.
     pub embedding: Tensor<B, 2>,
     /// Auxiliary video-only scores `[B, classes]` (meaningless where the video is absent).
     pub video_logits: Tensor<B, 2>,
@@ -314,8 +316,17 @@ impl CmtfConfig {
             }
             CmtfVariant::Joint => att(1 + nv + ns, 1 + nv + ns, d) + ff(1 + nv + ns, d, f),
         };
-        let heads = (3 * 2 * d * self.num_classes) as u64;
+        let heads = (2 * (self.fused_width() + 2 * d) * self.num_classes) as u64;
         batch as u64 * (pooling + projections + self.layers as u64 * layer + heads)
+    }
+
+    /// Width of the fused embedding: both pooled streams side by side (cross variant), or the
+    /// [CLS] token (joint variant).
+    pub fn fused_width(&self) -> usize {
+        match self.variant {
+            CmtfVariant::Cross => 2 * self.d_model,
+            CmtfVariant::Joint => self.d_model,
+        }
     }
 
     /// Builds the module after [`CmtfConfig::validate`].
@@ -327,8 +338,9 @@ impl CmtfConfig {
             CmtfVariant::Cross => (self.layers, 0),
             CmtfVariant::Joint => (0, self.layers),
         };
-        let norm = || LayerNormConfig::new(d).init(device);
-        let head = || LinearConfig::new(d, self.num_classes).init(device);
+        let norm = |width: usize| LayerNormConfig::new(width).init(device);
+        let head = |width: usize| LinearConfig::new(width, self.num_classes).init(device);
+        let fused = self.fused_width();
         let cells = self.video_grid * self.video_grid;
         Ok(Cmtf {
             video_projection: LinearConfig::new(self.video_dim, d).init(device),
@@ -343,12 +355,12 @@ impl CmtfConfig {
                 .map(|_| layer.cross_block(true, device))
                 .collect(),
             joint_layers: (0..joint).map(|_| layer.encoder(device)).collect(),
-            video_norm: norm(),
-            skeleton_norm: norm(),
-            fused_norm: norm(),
-            head: head(),
-            video_head: head(),
-            skeleton_head: head(),
+            video_norm: norm(d),
+            skeleton_norm: norm(d),
+            fused_norm: norm(fused),
+            head: head(fused),
+            video_head: head(d),
+            skeleton_head: head(d),
             dropout: DropoutConfig::new(self.dropout).init(),
             settings: Settings {
                 video_dim: self.video_dim,
@@ -715,7 +727,7 @@ impl<B: Backend> Cmtf<B> {
                 video_present.clone().float().reshape([b, 1]),
                 skeleton_present.clone().float().reshape([b, 1]),
             );
-            (zv.clone() * av.clone() + zs.clone() * as_.clone()) / (av + as_).clamp_min(1.0)
+            Tensor::cat(vec![zv.clone() * av, zs.clone() * as_], 1)
         });
         let embedding = self.fused_norm.forward(fused);
         let head =
@@ -805,7 +817,7 @@ mod tests {
             let model = config.init::<B>(&device).unwrap();
             let (out, maps) = model.forward_with_attention(input(&device)).unwrap();
             assert_eq!(out.logits.dims(), [3, 5]);
-            assert_eq!(out.embedding.dims(), [3, 16]);
+            assert_eq!(out.embedding.dims(), [3, config.fused_width()]);
             assert_eq!(out.video_logits.dims(), [3, 5]);
             assert_eq!(out.skeleton_logits.dims(), [3, 5]);
             let per_layer = if config.variant == CmtfVariant::Cross {
