@@ -230,6 +230,7 @@ impl Default for EmotionTrainConfig {
             weight_decay: 0.05,
             patience: 10,
             seed: 0,
+            centre_video: false,
             fusion: InterFusionConfig::new(),
             loss: ClassificationLossConfig::new(),
         }
@@ -504,6 +505,13 @@ pub fn train_emotion<B: AutodiffBackend>(
     devices: &[B::Device],
 ) -> Result<TrainSummary> {
     let device = main_device::<B>(devices, run)?;
+    if config.centre_video {
+        return Err(Error::InvalidConfig {
+            path: run.to_path_buf(),
+            reason: "centre_video is for micro-gesture clips; an emotion item is a whole video"
+                .into(),
+        });
+    }
     let labelled = |set: &FeatureSet| -> Result<Vec<EmotionFeatures>> {
         Ok(emotion_items(set, run)?
             .into_iter()
@@ -808,6 +816,22 @@ pub(crate) mod tests {
         .unwrap()
         .to_string();
         assert!(message.contains("face_dim is 256"), "{message}");
+        let centred = EmotionTrainConfig {
+            centre_video: true,
+            ..tiny_training(1)
+        };
+        let message = train_emotion::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &centred,
+            &root.join("centred"),
+            false,
+            std::slice::from_ref(&device),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(message.contains("centre_video"), "{message}");
     }
 
     #[test]

@@ -12,11 +12,11 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::{ClassificationOutput, InferenceStep, Interrupter, TrainOutput, TrainStep};
 use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipConfig, ClipDataset, ClipRecord};
 
-use crate::Result;
 use crate::extract::{Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones};
 use crate::train::{
     FeatureBatch, Metrics, MicroGestureModel, RunSpec, TrainConfig, TrainSummary, fit, main_device,
 };
+use crate::{Error, Result};
 
 /// Task name of end-to-end micro-gesture runs.
 pub const MICRO_GESTURE_END_TO_END: &str = "micro-gesture-end-to-end";
@@ -150,6 +150,14 @@ pub fn train_end_to_end<B: AutodiffBackend>(
     devices: &[B::Device],
 ) -> Result<(TrainSummary, usize)> {
     let device = main_device::<B>(devices, run)?;
+    if config.centre_video {
+        return Err(Error::InvalidConfig {
+            path: run.to_path_buf(),
+            reason: "centre_video works on extracted features; end-to-end training sees one \
+                     clip at a time"
+                .into(),
+        });
+    }
     let (graph, settings) = extraction.prepared()?;
     let (train, left_train) = usable(train, &settings.clip)?;
     let (valid, left_valid) = usable(valid, &settings.clip)?;

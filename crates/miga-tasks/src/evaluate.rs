@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::extract::MICRO_GESTURE;
 use crate::features::FeatureSet;
 use crate::train::{
-    FeatureBatcher, FeatureItem, MicroGestureModel, RunInfo, TrainConfig, feature_items,
-    read_run_info,
+    FeatureBatcher, FeatureItem, MicroGestureModel, RunInfo, TrainConfig, centre_video_features,
+    feature_items, read_run_info,
 };
 use crate::{Error, Result};
 
@@ -48,7 +48,10 @@ impl<B: Backend> TrainedRun<B> {
 
     /// Class scores for every labelled or unlabelled item of `features`.
     pub fn scores(&self, features: &FeatureSet, path: &Path, device: &B::Device) -> Result<Scores> {
-        let items = feature_items(features, path)?;
+        let mut items = feature_items(features, path)?;
+        if self.model.centre_video {
+            centre_video_features(&mut items);
+        }
         score_items(
             &self.info.features,
             features,

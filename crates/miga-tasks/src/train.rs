@@ -2,6 +2,7 @@
 //! with burn-train (AdamW, warm-up then cosine learning rate, a checkpoint every epoch,
 //! resumption, early stopping, best-epoch selection on validation, a training-curve plot).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -83,6 +84,13 @@ pub struct TrainConfig<F = CmtfConfig, S = Streams> {
     pub patience: usize,
     /// Seed of initialisation and shuffling.
     pub seed: u64,
+    /// Micro-gestures on extracted features only: subtract from every clip's video tokens
+    /// (and class embedding) their mean over the clips of the same video in the same feature
+    /// set (the clip id's part before its last `_`, as MiGA names clips), before
+    /// standardising. This removes what stays the same through a video (the person's look, the
+    /// room, the camera) as the skeleton's per-video body frame does for coordinates; scoring
+    /// then needs the clips of a video together (one clip alone keeps no video signal).
+    pub centre_video: bool,
     /// Fusion module (its input widths must match the features).
     pub fusion: F,
     /// Loss.
@@ -101,6 +109,7 @@ impl Default for TrainConfig {
             weight_decay: 0.05,
             patience: 10,
             seed: 0,
+            centre_video: false,
             fusion: CmtfConfig::new(),
             loss: ClassificationLossConfig::new(),
         }
@@ -197,6 +206,45 @@ pub fn feature_items(set: &FeatureSet, path: &Path) -> Result<Vec<(String, Featu
     Ok(items)
 }
 
+/// Subtracts from each item's video tokens and class embedding their per-channel means over
+/// the items of the same video (see [`TrainConfig::centre_video`]).
+pub fn centre_video_features(items: &mut [(String, FeatureItem)]) {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, (id, _)) in items.iter().enumerate() {
+        let video = id.rsplit_once('_').map_or(id.as_str(), |(video, _)| video);
+        groups.entry(video.to_string()).or_default().push(i);
+    }
+    type Field = fn(&mut FeatureItem) -> &mut TensorData;
+    let fields: [Field; 2] = [|i| &mut i.video, |i| &mut i.class];
+    for members in groups.values() {
+        for field in fields {
+            let values: Vec<(Vec<f32>, Shape)> = members
+                .iter()
+                .map(|&m| {
+                    let t = field(&mut items[m].1);
+                    (t.to_vec::<f32>().unwrap_or_default(), t.shape.clone())
+                })
+                .collect();
+            let width = values[0].1.iter().last().copied().unwrap_or(1).max(1);
+            let mut mean = vec![0.0f64; width];
+            let mut rows = 0usize;
+            for row in values.iter().flat_map(|(v, _)| v.chunks_exact(width)) {
+                mean.iter_mut()
+                    .zip(row)
+                    .for_each(|(m, &x)| *m += f64::from(x));
+                rows += 1;
+            }
+            mean.iter_mut().for_each(|m| *m /= rows.max(1) as f64);
+            for (&m, (mut v, shape)) in members.iter().zip(values) {
+                for row in v.chunks_exact_mut(width) {
+                    row.iter_mut().zip(&mean).for_each(|(x, &m)| *x -= m as f32);
+                }
+                *field(&mut items[m].1) = TensorData::new(v, shape);
+            }
+        }
+    }
+}
+
 /// Cross-Modal Token Fusion with its loss, as burn-train trains it.
 #[derive(Module, Debug)]
 pub struct MicroGestureModel<B: Backend> {
@@ -210,6 +258,9 @@ pub struct MicroGestureModel<B: Backend> {
     loss: ClassificationLossConfig,
     #[module(skip)]
     streams: Streams,
+    /// Whether scored features are centred per video first ([`TrainConfig::centre_video`]).
+    #[module(skip)]
+    pub centre_video: bool,
 }
 
 impl<B: Backend> MicroGestureModel<B> {
@@ -228,6 +279,7 @@ impl<B: Backend> MicroGestureModel<B> {
             skeleton_norm: Standardise::identity(config.fusion.skeleton_dim, device),
             loss: config.loss.clone(),
             streams: config.streams,
+            centre_video: config.centre_video,
         })
     }
 
@@ -404,7 +456,11 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
 ) -> Result<TrainSummary> {
     let device = main_device::<B>(devices, run)?;
     let labelled = |set: &FeatureSet| -> Result<Vec<FeatureItem>> {
-        Ok(feature_items(set, run)?
+        let mut items = feature_items(set, run)?;
+        if config.centre_video {
+            centre_video_features(&mut items);
+        }
+        Ok(items
             .into_iter()
             .map(|(_, i)| i)
             .filter(|i| i.label >= 0)
@@ -780,6 +836,32 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::extract::tests::tiny_features;
+
+    #[test]
+    fn video_features_are_centred_per_video() {
+        let item = |video: [f32; 4], class: [f32; 2]| FeatureItem {
+            video: TensorData::new(video.to_vec(), [2, 1, 1, 2]),
+            class: TensorData::new(class.to_vec(), [2]),
+            skeleton: TensorData::new(vec![7.0f32; 2], [1, 1, 2]),
+            label: 0,
+        };
+        let mut items = vec![
+            ("0001_0".to_string(), item([1.0, 2.0, 3.0, 4.0], [1.0, 0.0])),
+            ("0001_1".to_string(), item([5.0, 6.0, 7.0, 8.0], [3.0, 2.0])),
+            ("0002_0".to_string(), item([1.0, 1.0, 2.0, 2.0], [4.0, 4.0])),
+        ];
+        centre_video_features(&mut items);
+        let values = |t: &TensorData| t.to_vec::<f32>().unwrap();
+        // Video 0001: token mean (4, 5), class mean (2, 1).
+        assert_eq!(values(&items[0].1.video), [-3.0, -3.0, -1.0, -1.0]);
+        assert_eq!(values(&items[1].1.video), [1.0, 1.0, 3.0, 3.0]);
+        assert_eq!(values(&items[1].1.class), [1.0, 1.0]);
+        assert_eq!(items[1].1.video.shape, [2, 1, 1, 2].into());
+        // A video of one clip keeps only its change over time; skeletons are left alone.
+        assert_eq!(values(&items[2].1.video), [-0.5, -0.5, 0.5, 0.5]);
+        assert_eq!(values(&items[2].1.class), [0.0, 0.0]);
+        assert_eq!(values(&items[2].1.skeleton), [7.0, 7.0]);
+    }
 
     pub(crate) fn tiny_config(epochs: usize) -> TrainConfig {
         TrainConfig {
