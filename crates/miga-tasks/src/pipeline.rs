@@ -32,7 +32,9 @@ use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipDataset, ClipRecord};
 use crate::end_to_end::{MICRO_GESTURE_END_TO_END, load_end_to_end};
 use crate::evaluate::TrainedRun;
 use crate::extract::{Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones};
-use crate::train::{FeatureBatch, MicroGestureModel, read_run_info};
+use crate::train::{
+    FeatureBatcher, FeatureItem, MicroGestureModel, centre_video_features, read_run_info,
+};
 use crate::{Error, Result};
 
 /// One clip's prediction.
@@ -104,17 +106,21 @@ impl<B: Backend> MicroGesturePipeline<B> {
     }
 
     /// Predicts each clip; a clip that cannot be read (no video, no skeleton, frames beyond
-    /// the end) is an error that names it.
+    /// the end) is an error that names it. A run trained with `centre_video` centres the video
+    /// features over the clips of each video given here.
     pub fn predict(&self, clips: &[ClipRecord]) -> Result<Vec<ClipPrediction>> {
         let (dataset, problems) = ClipDataset::new(clips.to_vec(), self.settings.clip.clone(), 0)?;
         if let Some(problem) = problems.into_iter().next() {
             return Err(problem.into());
         }
-        let mut out = Vec::new();
-        for start in (0..dataset.len()).step_by(self.settings.batch.max(1)) {
-            let end = (start + self.settings.batch.max(1)).min(dataset.len());
-            let items = (start..end).filter_map(|i| dataset.get(i)).collect();
-            let batch: ClipBatch<B> = ClipBatcher.batch(items, &self.device);
+        let step = self.settings.batch.max(1);
+        let mut items = Vec::new();
+        for start in (0..dataset.len()).step_by(step) {
+            let end = (start + step).min(dataset.len());
+            let batch: ClipBatch<B> = ClipBatcher.batch(
+                (start..end).filter_map(|i| dataset.get(i)).collect(),
+                &self.device,
+            );
             if let Some((id, reason)) = batch.skipped.first() {
                 return Err(Error::Mismatch {
                     path: id.into(),
@@ -127,13 +133,30 @@ impl<B: Backend> MicroGesturePipeline<B> {
             let features = self
                 .backbones
                 .features(rgb, skeleton, self.settings.video_grid)?;
-            let n = batch.ids.len();
-            let features = FeatureBatch {
-                video: features.video,
-                class: features.class,
-                skeleton: features.skeleton,
-                labels: Tensor::zeros([n], &self.device),
-            };
+            let rows = |t: Tensor<B, 5>| t.iter_dim(0).map(|r| r.squeeze_dim::<4>(0).into_data());
+            let video = rows(features.video);
+            let class = features
+                .class
+                .iter_dim(0)
+                .map(|r| r.squeeze_dim::<1>(0).into_data());
+            let skeleton = features
+                .skeleton
+                .iter_dim(0)
+                .map(|r| r.squeeze_dim::<3>(0).into_data());
+            for (((id, video), class), skeleton) in
+                batch.ids.into_iter().zip(video).zip(class).zip(skeleton)
+            {
+                items.push((id, FeatureItem::unlabelled(video, class, skeleton)));
+            }
+        }
+        if self.model.centre_video {
+            centre_video_features(&mut items);
+        }
+        let mut out = Vec::new();
+        for chunk in items.chunks(step) {
+            let features =
+                FeatureBatcher.batch(chunk.iter().map(|(_, i)| i.clone()).collect(), &self.device);
+            let n = chunk.len();
             let probabilities = softmax(self.model.logits(&features), 1);
             let values =
                 probabilities
@@ -144,7 +167,7 @@ impl<B: Backend> MicroGesturePipeline<B> {
                         reason: format!("{e:?}"),
                     })?;
             let k = values.len() / n.max(1);
-            for (row, id) in batch.ids.into_iter().enumerate() {
+            for (row, (id, _)) in chunk.iter().enumerate() {
                 let probabilities = values[row * k..(row + 1) * k].to_vec();
                 let (best, &probability) = probabilities
                     .iter()
@@ -152,7 +175,7 @@ impl<B: Backend> MicroGesturePipeline<B> {
                     .max_by(|a, b| a.1.total_cmp(b.1))
                     .unwrap_or((0, &0.0));
                 out.push(ClipPrediction {
-                    id,
+                    id: id.clone(),
                     class: MicroGesture::from_index(best)
                         .unwrap_or(MicroGesture::all().last().expect("32 classes")),
                     probability,
@@ -173,7 +196,7 @@ mod tests {
     use crate::extract::tests::tiny_features;
     use crate::features::FeatureSet;
     use crate::train::tests::tiny_config;
-    use crate::train::train_micro_gesture;
+    use crate::train::{TrainConfig, train_micro_gesture};
 
     #[test]
     fn predicts_raw_clips_as_the_run_scores_their_features() {
@@ -189,7 +212,12 @@ mod tests {
         train_micro_gesture::<Autodiff<Flex>>(
             &train,
             &valid,
-            &tiny_config(1),
+            // Centred per video: the pipeline must centre over the clips it is given as the
+            // run's scoring does over the feature set.
+            &TrainConfig {
+                centre_video: true,
+                ..tiny_config(1)
+            },
             &run,
             false,
             std::slice::from_ref(&device),

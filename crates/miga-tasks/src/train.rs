@@ -126,6 +126,17 @@ pub struct FeatureItem {
 }
 
 impl FeatureItem {
+    /// An unlabelled clip from its video tokens `[T', k, k, C]`, class embedding `[C]` and
+    /// skeleton tokens `[T'', V, C_s]`.
+    pub(crate) fn unlabelled(video: TensorData, class: TensorData, skeleton: TensorData) -> Self {
+        Self {
+            video,
+            class,
+            skeleton,
+            label: -1,
+        }
+    }
+
     /// The class index, or -1 for an unlabelled clip.
     pub fn label(&self) -> i64 {
         self.label
