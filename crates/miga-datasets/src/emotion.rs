@@ -184,7 +184,10 @@ impl EmotionDataset {
             Some(source) if config.faces > 0 || config.rgb.crops_person() => Some(source.read()?),
             _ => None,
         };
-        let body = skeleton.as_ref().and_then(Skeleton::body_frame);
+        let body = skeleton
+            .as_ref()
+            .filter(|_| config.rgb.crops_person())
+            .and_then(Skeleton::body_frame);
         let face_frames = skeleton
             .as_ref()
             .map_or_else(Vec::new, |s| self.face_frames(s, length));

@@ -804,34 +804,24 @@ pub(crate) mod tests {
             fusion: tiny_training(1).fusion.with_face_dim(256),
             ..tiny_training(1)
         };
-        let message = train_emotion::<Autodiff<Flex>>(
-            &train,
-            &valid,
-            &wide,
-            &root.join("other"),
-            false,
-            std::slice::from_ref(&device),
-        )
-        .err()
-        .unwrap()
-        .to_string();
-        assert!(message.contains("face_dim is 256"), "{message}");
         let centred = EmotionTrainConfig {
             centre_video: true,
             ..tiny_training(1)
         };
-        let message = train_emotion::<Autodiff<Flex>>(
-            &train,
-            &valid,
-            &centred,
-            &root.join("centred"),
-            false,
-            std::slice::from_ref(&device),
-        )
-        .err()
-        .unwrap()
-        .to_string();
-        assert!(message.contains("centre_video"), "{message}");
+        for (config, expected) in [(wide, "face_dim is 256"), (centred, "centre_video")] {
+            let message = train_emotion::<Autodiff<Flex>>(
+                &train,
+                &valid,
+                &config,
+                &root.join("other"),
+                false,
+                std::slice::from_ref(&device),
+            )
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(message.contains(expected), "{message}");
+        }
     }
 
     #[test]

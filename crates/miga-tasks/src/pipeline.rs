@@ -113,6 +113,10 @@ impl<B: Backend> MicroGesturePipeline<B> {
         if let Some(problem) = problems.into_iter().next() {
             return Err(problem.into());
         }
+        let failed = |reason: String| Error::Mismatch {
+            path: self.dir.clone(),
+            reason,
+        };
         let step = self.settings.batch.max(1);
         let mut items = Vec::new();
         for start in (0..dataset.len()).step_by(step) {
@@ -133,16 +137,9 @@ impl<B: Backend> MicroGesturePipeline<B> {
             let features = self
                 .backbones
                 .features(rgb, skeleton, self.settings.video_grid)?;
-            let rows = |t: Tensor<B, 5>| t.iter_dim(0).map(|r| r.squeeze_dim::<4>(0).into_data());
-            let video = rows(features.video);
-            let class = features
-                .class
-                .iter_dim(0)
-                .map(|r| r.squeeze_dim::<1>(0).into_data());
-            let skeleton = features
-                .skeleton
-                .iter_dim(0)
-                .map(|r| r.squeeze_dim::<3>(0).into_data());
+            let video = rows(features.video).map_err(&failed)?;
+            let class = rows(features.class).map_err(&failed)?;
+            let skeleton = rows(features.skeleton).map_err(&failed)?;
             for (((id, video), class), skeleton) in
                 batch.ids.into_iter().zip(video).zip(class).zip(skeleton)
             {
@@ -158,14 +155,10 @@ impl<B: Backend> MicroGesturePipeline<B> {
                 FeatureBatcher.batch(chunk.iter().map(|(_, i)| i.clone()).collect(), &self.device);
             let n = chunk.len();
             let probabilities = softmax(self.model.logits(&features), 1);
-            let values =
-                probabilities
-                    .into_data()
-                    .to_vec::<f32>()
-                    .map_err(|e| Error::Mismatch {
-                        path: self.dir.clone(),
-                        reason: format!("{e:?}"),
-                    })?;
+            let values = probabilities
+                .into_data()
+                .to_vec::<f32>()
+                .map_err(|e| failed(format!("{e:?}")))?;
             let k = values.len() / n.max(1);
             for (row, (id, _)) in chunk.iter().enumerate() {
                 let probabilities = values[row * k..(row + 1) * k].to_vec();
@@ -185,6 +178,22 @@ impl<B: Backend> MicroGesturePipeline<B> {
         }
         Ok(out)
     }
+}
+
+/// The rows (along the first axis) of a batch tensor, read back from the device at once.
+fn rows<B: Backend, const D: usize>(
+    tensor: Tensor<B, D>,
+) -> std::result::Result<Vec<TensorData>, String> {
+    let dims = tensor.dims();
+    let values = tensor
+        .into_data()
+        .to_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))?;
+    let size = (values.len() / dims[0].max(1)).max(1);
+    Ok(values
+        .chunks(size)
+        .map(|row| TensorData::new(row.to_vec(), dims[1..].to_vec()))
+        .collect())
 }
 
 #[cfg(test)]

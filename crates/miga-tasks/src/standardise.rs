@@ -16,6 +16,35 @@ use burn::tensor::TensorData;
 /// not blow up a small difference at test time.
 const MIN_RELATIVE_STD: f64 = 0.1;
 
+/// Per-channel mean and standard deviation over every row (`width` channels) of every tensor
+/// in `data`.
+pub(crate) fn channel_moments<'a>(
+    data: impl IntoIterator<Item = &'a TensorData>,
+    width: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut sum = vec![0.0f64; width];
+    let mut squares = vec![0.0f64; width];
+    let mut rows = 0usize;
+    for tensor in data {
+        let values = tensor.to_vec::<f32>().unwrap_or_default();
+        for row in values.chunks_exact(width) {
+            for (c, &v) in row.iter().enumerate() {
+                sum[c] += f64::from(v);
+                squares[c] += f64::from(v) * f64::from(v);
+            }
+            rows += 1;
+        }
+    }
+    let n = rows.max(1) as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    let std = squares
+        .iter()
+        .zip(&mean)
+        .map(|(q, m)| (q / n - m * m).max(0.0).sqrt())
+        .collect();
+    (mean, std)
+}
+
 /// `(x - mean) / std` over the last dimension.
 #[derive(Module, Debug)]
 pub struct Standardise<B: Backend> {
@@ -50,26 +79,7 @@ impl<B: Backend> Standardise<B> {
         width: usize,
         device: &B::Device,
     ) -> Self {
-        let mut sum = vec![0.0f64; width];
-        let mut squares = vec![0.0f64; width];
-        let mut rows = 0usize;
-        for tensor in data {
-            let values = tensor.to_vec::<f32>().unwrap_or_default();
-            for row in values.chunks_exact(width) {
-                for (c, &v) in row.iter().enumerate() {
-                    sum[c] += f64::from(v);
-                    squares[c] += f64::from(v) * f64::from(v);
-                }
-                rows += 1;
-            }
-        }
-        let n = rows.max(1) as f64;
-        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
-        let std: Vec<f64> = squares
-            .iter()
-            .zip(&mean)
-            .map(|(q, m)| (q / n - m * m).max(0.0).sqrt())
-            .collect();
+        let (mean, std) = channel_moments(data, width);
         let floor = (MIN_RELATIVE_STD * std.iter().sum::<f64>() / width.max(1) as f64).max(1e-12);
         let scale = std.iter().map(|s| (1.0 / s.max(floor)) as f32).collect();
         Self::new(mean.into_iter().map(|m| m as f32).collect(), scale, device)

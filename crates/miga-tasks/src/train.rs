@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::extract::MICRO_GESTURE;
 use crate::features::{FeatureSet, item_label};
 use crate::plot::{Curve, line_chart};
-use crate::standardise::Standardise;
+use crate::standardise::{Standardise, channel_moments};
 use crate::{Error, Result};
 
 /// Which streams a model uses: both (fusion) or one (the single-modality baselines).
@@ -229,28 +229,18 @@ pub fn centre_video_features(items: &mut [(String, FeatureItem)]) {
     let fields: [Field; 2] = [|i| &mut i.video, |i| &mut i.class];
     for members in groups.values() {
         for field in fields {
-            let values: Vec<(Vec<f32>, Shape)> = members
+            let tensors: Vec<TensorData> = members
                 .iter()
-                .map(|&m| {
-                    let t = field(&mut items[m].1);
-                    (t.to_vec::<f32>().unwrap_or_default(), t.shape.clone())
-                })
+                .map(|&m| field(&mut items[m].1).clone())
                 .collect();
-            let width = values[0].1.iter().last().copied().unwrap_or(1).max(1);
-            let mut mean = vec![0.0f64; width];
-            let mut rows = 0usize;
-            for row in values.iter().flat_map(|(v, _)| v.chunks_exact(width)) {
-                mean.iter_mut()
-                    .zip(row)
-                    .for_each(|(m, &x)| *m += f64::from(x));
-                rows += 1;
-            }
-            mean.iter_mut().for_each(|m| *m /= rows.max(1) as f64);
-            for (&m, (mut v, shape)) in members.iter().zip(values) {
-                for row in v.chunks_exact_mut(width) {
+            let width = tensors[0].shape.iter().last().copied().unwrap_or(1).max(1);
+            let (mean, _) = channel_moments(&tensors, width);
+            for (&m, tensor) in members.iter().zip(tensors) {
+                let mut values = tensor.to_vec::<f32>().unwrap_or_default();
+                for row in values.chunks_exact_mut(width) {
                     row.iter_mut().zip(&mean).for_each(|(x, &m)| *x -= m as f32);
                 }
-                *field(&mut items[m].1) = TensorData::new(v, shape);
+                *field(&mut items[m].1) = TensorData::new(values, tensor.shape);
             }
         }
     }
