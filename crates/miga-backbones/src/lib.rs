@@ -13,7 +13,7 @@
 pub mod agcn;
 mod error;
 mod import;
-pub mod kernels;
+pub use miga_kernels as kernels;
 mod layers;
 pub mod mvit;
 pub mod swin;

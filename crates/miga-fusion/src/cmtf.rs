@@ -11,7 +11,7 @@ use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
     CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding, grid_regions,
-    masked_mean, pool_regions,
+    masked_mean, norm, pool_regions,
 };
 use crate::loss::ClassificationLoss;
 
@@ -720,8 +720,8 @@ impl<B: Backend> Cmtf<B> {
                 )
             }
         };
-        let (zv, video_present) = masked_mean(self.video_norm.forward(v.tokens), v.padding);
-        let (zs, skeleton_present) = masked_mean(self.skeleton_norm.forward(s.tokens), s.padding);
+        let (zv, video_present) = masked_mean(norm(&self.video_norm, v.tokens), v.padding);
+        let (zs, skeleton_present) = masked_mean(norm(&self.skeleton_norm, s.tokens), s.padding);
         let fused = fused.unwrap_or_else(|| {
             let (av, as_) = (
                 video_present.clone().float().reshape([b, 1]),
@@ -729,7 +729,7 @@ impl<B: Backend> Cmtf<B> {
             );
             Tensor::cat(vec![zv.clone() * av, zs.clone() * as_], 1)
         });
-        let embedding = self.fused_norm.forward(fused);
+        let embedding = norm(&self.fused_norm, fused);
         let head =
             |h: &Linear<B>, x: Tensor<B, 2>| h.forward(crate::layers::dropout(&self.dropout, x));
         (

@@ -12,7 +12,7 @@ use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
     AttentionPool, CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding,
-    linear_rows,
+    linear_rows, norm,
 };
 
 const MODULE: &str = "interfusion";
@@ -330,7 +330,7 @@ impl<B: Backend> SequenceBranch<B> {
         s: Stream<B>,
         dropout: &Dropout,
     ) -> (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 2>>) {
-        let (z, weights) = self.pool.forward(self.norm.forward(s.tokens), s.padding);
+        let (z, weights) = self.pool.forward(norm(&self.norm, s.tokens), s.padding);
         let logits = self
             .head
             .as_ref()
@@ -544,7 +544,7 @@ impl<B: Backend> InterFusion<B> {
                     let g = sigmoid(gate.forward(Tensor::cat(vec![zf.clone(), zc.clone()], 1)));
                     let g = g * (af.clone() * ac.clone()) + af * (-ac + 1.0);
                     let fused = zf * g.clone() + zc * (-g.clone() + 1.0);
-                    let embedding = self.fused_norm.as_ref().expect("full").forward(fused);
+                    let embedding = norm(self.fused_norm.as_ref().expect("full"), fused);
                     let logits = self
                         .head
                         .as_ref()

@@ -3,9 +3,9 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
+use miga_kernels::softmax_last;
 
 use super::linear::linear_rows;
 
@@ -13,14 +13,13 @@ use super::linear::linear_rows;
 /// with nothing valid gets a uniform softmax (then zeroed) instead of NaN.
 const MASKED_SCORE: f32 = -1.0e4;
 
-/// Softmax of `scores` over `dim` with `mask` (true = ignore) entries at exactly 0; a row
-/// whose entries are all masked is all 0.
+/// Softmax of `scores` over the last axis with `mask` (true = ignore) entries at exactly 0; a
+/// row whose entries are all masked is all 0.
 pub(crate) fn masked_softmax<B: Backend, const D: usize>(
     scores: Tensor<B, D>,
     mask: Tensor<B, D, Bool>,
-    dim: usize,
 ) -> Tensor<B, D> {
-    softmax(scores.mask_fill(mask.clone(), MASKED_SCORE), dim).mask_fill(mask, 0.0)
+    softmax_last(scores.mask_fill(mask.clone(), MASKED_SCORE)).mask_fill(mask, 0.0)
 }
 
 /// Configuration of [`MaskedAttention`].
@@ -100,9 +99,9 @@ impl<B: Backend> MaskedAttention<B> {
                     .float()
                     .reshape([b, 1, 1]);
                 let mask = padding.reshape([b, 1, 1, nk]).expand([b, h, nq, nk]);
-                (masked_softmax(scores, mask, 3), Some(any_key))
+                (masked_softmax(scores, mask), Some(any_key))
             }
-            None => (softmax(scores, 3), None),
+            None => (softmax_last(scores), None),
         };
         let out = probs.clone().matmul(v).swap_dims(1, 2).reshape([b, nq, d]);
         let out = linear_rows(&self.output, out);

@@ -48,7 +48,7 @@ impl<B: Backend> AttentionPool<B> {
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let [b, n, d] = x.dims();
         let scores = linear_rows(&self.score, x.clone()).reshape([b, n]);
-        let weights = masked_softmax(scores, padding, 1);
+        let weights = masked_softmax(scores, padding);
         let pooled = weights
             .clone()
             .unsqueeze_dim::<3>(1)

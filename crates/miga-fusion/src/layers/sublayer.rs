@@ -2,13 +2,14 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::attention::{MaskedAttention, MaskedAttentionConfig};
 use super::dropout::dropout;
 use super::linear::linear_rows;
+use super::norm::norm;
 
 /// Widths shared by every transformer layer of a fusion module.
 #[derive(Config, Debug)]
@@ -40,7 +41,6 @@ impl LayerConfig {
             norm: LayerNormConfig::new(self.d_model).init(device),
             fc1: LinearConfig::new(self.d_model, self.ff_dim).init(device),
             fc2: LinearConfig::new(self.ff_dim, self.d_model).init(device),
-            activation: Gelu::new(),
             dropout: DropoutConfig::new(self.dropout).init(),
         }
     }
@@ -69,9 +69,9 @@ impl<B: Backend> AttentionSublayer<B> {
         padding: Option<Tensor<B, 2, Bool>>,
         weights: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
-        let normed = self.norm.forward(x.clone());
+        let normed = norm(&self.norm, x.clone());
         let context = match (context, &self.context_norm) {
-            (Some(context), Some(norm)) => norm.forward(context),
+            (Some(context), Some(context_norm)) => norm(context_norm, context),
             (None, None) => normed.clone(),
             _ => panic!(
                 "cross-attention takes a context and has a context norm; self-attention neither"
@@ -91,16 +91,13 @@ pub struct FeedForwardSublayer<B: Backend> {
     pub fc1: Linear<B>,
     /// Projection back to the token width.
     pub fc2: Linear<B>,
-    activation: Gelu,
     dropout: Dropout,
 }
 
 impl<B: Backend> FeedForwardSublayer<B> {
     /// Applies the sub-layer to `[B, N, D]` tokens.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = self
-            .activation
-            .forward(linear_rows(&self.fc1, self.norm.forward(x.clone())));
+        let h = miga_kernels::gelu(linear_rows(&self.fc1, norm(&self.norm, x.clone())));
         let h = linear_rows(&self.fc2, dropout(&self.dropout, h));
         x + dropout(&self.dropout, h)
     }

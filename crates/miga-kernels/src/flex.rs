@@ -12,23 +12,23 @@ use rayon::prelude::*;
 /// has: the body is inlined into functions with those target features, where its loops
 /// vectorise (through a closure or `FnOnce` it may not be inlined, and stays scalar).
 macro_rules! vectorised {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
+        fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
-            fn body($($arg: $ty),*) $body
+            fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
                 #[allow(clippy::too_many_arguments)]
-                fn avx512($($arg: $ty),*) {
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                fn avx2($($arg: $ty),*) {
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
@@ -63,11 +63,10 @@ pub(super) fn gelu<B: Backend, const D: usize>(
 pub(super) fn softmax_last<B: Backend, const D: usize>(
     x: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    let row = x.dims()[D - 1].max(1);
-    let rows_per_task = CHUNK.div_ceil(row);
-    map(x, row * rows_per_task, move |rows: &mut [f32]| {
-        rows.chunks_exact_mut(row).for_each(softmax_row)
-    })
+    if !is_flex_f32(&x) {
+        return Err(x);
+    }
+    Ok(from_flex(softmax_forward(into_flex(x))))
 }
 
 /// Whether `x` is an f32 tensor of the Flex backend (not under autodiff).
@@ -80,17 +79,19 @@ fn into_flex<B: Backend, const D: usize>(x: Tensor<B, D>) -> FlexTensor {
     let TensorPrimitive::Float(primitive) = x.into_primitive() else {
         unreachable!("an f32 tensor is not quantized")
     };
-    *(Box::new(primitive) as Box<dyn Any>)
-        .downcast::<FlexTensor>()
-        .expect("the primitive type was checked")
+    cast(primitive)
 }
 
 /// A Flex tensor as `B`'s (`B` is Flex).
 fn from_flex<B: Backend, const D: usize>(x: FlexTensor) -> Tensor<B, D> {
-    let primitive = *(Box::new(x) as Box<dyn Any>)
-        .downcast::<B::FloatTensorPrimitive>()
-        .expect("B's primitive is FlexTensor");
-    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+    Tensor::from_primitive(TensorPrimitive::Float(cast(x)))
+}
+
+/// `x` as `U`, which the caller checked is `T` (by `TypeId`).
+pub(crate) fn cast<T: 'static, U: 'static>(x: T) -> U {
+    *(Box::new(x) as Box<dyn Any>)
+        .downcast::<U>()
+        .expect("the caller checked that the types are the same")
 }
 
 /// A contiguous f32 buffer from `values` with `shape`.
@@ -114,21 +115,185 @@ fn map<B: Backend, const D: usize>(
     if !is_flex_f32(&x) {
         return Err(x);
     }
-    let input = into_flex(x);
-    // A contiguous buffer of our own, written in place.
-    let mut output = input.to_contiguous();
-    drop(input);
-    if !output.is_unique() {
-        output = tensor(
+    Ok(from_flex(map_flex(into_flex(x), chunk, kernel)))
+}
+
+/// `x` as a contiguous f32 buffer that nothing else holds (copied when shared or strided), to
+/// be written in place.
+fn into_owned(x: FlexTensor) -> FlexTensor {
+    let output = x.to_contiguous();
+    drop(x);
+    if output.is_unique() {
+        output
+    } else {
+        tensor(
             output.storage::<f32>().to_vec(),
             output.layout().shape().clone(),
-        );
+        )
     }
+}
+
+/// [`map`] on a Flex tensor.
+fn map_flex(x: FlexTensor, chunk: usize, kernel: impl Fn(&mut [f32]) + Send + Sync) -> FlexTensor {
+    let mut output = into_owned(x);
     output
         .storage_mut::<f32>()
         .par_chunks_mut(chunk)
         .for_each(kernel);
-    Ok(from_flex(output))
+    output
+}
+
+/// Runs `kernel` over `grad` in place beside the same elements of `saved` (a tensor of the
+/// same shape kept from the forward pass): the backward passes of element-wise and row-wise
+/// operations. `kernel` sees `chunk` elements of each at a time.
+fn map_with(
+    saved: &FlexTensor,
+    grad: FlexTensor,
+    chunk: usize,
+    kernel: impl Fn(&[f32], &mut [f32]) + Send + Sync,
+) -> FlexTensor {
+    let saved = saved.to_contiguous();
+    let mut output = into_owned(grad);
+    output
+        .storage_mut::<f32>()
+        .par_chunks_mut(chunk)
+        .zip(saved.storage::<f32>().par_chunks(chunk))
+        .for_each(|(g, s)| kernel(s, g));
+    output
+}
+
+/// Exact GELU of a Flex f32 tensor.
+pub(crate) fn gelu_forward(x: FlexTensor) -> FlexTensor {
+    map_flex(x, CHUNK, gelu_slice)
+}
+
+/// The gradient through GELU at `x`: `grad * (Phi(x) + x phi(x))`.
+pub(crate) fn gelu_backward(x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
+    map_with(x, grad, CHUNK, gelu_grad_slice)
+}
+
+/// Elements per task for whole rows of `row` elements.
+fn rows_chunk(row: usize) -> usize {
+    let row = row.max(1);
+    row * CHUNK.div_ceil(row)
+}
+
+/// Softmax over the last axis of a Flex f32 tensor.
+pub(crate) fn softmax_forward(x: FlexTensor) -> FlexTensor {
+    let row = last_dim(&x);
+    map_flex(x, rows_chunk(row), move |rows: &mut [f32]| {
+        rows.chunks_exact_mut(row).for_each(softmax_row)
+    })
+}
+
+/// The gradient through a softmax over the last axis whose output was `y`:
+/// `y * (grad - sum(grad * y))` per row.
+pub(crate) fn softmax_backward(y: &FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let row = last_dim(y);
+    map_with(y, grad, rows_chunk(row), move |y, g| {
+        for (y, g) in y.chunks_exact(row).zip(g.chunks_exact_mut(row)) {
+            softmax_grad_row(y, g)
+        }
+    })
+}
+
+/// The length of the last axis (1 for a scalar).
+fn last_dim(x: &FlexTensor) -> usize {
+    x.layout().shape().last().copied().unwrap_or(1).max(1)
+}
+
+/// What the backward pass of [`layer_norm_forward`] needs: the normalised input and each
+/// row's reciprocal standard deviation.
+#[derive(Clone, Debug)]
+pub(crate) struct LayerNormSaved {
+    normalised: FlexTensor,
+    rstd: std::sync::Arc<Vec<f32>>,
+    gamma: FlexTensor,
+}
+
+/// Layer normalisation over the last axis of a Flex f32 tensor: `(x - mean) / sqrt(var + eps)
+/// * gamma + beta` per row (biased variance, as PyTorch), and what its backward pass needs.
+pub(crate) fn layer_norm_forward(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: Option<FlexTensor>,
+    epsilon: f64,
+) -> (FlexTensor, LayerNormSaved) {
+    let row = last_dim(&x);
+    let mut normalised = into_owned(x);
+    let rows = normalised.layout().num_elements() / row;
+    let mut rstd = vec![0.0f32; rows];
+    let chunk = rows_chunk(row);
+    normalised
+        .storage_mut::<f32>()
+        .par_chunks_mut(chunk)
+        .zip(rstd.par_chunks_mut(chunk / row))
+        .for_each(|(x, r)| {
+            for (x, r) in x.chunks_exact_mut(row).zip(r) {
+                *r = normalise_row(x, epsilon as f32);
+            }
+        });
+    let gamma = gamma.to_contiguous();
+    let beta = beta.map(|b| b.to_contiguous());
+    let mut output = tensor(
+        vec![0.0; normalised.layout().num_elements()],
+        normalised.layout().shape().clone(),
+    );
+    {
+        let (g, b) = (
+            gamma.storage::<f32>(),
+            beta.as_ref().map(|b| b.storage::<f32>()),
+        );
+        output
+            .storage_mut::<f32>()
+            .par_chunks_mut(chunk)
+            .zip(normalised.storage::<f32>().par_chunks(chunk))
+            .for_each(|(y, x)| {
+                for (y, x) in y.chunks_exact_mut(row).zip(x.chunks_exact(row)) {
+                    scale_shift_row(x, g, b, y);
+                }
+            });
+    }
+    let saved = LayerNormSaved {
+        normalised,
+        rstd: std::sync::Arc::new(rstd),
+        gamma,
+    };
+    (output, saved)
+}
+
+/// The gradients of [`layer_norm_forward`] with respect to the input, gamma and beta.
+pub(crate) fn layer_norm_backward(
+    saved: &LayerNormSaved,
+    grad: FlexTensor,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let row = last_dim(&saved.normalised);
+    let chunk = rows_chunk(row);
+    let mut grad = into_owned(grad);
+    let normalised = saved.normalised.storage::<f32>();
+    let gamma = saved.gamma.storage::<f32>();
+    // Per task: the partial sums of grad * normalised (gamma's gradient) and of grad (beta's),
+    // then the input's gradient in place of grad.
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = grad
+        .storage_mut::<f32>()
+        .par_chunks_mut(chunk)
+        .zip(normalised.par_chunks(chunk))
+        .zip(saved.rstd.par_chunks(chunk / row))
+        .map(|((g, x), r)| {
+            let mut sums = (vec![0.0f32; row], vec![0.0f32; row]);
+            for ((g, x), &r) in g.chunks_exact_mut(row).zip(x.chunks_exact(row)).zip(r) {
+                layer_norm_grad_row(x, gamma, r, g, &mut sums.0, &mut sums.1);
+            }
+            sums
+        })
+        .collect();
+    let (mut d_gamma, mut d_beta) = (vec![0.0f32; row], vec![0.0f32; row]);
+    for (dg, db) in partial {
+        d_gamma.iter_mut().zip(dg).for_each(|(a, b)| *a += b);
+        d_beta.iter_mut().zip(db).for_each(|(a, b)| *a += b);
+    }
+    let shape = Shape::new([row]);
+    (grad, tensor(d_gamma, shape.clone()), tensor(d_beta, shape))
 }
 
 /// [`super::depthwise_conv3d`] on Flex: one task per (sample, channel) plane, reading the
@@ -314,10 +479,10 @@ fn exp_f32(x: f32) -> f32 {
 /// Below this, [`exp_f32`] is 0.
 const EXP_FLUSH: f32 = -70.0;
 
-/// GELU of one value through Abramowitz & Stegun 7.1.26 for erf (absolute error under
-/// 1.5e-7, the formula PyTorch's vectorised CPU `erf` uses).
+/// erf(x / sqrt 2) and exp(-x^2 / 2) through Abramowitz & Stegun 7.1.26 (absolute error
+/// under 1.5e-7, the formula PyTorch's vectorised CPU `erf` uses).
 #[inline(always)]
-fn gelu_f32(x: f32) -> f32 {
+fn erf_and_gauss(x: f32) -> (f32, f32) {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
         0.254_829_6,
@@ -330,8 +495,22 @@ fn gelu_f32(x: f32) -> f32 {
     let a = z.abs();
     let t = 1.0 / (1.0 + P * a);
     let poly = ((((A[4] * t + A[3]) * t + A[2]) * t + A[1]) * t + A[0]) * t;
-    let erf = (1.0 - poly * exp_f32(-a * a)).copysign(z);
-    0.5 * x * (1.0 + erf)
+    let gauss = exp_f32(-a * a);
+    ((1.0 - poly * gauss).copysign(z), gauss)
+}
+
+/// GELU of one value: `0.5 x (1 + erf(x / sqrt 2))`.
+#[inline(always)]
+fn gelu_f32(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_and_gauss(x).0)
+}
+
+/// GELU's derivative at `x`: `Phi(x) + x phi(x)`.
+#[inline(always)]
+fn gelu_grad_f32(x: f32) -> f32 {
+    const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+    let (erf, gauss) = erf_and_gauss(x);
+    0.5 * (1.0 + erf) + x * gauss * FRAC_1_SQRT_2PI
 }
 
 vectorised! {
@@ -341,6 +520,131 @@ vectorised! {
             *v = gelu_f32(*v);
         }
     }
+}
+
+vectorised! {
+    /// The gradient through GELU in place of `grad`, at `x`.
+    fn gelu_grad_slice(x: &[f32], grad: &mut [f32]) {
+        for (g, &x) in grad.iter_mut().zip(x) {
+            *g *= gelu_grad_f32(x);
+        }
+    }
+}
+
+vectorised! {
+    /// One row of the softmax's backward pass, in place of `grad`.
+    fn softmax_grad_row(y: &[f32], grad: &mut [f32]) {
+        let dot = dot(y, grad);
+        for (g, &y) in grad.iter_mut().zip(y) {
+            *g = y * (*g - dot);
+        }
+    }
+}
+
+vectorised! {
+    /// Normalises one row in place to zero mean and unit variance; returns 1 / sqrt(var + eps).
+    fn normalise_row(x: &mut [f32], epsilon: f32) -> f32 {
+        let n = x.len() as f32;
+        let mean = sum(x) / n;
+        let mut var = [0.0f32; LANES];
+        let mut chunks = x.chunks_exact_mut(LANES);
+        for chunk in &mut chunks {
+            for (s, v) in var.iter_mut().zip(chunk) {
+                *v -= mean;
+                *s += *v * *v;
+            }
+        }
+        let mut var: f32 = var.iter().sum();
+        for v in chunks.into_remainder() {
+            *v -= mean;
+            var += *v * *v;
+        }
+        let rstd = 1.0 / (var / n + epsilon).sqrt();
+        for v in x.iter_mut() {
+            *v *= rstd;
+        }
+        rstd
+    }
+}
+
+vectorised! {
+    /// `y = x * gamma + beta` over one row.
+    fn scale_shift_row(x: &[f32], gamma: &[f32], beta: Option<&[f32]>, y: &mut [f32]) {
+        match beta {
+            Some(beta) => {
+                for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+                    *y = x * g + b;
+                }
+            }
+            None => {
+                for ((y, &x), &g) in y.iter_mut().zip(x).zip(gamma) {
+                    *y = x * g;
+                }
+            }
+        }
+    }
+}
+
+vectorised! {
+    /// One row of the layer norm's backward pass: adds `grad * x` and `grad` to gamma's and
+    /// beta's sums, then writes the input's gradient over `grad`:
+    /// `rstd * (dx - mean(dx) - x * mean(dx * x))` with `dx = grad * gamma`, `x` normalised.
+    fn layer_norm_grad_row(
+        x: &[f32],
+        gamma: &[f32],
+        rstd: f32,
+        grad: &mut [f32],
+        d_gamma: &mut [f32],
+        d_beta: &mut [f32],
+    ) {
+        let n = x.len() as f32;
+        let mut sum_dx = [0.0f32; LANES];
+        let mut sum_dx_x = [0.0f32; LANES];
+        for (i, ((g, &x), &gm)) in grad.iter_mut().zip(x).zip(gamma).enumerate() {
+            d_gamma[i] += *g * x;
+            d_beta[i] += *g;
+            *g *= gm;
+            sum_dx[i % LANES] += *g;
+            sum_dx_x[i % LANES] += *g * x;
+        }
+        let mean_dx = sum_dx.iter().sum::<f32>() / n;
+        let mean_dx_x = sum_dx_x.iter().sum::<f32>() / n;
+        for (g, &x) in grad.iter_mut().zip(x) {
+            *g = rstd * (*g - mean_dx - x * mean_dx_x);
+        }
+    }
+}
+
+/// The sum of `x`, in [`LANES`] independent accumulators.
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+/// The dot product of `a` and `b`, in [`LANES`] independent accumulators.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for ((s, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -1,0 +1,316 @@
+//! Operations with fast paths on the CPU backend, shared by miga's models: exact GELU,
+//! softmax over the last axis, layer normalisation and the depthwise Conv3d of MViTv2's
+//! pooling.
+//!
+//! Burn 0.21's CPU backend (Flex) runs element-wise maps one element at a time on one thread:
+//! exact GELU costs about 11 ns per element there (a scalar `erf`), 13% of an MViTv2-S
+//! forward pass. Under autodiff it is worse: a layer norm is about ten graph nodes forward and
+//! twenty backward, each a pass over the tensor. With the `flex` feature (on by default) these
+//! functions recognise a Flex tensor and run a vectorised, multi-threaded kernel over its buffer
+//! (`flex.rs`), and under `Autodiff<Flex>` (training on the CPU) they are one graph node each
+//! whose backward pass is a kernel too (`autodiff.rs`). On every other backend (GPU, ndarray,
+//! other autodiff checkpointing strategies) they call Burn's own operations. All paths agree
+//! to float rounding, gradients included (tested below).
+//!
+//! ```
+//! use burn::backend::{Autodiff, Flex};
+//! use burn::tensor::{Distribution, Tensor};
+//!
+//! type B = Autodiff<Flex>;
+//! let device = Default::default();
+//! let x = Tensor::<B, 2>::random([4, 64], Distribution::Normal(0.0, 1.0), &device).require_grad();
+//! let gamma = Tensor::<B, 1>::ones([64], &device).require_grad();
+//! let beta = Tensor::<B, 1>::zeros([64], &device).require_grad();
+//! let y = miga_kernels::layer_norm(x.clone(), gamma.clone(), Some(beta), 1e-5);
+//! let y = miga_kernels::softmax_last(miga_kernels::gelu(y));
+//! let grads = (y * x.clone()).sum().backward();
+//! assert_eq!(x.grad(&grads).unwrap().dims(), [4, 64]);
+//! assert_eq!(gamma.grad(&grads).unwrap().dims(), [64]);
+//! ```
+
+use burn::tensor::backend::Backend;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::{ConvOptions, PadMode};
+use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
+
+#[cfg(feature = "flex")]
+mod autodiff;
+#[cfg(feature = "flex")]
+mod flex;
+
+/// Exact (erf) GELU, `0.5 x (1 + erf(x / sqrt 2))`, as PyTorch's `nn.GELU()`.
+pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match flex::gelu(x).or_else(autodiff::gelu) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    burn::tensor::activation::gelu(x)
+}
+
+/// Softmax over the last dimension, as `burn::tensor::activation::softmax(x, D - 1)`.
+pub fn softmax_last<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match flex::softmax_last(x).or_else(autodiff::softmax_last) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    burn::tensor::activation::softmax(x, D - 1)
+}
+
+/// Layer normalisation over the last dimension, as `burn::nn::LayerNorm` with weight `gamma`,
+/// bias `beta` and `epsilon` (PyTorch's: biased variance, epsilon inside the square root).
+pub fn layer_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Option<Tensor<B, 1>>,
+    epsilon: f64,
+) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let (x, gamma, beta) = match beta {
+        Some(beta) => match autodiff::layer_norm(x, gamma, beta, epsilon) {
+            Ok(y) => return y,
+            Err((x, gamma, beta)) => (x, gamma, Some(beta)),
+        },
+        None => (x, gamma, None),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
+        x.into_primitive().tensor(),
+        gamma.into_primitive().tensor(),
+        beta.map(|b| b.into_primitive().tensor()),
+        epsilon,
+    )))
+}
+
+/// A depthwise 3D convolution without bias and with zero padding: `x` `[N, C, T, H, W]`,
+/// `weight` `[C, 1, kt, kh, kw]` (one filter per channel).
+///
+/// On Flex a direct kernel that reads `x` in whatever layout it has (a strided view, such as
+/// the token grid behind a class token, needs no copy), one channel per task; elsewhere, and
+/// under autodiff, the sum over temporal taps of depthwise 2D convolutions.
+pub fn depthwise_conv3d<B: Backend>(
+    x: Tensor<B, 5>,
+    weight: Tensor<B, 5>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> Tensor<B, 5> {
+    #[cfg(feature = "flex")]
+    let (x, weight) = match flex::depthwise_conv3d(x, weight, stride, padding) {
+        Ok(y) => return y,
+        Err(inputs) => inputs,
+    };
+    depthwise_conv3d_by_taps(x, weight, stride, padding)
+}
+
+/// [`depthwise_conv3d`] on any backend: the sum over temporal taps of depthwise 2D convolutions
+/// with time folded into the channels (Burn's Conv3d has no depthwise path on the CPU; GPU
+/// backends run either well).
+fn depthwise_conv3d_by_taps<B: Backend>(
+    x: Tensor<B, 5>,
+    weight: Tensor<B, 5>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> Tensor<B, 5> {
+    let [n, c, t, _, _] = x.dims();
+    let [_, _, kt, kh, kw] = weight.dims();
+    let t_out = (t + 2 * padding[0] - kt) / stride[0] + 1;
+    let x = x.pad(
+        [(padding[0], padding[0]), (0, 0), (0, 0)],
+        PadMode::Constant(0.0),
+    );
+    let [_, _, _, h, w] = x.dims();
+    let device = x.device();
+    let options = ConvOptions::new(
+        [stride[1], stride[2]],
+        [padding[1], padding[2]],
+        [1, 1],
+        c * t_out,
+    );
+    let taps = (0..kt).map(|tap| {
+        // A contiguous run of frames is a view; a strided one is gathered.
+        let input = if stride[0] == 1 {
+            x.clone().narrow(2, tap, t_out)
+        } else {
+            let frames: Vec<i64> = (0..t_out).map(|o| (o * stride[0] + tap) as i64).collect();
+            let frames = TensorData::new(frames, [t_out]);
+            x.clone()
+                .select(2, Tensor::<B, 1, Int>::from_data(frames, &device))
+        };
+        let input = input.reshape([n, c * t_out, h, w]);
+        let filter = weight
+            .clone()
+            .narrow(2, tap, 1)
+            .expand([c, t_out, 1, kh, kw])
+            .reshape([c * t_out, 1, kh, kw]);
+        conv2d(input, filter, None, options.clone())
+    });
+    let sum = taps
+        .reduce(|a, b| a + b)
+        .expect("a kernel has at least one temporal tap");
+    let [_, _, h, w] = sum.dims();
+    sum.reshape([n, c, t_out, h, w])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::{Distribution, TensorData, Tolerance};
+
+    #[test]
+    fn flex_path_agrees_with_burn_gelu() {
+        let device = Default::default();
+        let x = Tensor::<Flex, 3>::random([3, 50, 700], Distribution::Normal(0.0, 2.0), &device);
+        // A non-contiguous view goes through the fast path too.
+        let x = x.swap_dims(1, 2);
+        let fast = gelu(x.clone());
+        let reference = burn::tensor::activation::gelu(x);
+        assert_eq!(fast.dims(), [3, 700, 50]);
+        fast.into_data()
+            .assert_approx_eq::<f32>(&reference.into_data(), Tolerance::absolute(5e-7));
+    }
+
+    #[test]
+    fn softmax_matches_f64_and_burn() {
+        let device = Default::default();
+        // Rows longer and shorter than the vector width, a large spread of values.
+        for last in [1, 7, 16, 393, 1569] {
+            let x =
+                Tensor::<Flex, 3>::random([2, 33, last], Distribution::Normal(0.0, 8.0), &device);
+            let fast = softmax_last(x.clone()).into_data().to_vec::<f32>().unwrap();
+            let values = x.clone().into_data().to_vec::<f32>().unwrap();
+            for (row, out) in values.chunks(last).zip(fast.chunks(last)) {
+                let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+                let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+                for (&v, &p) in row.iter().zip(out) {
+                    let exact = (v as f64 - max).exp() / sum;
+                    assert!(
+                        (p as f64 - exact).abs() < 1e-6 * exact.max(1e-3),
+                        "{p} vs {exact}"
+                    );
+                }
+            }
+            let reference = burn::tensor::activation::softmax(x, 2).into_data();
+            TensorData::new(fast, [2, 33, last])
+                .assert_approx_eq::<f32>(&reference, Tolerance::absolute(5e-6));
+        }
+    }
+
+    type Ad = burn::backend::Autodiff<Flex>;
+
+    /// Values and gradients of `fast` and `reference` (the same function of `x` and two
+    /// parameters) under `Autodiff<Flex>`, with a random weighting of the output as the loss.
+    fn assert_same_gradients(
+        fast: impl Fn(Tensor<Ad, 3>, Tensor<Ad, 1>, Tensor<Ad, 1>) -> Tensor<Ad, 3>,
+        reference: impl Fn(Tensor<Ad, 3>, Tensor<Ad, 1>, Tensor<Ad, 1>) -> Tensor<Ad, 3>,
+        tolerance: f32,
+    ) {
+        let device = Default::default();
+        // A strided view, rows not a multiple of the vector width.
+        let x = Tensor::<Ad, 3>::random([3, 70, 37], Distribution::Normal(0.5, 2.0), &device)
+            .swap_dims(1, 2);
+        let gamma = Tensor::<Ad, 1>::random([70], Distribution::Normal(1.0, 0.5), &device);
+        let beta = Tensor::<Ad, 1>::random([70], Distribution::Normal(0.0, 0.5), &device);
+        let weight = Tensor::<Ad, 3>::random([3, 37, 70], Distribution::Normal(0.0, 1.0), &device);
+        let run = |f: &dyn Fn(Tensor<Ad, 3>, Tensor<Ad, 1>, Tensor<Ad, 1>) -> Tensor<Ad, 3>| {
+            let (x, gamma, beta) = (
+                x.clone().require_grad(),
+                gamma.clone().require_grad(),
+                beta.clone().require_grad(),
+            );
+            let y = f(x.clone(), gamma.clone(), beta.clone());
+            let grads = (y.clone() * weight.clone()).sum().backward();
+            let grad = |t: &Tensor<Ad, 1>| t.grad(&grads).map(|g| g.into_data());
+            (
+                y.into_data(),
+                x.grad(&grads).unwrap().into_data(),
+                grad(&gamma),
+                grad(&beta),
+            )
+        };
+        let (ours, theirs) = (run(&fast), run(&reference));
+        let tolerance = Tolerance::absolute(tolerance);
+        ours.0.assert_approx_eq::<f32>(&theirs.0, tolerance);
+        ours.1.assert_approx_eq::<f32>(&theirs.1, tolerance);
+        for (a, b) in [(ours.2, theirs.2), (ours.3, theirs.3)] {
+            assert_eq!(a.is_some(), b.is_some());
+            if let (Some(a), Some(b)) = (a, b) {
+                a.assert_approx_eq::<f32>(&b, tolerance);
+            }
+        }
+        // Without gradients the same values come out.
+        let untracked = fast(x.clone(), gamma.clone(), beta.clone()).into_data();
+        untracked.assert_approx_eq::<f32>(&theirs.0, tolerance);
+    }
+
+    #[test]
+    fn gelu_gradients_under_autodiff_match_burn() {
+        assert_same_gradients(
+            |x, _, _| gelu(x),
+            |x, _, _| burn::tensor::activation::gelu(x),
+            2e-6,
+        );
+    }
+
+    #[test]
+    fn softmax_gradients_under_autodiff_match_burn() {
+        assert_same_gradients(
+            |x, _, _| softmax_last(x * 3.0),
+            |x, _, _| burn::tensor::activation::softmax(x * 3.0, 2),
+            // Burn's backward goes through exp and a division: its gradient rounds differently.
+            5e-6,
+        );
+    }
+
+    #[test]
+    fn layer_norm_gradients_under_autodiff_match_burn() {
+        let device = Default::default();
+        for epsilon in [1e-5, 1e-6] {
+            let norm = burn::nn::LayerNormConfig::new(70)
+                .with_epsilon(epsilon)
+                .init::<Ad>(&device);
+            assert_same_gradients(
+                |x, gamma, beta| layer_norm(x, gamma, Some(beta), epsilon),
+                |x, gamma, beta| {
+                    let mut norm = norm.clone();
+                    norm.gamma = burn::module::Param::from_tensor(gamma);
+                    norm.beta = Some(burn::module::Param::from_tensor(beta));
+                    norm.forward(x)
+                },
+                2e-5,
+            );
+        }
+        // Rows of tiny variance, where epsilon matters; on Flex (no autodiff) too.
+        let x = Tensor::<Flex, 2>::random([5, 33], Distribution::Normal(0.0, 1e-3), &device);
+        let norm = burn::nn::LayerNormConfig::new(33).init::<Flex>(&device);
+        let ours = layer_norm(
+            x.clone(),
+            norm.gamma.val(),
+            norm.beta.as_ref().map(|b| b.val()),
+            1e-5,
+        );
+        ours.into_data()
+            .assert_approx_eq::<f32>(&norm.forward(x).into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn depthwise_conv3d_agrees_with_the_sum_of_2d_convolutions() {
+        let device = Default::default();
+        let weight =
+            Tensor::<Flex, 5>::random([6, 1, 3, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+        for stride in [[1, 1, 1], [1, 2, 2], [2, 4, 4], [1, 8, 8], [2, 1, 3]] {
+            // A strided view: channels last, one extra token in front (as MViT's class token).
+            let tokens = Tensor::<Flex, 3>::random(
+                [2, 6, 1 + 5 * 9 * 11],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let x = tokens.narrow(2, 1, 5 * 9 * 11).reshape([2, 6, 5, 9, 11]);
+            let fast = depthwise_conv3d(x.clone(), weight.clone(), stride, [1, 1, 1]);
+            let reference = depthwise_conv3d_by_taps(x, weight.clone(), stride, [1, 1, 1]);
+            assert_eq!(fast.dims(), reference.dims(), "stride {stride:?}");
+            fast.into_data()
+                .assert_approx_eq::<f32>(&reference.into_data(), Tolerance::absolute(1e-5));
+        }
+    }
+}
