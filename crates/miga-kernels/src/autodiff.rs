@@ -119,6 +119,32 @@ impl Backward<Flex, 1> for Softmax {
     }
 }
 
+/// [`super::swap_heads`] under `Autodiff<Flex>`; gives the tensor back on any other backend.
+pub(super) fn swap_heads<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    if !is_autodiff_flex_f32(&x) {
+        return Err(x);
+    }
+    let x = into_autodiff(x);
+    let y = flex::swap_heads_forward(x.primitive);
+    let y = SwapHeads
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateless(y);
+    Ok(from_autodiff(y))
+}
+
+/// The backward pass of the head swap: the same swap of the gradient.
+#[derive(Debug)]
+struct SwapHeads;
+
+impl Backward<Flex, 1> for SwapHeads {
+    type State = ();
+
+    fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        unary::<Flex, _>(ops.parents, ops.node, grads, flex::swap_heads_forward);
+    }
+}
+
 /// [`super::layer_norm`] under `Autodiff<Flex>`; gives the inputs back on any other backend.
 #[allow(clippy::type_complexity)]
 pub(super) fn layer_norm<B: Backend, const D: usize>(

@@ -202,6 +202,46 @@ fn last_dim(x: &FlexTensor) -> usize {
     x.layout().shape().last().copied().unwrap_or(1).max(1)
 }
 
+/// [`super::swap_heads`] on Flex; gives the tensor back on any other backend.
+pub(super) fn swap_heads<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    if !is_flex_f32(&x) {
+        return Err(x);
+    }
+    Ok(from_flex(swap_heads_forward(into_flex(x))))
+}
+
+/// `[A, P, Q, R]` (any strides) to a contiguous `[A, Q, P, R]`, copying runs of `R` values:
+/// the layout change between tokens `[B, N, H, Dh]` and heads `[B, H, N, Dh]`.
+pub(crate) fn swap_heads_forward(x: FlexTensor) -> FlexTensor {
+    let shape = x.layout().shape().clone();
+    let [a, p, q, r] = [shape[0], shape[1], shape[2], shape[3]];
+    let strides: [isize; 4] = x.layout().strides().try_into().expect("four axes");
+    let offset = x.layout().start_offset() as isize;
+    let src = x.storage::<f32>();
+    let mut values = vec![0.0f32; a * p * q * r];
+    if !values.is_empty() {
+        // One task per output row block [i, k, .., ..] (P runs of R values).
+        values
+            .par_chunks_mut(p * r)
+            .enumerate()
+            .for_each(|(block, dst)| {
+                let (i, k) = (block / q, block % q);
+                let base = offset + i as isize * strides[0] + k as isize * strides[2];
+                for (j, run) in dst.chunks_exact_mut(r).enumerate() {
+                    let start = base + j as isize * strides[1];
+                    if strides[3] == 1 {
+                        run.copy_from_slice(&src[start as usize..][..r]);
+                    } else {
+                        for (t, v) in run.iter_mut().enumerate() {
+                            *v = src[(start + t as isize * strides[3]) as usize];
+                        }
+                    }
+                }
+            });
+    }
+    tensor(values, Shape::new([a, q, p, r]))
+}
+
 /// What the backward pass of [`layer_norm_forward`] needs: the normalised input and each
 /// row's reciprocal standard deviation.
 #[derive(Clone, Debug)]

@@ -58,6 +58,21 @@ pub fn softmax_last<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D>
     burn::tensor::activation::softmax(x, D - 1)
 }
 
+/// `[A, P, Q, R]` to `[A, Q, P, R]` in a contiguous layout: the change between tokens
+/// `[B, N, H, Dh]` and attention heads `[B, H, N, Dh]`, both ways (it is its own inverse).
+///
+/// Burn's `swap_dims(1, 2)` is a view, and the reshape that follows it (forward, or in the
+/// backward pass) copies it element by element on the CPU backend; this copies runs of `R`
+/// values, and under autodiff its backward pass is the same swap.
+pub fn swap_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    let x = match flex::swap_heads(x).or_else(autodiff::swap_heads) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    x.swap_dims(1, 2)
+}
+
 /// Layer normalisation over the last dimension, as `burn::nn::LayerNorm` with weight `gamma`,
 /// bias `beta` and `epsilon` (PyTorch's: biased variance, epsilon inside the square root).
 pub fn layer_norm<B: Backend, const D: usize>(
@@ -197,6 +212,30 @@ mod tests {
     }
 
     type Ad = burn::backend::Autodiff<Flex>;
+
+    #[test]
+    fn swap_heads_values_and_gradients_match_swap_dims() {
+        assert_same_gradients(
+            |x, _, _| {
+                let [b, n, d] = x.dims();
+                let heads = swap_heads(x.reshape([b, n, 5, d / 5]));
+                // Back to tokens, as attention's output is.
+                swap_heads(heads * 2.0).reshape([b, n, d])
+            },
+            |x, _, _| {
+                let [b, n, d] = x.dims();
+                let heads = x.reshape([b, n, 5, d / 5]).swap_dims(1, 2);
+                (heads * 2.0).swap_dims(1, 2).reshape([b, n, d])
+            },
+            0.0,
+        );
+        // A strided input on Flex.
+        let device = Default::default();
+        let x =
+            Tensor::<Flex, 4>::random([2, 3, 4, 5], Distribution::Default, &device).swap_dims(0, 2);
+        let expected = x.clone().swap_dims(1, 2).into_data();
+        assert_eq!(swap_heads(x).into_data(), expected);
+    }
 
     /// Values and gradients of `fast` and `reference` (the same function of `x` and two
     /// parameters) under `Autodiff<Flex>`, with a random weighting of the output as the loss.

@@ -5,21 +5,28 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
-use miga_kernels::softmax_last;
+use miga_kernels::{softmax_last, swap_heads};
 
 use super::linear::linear_rows;
 
-/// Score given to masked entries before the softmax: finite in every float type, so that a row
-/// with nothing valid gets a uniform softmax (then zeroed) instead of NaN.
+/// Added to masked scores before the softmax: finite in every float type, so that a row with
+/// nothing valid gets a finite softmax (then zeroed) instead of NaN.
 const MASKED_SCORE: f32 = -1.0e4;
 
 /// Softmax of `scores` over the last axis with `mask` (true = ignore) entries at exactly 0; a
-/// row whose entries are all masked is all 0.
+/// row whose entries are all masked is all 0. `mask` has the shape of `scores` or 1 on the
+/// axes it is the same along (a key-padding mask `[B, 1, 1, Nk]` for scores `[B, H, Nq, Nk]`).
+///
+/// The mask enters as a broadcast addition before the softmax (masked scores fall by
+/// `MASKED_SCORE`, so their exponentials are 0 in f32) and a broadcast product after it:
+/// no mask the size of the scores is made (the CPU backend copies an expanded mask element by
+/// element).
 pub(crate) fn masked_softmax<B: Backend, const D: usize>(
     scores: Tensor<B, D>,
     mask: Tensor<B, D, Bool>,
 ) -> Tensor<B, D> {
-    softmax_last(scores.mask_fill(mask.clone(), MASKED_SCORE)).mask_fill(mask, 0.0)
+    let keep = mask.clone().bool_not().float();
+    softmax_last(scores + mask.float() * MASKED_SCORE) * keep
 }
 
 /// Configuration of [`MaskedAttention`].
@@ -85,7 +92,7 @@ impl<B: Backend> MaskedAttention<B> {
         let [b, nq, d] = query.dims();
         let nk = context.dims()[1];
         let (h, dh) = (self.heads, d / self.heads);
-        let split = |x: Tensor<B, 3>, n: usize| x.reshape([b, n, h, dh]).swap_dims(1, 2);
+        let split = |x: Tensor<B, 3>, n: usize| swap_heads(x.reshape([b, n, h, dh]));
         let q = split(linear_rows(&self.query, query), nq);
         let k = split(linear_rows(&self.key, context.clone()), nk);
         let v = split(linear_rows(&self.value, context), nk);
@@ -98,12 +105,12 @@ impl<B: Backend> MaskedAttention<B> {
                     .any_dim(1)
                     .float()
                     .reshape([b, 1, 1]);
-                let mask = padding.reshape([b, 1, 1, nk]).expand([b, h, nq, nk]);
+                let mask = padding.reshape([b, 1, 1, nk]);
                 (masked_softmax(scores, mask), Some(any_key))
             }
             None => (softmax_last(scores), None),
         };
-        let out = probs.clone().matmul(v).swap_dims(1, 2).reshape([b, nq, d]);
+        let out = swap_heads(probs.clone().matmul(v)).reshape([b, nq, d]);
         let out = linear_rows(&self.output, out);
         let out = match any_key {
             Some(any_key) => out * any_key,
