@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Distribution, Int, Tensor};
 
@@ -11,7 +11,7 @@ use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
     CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding, grid_regions,
-    masked_mean, norm, pool_regions,
+    masked_mean, norm, norm_layer, pool_regions,
 };
 use crate::loss::ClassificationLoss;
 
@@ -338,7 +338,6 @@ impl CmtfConfig {
             CmtfVariant::Cross => (self.layers, 0),
             CmtfVariant::Joint => (0, self.layers),
         };
-        let norm = |width: usize| LayerNormConfig::new(width).init(device);
         let head = |width: usize| LinearConfig::new(width, self.num_classes).init(device);
         let fused = self.fused_width();
         let cells = self.video_grid * self.video_grid;
@@ -355,9 +354,9 @@ impl CmtfConfig {
                 .map(|_| layer.cross_block(true, device))
                 .collect(),
             joint_layers: (0..joint).map(|_| layer.encoder(device)).collect(),
-            video_norm: norm(d),
-            skeleton_norm: norm(d),
-            fused_norm: norm(fused),
+            video_norm: norm_layer(d, device),
+            skeleton_norm: norm_layer(d, device),
+            fused_norm: norm_layer(fused, device),
             head: head(fused),
             video_head: head(d),
             skeleton_head: head(d),

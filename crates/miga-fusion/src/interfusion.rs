@@ -3,7 +3,7 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
@@ -12,7 +12,7 @@ use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
     AttentionPool, CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding,
-    linear_rows, norm,
+    linear_rows, norm, norm_layer,
 };
 
 const MODULE: &str = "interfusion";
@@ -262,7 +262,7 @@ impl InterFusionConfig {
             encoder: (0..self.intra_layers)
                 .map(|_| layer.encoder(device))
                 .collect(),
-            norm: LayerNormConfig::new(d).init(device),
+            norm: norm_layer(d, device),
             pool: AttentionPool::new(d, device),
             head: (!full).then(head),
         };
@@ -279,7 +279,7 @@ impl InterFusionConfig {
                 Vec::new()
             },
             gate: full.then(|| LinearConfig::new(2 * d, d).init(device)),
-            fused_norm: full.then(|| LayerNormConfig::new(d).init(device)),
+            fused_norm: full.then(|| norm_layer(d, device)),
             head: full.then(head),
             dropout: DropoutConfig::new(self.dropout).init(),
             settings: Settings {

@@ -4,133 +4,105 @@
 //! element-wise nodes Burn composes them from (a layer norm is about ten nodes forward and
 //! twenty backward, each a pass over the tensor on one thread).
 
-use std::any::TypeId;
-
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::tensor::backend::{Backend, BackendTypes};
-use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Tensor};
 use burn_flex::{Flex, FlexTensor};
 
-use super::flex::{self, LayerNormSaved, cast};
+use crate::flex::{self, LayerNormSaved};
+use crate::primitive::{is_f32, map_primitive, unwrap, wrap};
 
 /// The autodiff tensor of `Autodiff<Flex>` (Burn does not name the type).
 type AutodiffFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
-
-/// Whether `x` is an f32 tensor of `Autodiff<Flex>`.
-fn is_autodiff_flex_f32<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
-    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<AutodiffFlexTensor>()
-        && x.dtype() == DType::F32
-}
-
-/// The autodiff tensor behind `x` (checked with [`is_autodiff_flex_f32`]).
-fn into_autodiff<B: Backend, const D: usize>(x: Tensor<B, D>) -> AutodiffFlexTensor {
-    let TensorPrimitive::Float(primitive) = x.into_primitive() else {
-        unreachable!("an f32 tensor is not quantized")
-    };
-    cast(primitive)
-}
-
-/// An autodiff tensor as `B`'s (`B` is `Autodiff<Flex>`).
-fn from_autodiff<B: Backend, const D: usize>(x: AutodiffFlexTensor) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(cast(x)))
-}
 
 /// [`super::gelu`] under `Autodiff<Flex>`; gives the tensor back on any other backend.
 pub(super) fn gelu<B: Backend, const D: usize>(
     x: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    if !is_autodiff_flex_f32(&x) {
-        return Err(x);
-    }
-    let x = into_autodiff(x);
-    let y = match Gelu
-        .prepare::<NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let y = flex::gelu_forward(x.primitive.clone());
-            prep.finish(x.primitive, y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(flex::gelu_forward(x.primitive)),
-    };
-    Ok(from_autodiff(y))
-}
-
-/// GELU's backward pass; keeps the input.
-#[derive(Debug)]
-struct Gelu;
-
-impl Backward<Flex, 1> for Gelu {
-    type State = FlexTensor;
-
-    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let Ops {
-            parents,
-            node,
-            state: x,
-        } = ops;
-        unary::<Flex, _>(parents, node, grads, |grad| flex::gelu_backward(&x, grad));
-    }
+    map_primitive(x, |x| {
+        unary_op(x, flex::gelu_forward, flex::gelu_backward, Keep::Input)
+    })
 }
 
 /// [`super::softmax_last`] under `Autodiff<Flex>`; gives the tensor back on any other backend.
 pub(super) fn softmax_last<B: Backend, const D: usize>(
     x: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    if !is_autodiff_flex_f32(&x) {
-        return Err(x);
-    }
-    let x = into_autodiff(x);
-    let y = match Softmax
-        .prepare::<NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let y = flex::softmax_forward(x.primitive);
-            prep.finish(y.clone(), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(flex::softmax_forward(x.primitive)),
-    };
-    Ok(from_autodiff(y))
+    map_primitive(x, |x| {
+        unary_op(
+            x,
+            flex::softmax_forward,
+            flex::softmax_backward,
+            Keep::Output,
+        )
+    })
 }
 
-/// The softmax's backward pass; keeps the output.
-#[derive(Debug)]
-struct Softmax;
+/// Which tensor a one-input operation keeps for its backward pass.
+enum Keep {
+    Input,
+    Output,
+}
 
-impl Backward<Flex, 1> for Softmax {
+/// A one-input operation as one graph node: `forward` computes it, `backward` maps the
+/// output's gradient to the input's, given the kept tensor.
+fn unary_op(
+    x: AutodiffFlexTensor,
+    forward: fn(FlexTensor) -> FlexTensor,
+    backward: fn(&FlexTensor, FlexTensor) -> FlexTensor,
+    keep: Keep,
+) -> AutodiffFlexTensor {
+    let prep = Unary { backward }
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful();
+    match prep {
+        OpsKind::Tracked(prep) => {
+            let (kept, y) = match keep {
+                Keep::Input => (x.primitive.clone(), forward(x.primitive)),
+                Keep::Output => {
+                    let y = forward(x.primitive);
+                    (y.clone(), y)
+                }
+            };
+            prep.finish(kept, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive)),
+    }
+}
+
+/// The backward pass of [`unary_op`]; its state is the kept tensor.
+#[derive(Debug)]
+struct Unary {
+    backward: fn(&FlexTensor, FlexTensor) -> FlexTensor,
+}
+
+impl Backward<Flex, 1> for Unary {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let Ops {
             parents,
             node,
-            state: y,
+            state,
         } = ops;
-        unary::<Flex, _>(parents, node, grads, |grad| {
-            flex::softmax_backward(&y, grad)
-        });
+        unary::<Flex, _>(parents, node, grads, |grad| (self.backward)(&state, grad));
     }
 }
 
 /// [`super::swap_heads`] under `Autodiff<Flex>`; gives the tensor back on any other backend.
 pub(super) fn swap_heads<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    if !is_autodiff_flex_f32(&x) {
-        return Err(x);
-    }
-    let x = into_autodiff(x);
-    let y = flex::swap_heads_forward(x.primitive);
-    let y = SwapHeads
-        .prepare::<NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateless(y);
-    Ok(from_autodiff(y))
+    map_primitive(x, |x: AutodiffFlexTensor| {
+        let y = flex::swap_heads_forward(x.primitive);
+        SwapHeads
+            .prepare::<NoCheckpointing>([x.node.clone()])
+            .compute_bound()
+            .stateless(y)
+    })
 }
 
 /// The backward pass of the head swap: the same swap of the gradient.
@@ -153,10 +125,14 @@ pub(super) fn layer_norm<B: Backend, const D: usize>(
     beta: Tensor<B, 1>,
     epsilon: f64,
 ) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, 1>, Tensor<B, 1>)> {
-    if !(is_autodiff_flex_f32(&x) && gamma.dtype() == DType::F32 && beta.dtype() == DType::F32) {
+    if !(is_f32::<AutodiffFlexTensor, B, D>(&x)
+        && gamma.dtype() == DType::F32
+        && beta.dtype() == DType::F32)
+    {
         return Err((x, gamma, beta));
     }
-    let (x, gamma, beta) = (into_autodiff(x), into_autodiff(gamma), into_autodiff(beta));
+    let (x, gamma, beta): (AutodiffFlexTensor, AutodiffFlexTensor, AutodiffFlexTensor) =
+        (unwrap(x), unwrap(gamma), unwrap(beta));
     let prep = LayerNorm
         .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
         .compute_bound()
@@ -167,7 +143,7 @@ pub(super) fn layer_norm<B: Backend, const D: usize>(
         OpsKind::Tracked(prep) => prep.finish(saved, y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
-    Ok(from_autodiff(y))
+    Ok(wrap(y))
 }
 
 /// The layer norm's backward pass, to the input, gamma and beta.

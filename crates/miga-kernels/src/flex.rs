@@ -1,12 +1,12 @@
 //! The Flex fast paths of [`super`]: vectorised kernels over a Flex tensor's buffer, reached
 //! by downcasting the backend's tensor primitive (other backends are handed back untouched).
 
-use std::any::{Any, TypeId};
-
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bytes, DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{Bytes, DType, Shape, Tensor};
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
+
+use crate::primitive::{is_f32, map_primitive, unwrap, wrap};
 
 /// Defines `fn $name(...)` running `$body` compiled for the widest instruction set the CPU
 /// has: the body is inlined into functions with those target features, where its loops
@@ -55,7 +55,7 @@ const CHUNK: usize = 1 << 15;
 pub(super) fn gelu<B: Backend, const D: usize>(
     x: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    map(x, CHUNK, gelu_slice)
+    map_primitive(x, gelu_forward)
 }
 
 /// [`super::softmax_last`] on Flex, whole rows per task; gives the tensor back on any other
@@ -63,35 +63,7 @@ pub(super) fn gelu<B: Backend, const D: usize>(
 pub(super) fn softmax_last<B: Backend, const D: usize>(
     x: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    if !is_flex_f32(&x) {
-        return Err(x);
-    }
-    Ok(from_flex(softmax_forward(into_flex(x))))
-}
-
-/// Whether `x` is an f32 tensor of the Flex backend (not under autodiff).
-fn is_flex_f32<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
-    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<FlexTensor>() && x.dtype() == DType::F32
-}
-
-/// The Flex tensor behind `x` (checked with [`is_flex_f32`]).
-fn into_flex<B: Backend, const D: usize>(x: Tensor<B, D>) -> FlexTensor {
-    let TensorPrimitive::Float(primitive) = x.into_primitive() else {
-        unreachable!("an f32 tensor is not quantized")
-    };
-    cast(primitive)
-}
-
-/// A Flex tensor as `B`'s (`B` is Flex).
-fn from_flex<B: Backend, const D: usize>(x: FlexTensor) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(cast(x)))
-}
-
-/// `x` as `U`, which the caller checked is `T` (by `TypeId`).
-pub(crate) fn cast<T: 'static, U: 'static>(x: T) -> U {
-    *(Box::new(x) as Box<dyn Any>)
-        .downcast::<U>()
-        .expect("the caller checked that the types are the same")
+    map_primitive(x, softmax_forward)
 }
 
 /// A contiguous f32 buffer from `values` with `shape`.
@@ -101,21 +73,6 @@ fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
         Layout::contiguous(shape),
         DType::F32,
     )
-}
-
-/// Runs `kernel` in place over a Flex f32 tensor's elements (in parallel; on a copy where
-/// the buffer is shared or not contiguous); gives the tensor back untouched on any other
-/// backend or element type. `kernel` sees `chunk` elements at a time (the last chunk may
-/// be shorter).
-fn map<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
-    chunk: usize,
-    kernel: impl Fn(&mut [f32]) + Send + Sync,
-) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    if !is_flex_f32(&x) {
-        return Err(x);
-    }
-    Ok(from_flex(map_flex(into_flex(x), chunk, kernel)))
 }
 
 /// `x` as a contiguous f32 buffer that nothing else holds (copied when shared or strided), to
@@ -133,7 +90,9 @@ fn into_owned(x: FlexTensor) -> FlexTensor {
     }
 }
 
-/// [`map`] on a Flex tensor.
+/// Runs `kernel` in place over a Flex f32 tensor's elements, in parallel, on a copy where the
+/// buffer is shared or not contiguous. `kernel` sees `chunk` elements at a time (the last
+/// chunk may be shorter).
 fn map_flex(x: FlexTensor, chunk: usize, kernel: impl Fn(&mut [f32]) + Send + Sync) -> FlexTensor {
     let mut output = into_owned(x);
     output
@@ -204,10 +163,7 @@ fn last_dim(x: &FlexTensor) -> usize {
 
 /// [`super::swap_heads`] on Flex; gives the tensor back on any other backend.
 pub(super) fn swap_heads<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    if !is_flex_f32(&x) {
-        return Err(x);
-    }
-    Ok(from_flex(swap_heads_forward(into_flex(x))))
+    map_primitive(x, swap_heads_forward)
 }
 
 /// `[A, P, Q, R]` (any strides) to a contiguous `[A, Q, P, R]`, copying runs of `R` values:
@@ -345,16 +301,16 @@ pub(super) fn depthwise_conv3d<B: Backend>(
     stride: [usize; 3],
     padding: [usize; 3],
 ) -> Result<Tensor<B, 5>, (Tensor<B, 5>, Tensor<B, 5>)> {
-    if !is_flex_f32(&x) || weight.dtype() != DType::F32 {
+    if !is_f32::<FlexTensor, _, 5>(&x) || weight.dtype() != DType::F32 {
         return Err((x, weight));
     }
     let [n, c, t, h, w] = x.dims();
     let [_, _, kt, kh, kw] = weight.dims();
-    let mut x = into_flex(x);
+    let mut x: FlexTensor = unwrap(x);
     if x.layout().strides().iter().any(|&s| s < 0) {
         x = x.to_contiguous();
     }
-    let weight = into_flex(weight).to_contiguous();
+    let weight = unwrap::<FlexTensor, _, 5>(weight).to_contiguous();
     let kernel = [kt, kh, kw];
     let size = [t, h, w];
     let out = [0, 1, 2].map(|a| (size[a] + 2 * padding[a] - kernel[a]) / stride[a] + 1);
@@ -380,7 +336,7 @@ pub(super) fn depthwise_conv3d<B: Backend>(
             let filter = &filters[channel * kt * kh * kw..][..kt * kh * kw];
             conv_plane(src, base, filter, plane, dst);
         });
-    Ok(from_flex(tensor(
+    Ok(wrap(tensor(
         values,
         Shape::from(vec![n, c, out[0], out[1], out[2]]),
     )))
@@ -467,19 +423,7 @@ vectorised! {
         for &v in chunks.remainder() {
             max = max.max(v);
         }
-        let mut sum = [0.0f32; LANES];
-        let mut chunks = row.chunks_exact_mut(LANES);
-        for chunk in &mut chunks {
-            for (s, v) in sum.iter_mut().zip(chunk) {
-                *v = exp_f32(*v - max);
-                *s += *v;
-            }
-        }
-        let mut sum: f32 = sum.iter().sum();
-        for v in chunks.into_remainder() {
-            *v = exp_f32(*v - max);
-            sum += *v;
-        }
+        let sum = map_sum(row, |v| exp_f32(v - max), |e| e);
         let scale = 1.0 / sum;
         for v in row.iter_mut() {
             *v *= scale;
@@ -586,19 +530,7 @@ vectorised! {
     fn normalise_row(x: &mut [f32], epsilon: f32) -> f32 {
         let n = x.len() as f32;
         let mean = sum(x) / n;
-        let mut var = [0.0f32; LANES];
-        let mut chunks = x.chunks_exact_mut(LANES);
-        for chunk in &mut chunks {
-            for (s, v) in var.iter_mut().zip(chunk) {
-                *v -= mean;
-                *s += *v * *v;
-            }
-        }
-        let mut var: f32 = var.iter().sum();
-        for v in chunks.into_remainder() {
-            *v -= mean;
-            var += *v * *v;
-        }
+        let var = map_sum(x, |v| v - mean, |d| d * d);
         let rstd = 1.0 / (var / n + epsilon).sqrt();
         for v in x.iter_mut() {
             *v *= rstd;
@@ -666,6 +598,26 @@ fn sum(x: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+/// Replaces each value of `x` by `f(value)` and returns the sum of `term` over the new values,
+/// in [`LANES`] independent accumulators.
+#[inline(always)]
+fn map_sum(x: &mut [f32], f: impl Fn(f32) -> f32, term: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(chunk) {
+            *v = f(*v);
+            *a += term(*v);
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = f(*v);
+        sum += term(*v);
+    }
+    sum
 }
 
 /// The dot product of `a` and `b`, in [`LANES`] independent accumulators.

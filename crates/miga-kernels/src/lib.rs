@@ -37,6 +37,8 @@ use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 mod autodiff;
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(feature = "flex")]
+mod primitive;
 
 /// Exact (erf) GELU, `0.5 x (1 + erf(x / sqrt 2))`, as PyTorch's `nn.GELU()`.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {

@@ -16,7 +16,7 @@ pub use cross::{CrossBlock, CrossMaps, Stream};
 pub use dropout::dropout;
 pub use encoder::EncoderLayer;
 pub use linear::linear_rows;
-pub use norm::{NORM_EPSILON, norm};
+pub use norm::{NORM_EPSILON, norm, norm_layer};
 pub use pool::{AttentionPool, grid_regions, masked_mean, pool_regions};
 pub use sublayer::{AttentionSublayer, FeedForwardSublayer, LayerConfig};
 pub use time::clock_code;

@@ -2,14 +2,14 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
 use super::attention::{MaskedAttention, MaskedAttentionConfig};
 use super::dropout::dropout;
 use super::linear::linear_rows;
-use super::norm::norm;
+use super::norm::{norm, norm_layer};
 
 /// Widths shared by every transformer layer of a fusion module.
 #[derive(Config, Debug)]
@@ -28,8 +28,8 @@ impl LayerConfig {
     /// A pre-norm attention sub-layer; `cross` adds a norm for the context sequence.
     pub fn attention<B: Backend>(&self, cross: bool, device: &B::Device) -> AttentionSublayer<B> {
         AttentionSublayer {
-            norm: LayerNormConfig::new(self.d_model).init(device),
-            context_norm: cross.then(|| LayerNormConfig::new(self.d_model).init(device)),
+            norm: norm_layer(self.d_model, device),
+            context_norm: cross.then(|| norm_layer(self.d_model, device)),
             attention: MaskedAttentionConfig::new(self.d_model, self.heads).init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
         }
@@ -38,7 +38,7 @@ impl LayerConfig {
     /// A pre-norm feed-forward sub-layer (Linear, exact GELU, Linear).
     pub fn feed_forward<B: Backend>(&self, device: &B::Device) -> FeedForwardSublayer<B> {
         FeedForwardSublayer {
-            norm: LayerNormConfig::new(self.d_model).init(device),
+            norm: norm_layer(self.d_model, device),
             fc1: LinearConfig::new(self.d_model, self.ff_dim).init(device),
             fc2: LinearConfig::new(self.ff_dim, self.d_model).init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
