@@ -1,8 +1,8 @@
 //! The fast paths of [`super`] under autodiff on the CPU backend (`Autodiff<Flex>`, Burn's
 //! training backend on the CPU): each operation is one node of the autodiff graph whose forward
 //! and backward passes are the vectorised kernels of [`super::flex`], in place of the chain of
-//! element-wise nodes Burn composes them from (a layer norm is about ten nodes forward and
-//! twenty backward, each a pass over the tensor on one thread).
+//! element-wise nodes Burn composes them from (a layer norm is eleven nodes, each with its own
+//! backward pass, each a pass over the tensor on one thread).
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

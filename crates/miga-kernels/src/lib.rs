@@ -4,8 +4,8 @@
 //!
 //! Burn 0.21's CPU backend (Flex) runs element-wise maps one element at a time on one thread:
 //! exact GELU costs about 11 ns per element there (a scalar `erf`), 13% of an MViTv2-S
-//! forward pass. Under autodiff it is worse: a layer norm is about ten graph nodes forward and
-//! twenty backward, each a pass over the tensor. With the `flex` feature (on by default) these
+//! forward pass. Under autodiff it is worse: a layer norm is eleven graph nodes, each with its
+//! own backward pass, each a pass over the tensor. With the `flex` feature (on by default) these
 //! functions recognise a Flex tensor and run a vectorised, multi-threaded kernel over its buffer
 //! (`flex.rs`), and under `Autodiff<Flex>` (training on the CPU) they are one graph node each
 //! whose backward pass is a kernel too (`autodiff.rs`). On every other backend (GPU, ndarray,
