@@ -1,7 +1,7 @@
 //! Window attention with a learned relative position bias (W-MSA), and the window partition
 //! and attention mask of shifted windows (SW-MSA).
 
-use crate::kernels::softmax_last;
+use crate::kernels::{softmax_last, swap_heads};
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::backend::Backend;
@@ -23,8 +23,9 @@ pub struct WindowAttention<B: Backend> {
     /// Row of the table for every (query, key) pair of a window, `[w^4]`: a constant the
     /// references keep as the `relative_position_index` buffer.
     relative_position_index: Tensor<B, 1, Int>,
-    /// The shifted-window mask `[windows, w^2, w^2]` (0 or -100), when the block is shifted.
-    mask: Option<Tensor<B, 3>>,
+    /// The shifted-window mask (0 or -100), when the block is shifted, repeated for every
+    /// head: `[windows, heads * w^4]`, window by window the layout of the attention scores.
+    mask: Option<Tensor<B, 2>>,
     attn_dropout: Dropout,
     proj_dropout: Dropout,
     heads: usize,
@@ -44,11 +45,12 @@ impl<B: Backend> WindowAttention<B> {
         let index = relative_position_index(w);
         let mask = (shifted && stage.shift > 0).then(|| {
             let windows = (stage.resolution / w).pow(2);
-            let data = TensorData::new(
-                shift_mask(stage.resolution, w, stage.shift),
-                [windows, w * w, w * w],
-            );
-            Tensor::from_data(data, device)
+            let per_window = shift_mask(stage.resolution, w, stage.shift);
+            let data = per_window
+                .chunks(w.pow(4))
+                .flat_map(|window| std::iter::repeat_n(window, heads).flatten().copied())
+                .collect::<Vec<_>>();
+            Tensor::from_data(TensorData::new(data, [windows, heads * w.pow(4)]), device)
         });
         WindowAttention {
             qkv: linear(dim, 3 * dim, true, device),
@@ -72,41 +74,37 @@ impl<B: Backend> WindowAttention<B> {
         let [bw, n, c] = x.dims();
         let heads = self.heads;
         let head_dim = c / heads;
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([bw, n, 3 * heads, head_dim])
-            .swap_dims(1, 2);
+        // [B*nW, N, 3 heads, Dh] -> [B*nW, 3 heads, N, Dh], contiguous: q, k and v are runs.
+        let qkv = swap_heads(self.qkv.forward(x).reshape([bw, n, 3 * heads, head_dim]));
         let q = qkv.clone().narrow(1, 0, heads);
         let k = qkv.clone().narrow(1, heads, heads);
         let v = qkv.narrow(1, 2 * heads, heads);
-        let bias = self.bias().unsqueeze::<4>(); // [1, heads, N, N]
+        // The bias (and mask) of every window of one image, one row `[1, windows * heads * N^2]`
+        // added to the scores viewed as one row per image: contiguous operands and a shared-row
+        // broadcast, the fast paths of element-wise operations.
+        let row = heads * n * n;
+        let bias = self.bias().reshape([1, row]);
         let bias = match &self.mask {
-            Some(mask) => {
-                let windows = mask.dims()[0];
-                let per_window = bias + mask.clone().unsqueeze_dim::<4>(1); // [nW, heads, N, N]
-                per_window
-                    .unsqueeze::<5>()
-                    .expand([bw / windows, windows, heads, n, n])
-                    .reshape([bw, heads, n, n])
-            }
-            None => bias.expand([bw, heads, n, n]),
+            Some(mask) => mask.clone() + bias,
+            None => bias,
         };
-        let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5) + bias;
-        let weights = self.attn_dropout.forward(softmax_last(scores));
-        let x = weights.matmul(v);
-        let x = x.swap_dims(1, 2).reshape([bw, n, c]);
+        let windows = bias.dims()[0];
+        let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
+        let scores =
+            scores.reshape([bw / windows, windows * row]) + bias.reshape([1, windows * row]);
+        let weights = softmax_last(scores.reshape([bw, heads, n, n]));
+        let x = self.attn_dropout.forward(weights).matmul(v);
+        let x = swap_heads(x).reshape([bw, n, c]);
         self.proj_dropout.forward(self.proj.forward(x))
     }
 
-    /// The relative position bias `[heads, w^2, w^2]`.
-    fn bias(&self) -> Tensor<B, 3> {
-        let n = self.window * self.window;
+    /// The relative position bias `[heads, w^4]`, head-major and contiguous (the table is
+    /// transposed before the lookup, not the much larger bias after it).
+    fn bias(&self) -> Tensor<B, 2> {
         self.relative_position_bias_table
             .val()
-            .select(0, self.relative_position_index.clone())
-            .reshape([n, n, self.heads])
-            .permute([2, 0, 1])
+            .transpose()
+            .select(1, self.relative_position_index.clone())
     }
 }
 
@@ -147,12 +145,15 @@ fn shift_mask(size: usize, w: usize, shift: usize) -> Vec<f32> {
 }
 
 /// `[B, H, W, C]` to windows `[B * (H/w) * (W/w), w * w, C]`, windows in row-major order per
-/// image (the references' `window_partition`).
+/// image (the references' `window_partition`): a swap of the window-row and window-column
+/// axes of `[B * H/w, w, W/w, w * C]`.
 pub(crate) fn window_partition<B: Backend>(x: Tensor<B, 4>, w: usize) -> Tensor<B, 3> {
     let [b, h, wd, c] = x.dims();
-    x.reshape([b, h / w, w, wd / w, w, c])
-        .permute([0, 1, 3, 2, 4, 5])
-        .reshape([b * (h / w) * (wd / w), w * w, c])
+    swap_heads(x.reshape([b * (h / w), w, wd / w, w * c])).reshape([
+        b * (h / w) * (wd / w),
+        w * w,
+        c,
+    ])
 }
 
 /// The inverse of [`window_partition`] for `h x wd` maps.
@@ -164,10 +165,7 @@ pub(crate) fn window_reverse<B: Backend>(
 ) -> Tensor<B, 4> {
     let [bw, _, c] = windows.dims();
     let b = bw / ((h / w) * (wd / w));
-    windows
-        .reshape([b, h / w, wd / w, w, w, c])
-        .permute([0, 1, 3, 2, 4, 5])
-        .reshape([b, h, wd, c])
+    swap_heads(windows.reshape([b * (h / w), wd / w, w, w * c])).reshape([b, h, wd, c])
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 
 use super::attention::{WindowAttention, window_partition, window_reverse};
 use super::config::{StageGeometry, SwinConfig};
+use crate::kernels::swap_heads;
 use crate::layers::{Mlp, drop_path, linear};
 
 /// One Swin block: `x + attn(norm1(x))` over (possibly shifted) windows, then
@@ -68,12 +69,9 @@ impl<B: Backend> PatchMerging<B> {
     /// `[B, H, W, C]` to `[B, H/2, W/2, 2C]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, h, w, c] = x.dims();
-        // [B, H/2, dh, W/2, dw, C] -> [B, H/2, W/2, dw, dh, C]: dh varies fastest, as in the
-        // references' concatenation.
-        let x = x
-            .reshape([b, h / 2, 2, w / 2, 2, c])
-            .permute([0, 1, 3, 4, 2, 5])
-            .reshape([b, h / 2, w / 2, 4 * c]);
+        // [B * H/2, dh, W/2 * dw, C] -> [B * H/2, W/2 * dw, dh, C]: dh varies fastest, as in
+        // the references' concatenation.
+        let x = swap_heads(x.reshape([b * h / 2, 2, w, c])).reshape([b, h / 2, w / 2, 4 * c]);
         self.reduction.forward(self.norm.forward(x))
     }
 }

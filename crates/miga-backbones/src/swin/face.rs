@@ -14,6 +14,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::avg_pool2d;
+use burn::tensor::ops::PadMode;
 
 use super::config::{StageGeometry, SwinConfig};
 use super::model::Swin;
@@ -329,33 +330,55 @@ impl FaceAnalysisConfig {
 }
 
 impl<B: Backend> FeatureAttentionNet<B> {
-    /// Multi-level maps `[B, sum(parts), h, w]` to pooled features `[B, F]`.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        // Each convolution reads the next run of input channels, as many as its weight takes.
+    /// Multi-level maps, unfolded by [`unfold_same`] (`[B, sum(parts) * k * k, h * w]`), to
+    /// pooled features `[B, F]`.
+    pub fn forward(&self, columns: Tensor<B, 3>) -> Tensor<B, 2> {
+        // Each convolution reads the next run of input channels, as many as its weight takes:
+        // a product of its weight `[c_out, c_in * k * k]` with those rows of the columns.
         let mut start = 0;
         let maps = self
             .convs
             .iter()
             .map(|conv| {
-                let c = conv.weight.dims()[1];
-                let part = x.clone().narrow(1, start, c);
-                start += c;
-                conv.forward(part)
+                let [c_out, c_in, kh, kw] = conv.weight.dims();
+                let rows = c_in * kh * kw;
+                let part = columns.clone().narrow(1, start, rows);
+                start += rows;
+                let weight = conv.weight.val().reshape([1, c_out, rows]);
+                weight.matmul(part)
             })
             .collect();
-        let x = Tensor::cat(maps, 1);
-        let [b, f, h, w] = x.dims();
+        let flat = Tensor::cat(maps, 1); // [B, F, h * w]
+        let [b, f, _] = flat.dims();
         // CBAM channel gate: one MLP on the average- and on the max-pooled features, summed.
-        let flat = x.clone().reshape([b, f, h * w]);
         let gate =
             |pooled: Tensor<B, 2>| self.gate_fc2.forward(relu(self.gate_fc1.forward(pooled)));
         let avg = gate(flat.clone().mean_dim(2).reshape([b, f]));
-        let max = gate(flat.max_dim(2).reshape([b, f]));
-        let scale = sigmoid(avg + max).reshape([b, f, 1, 1]);
-        let x = relu(x * scale);
-        let pooled = x.reshape([b, f, h * w]).max_dim(2).reshape([b, f]);
+        let max = gate(flat.clone().max_dim(2).reshape([b, f]));
+        let scale = sigmoid(avg + max).reshape([b, f, 1]);
+        let pooled = relu(flat * scale).max_dim(2).reshape([b, f]);
         self.norm.forward(pooled)
     }
+}
+
+/// The columns of a stride-1 `k x k` convolution padded by `k / 2` with zeros (im2col):
+/// `[B, C, H, W]` to `[B, C * k * k, H * W]`, row `c * k * k + i * k + j` holding channel `c`
+/// shifted by kernel tap `(i, j)`, the order of a `[c_out, C, k, k]` weight's flattening. The
+/// branches of the heads share one such unfolding of their input.
+fn unfold_same<B: Backend>(x: Tensor<B, 4>, k: usize) -> Tensor<B, 3> {
+    let [b, c, h, w] = x.dims();
+    let p = k / 2;
+    let padded = x.pad([(p, p), (p, p)], PadMode::Constant(0.0));
+    let taps = (0..k * k)
+        .map(|t| {
+            let (i, j) = (t / k, t % k);
+            padded
+                .clone()
+                .slice([0..b, 0..c, i..i + h, j..j + w])
+                .reshape([b, c, 1, h * w])
+        })
+        .collect();
+    Tensor::cat(taps, 2).reshape([b, c * k * k, h * w])
 }
 
 impl<B: Backend> TaskSpecificSubnet<B> {
@@ -369,13 +392,14 @@ impl<B: Backend> TaskSpecificSubnet<B> {
 impl<B: Backend> FaceAnalysis<B> {
     /// The backbone's stage maps to every head's output, in [`FACE_HEADS`] order.
     pub fn forward(&self, stages: &[Tensor<B, 4>]) -> Vec<Tensor<B, 2>> {
-        let x = multi_level_features(stages);
+        let k = self.fam.nets[0].convs[0].weight.dims()[2];
+        let columns = unfold_same(multi_level_features(stages), k);
         let features: Vec<Tensor<B, 2>> = self
             .fam
             .nets
             .iter()
             .zip(&self.tss.nets)
-            .map(|(fam, tss)| tss.forward(fam.forward(x.clone())))
+            .map(|(fam, tss)| tss.forward(fam.forward(columns.clone())))
             .collect();
         FACE_HEADS
             .iter()
