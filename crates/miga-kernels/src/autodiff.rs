@@ -117,6 +117,43 @@ impl Backward<Flex, 1> for SwapHeads {
     }
 }
 
+/// [`super::time_taps`] under `Autodiff<Flex>`; gives the tensor back on any other backend.
+pub(super) fn time_taps<B: Backend>(
+    x: Tensor<B, 4>,
+    k: usize,
+    stride: usize,
+) -> Result<Tensor<B, 3>, Tensor<B, 4>> {
+    if !is_f32::<AutodiffFlexTensor, B, 4>(&x) {
+        return Err(x);
+    }
+    let x: AutodiffFlexTensor = unwrap(x);
+    let frames = x.primitive.layout().shape()[2];
+    let y = flex::time_taps_forward(x.primitive, k, stride);
+    let y = TimeTaps { frames, k, stride }
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateless(y);
+    Ok(wrap(y))
+}
+
+/// The backward pass of the time taps: column gradients added back to their frames.
+#[derive(Debug)]
+struct TimeTaps {
+    frames: usize,
+    k: usize,
+    stride: usize,
+}
+
+impl Backward<Flex, 1> for TimeTaps {
+    type State = ();
+
+    fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            flex::time_taps_backward(grad, self.frames, self.k, self.stride)
+        });
+    }
+}
+
 /// [`super::layer_norm`] under `Autodiff<Flex>`; gives the inputs back on any other backend.
 #[allow(clippy::type_complexity)]
 pub(super) fn layer_norm<B: Backend, const D: usize>(

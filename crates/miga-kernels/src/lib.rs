@@ -75,6 +75,44 @@ pub fn swap_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     x.swap_dims(1, 2)
 }
 
+/// The columns (im2col) of a `(k, 1)` convolution over time with `k / 2` zero frames of
+/// padding on each side and temporal stride `stride`: `[N, C, T, V]` to
+/// `[N, C * k, T_out * V]`, row `c * k + i` holding channel `c` at frames
+/// `o * stride + i - k / 2` for `o` in `0..T_out` (zeros outside the clip), where
+/// `T_out = (T + 2 * (k / 2) - k) / stride + 1`. Rows are in the order of a `[out, C, k, 1]`
+/// weight's flattening, so the convolution is one product with that weight as `[out, C * k]`.
+///
+/// On Flex this is one pass writing whole frames (Burn's composition pads, copies each tap
+/// and concatenates: about twenty passes), and under autodiff one graph node whose backward
+/// pass adds the frames back.
+pub fn time_taps<B: Backend>(x: Tensor<B, 4>, k: usize, stride: usize) -> Tensor<B, 3> {
+    #[cfg(feature = "flex")]
+    let x = match flex::time_taps(x, k, stride).or_else(|x| autodiff::time_taps(x, k, stride)) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    time_taps_by_copies(x, k, stride)
+}
+
+/// [`time_taps`] from Burn's operations: the padded clip split into its `stride` phases, each
+/// tap a run of whole frames of one phase, concatenated.
+fn time_taps_by_copies<B: Backend>(x: Tensor<B, 4>, k: usize, stride: usize) -> Tensor<B, 3> {
+    let [n, c, t, v] = x.dims();
+    let (p, s) = (k / 2, stride);
+    let t_out = (t + 2 * p - k) / s + 1;
+    if k == 1 && s == 1 {
+        return x.reshape([n, c, t * v]);
+    }
+    // Padded at the end to a multiple of the stride: tap i reads phase i % s from row i / s.
+    let len = (t + 2 * p).div_ceil(s) * s;
+    let padded = x.pad([(p, len - t - p), (0, 0)], PadMode::Constant(0.0));
+    let phases = swap_heads(padded.reshape([n * c, len / s, s, v])).reshape([n, c, s, len / s, v]);
+    let taps = (0..k)
+        .map(|i| phases.clone().narrow(2, i % s, 1).narrow(3, i / s, t_out))
+        .collect();
+    Tensor::cat(taps, 2).reshape([n, c * k, t_out * v])
+}
+
 /// Layer normalisation over the last dimension, as `burn::nn::LayerNorm` with weight `gamma`,
 /// bias `beta` and `epsilon` (PyTorch's: biased variance, epsilon inside the square root).
 pub fn layer_norm<B: Backend, const D: usize>(
@@ -332,6 +370,43 @@ mod tests {
         );
         ours.into_data()
             .assert_approx_eq::<f32>(&norm.forward(x).into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn time_taps_values_and_gradients_match_burns_composition() {
+        let device = Default::default();
+        for (k, stride, frames) in [
+            (1, 1, 8),
+            (1, 2, 8),
+            (3, 1, 7),
+            (9, 1, 10),
+            (9, 2, 10),
+            (9, 2, 11),
+        ] {
+            let x = Tensor::<Ad, 4>::random([2, 3, frames, 5], Distribution::Default, &device);
+            let t_out = (frames + 2 * (k / 2) - k) / stride + 1;
+            let weight =
+                Tensor::<Ad, 3>::random([2, 3 * k, t_out * 5], Distribution::Default, &device);
+            let run = |f: &dyn Fn(Tensor<Ad, 4>) -> Tensor<Ad, 3>| {
+                let x = x.clone().require_grad();
+                let y = f(x.clone());
+                let grads = (y.clone() * weight.clone()).sum().backward();
+                (y.into_data(), x.grad(&grads).unwrap().into_data())
+            };
+            let ours = run(&|x| time_taps(x, k, stride));
+            let theirs = run(&|x| time_taps_by_copies(x, k, stride));
+            assert_eq!(
+                ours.0.shape, theirs.0.shape,
+                "k {k} stride {stride} frames {frames}"
+            );
+            assert_eq!(ours.0, theirs.0);
+            ours.1
+                .assert_approx_eq::<f32>(&theirs.1, Tolerance::absolute(1e-6));
+            // On Flex without autodiff, from a strided view.
+            let plain = Tensor::<Flex, 4>::from_data(x.to_data(), &device);
+            let strided = plain.clone().swap_dims(0, 1).swap_dims(0, 1);
+            assert_eq!(time_taps(strided, k, stride).into_data(), theirs.0);
+        }
     }
 
     #[test]

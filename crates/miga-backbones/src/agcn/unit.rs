@@ -8,8 +8,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::PadMode;
 use burn::tensor::{Tensor, TensorData};
+
+use crate::kernels::time_taps;
 
 /// Configuration of the adaptive graph convolution `unit_gcn`.
 #[derive(Config, Debug)]
@@ -137,7 +138,7 @@ impl<B: Backend> UnitGcn<B> {
             let z = match &folded {
                 Some((scale, shift)) => {
                     let shift = (i == 0).then(|| shift.clone());
-                    with_affine(conv_d, scale.clone(), shift).forward(mixed)
+                    conv2d(&with_affine(conv_d, scale.clone(), shift), mixed)
                 }
                 None => conv2d(conv_d, mixed),
             };
@@ -289,60 +290,43 @@ impl<B: Backend> TcnGcnUnit<B> {
 /// it runs as is, with batch statistics.
 fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     match folded_norm(bn, &x.device()) {
-        Some((scale, shift)) => with_affine(conv, scale, Some(shift)).forward(x),
+        Some((scale, shift)) => conv2d(&with_affine(conv, scale, Some(shift)), x),
         None => crate::layers::batch_norm(bn, conv2d(conv, x)),
     }
 }
 
-/// `conv` on `x`. In training (under autodiff) a `(k, 1)` convolution of stride 1 that keeps
-/// the length runs as one matrix product with the k time-shifted copies of `x` (1x1: with `x`)
-/// and the bias is added to the rows of the `[N * C, T * V]` view, so that their backward
-/// passes transpose no activation (Burn's convolution backward copies the input and
-/// the output gradient with the batch and channel axes swapped, element by element on the CPU
-/// backend); at inference Burn's convolution.
+/// `conv` on `x`. A `(k, 1)` convolution with `k / 2` padding on time (k odd, any temporal
+/// stride: every convolution of the network) runs as one matrix product of the weight as
+/// `[out, C * k]` with the k time-shifted copies of `x` stacked under each channel
+/// ([`time_taps`]; 1x1 of stride 1: `x` itself), and the bias is added to the rows of the `[N * out, T * V]`
+/// view. On the CPU backend this beats Burn's convolution, whose layout changes walk the
+/// activations element by element (a fifth of the forward pass), and under autodiff its
+/// backward pass transposes no activation either. Other shapes go to Burn's convolution.
 fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    if !B::ad_enabled(&x.device()) {
-        return conv.forward(x);
-    }
     let [n, c, t, v] = x.dims();
     let [out, _, k, _] = conv.weight.dims();
-    let same_length = k % 2 == 1 && conv.padding == PaddingConfig2d::Explicit(k / 2, 0, k / 2, 0);
-    let y = if conv.kernel_size[1] == 1
-        && conv.stride == [1, 1]
-        && conv.dilation == [1, 1]
-        && conv.groups == 1
-        && (k == 1 || same_length)
+    let (p, s) = (k / 2, conv.stride[0]);
+    if k % 2 == 0
+        || conv.kernel_size[1] != 1
+        || conv.stride[1] != 1
+        || conv.dilation != [1, 1]
+        || conv.groups != 1
+        || !(conv.padding == PaddingConfig2d::Explicit(p, 0, p, 0)
+            || (p == 0 && conv.padding == PaddingConfig2d::Valid))
     {
-        // The k time-shifted copies of x stacked on channels (tap-major), one product with
-        // the weight as [out, k * C] (1x1: x itself).
-        let columns = if k == 1 {
-            x.reshape([n, c, t * v])
-        } else {
-            let padded = x.pad([(k / 2, k / 2), (0, 0)], PadMode::Constant(0.0));
-            let taps = (0..k).map(|i| padded.clone().narrow(2, i, t)).collect();
-            Tensor::cat(taps, 1).reshape([n, k * c, t * v])
-        };
-        let weight = conv
-            .weight
-            .val()
-            .reshape([out, c, k])
-            .swap_dims(1, 2)
-            .reshape([1, out, k * c]);
-        weight.matmul(columns).reshape([n, out, t, v])
-    } else {
-        Conv2d {
-            bias: None,
-            ..conv.clone()
-        }
-        .forward(x)
-    };
+        return conv.forward(x);
+    }
+    let t_out = (t + 2 * p - k) / s + 1;
+    let columns = time_taps(x, k, s);
+    // Channel-major rows, the order of the weight's own `[out, C, k, 1]` layout.
+    let weight = conv.weight.val().reshape([1, out, c * k]);
+    let y = weight.matmul(columns);
     match &conv.bias {
         Some(bias) => {
-            let [n, out, t, v] = y.dims();
             let bias = crate::layers::channel_rows(bias.val().reshape([1, out]), n);
-            (y.reshape([n * out, t * v]) + bias).reshape([n, out, t, v])
+            (y.reshape([n * out, t_out * v]) + bias).reshape([n, out, t_out, v])
         }
-        None => y,
+        None => y.reshape([n, out, t_out, v]),
     }
 }
 
@@ -366,9 +350,12 @@ fn with_affine<B: Backend>(
     scale: Tensor<B, 1>,
     shift: Option<Tensor<B, 1>>,
 ) -> Conv2d<B> {
-    let out = scale.dims()[0];
+    let [out, c, kh, kw] = conv.weight.dims();
     let mut folded = conv.clone();
-    folded.weight = Param::from_tensor(conv.weight.val() * scale.clone().reshape([out, 1, 1, 1]));
+    // One scale per row of the `[out, C * kh * kw]` view: a per-row broadcast, which the CPU
+    // backend vectorises (the `[out, 1, 1, 1]` broadcast walks the weight element by element).
+    let weight = conv.weight.val().reshape([out, c * kh * kw]) * scale.clone().reshape([out, 1]);
+    folded.weight = Param::from_tensor(weight.reshape([out, c, kh, kw]));
     let bias = conv.bias.as_ref().map(|b| b.val() * scale);
     folded.bias = match (bias, shift) {
         (Some(b), Some(s)) => Some(b + s),
@@ -407,23 +394,24 @@ mod tests {
     type ConvFn<'a> =
         &'a dyn Fn(&Conv2d<Autodiff<Flex>>, Tensor<Autodiff<Flex>, 4>) -> Tensor<Autodiff<Flex>, 4>;
 
-    /// The training path of `conv2d` (matrix product for 1x1, bias on rows) gives Burn's
-    /// convolution's output and gradients, for a 1x1, a 9x1 and a strided 1x1 convolution.
+    /// `conv2d` (one matrix product with the time-shifted copies, bias on rows) gives Burn's
+    /// convolution's output and gradients, for 1x1 and 9x1 convolutions of stride 1 and 2, on
+    /// an even and an odd number of frames.
     #[test]
     fn training_convolution_matches_burns() {
         type A = Autodiff<Flex>;
         let device = Default::default();
-        let x = Tensor::<A, 4>::random([2, 6, 10, 5], Distribution::Default, &device);
-        let weights = Tensor::<A, 4>::random([2, 4, 10, 5], Distribution::Default, &device);
-        for (kernel, stride) in [(1, 1), (9, 1), (1, 2)] {
+        for (kernel, stride, frames) in [(1, 1, 10), (9, 1, 10), (1, 2, 10), (9, 2, 10), (9, 2, 11)]
+        {
+            let x = Tensor::<A, 4>::random([2, 6, frames, 5], Distribution::Default, &device);
+            let weights = Tensor::<A, 4>::random([2, 4, frames, 5], Distribution::Default, &device);
             let conv = Conv2dConfig::new([6, 4], [kernel, 1])
                 .with_stride([stride, 1])
-                .with_padding(PaddingConfig2d::Explicit(
-                    (kernel - 1) / 2,
-                    0,
-                    (kernel - 1) / 2,
-                    0,
-                ))
+                // 1x1 with Burn's default padding, as the graph convolutions have.
+                .with_padding(match kernel {
+                    1 => PaddingConfig2d::Valid,
+                    k => PaddingConfig2d::Explicit(k / 2, 0, k / 2, 0),
+                })
                 .init::<A>(&device);
             let (weight, bias) = (
                 conv.weight.val().to_data(),
