@@ -112,52 +112,95 @@ impl<B: Backend> UnitGcn<B> {
     /// `[N, C, T, V]` to `[N, out, T, V]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, t, v] = x.dims();
+        let (subsets, inter) = (self.conv_a.len(), self.inter_channels);
         let adjacency = self.a.clone() + self.pa.val();
+        // conv_a and conv_b of every partition as one product: [N, 2 * subsets, inter * T, V].
+        let embedding: Vec<_> = self.conv_a.iter().chain(&self.conv_b).collect();
+        let embedded = project(
+            Tensor::cat(embedding.iter().map(|conv| weight_rows(conv)).collect(), 0),
+            summed_or_stacked_bias(&embedding, false),
+            x.clone().reshape([n, c, t * v]),
+        )
+        .reshape([n, 2 * subsets, inter * t, v]);
         let flat = x.clone().reshape([n, c * t, v]);
-        let scale = (self.inter_channels * t) as f64;
-        // At inference the output BN is folded into each conv_d (its shift into the first).
-        let folded = folded_norm(&self.bn, &x.device());
-        let mut y: Option<Tensor<B, 4>> = None;
-        for (i, ((conv_a, conv_b), conv_d)) in self
-            .conv_a
-            .iter()
-            .zip(&self.conv_b)
-            .zip(&self.conv_d)
-            .enumerate()
-        {
-            // [N, V, inter*T] x [N, inter*T, V] -> [N, V, V], softmax over the first V.
-            let a1 = conv2d(conv_a, x.clone()).permute([0, 3, 1, 2]).reshape([
-                n,
-                v,
-                self.inter_channels * t,
-            ]);
-            let a2 = conv2d(conv_b, x.clone()).reshape([n, self.inter_channels * t, v]);
-            let attention =
-                softmax(a1.matmul(a2) / scale, 1) + adjacency.clone().slice([i..i + 1, 0..v, 0..v]);
-            let mixed = flat.clone().matmul(attention).reshape([n, c, t, v]);
-            let z = match &folded {
-                Some((scale, shift)) => {
-                    let shift = (i == 0).then(|| shift.clone());
-                    conv2d(&with_affine(conv_d, scale.clone(), shift), mixed)
-                }
-                None => conv2d(conv_d, mixed),
-            };
-            y = Some(match y {
-                Some(y) => y + z,
-                None => z,
-            });
-        }
-        let y = y.expect("at least one partition");
-        let y = if folded.is_some() {
-            y
-        } else {
+        let scale = (inter * t) as f64;
+        let mixed = (0..subsets)
+            .map(|i| {
+                // [N, V, inter*T] x [N, inter*T, V] -> [N, V, V], softmax over the first V.
+                let part = |j: usize| embedded.clone().narrow(1, j, 1).reshape([n, inter * t, v]);
+                let a1 = part(i).swap_dims(1, 2);
+                let attention = softmax(a1.matmul(part(subsets + i)) / scale, 1)
+                    + adjacency.clone().slice([i..i + 1, 0..v, 0..v]);
+                flat.clone().matmul(attention).reshape([n, c, t * v])
+            })
+            .collect();
+        // Every partition's conv_d as one product over the stacked partitions, biases summed;
+        // at inference with the output BN folded in.
+        let conv_d: Vec<_> = self.conv_d.iter().collect();
+        let weight = Tensor::cat(conv_d.iter().map(|conv| weight_rows(conv)).collect(), 1);
+        let bias = summed_or_stacked_bias(&conv_d, true);
+        let (weight, bias, norm) = match folded_norm(&self.bn, &x.device()) {
+            Some((scale, shift)) => {
+                let (weight, bias) = affine_rows(weight, bias, scale, shift);
+                (weight, bias, false)
+            }
+            None => (weight, bias, true),
+        };
+        let y = project(weight, bias, Tensor::cat(mixed, 1));
+        let out = y.dims()[1];
+        let y = y.reshape([n, out, t, v]);
+        let y = if norm {
             crate::layers::batch_norm(&self.bn, y)
+        } else {
+            y
         };
         let residual = match &self.down {
             Some(down) => conv_bn(&down.conv, &down.bn, x),
             None => x,
         };
         relu(y + residual)
+    }
+}
+
+/// A convolution's weight `[out, C, kh, kw]` as rows `[out, C * kh * kw]`.
+fn weight_rows<B: Backend>(conv: &Conv2d<B>) -> Tensor<B, 2> {
+    let [out, c, kh, kw] = conv.weight.dims();
+    conv.weight.val().reshape([out, c * kh * kw])
+}
+
+/// The biases of 1x1 convolutions run as one (zeros for a convolution without): stacked when
+/// their outputs are, summed when their inputs are stacked and their outputs added.
+fn summed_or_stacked_bias<B: Backend>(convs: &[&Conv2d<B>], summed: bool) -> Option<Tensor<B, 1>> {
+    let biases: Vec<_> = convs
+        .iter()
+        .map(|conv| match &conv.bias {
+            Some(bias) => bias.val(),
+            None => Tensor::zeros([conv.weight.dims()[0]], &conv.weight.device()),
+        })
+        .collect();
+    if summed {
+        biases.into_iter().reduce(|a, b| a + b)
+    } else {
+        Some(Tensor::cat(biases, 0))
+    }
+}
+
+/// The product of `weight` `[out, K]` with `columns` `[N, K, L]`, `bias` added to each output
+/// row: `[N, out, L]`.
+fn project<B: Backend>(
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    columns: Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    let [n, _, l] = columns.dims();
+    let out = weight.dims()[0];
+    let y = weight.unsqueeze::<3>().matmul(columns);
+    match bias {
+        Some(bias) => {
+            let bias = crate::layers::channel_rows(bias.reshape([1, out]), n);
+            (y.reshape([n * out, l]) + bias).reshape([n, out, l])
+        }
+        None => y,
     }
 }
 
@@ -290,7 +333,7 @@ impl<B: Backend> TcnGcnUnit<B> {
 /// it runs as is, with batch statistics.
 fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     match folded_norm(bn, &x.device()) {
-        Some((scale, shift)) => conv2d(&with_affine(conv, scale, Some(shift)), x),
+        Some((scale, shift)) => conv2d(&with_affine(conv, scale, shift), x),
         None => crate::layers::batch_norm(bn, conv2d(conv, x)),
     }
 }
@@ -303,7 +346,7 @@ fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> 
 /// activations element by element (a fifth of the forward pass), and under autodiff its
 /// backward pass transposes no activation either. Other shapes go to Burn's convolution.
 fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [n, c, t, v] = x.dims();
+    let [n, _, t, v] = x.dims();
     let [out, _, k, _] = conv.weight.dims();
     let (p, s) = (k / 2, conv.stride[0]);
     if k % 2 == 0
@@ -317,17 +360,9 @@ fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
         return conv.forward(x);
     }
     let t_out = (t + 2 * p - k) / s + 1;
-    let columns = time_taps(x, k, s);
     // Channel-major rows, the order of the weight's own `[out, C, k, 1]` layout.
-    let weight = conv.weight.val().reshape([1, out, c * k]);
-    let y = weight.matmul(columns);
-    match &conv.bias {
-        Some(bias) => {
-            let bias = crate::layers::channel_rows(bias.val().reshape([1, out]), n);
-            (y.reshape([n * out, t_out * v]) + bias).reshape([n, out, t_out, v])
-        }
-        None => y.reshape([n, out, t_out, v]),
-    }
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    project(weight_rows(conv), bias, time_taps(x, k, s)).reshape([n, out, t_out, v])
 }
 
 /// Inference batch norm as a per-channel affine map `(scale, shift)`; `None` in training.
@@ -343,26 +378,35 @@ fn folded_norm<B: Backend>(
     Some((scale, shift))
 }
 
-/// `conv` followed by the per-channel affine map: its output channels scaled by `scale` and
-/// `shift` (if any) added to its bias.
+/// `conv` followed by the per-channel affine map `(scale, shift)`.
 fn with_affine<B: Backend>(
     conv: &Conv2d<B>,
     scale: Tensor<B, 1>,
-    shift: Option<Tensor<B, 1>>,
+    shift: Tensor<B, 1>,
 ) -> Conv2d<B> {
-    let [out, c, kh, kw] = conv.weight.dims();
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    let (weight, bias) = affine_rows(weight_rows(conv), bias, scale, shift);
     let mut folded = conv.clone();
-    // One scale per row of the `[out, C * kh * kw]` view: a per-row broadcast, which the CPU
-    // backend vectorises (the `[out, 1, 1, 1]` broadcast walks the weight element by element).
-    let weight = conv.weight.val().reshape([out, c * kh * kw]) * scale.clone().reshape([out, 1]);
-    folded.weight = Param::from_tensor(weight.reshape([out, c, kh, kw]));
-    let bias = conv.bias.as_ref().map(|b| b.val() * scale);
-    folded.bias = match (bias, shift) {
-        (Some(b), Some(s)) => Some(b + s),
-        (b, s) => b.or(s),
-    }
-    .map(Param::from_tensor);
+    folded.weight = Param::from_tensor(weight.reshape(conv.weight.dims()));
+    folded.bias = bias.map(Param::from_tensor);
     folded
+}
+
+/// Weight rows `[out, K]` and bias of a product followed by the per-channel affine map: each
+/// row scaled by `scale` (a per-row broadcast, which the CPU backend vectorises), `shift`
+/// added to the scaled bias.
+fn affine_rows<B: Backend>(
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    scale: Tensor<B, 1>,
+    shift: Tensor<B, 1>,
+) -> (Tensor<B, 2>, Option<Tensor<B, 1>>) {
+    let out = scale.dims()[0];
+    let bias = match bias {
+        Some(bias) => bias * scale.clone() + shift,
+        None => shift,
+    };
+    (weight * scale.reshape([out, 1]), Some(bias))
 }
 
 /// The reference's `conv_init`: Kaiming normal over fan-out (gain sqrt 2).
