@@ -1,5 +1,6 @@
 //! Operations with fast paths on the CPU backend, shared by miga's models: exact GELU,
-//! softmax over the last axis, layer normalisation and the depthwise Conv3d of MViTv2's
+//! softmax over the last axis, layer normalisation, the head swap of attention, the
+//! time-shifted columns of temporal convolutions and the depthwise Conv3d of MViTv2's
 //! pooling.
 //!
 //! Burn 0.21's CPU backend (Flex) runs element-wise maps one element at a time on one thread:
