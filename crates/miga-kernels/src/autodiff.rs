@@ -123,17 +123,14 @@ pub(super) fn time_taps<B: Backend>(
     k: usize,
     stride: usize,
 ) -> Result<Tensor<B, 3>, Tensor<B, 4>> {
-    if !is_f32::<AutodiffFlexTensor, B, 4>(&x) {
-        return Err(x);
-    }
-    let x: AutodiffFlexTensor = unwrap(x);
-    let frames = x.primitive.layout().shape()[2];
-    let y = flex::time_taps_forward(x.primitive, k, stride);
-    let y = TimeTaps { frames, k, stride }
-        .prepare::<NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateless(y);
-    Ok(wrap(y))
+    map_primitive(x, |x: AutodiffFlexTensor| {
+        let frames = x.primitive.layout().shape()[2];
+        let y = flex::time_taps_forward(x.primitive, k, stride);
+        TimeTaps { frames, k, stride }
+            .prepare::<NoCheckpointing>([x.node.clone()])
+            .compute_bound()
+            .stateless(y)
+    })
 }
 
 /// The backward pass of the time taps: column gradients added back to their frames.

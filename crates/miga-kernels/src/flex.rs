@@ -204,10 +204,7 @@ pub(super) fn time_taps<B: Backend>(
     k: usize,
     stride: usize,
 ) -> Result<Tensor<B, 3>, Tensor<B, 4>> {
-    if !is_f32::<FlexTensor, B, 4>(&x) {
-        return Err(x);
-    }
-    Ok(wrap(time_taps_forward(unwrap(x), k, stride)))
+    map_primitive(x, |x| time_taps_forward(x, k, stride))
 }
 
 /// Output frames of a `(k, 1)` convolution with `k / 2` padding and `stride` over `t` frames,

@@ -83,10 +83,15 @@ pub fn swap_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 /// `T_out = (T + 2 * (k / 2) - k) / stride + 1`. Rows are in the order of a `[out, C, k, 1]`
 /// weight's flattening, so the convolution is one product with that weight as `[out, C * k]`.
 ///
-/// On Flex this is one pass writing whole frames (Burn's composition pads, copies each tap
+/// A 1x1 kernel of stride 1 gives `x` itself, reshaped. Otherwise, on Flex this is one pass
+/// writing whole frames (Burn's composition pads, copies each tap
 /// and concatenates: about twenty passes), and under autodiff one graph node whose backward
 /// pass adds the frames back.
 pub fn time_taps<B: Backend>(x: Tensor<B, 4>, k: usize, stride: usize) -> Tensor<B, 3> {
+    if k == 1 && stride == 1 {
+        let [n, c, t, v] = x.dims();
+        return x.reshape([n, c, t * v]);
+    }
     #[cfg(feature = "flex")]
     let x = match flex::time_taps(x, k, stride).or_else(|x| autodiff::time_taps(x, k, stride)) {
         Ok(y) => return y,
@@ -101,9 +106,6 @@ fn time_taps_by_copies<B: Backend>(x: Tensor<B, 4>, k: usize, stride: usize) -> 
     let [n, c, t, v] = x.dims();
     let (p, s) = (k / 2, stride);
     let t_out = (t + 2 * p - k) / s + 1;
-    if k == 1 && s == 1 {
-        return x.reshape([n, c, t * v]);
-    }
     // Padded at the end to a multiple of the stride: tap i reads phase i % s from row i / s.
     let len = (t + 2 * p).div_ceil(s) * s;
     let padded = x.pad([(p, len - t - p), (0, 0)], PadMode::Constant(0.0));

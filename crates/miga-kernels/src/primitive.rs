@@ -24,11 +24,12 @@ pub(crate) fn wrap<P: 'static, B: Backend, const D: usize>(x: P) -> Tensor<B, D>
     Tensor::from_primitive(TensorPrimitive::Float(cast(x)))
 }
 
-/// `f` over the primitive of `x` when it is an f32 `P`; `x` back untouched otherwise.
-pub(crate) fn map_primitive<P: 'static, B: Backend, const D: usize>(
+/// `f` over the primitive of `x` when it is an f32 `P` (the result of rank `E`); `x` back
+/// untouched otherwise.
+pub(crate) fn map_primitive<P: 'static, B: Backend, const D: usize, const E: usize>(
     x: Tensor<B, D>,
     f: impl FnOnce(P) -> P,
-) -> Result<Tensor<B, D>, Tensor<B, D>> {
+) -> Result<Tensor<B, E>, Tensor<B, D>> {
     if !is_f32::<P, B, D>(&x) {
         return Err(x);
     }

@@ -118,7 +118,7 @@ impl<B: Backend> UnitGcn<B> {
         let embedding: Vec<_> = self.conv_a.iter().chain(&self.conv_b).collect();
         let embedded = project(
             Tensor::cat(embedding.iter().map(|conv| weight_rows(conv)).collect(), 0),
-            summed_or_stacked_bias(&embedding, false),
+            Some(Tensor::cat(biases(&embedding), 0)),
             x.clone().reshape([n, c, t * v]),
         )
         .reshape([n, 2 * subsets, inter * t, v]);
@@ -138,22 +138,17 @@ impl<B: Backend> UnitGcn<B> {
         // at inference with the output BN folded in.
         let conv_d: Vec<_> = self.conv_d.iter().collect();
         let weight = Tensor::cat(conv_d.iter().map(|conv| weight_rows(conv)).collect(), 1);
-        let bias = summed_or_stacked_bias(&conv_d, true);
-        let (weight, bias, norm) = match folded_norm(&self.bn, &x.device()) {
+        let bias = biases(&conv_d).into_iter().reduce(|a, b| a + b);
+        let out = weight.dims()[0];
+        let mixed = Tensor::cat(mixed, 1);
+        let y = match folded_norm(&self.bn, &x.device()) {
             Some((scale, shift)) => {
                 let (weight, bias) = affine_rows(weight, bias, scale, shift);
-                (weight, bias, false)
+                project(weight, bias, mixed)
             }
-            None => (weight, bias, true),
+            None => crate::layers::batch_norm(&self.bn, project(weight, bias, mixed)),
         };
-        let y = project(weight, bias, Tensor::cat(mixed, 1));
-        let out = y.dims()[1];
         let y = y.reshape([n, out, t, v]);
-        let y = if norm {
-            crate::layers::batch_norm(&self.bn, y)
-        } else {
-            y
-        };
         let residual = match &self.down {
             Some(down) => conv_bn(&down.conv, &down.bn, x),
             None => x,
@@ -168,21 +163,16 @@ fn weight_rows<B: Backend>(conv: &Conv2d<B>) -> Tensor<B, 2> {
     conv.weight.val().reshape([out, c * kh * kw])
 }
 
-/// The biases of 1x1 convolutions run as one (zeros for a convolution without): stacked when
-/// their outputs are, summed when their inputs are stacked and their outputs added.
-fn summed_or_stacked_bias<B: Backend>(convs: &[&Conv2d<B>], summed: bool) -> Option<Tensor<B, 1>> {
-    let biases: Vec<_> = convs
+/// The convolutions' biases (zeros for one without), to be stacked when their outputs are
+/// and summed when their outputs are added.
+fn biases<B: Backend>(convs: &[&Conv2d<B>]) -> Vec<Tensor<B, 1>> {
+    convs
         .iter()
         .map(|conv| match &conv.bias {
             Some(bias) => bias.val(),
             None => Tensor::zeros([conv.weight.dims()[0]], &conv.weight.device()),
         })
-        .collect();
-    if summed {
-        biases.into_iter().reduce(|a, b| a + b)
-    } else {
-        Some(Tensor::cat(biases, 0))
-    }
+        .collect()
 }
 
 /// The product of `weight` `[out, K]` with `columns` `[N, K, L]`, `bias` added to each output
@@ -341,12 +331,12 @@ fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> 
 /// `conv` on `x`. A `(k, 1)` convolution with `k / 2` padding on time (k odd, any temporal
 /// stride: every convolution of the network) runs as one matrix product of the weight as
 /// `[out, C * k]` with the k time-shifted copies of `x` stacked under each channel
-/// ([`time_taps`]; 1x1 of stride 1: `x` itself), and the bias is added to the rows of the `[N * out, T * V]`
-/// view. On the CPU backend this beats Burn's convolution, whose layout changes walk the
+/// ([`time_taps`]; 1x1 of stride 1: `x` itself), and the bias is added to the rows of the
+/// `[N * out, T * V]` view. On the CPU backend this beats Burn's convolution, whose layout changes walk the
 /// activations element by element (a fifth of the forward pass), and under autodiff its
 /// backward pass transposes no activation either. Other shapes go to Burn's convolution.
 fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [n, _, t, v] = x.dims();
+    let [n, _, _, v] = x.dims();
     let [out, _, k, _] = conv.weight.dims();
     let (p, s) = (k / 2, conv.stride[0]);
     if k % 2 == 0
@@ -359,10 +349,11 @@ fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     {
         return conv.forward(x);
     }
-    let t_out = (t + 2 * p - k) / s + 1;
     // Channel-major rows, the order of the weight's own `[out, C, k, 1]` layout.
     let bias = conv.bias.as_ref().map(|b| b.val());
-    project(weight_rows(conv), bias, time_taps(x, k, s)).reshape([n, out, t_out, v])
+    let y = project(weight_rows(conv), bias, time_taps(x, k, s));
+    let frames = y.dims()[2] / v;
+    y.reshape([n, out, frames, v])
 }
 
 /// Inference batch norm as a per-channel affine map `(scale, shift)`; `None` in training.
