@@ -440,6 +440,7 @@ impl Probe for FusionFixture {
             let skeleton = SkeletonTokens {
                 tokens: Tensor::from_data(io["skeleton"].clone(), device),
                 padding: Some(mask("skeleton_padding")),
+                pooled: false,
             };
             let out = model
                 .try_forward(CmtfInput {

@@ -95,10 +95,14 @@ pub struct VideoTokens<B: Backend> {
 /// Skeleton tokens of a batch.
 #[derive(Debug, Clone)]
 pub struct SkeletonTokens<B: Backend> {
-    /// 2s-AGCN's token map `[B, T'', V, C]`.
+    /// 2s-AGCN's token map `[B, T'', V, C]`, or with `pooled` the map already averaged over
+    /// the configuration's body parts, `[B, T'', P, C]` ([`CmtfConfig::skeleton_regions`]).
     pub tokens: Tensor<B, 4>,
     /// `[B, T'']`, true on padded time steps; a sample with every step padded has no skeleton.
     pub padding: Option<Tensor<B, 2, Bool>>,
+    /// Whether `tokens` are already averaged per body part (a training loop can average each
+    /// item once when it loads it instead of every batch; the result is the same).
+    pub pooled: bool,
 }
 
 /// The inputs of [`Cmtf`]: either modality may be absent for the whole batch (`None`) or for
@@ -148,6 +152,16 @@ impl<B: Backend> SkeletonTokens<B> {
         Self {
             tokens,
             padding: None,
+            pooled: false,
+        }
+    }
+
+    /// Tokens already averaged over each of the configuration's body parts, `[B, T'', P, C]`
+    /// (P regions of [`CmtfConfig::skeleton_regions`]), nothing padded.
+    pub fn pooled(tokens: Tensor<B, 4>) -> Self {
+        Self {
+            pooled: true,
+            ..Self::new(tokens)
         }
     }
 
@@ -320,6 +334,16 @@ impl CmtfConfig {
         batch as u64 * (pooling + projections + self.layers as u64 * layer + heads)
     }
 
+    /// The joint lists averaged to the skeleton tokens of one time step, for a graph of
+    /// `joints` joints: `skeleton_parts`, or all joints as one part when it is empty.
+    pub fn skeleton_regions(&self, joints: usize) -> Vec<Vec<usize>> {
+        if self.skeleton_parts.is_empty() {
+            vec![(0..joints).collect()]
+        } else {
+            self.skeleton_parts.clone()
+        }
+    }
+
     /// Width of the fused embedding: both pooled streams side by side (cross variant), or the
     /// [CLS] token (joint variant).
     pub fn fused_width(&self) -> usize {
@@ -464,7 +488,18 @@ impl<B: Backend> Cmtf<B> {
                 k.padding.as_ref(),
                 [batch, dims[1]],
             )?;
-            if let Some(j) = s.skeleton_parts.iter().flatten().find(|&&j| j >= dims[2]) {
+            let parts = s.skeleton_parts.len().max(1);
+            if k.pooled && dims[2] != parts {
+                return Err(invalid(
+                    MODULE,
+                    "skeleton tokens",
+                    format!("{} pooled tokens a step, but {parts} body parts", dims[2]),
+                ));
+            }
+            if let Some(j) = (!k.pooled)
+                .then(|| s.skeleton_parts.iter().flatten().find(|&&j| j >= dims[2]))
+                .flatten()
+            {
                 return Err(invalid(
                     MODULE,
                     "skeleton tokens",
@@ -555,13 +590,13 @@ impl<B: Backend> Cmtf<B> {
         self.head.weight.dims()[1]
     }
 
-    /// Pools tokens `[B, T, N, C]` over `regions` of the N per-step tokens (none: one mean
-    /// over all), projects them and adds the `modality` embedding, the regions' own
-    /// embeddings and the clock.
+    /// Pools tokens `[B, T, N, C]` over `regions` of the N per-step tokens (empty: one mean
+    /// over all; `None`: the tokens are the regions already), projects them and adds the
+    /// `modality` embedding, the regions' own embeddings and the clock.
     fn region_stream(
         &self,
         tokens: Tensor<B, 4>,
-        regions: &[Vec<usize>],
+        regions: Option<&[Vec<usize>]>,
         projection: &Linear<B>,
         region_embedding: &Option<Param<Tensor<B, 2>>>,
         modality: usize,
@@ -569,10 +604,10 @@ impl<B: Backend> Cmtf<B> {
     ) -> Stream<B> {
         let [b, t, n, c] = tokens.dims();
         let flat = tokens.reshape([b * t, n, c]);
-        let pooled = if regions.is_empty() {
-            flat.mean_dim(1)
-        } else {
-            pool_regions(flat, regions)
+        let pooled = match regions {
+            None => flat,
+            Some([]) => flat.mean_dim(1),
+            Some(regions) => pool_regions(flat, regions),
         };
         let r = pooled.dims()[1];
         let modality = self.modality.val().narrow(0, modality, 1);
@@ -593,14 +628,17 @@ impl<B: Backend> Cmtf<B> {
     fn video_stream(&self, v: VideoTokens<B>, padding: Tensor<B, 2, Bool>) -> Stream<B> {
         let [b, t, h, w, c] = v.tokens.dims();
         let k = self.settings.video_grid;
-        let cells = if k == 1 {
-            Vec::new()
+        // A k x k grid is its own pooling.
+        let cells = if (h, w) == (k, k) {
+            None
+        } else if k == 1 {
+            Some(Vec::new())
         } else {
-            grid_regions(h, w, k)
+            Some(grid_regions(h, w, k))
         };
         let stream = self.region_stream(
             v.tokens.reshape([b, t, h * w, c]),
-            &cells,
+            cells.as_deref(),
             &self.video_projection,
             &self.video_cells,
             0,
@@ -654,7 +692,7 @@ impl<B: Backend> Cmtf<B> {
         let s = match (skeleton, ps) {
             (Some(skeleton), Some(p)) => self.region_stream(
                 skeleton.tokens,
-                &self.settings.skeleton_parts,
+                (!skeleton.pooled).then_some(&self.settings.skeleton_parts[..]),
                 &self.skeleton_projection,
                 &self.skeleton_parts,
                 1,
@@ -837,6 +875,50 @@ mod tests {
                 .find(|m| m.name != "video self" && m.name != "skeleton self");
             assert_eq!(map.unwrap().weights.dims(), expected, "{config}");
         }
+    }
+
+    #[test]
+    fn tokens_pooled_beforehand_give_the_same_answer() {
+        let device = Default::default();
+        for config in configs() {
+            let model = config.init::<B>(&device).unwrap();
+            let full = input::<B>(&device);
+            let mut pooled = full.clone();
+            // Video to its k x k grid, skeleton to its parts, averaged here.
+            let k = config.video_grid;
+            let v = pooled.video.as_mut().unwrap();
+            let [b, t, h, w, c] = VIDEO;
+            let cells = if k == 1 {
+                vec![(0..h * w).collect()]
+            } else {
+                grid_regions(h, w, k)
+            };
+            v.tokens = pool_regions(v.tokens.clone().reshape([b * t, h * w, c]), &cells)
+                .reshape([b, t, k, k, c]);
+            let s = pooled.skeleton.take().unwrap();
+            let [b, t, n, c] = SKELETON;
+            let regions = config.skeleton_regions(n);
+            let tokens = pool_regions(s.tokens.reshape([b * t, n, c]), &regions);
+            pooled.skeleton = Some(SkeletonTokens::pooled(tokens.reshape([
+                b,
+                t,
+                regions.len(),
+                c,
+            ])));
+            let (a, p) = (model.forward(full), model.try_forward(pooled).unwrap());
+            assert!(max_diff(a.logits, p.logits) < 1e-5, "{config}");
+            assert!(
+                max_diff(a.skeleton_logits, p.skeleton_logits) < 1e-5,
+                "{config}"
+            );
+        }
+        // Pooled tokens that are not one a part are refused.
+        let model = configs()[2].init::<B>(&device).unwrap();
+        let mut wrong = input::<B>(&device);
+        let tokens = wrong.skeleton.take().unwrap().tokens;
+        wrong.skeleton = Some(SkeletonTokens::pooled(tokens));
+        let message = model.try_forward(wrong).unwrap_err().to_string();
+        assert!(message.contains("2 body parts"), "{message}");
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl<B: Backend> EndToEndModel<B> {
             video: features.video,
             class: features.class,
             skeleton: features.skeleton,
+            skeleton_pooled: false,
             labels,
         })
     }

@@ -48,7 +48,7 @@ impl<B: Backend> TrainedRun<B> {
 
     /// Class scores for every labelled or unlabelled item of `features`.
     pub fn scores(&self, features: &FeatureSet, path: &Path, device: &B::Device) -> Result<Scores> {
-        let mut items = feature_items(features, path)?;
+        let mut items = feature_items(features, path, None)?;
         if self.model.centre_video {
             centre_video_features(&mut items);
         }

@@ -26,7 +26,14 @@ pub(crate) fn channel_moments<'a>(
     let mut squares = vec![0.0f64; width];
     let mut rows = 0usize;
     for tensor in data {
-        let values = tensor.to_vec::<f32>().unwrap_or_default();
+        let owned;
+        let values = match tensor.as_slice::<f32>() {
+            Ok(values) => values,
+            Err(_) => {
+                owned = tensor.to_vec::<f32>().unwrap_or_default();
+                &owned
+            }
+        };
         for row in values.chunks_exact(width) {
             for (c, &v) in row.iter().enumerate() {
                 sum[c] += f64::from(v);

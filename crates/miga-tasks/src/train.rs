@@ -123,6 +123,8 @@ pub struct FeatureItem {
     class: TensorData,
     skeleton: TensorData,
     label: i64,
+    /// Whether `skeleton` is already averaged over the fusion's body parts.
+    skeleton_pooled: bool,
 }
 
 impl FeatureItem {
@@ -134,6 +136,7 @@ impl FeatureItem {
             class,
             skeleton,
             label: -1,
+            skeleton_pooled: false,
         }
     }
 
@@ -150,8 +153,10 @@ pub struct FeatureBatch<B: Backend> {
     pub video: Tensor<B, 5>,
     /// `[B, C]`.
     pub class: Tensor<B, 2>,
-    /// `[B, T'', V, C_s]`.
+    /// `[B, T'', V, C_s]`, or `[B, T'', P, C_s]` averaged over the fusion's P body parts.
     pub skeleton: Tensor<B, 4>,
+    /// Whether `skeleton` is averaged over the body parts already.
+    pub skeleton_pooled: bool,
     /// `[B]`.
     pub labels: Tensor<B, 1, Int>,
 }
@@ -179,13 +184,20 @@ impl<B: Backend> Batcher<B, FeatureItem, FeatureBatch<B>> for FeatureBatcher {
             video: Tensor::cat(video, 0),
             class: Tensor::cat(class, 0),
             skeleton: Tensor::cat(skeleton, 0),
+            skeleton_pooled: items.first().is_some_and(|i| i.skeleton_pooled),
             labels: Tensor::from_data(TensorData::new(labels.clone(), [labels.len()]), device),
         }
     }
 }
 
-/// The labelled items of a micro-gesture feature set, in id order.
-pub fn feature_items(set: &FeatureSet, path: &Path) -> Result<Vec<(String, FeatureItem)>> {
+/// The labelled items of a micro-gesture feature set, in id order. With `fusion`, each item's
+/// skeleton tokens are averaged over the fusion's body parts as they are read (what the fusion
+/// module would do with every batch; a part's average is a fiftieth of the joints' tokens).
+pub fn feature_items(
+    set: &FeatureSet,
+    path: &Path,
+    fusion: Option<&CmtfConfig>,
+) -> Result<Vec<(String, FeatureItem)>> {
     if set.kind.task != MICRO_GESTURE {
         return Err(Error::Mismatch {
             path: path.to_path_buf(),
@@ -204,17 +216,65 @@ pub fn feature_items(set: &FeatureSet, path: &Path) -> Result<Vec<(String, Featu
             path: path.to_path_buf(),
             reason: format!("item {id} has no `label`"),
         })?;
+        let skeleton = match fusion {
+            Some(fusion) => {
+                let tokens = tensors
+                    .get("skeleton_tokens")
+                    .ok_or_else(|| Error::Mismatch {
+                        path: path.to_path_buf(),
+                        reason: format!("item {id} has no `skeleton_tokens`"),
+                    })?;
+                average_parts(tokens, fusion).map_err(|reason| Error::Mismatch {
+                    path: path.to_path_buf(),
+                    reason: format!("item {id}: skeleton_tokens {reason}"),
+                })?
+            }
+            None => get("skeleton_tokens")?,
+        };
         items.push((
             id.clone(),
             FeatureItem {
                 video: get("video_tokens")?,
                 class: get("video_class")?,
-                skeleton: get("skeleton_tokens")?,
+                skeleton,
                 label,
+                skeleton_pooled: fusion.is_some(),
             },
         ));
     }
     Ok(items)
+}
+
+/// Skeleton tokens `[T, V, C]` averaged over the body parts of `fusion`
+/// ([`CmtfConfig::skeleton_regions`]): `[T, P, C]`.
+fn average_parts(
+    tokens: &TensorData,
+    fusion: &CmtfConfig,
+) -> std::result::Result<TensorData, String> {
+    let &[t, v, c] = tokens.shape.as_slice() else {
+        return Err(format!("have shape {:?}, not [T, V, C]", tokens.shape));
+    };
+    let regions = fusion.skeleton_regions(v);
+    if let Some(j) = regions.iter().flatten().find(|&&j| j >= v) {
+        return Err(format!(
+            "have {v} joints, but skeleton_parts names joint {j}"
+        ));
+    }
+    let values = tokens.as_slice::<f32>().map_err(|e| format!("{e:?}"))?;
+    let mut out = vec![0.0f32; t * regions.len() * c];
+    for (step, rows) in values.chunks_exact(v * c).enumerate() {
+        for (r, region) in regions.iter().enumerate() {
+            let sum = &mut out[(step * regions.len() + r) * c..][..c];
+            for &j in region {
+                sum.iter_mut()
+                    .zip(&rows[j * c..(j + 1) * c])
+                    .for_each(|(s, &x)| *s += x);
+            }
+            let scale = 1.0 / region.len().max(1) as f32;
+            sum.iter_mut().for_each(|s| *s *= scale);
+        }
+    }
+    Ok(TensorData::new(out, [t, regions.len(), c]))
 }
 
 /// Subtracts from each item's video tokens and class embedding their per-channel means over
@@ -284,18 +344,21 @@ impl<B: Backend> MicroGestureModel<B> {
         })
     }
 
-    /// The model with its inputs standardised by the statistics of `items` (the training set).
-    pub fn standardised(self, items: &[FeatureItem], device: &B::Device) -> Self {
+    /// The model with its inputs standardised by the statistics of the training set: the
+    /// video tokens and class embeddings of `items`, and `skeleton`, the skeleton tokens of the
+    /// same items before any averaging over body parts.
+    pub fn standardised<'a>(
+        self,
+        items: &[FeatureItem],
+        skeleton: impl IntoIterator<Item = &'a TensorData>,
+        device: &B::Device,
+    ) -> Self {
         let video = Standardise::fit(
             items.iter().flat_map(|i| [&i.video, &i.class]),
             self.video_norm.mean.dims()[0],
             device,
         );
-        let skeleton = Standardise::fit(
-            items.iter().map(|i| &i.skeleton),
-            self.skeleton_norm.mean.dims()[0],
-            device,
-        );
+        let skeleton = Standardise::fit(skeleton, self.skeleton_norm.mean.dims()[0], device);
         Self {
             video_norm: video,
             skeleton_norm: skeleton,
@@ -315,8 +378,14 @@ impl<B: Backend> MicroGestureModel<B> {
                 Some(self.video_norm.forward(batch.class.clone())),
             )
         });
-        let skeleton = (self.streams != Streams::Video)
-            .then(|| SkeletonTokens::new(self.skeleton_norm.forward(batch.skeleton.clone())));
+        let skeleton = (self.streams != Streams::Video).then(|| {
+            let tokens = self.skeleton_norm.forward(batch.skeleton.clone());
+            if batch.skeleton_pooled {
+                SkeletonTokens::pooled(tokens)
+            } else {
+                SkeletonTokens::new(tokens)
+            }
+        });
         CmtfInput { video, skeleton }
     }
 
@@ -351,8 +420,12 @@ impl<B: Backend> InferenceStep for MicroGestureModel<B> {
     }
 }
 
-/// One line a finished epoch, on standard error (rewritten in place on a terminal).
-struct EpochLines;
+/// One line a finished epoch with its time (training and validation), on standard error
+/// (rewritten in place on a terminal).
+struct EpochLines {
+    /// When the epoch being trained started.
+    started: std::time::Instant,
+}
 
 impl MetricsRendererTraining for EpochLines {
     fn update_train(&mut self, _: MetricState) {}
@@ -367,11 +440,13 @@ impl MetricsRendererTraining for EpochLines {
                 p.global_progress.items_total,
             );
             // On a terminal one line is rewritten; in a log each epoch has its line.
+            let seconds = self.started.elapsed().as_secs_f64();
+            self.started = std::time::Instant::now();
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 let end = if done == total { "\n" } else { "" };
-                eprint!("\repoch {done}/{total} done{end}");
+                eprint!("\repoch {done}/{total} done ({seconds:.1} s){end}");
             } else {
-                eprintln!("epoch {done}/{total} done");
+                eprintln!("epoch {done}/{total} done ({seconds:.1} s)");
             }
         }
     }
@@ -456,8 +531,10 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
     devices: &[B::Device],
 ) -> Result<TrainSummary> {
     let device = main_device::<B>(devices, run)?;
+    // Skeleton tokens are averaged over the body parts once, here: standardising commutes with
+    // that average, so the statistics come from the tokens as extracted.
     let labelled = |set: &FeatureSet| -> Result<Vec<FeatureItem>> {
-        let mut items = feature_items(set, run)?;
+        let mut items = feature_items(set, run, Some(&config.fusion))?;
         if config.centre_video {
             centre_video_features(&mut items);
         }
@@ -470,8 +547,17 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
     let (train_items, valid_items) = (labelled(train)?, labelled(valid)?);
     let inputs = feature_inputs(MICRO_GESTURE, train, valid, run)?;
     let run_spec = RunSpec::new(MICRO_GESTURE, inputs, config, run, resume)?;
+    let skeleton_tokens = train
+        .items
+        .values()
+        .filter(|t| item_label(t).is_some_and(|l| l >= 0))
+        .filter_map(|t| t.get("skeleton_tokens"));
     let build = |items: &[FeatureItem]| {
-        Ok(MicroGestureModel::<B>::new(config, device)?.standardised(items, device))
+        Ok(MicroGestureModel::<B>::new(config, device)?.standardised(
+            items,
+            skeleton_tokens,
+            device,
+        ))
     };
     fit(
         run_spec,
@@ -714,7 +800,9 @@ where
     .with_file_checkpointer(CompactRecorder::new())
     .with_checkpointing_strategy(KeepLastNCheckpoints::new(usize::MAX))
     .num_epochs(spec.epochs)
-    .renderer(EpochLines)
+    .renderer(EpochLines {
+        started: std::time::Instant::now(),
+    })
     .with_application_logger(None);
     if spec.patience > 0 {
         training = training.early_stopping(MetricEarlyStoppingStrategy::new(
@@ -839,12 +927,30 @@ pub(crate) mod tests {
     use crate::extract::tests::tiny_features;
 
     #[test]
+    fn skeleton_tokens_are_averaged_per_body_part() {
+        // Two steps of three joints, two channels.
+        let tokens = TensorData::new((0..12).map(|v| v as f32).collect(), [2, 3, 2]);
+        let parts = CmtfConfig::new().with_skeleton_parts(vec![vec![0, 1], vec![2]]);
+        let pooled = average_parts(&tokens, &parts).unwrap();
+        assert_eq!(pooled.shape, [2, 2, 2].into());
+        let expected = [1.0f32, 2.0, 4.0, 5.0, 7.0, 8.0, 10.0, 11.0];
+        assert_eq!(pooled.to_vec::<f32>().unwrap(), expected);
+        let all = average_parts(&tokens, &CmtfConfig::new()).unwrap();
+        assert_eq!(all.to_vec::<f32>().unwrap(), [2.0f32, 3.0, 8.0, 9.0]);
+        let far = CmtfConfig::new().with_skeleton_parts(vec![vec![3]]);
+        assert!(average_parts(&tokens, &far).unwrap_err().contains("joint 3"));
+        let flat = TensorData::new(vec![0.0f32; 4], [4]);
+        assert!(average_parts(&flat, &parts).unwrap_err().contains("[T, V, C]"));
+    }
+
+    #[test]
     fn video_features_are_centred_per_video() {
         let item = |video: [f32; 4], class: [f32; 2]| FeatureItem {
             video: TensorData::new(video.to_vec(), [2, 1, 1, 2]),
             class: TensorData::new(class.to_vec(), [2]),
             skeleton: TensorData::new(vec![7.0f32; 2], [1, 1, 2]),
             label: 0,
+            skeleton_pooled: false,
         };
         let mut items = vec![
             ("0001_0".to_string(), item([1.0, 2.0, 3.0, 4.0], [1.0, 0.0])),

@@ -150,7 +150,15 @@ fn features_of(path: &Option<PathBuf>) -> Result<FeatureSet, Error> {
     let path = path
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("--features and --valid are needed".into()))?;
-    Ok(FeatureSet::read(path)?)
+    let started = std::time::Instant::now();
+    let set = FeatureSet::read(path)?;
+    eprintln!(
+        "read {} items of {} in {:.1} s",
+        set.items.len(),
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(set)
 }
 
 pub fn run(args: TrainArgs) -> Result<(), Error> {
