@@ -19,7 +19,9 @@ use burn::prelude::*;
 use burn::record::{CompactRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::checkpoint::KeepLastNCheckpoints;
-use burn::train::metric::store::{Aggregate, Direction, Split};
+use burn::train::logger::{FileMetricLogger, MetricLogger};
+use burn::train::metric::NumericEntry;
+use burn::train::metric::store::{Aggregate, Direction, EpochSummary, MetricsUpdate, Split};
 use burn::train::metric::{
     AccuracyMetric, AurocMetric, LossMetric, MetricDefinition, TopKAccuracyMetric,
 };
@@ -462,6 +464,48 @@ impl MetricsRenderer for EpochLines {
     fn register_metric(&mut self, _: MetricDefinition) {}
 }
 
+/// burn-train's file metric logger with the epochs of a resumed run numbered right: burn-train
+/// 0.21's event store counts epochs from 1 in every process until an epoch ends, so the
+/// metrics of the first epoch after a checkpoint went to `epoch-1` (overwriting the first
+/// epoch's, which best-epoch selection then read as that epoch's). Until a split ends its first
+/// epoch here, its metrics are logged as epoch `first`.
+struct ResumedMetricLogger {
+    inner: FileMetricLogger,
+    first: usize,
+    ended: Vec<Split>,
+}
+
+impl MetricLogger for ResumedMetricLogger {
+    fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
+        let epoch = if self.ended.contains(split) {
+            epoch
+        } else {
+            self.first
+        };
+        self.inner.log(update, epoch, split);
+    }
+
+    fn read_numeric(
+        &mut self,
+        name: &str,
+        epoch: usize,
+        split: &Split,
+    ) -> std::result::Result<Vec<NumericEntry>, String> {
+        self.inner.read_numeric(name, epoch, split)
+    }
+
+    fn log_metric_definition(&mut self, definition: MetricDefinition) {
+        self.inner.log_metric_definition(definition);
+    }
+
+    fn log_epoch_summary(&mut self, summary: EpochSummary) {
+        if !self.ended.contains(&summary.split) {
+            self.ended.push(summary.split.clone());
+        }
+        self.inner.log_epoch_summary(summary);
+    }
+}
+
 /// What a run folder holds besides burn-train's files: what was trained on what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -829,6 +873,11 @@ where
     if let Some(epoch) = start {
         training = training.checkpoint(epoch);
     }
+    training = training.with_metric_logger(ResumedMetricLogger {
+        inner: FileMetricLogger::new(run),
+        first: start.map_or(1, |epoch| epoch + 1),
+        ended: Vec::new(),
+    });
     if devices.len() > 1 {
         training = training.with_training_strategy(TrainingStrategy::Default(
             ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice),
@@ -938,9 +987,17 @@ pub(crate) mod tests {
         let all = average_parts(&tokens, &CmtfConfig::new()).unwrap();
         assert_eq!(all.to_vec::<f32>().unwrap(), [2.0f32, 3.0, 8.0, 9.0]);
         let far = CmtfConfig::new().with_skeleton_parts(vec![vec![3]]);
-        assert!(average_parts(&tokens, &far).unwrap_err().contains("joint 3"));
+        assert!(
+            average_parts(&tokens, &far)
+                .unwrap_err()
+                .contains("joint 3")
+        );
         let flat = TensorData::new(vec![0.0f32; 4], [4]);
-        assert!(average_parts(&flat, &parts).unwrap_err().contains("[T, V, C]"));
+        assert!(
+            average_parts(&flat, &parts)
+                .unwrap_err()
+                .contains("[T, V, C]")
+        );
     }
 
     #[test]
@@ -1059,6 +1116,16 @@ pub(crate) mod tests {
         let bytes = std::fs::read(&model).unwrap();
         std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
         assert_eq!(checkpoints(&run), [2, 1]);
+        let logs = |epoch: usize| {
+            ["train", "valid"].map(|split| {
+                std::fs::read_to_string(run.join(format!("{split}/epoch-{epoch}/Loss.log")))
+                    .unwrap()
+            })
+        };
+        let epoch_1 = logs(1);
+        for split in ["train", "valid"] {
+            std::fs::remove_dir_all(run.join(format!("{split}/epoch-2"))).unwrap();
+        }
         let resumed = train_micro_gesture::<Autodiff<Flex>>(
             &train,
             &valid,
@@ -1070,6 +1137,9 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(resumed.epochs, 2);
         assert!(std::fs::read(&model).unwrap().len() > bytes.len() / 2);
+        // The retrained epoch has its own logs; the first epoch's are untouched.
+        assert_eq!(logs(1), epoch_1);
+        assert!(logs(2).iter().all(|log| !log.is_empty()));
     }
 
     #[test]
