@@ -866,6 +866,11 @@ fn killed_extraction_and_training_resume_with_nothing_lost_or_repeated() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("40 epochs"), "{stdout}");
     assert!(run.join("checkpoint/model-40.mpk").exists());
+    // Every epoch has its metric logs, the ones trained after the resumption included.
+    for epoch in 1..=40 {
+        let log = run.join(format!("valid/epoch-{epoch}/Accuracy.log"));
+        assert!(log.exists(), "{}", log.display());
+    }
     if !killed {
         eprintln!("note: the training finished before it could be killed");
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
-use burn::record::{CompactRecorder, Recorder};
+use burn::record::Recorder;
 use miga_datasets::classes::{MicroGesture, NUM_CLASSES};
 use serde::Serialize;
 
@@ -86,7 +86,7 @@ where
     }
     let config: C = crate::config::from_toml(&C::default(), &info.config, &info_path)?;
     let best = run.join("best");
-    let record = CompactRecorder::new()
+    let record = crate::train::RunRecorder::new()
         .load(best.clone(), device)
         .map_err(|e| Error::Mismatch {
             path: best.with_extension("mpk"),

@@ -10,6 +10,7 @@ mod error;
 pub mod evaluate;
 pub mod extract;
 pub mod features;
+mod loader;
 pub mod pipeline;
 pub mod plot;
 pub mod standardise;

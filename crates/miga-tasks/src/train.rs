@@ -16,7 +16,7 @@ use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, Optimizer};
 use burn::prelude::*;
-use burn::record::{CompactRecorder, Recorder};
+use burn::record::{DefaultRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::checkpoint::KeepLastNCheckpoints;
 use burn::train::logger::{FileMetricLogger, MetricLogger};
@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::extract::MICRO_GESTURE;
 use crate::features::{FeatureSet, item_label};
+use crate::loader::EpochLoader;
 use crate::plot::{Curve, line_chart};
 use crate::standardise::{Standardise, channel_moments};
 use crate::{Error, Result};
@@ -530,6 +531,11 @@ pub struct TrainSummary {
     pub plot: PathBuf,
 }
 
+/// How checkpoints and `best.mpk` are written: named MessagePack at full precision. (Burn's
+/// `CompactRecorder` stores half precision: a resumed run then started from rounded weights and
+/// optimiser moments, and did not continue as the uninterrupted run would have.)
+pub(crate) type RunRecorder = DefaultRecorder;
+
 /// The epochs with all three checkpoint files (model, optimiser, scheduler), newest first.
 fn checkpoints(run: &Path) -> Vec<usize> {
     let dir = run.join("checkpoint");
@@ -558,7 +564,7 @@ fn checkpoints(run: &Path) -> Vec<usize> {
 
 /// Whether the record file `path` (without extension) reads as an `R`.
 fn readable<B: Backend, R: burn::record::Record<B>>(path: PathBuf, device: &B::Device) -> bool {
-    CompactRecorder::new().load::<R>(path, device).is_ok()
+    RunRecorder::new().load::<R>(path, device).is_ok()
 }
 
 /// Trains on `train` features, validating on `valid`, in the run folder `run`. With `resume`,
@@ -800,15 +806,33 @@ where
             reason: "no labelled items in the training or validation features".into(),
         });
     }
-    // Initialisation, then dropout, draw from the backend's generator in this order.
+    // Initialisation draws from the seed; each epoch seeds its own draws ([`EpochLoader`]).
     B::seed(device, spec.seed);
     let model = build(&train)?;
     let batches = train.len().div_ceil(spec.batch);
-    let loader_train: Arc<dyn DataLoader<B, <M as TrainStep>::Input>> =
-        DataLoaderBuilder::new(batcher.clone())
-            .batch_size(spec.batch)
-            .shuffle(spec.seed)
-            .build(InMemDataset::new(train));
+    let optimizer = AdamWConfig::new()
+        .with_weight_decay(spec.weight_decay)
+        .init::<B, M>();
+    // The newest epoch whose checkpoint reads back: a process killed while writing one leaves
+    // a truncated or missing file, and the run then continues after the epoch before.
+    let dir = run.join("checkpoint");
+    let start = spec.resumable.iter().copied().find(|epoch| {
+        readable::<B, <M as Module<B>>::Record>(dir.join(format!("model-{epoch}")), device)
+            && readable_as(&optimizer, dir.join(format!("optim-{epoch}")), device)
+            && readable::<B, <ComposedLrScheduler as LrScheduler>::Record<B>>(
+                dir.join(format!("scheduler-{epoch}")),
+                device,
+            )
+    });
+    let first = start.map_or(1, |epoch| epoch + 1);
+    let loader_train: Arc<dyn DataLoader<B, <M as TrainStep>::Input>> = Arc::new(EpochLoader::new(
+        Arc::new(InMemDataset::new(train)),
+        Arc::new(batcher.clone()),
+        spec.batch,
+        spec.seed,
+        first,
+        device.clone(),
+    ));
     let loader_valid: Arc<
         dyn DataLoader<B::InnerBackend, <M::InnerModule as InferenceStep>::Input>,
     > = DataLoaderBuilder::new(batcher)
@@ -827,9 +851,6 @@ where
         )
         .init()
         .map_err(|e| bad(format!("{e:?}")))?;
-    let optimizer = AdamWConfig::new()
-        .with_weight_decay(spec.weight_decay)
-        .init::<B, M>();
     let training = SupervisedTraining::new(run, loader_train, loader_valid);
     let mut training = match metrics {
         Metrics::Classes => training.metrics((
@@ -841,7 +862,7 @@ where
             training.metrics((AccuracyMetric::new(), AurocMetric::new(), LossMetric::new()))
         }
     }
-    .with_file_checkpointer(CompactRecorder::new())
+    .with_file_checkpointer(RunRecorder::new())
     .with_checkpointing_strategy(KeepLastNCheckpoints::new(usize::MAX))
     .num_epochs(spec.epochs)
     .renderer(EpochLines {
@@ -859,23 +880,12 @@ where
             },
         ));
     }
-    // The newest epoch whose checkpoint reads back: a process killed while writing one leaves
-    // a truncated or missing file, and the run then continues after the epoch before.
-    let dir = run.join("checkpoint");
-    let start = spec.resumable.iter().copied().find(|epoch| {
-        readable::<B, <M as Module<B>>::Record>(dir.join(format!("model-{epoch}")), device)
-            && readable_as(&optimizer, dir.join(format!("optim-{epoch}")), device)
-            && readable::<B, <ComposedLrScheduler as LrScheduler>::Record<B>>(
-                dir.join(format!("scheduler-{epoch}")),
-                device,
-            )
-    });
     if let Some(epoch) = start {
         training = training.checkpoint(epoch);
     }
     training = training.with_metric_logger(ResumedMetricLogger {
         inner: FileMetricLogger::new(run),
-        first: start.map_or(1, |epoch| epoch + 1),
+        first,
         ended: Vec::new(),
     });
     if devices.len() > 1 {
@@ -923,7 +933,7 @@ where
         0 => result.model,
         _ => {
             let checkpoint = run.join(format!("checkpoint/model-{best_epoch}"));
-            let record = CompactRecorder::new()
+            let record = RunRecorder::new()
                 .load(checkpoint.clone(), device)
                 .map_err(|e| Error::Mismatch {
                     path: checkpoint,
@@ -932,7 +942,7 @@ where
             result.model.load_record(record)
         }
     };
-    best.save_file(run.join("best"), &CompactRecorder::new())
+    best.save_file(run.join("best"), &RunRecorder::new())
         .map_err(|e| Error::Mismatch {
             path: run.join("best.mpk"),
             reason: e.to_string(),
@@ -1042,6 +1052,25 @@ pub(crate) mod tests {
         }
     }
 
+    /// The validation scores of the model checkpointed after `epoch` in `run`.
+    fn checkpoint_scores(
+        run: &Path,
+        epoch: usize,
+        config: &TrainConfig,
+        set: &FeatureSet,
+    ) -> Vec<f32> {
+        let device = Default::default();
+        let record = RunRecorder::new()
+            .load(run.join(format!("checkpoint/model-{epoch}")), &device)
+            .unwrap();
+        let model = MicroGestureModel::<Flex>::new(config, &device)
+            .unwrap()
+            .load_record(record);
+        let items = feature_items(set, run, None).unwrap();
+        let batch = FeatureBatcher.batch(items.into_iter().map(|(_, i)| i).collect(), &device);
+        model.logits(&batch).into_data().to_vec().unwrap()
+    }
+
     #[test]
     fn trains_checkpoints_every_epoch_and_resumes() {
         let _rng = crate::rng_lock();
@@ -1114,6 +1143,7 @@ pub(crate) mod tests {
         // after epoch 1.
         let model = run.join("checkpoint/model-2.mpk");
         let bytes = std::fs::read(&model).unwrap();
+        let scores = checkpoint_scores(&run, 2, &tiny_config(2), &valid);
         std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
         assert_eq!(checkpoints(&run), [2, 1]);
         let logs = |epoch: usize| {
@@ -1136,7 +1166,8 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(resumed.epochs, 2);
-        assert!(std::fs::read(&model).unwrap().len() > bytes.len() / 2);
+        // Epoch 2 trained again is the epoch 2 of the uninterrupted run, bit for bit.
+        assert_eq!(checkpoint_scores(&run, 2, &tiny_config(2), &valid), scores);
         // The retrained epoch has its own logs; the first epoch's are untouched.
         assert_eq!(logs(1), epoch_1);
         assert!(logs(2).iter().all(|log| !log.is_empty()));
