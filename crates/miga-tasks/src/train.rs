@@ -447,9 +447,9 @@ impl MetricsRendererTraining for EpochLines {
             self.started = std::time::Instant::now();
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 let end = if done == total { "\n" } else { "" };
-                eprint!("\repoch {done}/{total} done ({seconds:.1} s){end}");
+                eprint!("\repoch {done}/{total} done ({seconds:.2} s){end}");
             } else {
-                eprintln!("epoch {done}/{total} done ({seconds:.1} s)");
+                eprintln!("epoch {done}/{total} done ({seconds:.2} s)");
             }
         }
     }
