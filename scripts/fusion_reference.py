@@ -323,6 +323,15 @@ class InterFusion(nn.Module):
         b, device, d = some.shape[0], some.device, self.c["d_model"]
         scale = self.c["clock_scale"]
         no_padding = lambda x: torch.zeros(b, x.shape[1], dtype=torch.bool, device=device)
+        p = self.c.get("modality_dropout", 0.0)
+        if self.training and p > 0 and face is not None and context is not None:
+            face_padding = face_padding if face_padding is not None else no_padding(face)
+            context_padding = context_padding if context_padding is not None else no_padding(context)
+            has_f = (~face_padding).any(1, keepdim=True)
+            has_c = (~context_padding).any(1, keepdim=True)
+            u = torch.rand(b, 1, device=device)
+            face_padding = face_padding | ((u < p) & has_c)
+            context_padding = context_padding | ((u >= p) & (u < 2 * p) & has_f)
         f = c_ = None
         if self.face is not None and face is not None:
             f = self.face.encode(face, face_padding if face_padding is not None else no_padding(face), expressions, self.modality[0:1], scale)
@@ -415,7 +424,8 @@ CMTF_DEFAULTS = dict(video_dim=768, skeleton_dim=256, num_classes=32, d_model=25
                      dropout=0.1, variant="Cross", video_grid=1, video_class_token=True, skeleton_parts=[],
                      clock_scale=64.0, modality_dropout=0.2, aux_loss_weight=0.5)
 INTERFUSION_DEFAULTS = dict(face_dim=512, expression_classes=0, context_dim=768, num_classes=2, d_model=256, heads=4,
-                            intra_layers=2, inter_layers=1, ff_dim=1024, dropout=0.1, clock_scale=256.0, variant="Full")
+                            intra_layers=2, inter_layers=1, ff_dim=1024, dropout=0.1, clock_scale=256.0, variant="Full",
+                            modality_dropout=0.0)
 
 SMALL = dict(d_model=16, heads=2, ff_dim=32)
 CASES = {

@@ -5,13 +5,13 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Distribution, Int, Tensor};
+use burn::tensor::{Bool, Int, Tensor};
 
 use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
     CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding, grid_regions,
-    masked_mean, norm, norm_layer, pool_regions,
+    masked_mean, modality_dropout, norm, norm_layer, pool_regions,
 };
 use crate::loss::ClassificationLoss;
 
@@ -396,35 +396,6 @@ impl CmtfConfig {
             },
         })
     }
-}
-
-/// In training, drops the video of a sample with probability `p` and, exclusively, its
-/// skeleton with probability `p` (one uniform draw per sample: below `p` drops the video,
-/// between `p` and `2p` the skeleton), never a stream whose partner is already absent. `a` and
-/// `b` are the time-step paddings.
-fn modality_dropout<B: Backend>(
-    a: Tensor<B, 2, Bool>,
-    b: Tensor<B, 2, Bool>,
-    p: f64,
-) -> (Tensor<B, 2, Bool>, Tensor<B, 2, Bool>) {
-    let device = a.device();
-    if p == 0.0 || !B::ad_enabled(&device) {
-        return (a, b);
-    }
-    let [n, ta] = a.dims();
-    let tb = b.dims()[1];
-    let has = |x: &Tensor<B, 2, Bool>| x.clone().bool_not().any_dim(1);
-    let u = Tensor::<B, 2>::random([n, 1], Distribution::Uniform(0.0, 1.0), &device);
-    let drop_a = u.clone().lower_elem(p).bool_and(has(&b));
-    let drop_b = u
-        .clone()
-        .greater_equal_elem(p)
-        .bool_and(u.lower_elem(2.0 * p))
-        .bool_and(has(&a));
-    (
-        a.bool_or(drop_a.expand([n, ta])),
-        b.bool_or(drop_b.expand([n, tb])),
-    )
 }
 
 impl<B: Backend> Cmtf<B> {

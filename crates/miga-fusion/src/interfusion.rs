@@ -12,7 +12,7 @@ use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
     AttentionPool, CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding,
-    linear_rows, norm, norm_layer,
+    linear_rows, modality_dropout, norm, norm_layer,
 };
 
 const MODULE: &str = "interfusion";
@@ -70,6 +70,12 @@ pub struct InterFusionConfig {
     /// The full model or a baseline.
     #[config(default = "InterFusionVariant::Full")]
     pub variant: InterFusionVariant,
+    /// In training, each stream of a video is dropped with this probability (never both: at
+    /// most 0.5), so the model keeps working when a video has no usable face (see
+    /// `CmtfConfig::modality_dropout`). Used when the variant has both streams (the full model
+    /// and late fusion) and both are given.
+    #[config(default = 0.0)]
+    pub modality_dropout: f64,
 }
 
 /// A padded batch of sequences.
@@ -191,6 +197,7 @@ struct Settings {
     expression_classes: usize,
     context_dim: usize,
     clock_scale: f64,
+    modality_dropout: f64,
 }
 
 impl InterFusionConfig {
@@ -213,6 +220,15 @@ impl InterFusionConfig {
             return Err(crate::Error::InvalidConfig {
                 module: MODULE,
                 reason: "clock_scale is not finite".into(),
+            });
+        }
+        if !(0.0..=0.5).contains(&self.modality_dropout) {
+            return Err(crate::Error::InvalidConfig {
+                module: MODULE,
+                reason: format!(
+                    "modality_dropout {} is outside [0, 0.5]",
+                    self.modality_dropout
+                ),
             });
         }
         Ok(())
@@ -287,6 +303,7 @@ impl InterFusionConfig {
                 expression_classes: self.expression_classes,
                 context_dim: self.context_dim,
                 clock_scale: self.clock_scale,
+                modality_dropout: self.modality_dropout,
             },
         })
     }
@@ -473,6 +490,34 @@ impl<B: Backend> InterFusion<B> {
         input: InterFusionInput<B>,
         weights: bool,
     ) -> (InterFusionOutput<B>, Vec<AttentionMap<B>>) {
+        let (face, context) = match (input.face, input.context) {
+            (Some(face), Some(context))
+                if self.settings.modality_dropout > 0.0
+                    && self.face.is_some()
+                    && self.context.is_some() =>
+            {
+                let padding = |s: &Sequence<B>| {
+                    let [b, n, _] = s.tokens.dims();
+                    Stream::padding_or_none(s.padding.clone(), [b, n], &s.tokens.device())
+                };
+                let (pf, pc) = modality_dropout(
+                    padding(&face),
+                    padding(&context),
+                    self.settings.modality_dropout,
+                );
+                (
+                    Some(Sequence {
+                        padding: Some(pf),
+                        ..face
+                    }),
+                    Some(Sequence {
+                        padding: Some(pc),
+                        ..context
+                    }),
+                )
+            }
+            streams => streams,
+        };
         let mut maps = Vec::new();
         let mut encode = |branch: &Option<SequenceBranch<B>>,
                           sequence: Option<Sequence<B>>,
@@ -498,8 +543,8 @@ impl<B: Backend> InterFusion<B> {
             );
             Some(stream)
         };
-        let face = encode(&self.face, input.face, input.expressions, 0, "face self");
-        let context = encode(&self.context, input.context, None, 1, "context self");
+        let face = encode(&self.face, face, input.expressions, 0, "face self");
+        let context = encode(&self.context, context, None, 1, "context self");
         let some = face
             .as_ref()
             .or(context.as_ref())
@@ -615,6 +660,35 @@ mod tests {
             .with_heads(2)
             .with_ff_dim(32)
             .with_variant(variant)
+    }
+
+    #[test]
+    fn modality_dropout_only_in_training_and_never_both() {
+        let device = Default::default();
+        let config = config(InterFusionVariant::Full).with_modality_dropout(0.5);
+        let model = config.init::<A>(&device).unwrap();
+        // At p = 0.5 every video loses exactly one stream: the gate hands the whole embedding
+        // to the other (1: face only, 0: context only).
+        let gate: Vec<f32> = model
+            .forward(input(&config, &device))
+            .gate
+            .unwrap()
+            .into_data()
+            .to_vec()
+            .unwrap();
+        for row in gate.chunks(config.d_model) {
+            assert!(row.iter().all(|&g| g == row[0]) && (row[0] == 0.0 || row[0] == 1.0));
+        }
+        let inference = burn::module::AutodiffModule::valid(&model)
+            .forward(input(&config, &device))
+            .gate
+            .unwrap();
+        let inference: Vec<f32> = inference.into_data().to_vec().unwrap();
+        assert!(inference.iter().all(|&g| g > 0.0 && g < 1.0));
+        let bad = InterFusionConfig::new()
+            .with_modality_dropout(0.6)
+            .validate();
+        assert!(bad.unwrap_err().to_string().contains("modality_dropout"));
     }
 
     fn configs() -> Vec<InterFusionConfig> {

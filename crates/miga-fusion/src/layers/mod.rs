@@ -13,7 +13,7 @@ mod tokens;
 
 pub use attention::{MaskedAttention, MaskedAttentionConfig};
 pub use cross::{CrossBlock, CrossMaps, Stream};
-pub use dropout::dropout;
+pub use dropout::{dropout, modality_dropout};
 pub use encoder::EncoderLayer;
 pub use linear::linear_rows;
 pub use norm::{NORM_EPSILON, norm, norm_layer};
