@@ -324,7 +324,8 @@ class InterFusion(nn.Module):
         scale = self.c["clock_scale"]
         no_padding = lambda x: torch.zeros(b, x.shape[1], dtype=torch.bool, device=device)
         p = self.c.get("modality_dropout", 0.0)
-        if self.training and p > 0 and face is not None and context is not None:
+        if (self.training and p > 0 and face is not None and context is not None
+                and self.face is not None and self.context is not None):
             face_padding = face_padding if face_padding is not None else no_padding(face)
             context_padding = context_padding if context_padding is not None else no_padding(context)
             has_f = (~face_padding).any(1, keepdim=True)

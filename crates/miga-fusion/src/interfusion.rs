@@ -493,6 +493,7 @@ impl<B: Backend> InterFusion<B> {
         let (face, context) = match (input.face, input.context) {
             (Some(face), Some(context))
                 if self.settings.modality_dropout > 0.0
+                    && B::ad_enabled(&face.tokens.device())
                     && self.face.is_some()
                     && self.context.is_some() =>
             {
