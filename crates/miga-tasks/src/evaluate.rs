@@ -27,28 +27,35 @@ pub struct TrainedRun<B: Backend> {
     pub info: RunInfo,
     /// Its best model.
     pub model: MicroGestureModel<B>,
+    /// Its fusion settings (scored items are averaged per body part as they are read).
+    fusion: miga_fusion::CmtfConfig,
 }
 
 impl<B: Backend> TrainedRun<B> {
     /// Loads `run/best.mpk` with the run's settings; errors name a folder that is not a run or a
     /// checkpoint that does not match the settings.
     pub fn load(run: &Path, device: &B::Device) -> Result<Self> {
+        let mut fusion = None;
         let (info, model) = load_best(
             run,
             MICRO_GESTURE,
-            |config: &TrainConfig| MicroGestureModel::new(config, device),
+            |config: &TrainConfig| {
+                fusion = Some(config.fusion.clone());
+                MicroGestureModel::new(config, device)
+            },
             device,
         )?;
         Ok(Self {
             dir: run.to_path_buf(),
             info,
             model,
+            fusion: fusion.expect("load_best builds the model from the run's settings"),
         })
     }
 
     /// Class scores for every labelled or unlabelled item of `features`.
     pub fn scores(&self, features: &FeatureSet, path: &Path, device: &B::Device) -> Result<Scores> {
-        let mut items = feature_items(features, path, None)?;
+        let mut items = feature_items(features, path, Some(&self.fusion))?;
         if self.model.centre_video {
             centre_video_features(&mut items);
         }
