@@ -749,6 +749,8 @@ fn extract_train_eval_predict_on_synthetic_data() {
         &path("validate"),
     ]);
     assert!(!ok && stderr.contains("not emotion"), "{stderr}");
+    // The run folders are hundreds of MB; CI's disk is small.
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Starts `miga args`, waits until `ready()` (polling), kills it with SIGKILL; whether it was
@@ -874,4 +876,6 @@ fn killed_extraction_and_training_resume_with_nothing_lost_or_repeated() {
     if !killed {
         eprintln!("note: the training finished before it could be killed");
     }
+    // The run folders are hundreds of MB; CI's disk is small.
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -292,5 +292,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(message.contains("micro-gesture-end-to-end"), "{message}");
+        // Two runs with backbone checkpoints: hundreds of MB.
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
