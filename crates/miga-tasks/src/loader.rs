@@ -172,4 +172,28 @@ mod tests {
         // A run resumed at epoch 2 sees epochs 2 and 3 as the uninterrupted run did.
         assert_eq!(epochs(2, 2), run[1..]);
     }
+
+    #[test]
+    fn slices_cover_their_parts_of_the_items() {
+        let _rng = crate::rng_lock();
+        let loader = EpochLoader::<Flex, usize, Vec<usize>>::new(
+            Arc::new(InMemDataset::new((0..10).collect())),
+            Arc::new(Ids),
+            3,
+            7,
+            1,
+            Default::default(),
+        );
+        let (a, b) = (loader.slice(0, 4), loader.slice(4, 10));
+        assert_eq!((a.num_items(), b.num_items()), (4, 6));
+        let mut seen: Vec<usize> = a.iter().chain(b.iter()).flatten().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        // Batches of 3 and the progress of the last one.
+        let mut batches = b.iter();
+        assert_eq!(batches.next().map(|batch| batch.len()), Some(3));
+        assert_eq!(batches.next().map(|batch| batch.len()), Some(3));
+        assert!(batches.next().is_none());
+        assert_eq!(batches.progress().items_processed, 6);
+    }
 }
