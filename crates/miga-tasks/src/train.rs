@@ -21,7 +21,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::checkpoint::KeepLastNCheckpoints;
 use burn::train::logger::{FileMetricLogger, MetricLogger};
 use burn::train::metric::NumericEntry;
-use burn::train::metric::store::{Aggregate, Direction, EpochSummary, MetricsUpdate, Split};
+use burn::train::metric::store::{Aggregate, EpochSummary, EventStoreClient, MetricsUpdate, Split};
 use burn::train::metric::{
     AccuracyMetric, AurocMetric, LossMetric, MetricDefinition, TopKAccuracyMetric,
 };
@@ -30,9 +30,9 @@ use burn::train::renderer::{
     MetricsRendererTraining, ProgressType, TrainingProgress,
 };
 use burn::train::{
-    ClassificationOutput, ExecutionStrategy, InferenceStep, Interrupter, Learner, LearnerSummary,
-    MetricEarlyStoppingStrategy, MultiDeviceOptim, StoppingCondition, SupervisedTraining,
-    TrainOutput, TrainStep, TrainingStrategy,
+    ClassificationOutput, EarlyStoppingStrategy, ExecutionStrategy, InferenceStep, Interrupter,
+    Learner, LearnerSummary, MultiDeviceOptim, SupervisedTraining, TrainOutput, TrainStep,
+    TrainingStrategy,
 };
 use miga_fusion::{
     ClassificationLossConfig, Cmtf, CmtfConfig, CmtfInput, SkeletonTokens, VideoTokens,
@@ -522,6 +522,45 @@ impl MetricLogger for ResumedMetricLogger {
     }
 }
 
+/// Early stopping after `patience` epochs without a lower mean validation loss, deciding from
+/// every epoch's loss as logged in the run folder: a resumed run stops where the uninterrupted
+/// one would have (burn-train's `MetricEarlyStoppingStrategy` keeps the best epoch in memory,
+/// so it started counting again at a resumption).
+#[derive(Clone)]
+struct LossPatience {
+    patience: usize,
+}
+
+impl EarlyStoppingStrategy for LossPatience {
+    fn should_stop(&mut self, epoch: usize, store: &EventStoreClient) -> bool {
+        let losses: Vec<Option<f64>> = (1..=epoch)
+            .map(|e| store.find_metric("Loss", e, Aggregate::Mean, &Split::Valid))
+            .collect();
+        no_improvement_since(&losses, self.patience)
+    }
+}
+
+/// Whether the last of `losses` (one an epoch, the first first; `None` where not logged) comes
+/// `patience` or more epochs after the lowest one (the earliest of equals), as burn-train's
+/// `StoppingCondition::NoImprovementSince`; never when the last is unknown.
+fn no_improvement_since(losses: &[Option<f64>], patience: usize) -> bool {
+    let best = losses
+        .iter()
+        .enumerate()
+        .filter_map(|(epoch, loss)| loss.map(|loss| (epoch, loss)))
+        .fold(
+            None,
+            |best: Option<(usize, f64)>, (epoch, loss)| match best {
+                Some((_, lowest)) if loss >= lowest => best,
+                _ => Some((epoch, loss)),
+            },
+        );
+    match (best, losses.last()) {
+        (Some((best, _)), Some(Some(_))) => losses.len() - 1 - best >= patience,
+        _ => false,
+    }
+}
+
 /// What a run folder holds besides burn-train's files: what was trained on what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -883,15 +922,9 @@ where
     .renderer(EpochLines { started: None })
     .with_application_logger(None);
     if spec.patience > 0 {
-        training = training.early_stopping(MetricEarlyStoppingStrategy::new(
-            &LossMetric::<B>::new(),
-            Aggregate::Mean,
-            Direction::Lowest,
-            Split::Valid,
-            StoppingCondition::NoImprovementSince {
-                n_epochs: spec.patience,
-            },
-        ));
+        training = training.early_stopping(LossPatience {
+            patience: spec.patience,
+        });
     }
     if let Some(epoch) = start {
         training = training.checkpoint(epoch);
@@ -1056,6 +1089,19 @@ pub(crate) mod tests {
         let scores = |items: Vec<FeatureItem>| model.logits(&FeatureBatcher.batch(items, &device));
         let diff: f32 = (scores(full) - scores(pooled)).abs().max().into_scalar();
         assert!(diff < 1e-4, "{diff}");
+    }
+
+    #[test]
+    fn early_stopping_counts_from_the_logged_losses() {
+        let losses = [Some(1.0), Some(0.5), Some(0.6), Some(0.5), Some(0.7)];
+        // The lowest is epoch 2 (epoch 4 only equals it).
+        let stops = |n: usize, patience| no_improvement_since(&losses[..n], patience);
+        assert!(!stops(2, 2) && !stops(3, 2) && stops(4, 2) && stops(5, 3));
+        assert!(!stops(5, 4));
+        // Decided from the logs alone: a strategy made after a resumption answers alike, and
+        // an epoch whose loss is not logged never stops the run.
+        assert!(!no_improvement_since(&[Some(1.0), Some(2.0), None], 1));
+        assert!(no_improvement_since(&[None, Some(1.0), Some(2.0)], 1));
     }
 
     #[test]
