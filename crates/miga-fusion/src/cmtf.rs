@@ -467,9 +467,8 @@ impl<B: Backend> Cmtf<B> {
                     format!("{} pooled tokens a step, but {parts} body parts", dims[2]),
                 ));
             }
-            if let Some(j) = (!k.pooled)
-                .then(|| s.skeleton_parts.iter().flatten().find(|&&j| j >= dims[2]))
-                .flatten()
+            if !k.pooled
+                && let Some(j) = s.skeleton_parts.iter().flatten().find(|&&j| j >= dims[2])
             {
                 return Err(invalid(
                     MODULE,

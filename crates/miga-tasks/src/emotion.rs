@@ -551,7 +551,7 @@ pub struct EmotionRun<B: Backend> {
 impl<B: Backend> EmotionRun<B> {
     /// Loads `run/best.mpk` with the run's settings.
     pub fn load(run: &Path, device: &B::Device) -> Result<Self> {
-        let (info, model) = load_best(
+        let (info, _, model) = load_best(
             run,
             EMOTION,
             |config: &EmotionTrainConfig| EmotionModel::new(config, device),

@@ -206,7 +206,7 @@ pub(crate) fn load_end_to_end<B: Backend>(
         swinface: None,
     };
     let (graph, settings) = description.settings.prepared()?;
-    let (_, model) = crate::evaluate::load_best(
+    let (_, _, model) = crate::evaluate::load_best(
         run,
         MICRO_GESTURE_END_TO_END,
         |config: &TrainConfig| {

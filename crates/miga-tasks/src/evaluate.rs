@@ -35,21 +35,17 @@ impl<B: Backend> TrainedRun<B> {
     /// Loads `run/best.mpk` with the run's settings; errors name a folder that is not a run or a
     /// checkpoint that does not match the settings.
     pub fn load(run: &Path, device: &B::Device) -> Result<Self> {
-        let mut fusion = None;
-        let (info, model) = load_best(
+        let (info, config, model) = load_best(
             run,
             MICRO_GESTURE,
-            |config: &TrainConfig| {
-                fusion = Some(config.fusion.clone());
-                MicroGestureModel::new(config, device)
-            },
+            |config: &TrainConfig| MicroGestureModel::new(config, device),
             device,
         )?;
         Ok(Self {
             dir: run.to_path_buf(),
             info,
             model,
-            fusion: fusion.expect("load_best builds the model from the run's settings"),
+            fusion: config.fusion,
         })
     }
 
@@ -70,14 +66,14 @@ impl<B: Backend> TrainedRun<B> {
     }
 }
 
-/// The run info and best model of a run of `task`: `build` makes the model from the run's
-/// settings, then `best.mpk` is loaded into it.
+/// The run info, settings and best model of a run of `task`: `build` makes the model from the
+/// run's settings, then `best.mpk` is loaded into it.
 pub(crate) fn load_best<B, M, C>(
     run: &Path,
     task: &str,
     build: impl FnOnce(&C) -> Result<M>,
     device: &B::Device,
-) -> Result<(RunInfo, M)>
+) -> Result<(RunInfo, C, M)>
 where
     B: Backend,
     M: Module<B>,
@@ -100,7 +96,7 @@ where
             reason: format!("does not match the run's settings: {e}"),
         })?;
     let model = build(&config)?.load_record(record);
-    Ok((info, model))
+    Ok((info, config, model))
 }
 
 /// Scores of `items` (from `features`, read at `path`) by `logits`, 32 items a batch, after

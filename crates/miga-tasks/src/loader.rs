@@ -4,7 +4,8 @@
 //! dropout draws from the backend's generator, seeded once: a run resumed after epoch `k`
 //! started both again from the seed, so it did not repeat what the uninterrupted run would have
 //! done. Here each epoch shuffles with, and seeds the backend with, a seed made of the run's
-//! seed and the epoch number, so a resumed run trains exactly as an uninterrupted one.
+//! seed and the epoch number, so a resumed run trains exactly as an uninterrupted one (on one
+//! device: the slices of a data-parallel run share the backend's global generator).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -214,27 +214,24 @@ pub fn feature_items(
     }
     let mut items = Vec::new();
     for (id, tensors) in &set.items {
-        let get = |name: &str| {
-            tensors.get(name).cloned().ok_or_else(|| Error::Mismatch {
+        let tensor = |name: &str| {
+            tensors.get(name).ok_or_else(|| Error::Mismatch {
                 path: path.to_path_buf(),
                 reason: format!("item {id} has no `{name}`"),
             })
         };
+        let get = |name: &str| tensor(name).cloned();
         let label = item_label(tensors).ok_or_else(|| Error::Mismatch {
             path: path.to_path_buf(),
             reason: format!("item {id} has no `label`"),
         })?;
         let skeleton = match fusion {
             Some(fusion) => {
-                let tokens = tensors
-                    .get("skeleton_tokens")
-                    .ok_or_else(|| Error::Mismatch {
+                average_parts(tensor("skeleton_tokens")?, fusion).map_err(|reason| {
+                    Error::Mismatch {
                         path: path.to_path_buf(),
-                        reason: format!("item {id} has no `skeleton_tokens`"),
-                    })?;
-                average_parts(tokens, fusion).map_err(|reason| Error::Mismatch {
-                    path: path.to_path_buf(),
-                    reason: format!("item {id}: skeleton_tokens {reason}"),
+                        reason: format!("item {id}: skeleton_tokens {reason}"),
+                    }
                 })?
             }
             None => get("skeleton_tokens")?,
