@@ -433,6 +433,13 @@ fn sync<B: Backend>(device: &B::Device) -> Result<(), Error> {
 impl BackendTask for ModelBench {
     type Output = Timings;
     fn run<B: Backend>(self, device: B::Device) -> Timings {
+        // On the CPU pool's threads, as miga's own steps run (`miga_kernels::on_cpu_workers`).
+        miga_kernels::on_cpu_workers::<B, _>(|| self.run_forward::<B>(device))
+    }
+}
+
+impl ModelBench {
+    fn run_forward<B: Backend>(self, device: B::Device) -> Timings {
         match self.0.model {
             BenchModel::MvitV2S => {
                 self.forward(mvit_config(self.0.frames).init::<B>(&device)?, &device)
@@ -452,6 +459,12 @@ impl BackendTask for ModelBench {
 impl AutodiffTask for ModelBench {
     type Output = Timings;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Timings {
+        miga_kernels::on_cpu_workers::<B, _>(|| self.run_train::<B>(device))
+    }
+}
+
+impl ModelBench {
+    fn run_train<B: AutodiffBackend>(self, device: B::Device) -> Timings {
         match self.0.model {
             BenchModel::MvitV2S => {
                 self.train(mvit_config(self.0.frames).init::<B>(&device)?, &device)

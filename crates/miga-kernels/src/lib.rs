@@ -41,6 +41,37 @@ mod flex;
 #[cfg(feature = "flex")]
 mod primitive;
 
+/// Runs `op` on a worker thread of rayon's global pool when `B` is Flex (alone or under
+/// autodiff) and the pool has more than one thread; on the calling thread otherwise.
+///
+/// Flex splits each operation over rayon's pool. From a thread outside the pool every operation
+/// is handed to a worker while the caller sleeps until it is done: two thread wake-ups an
+/// operation, thousands a training step. From a worker, an operation forks there and the
+/// caller takes its share. Wrapping a whole step (forward, backward, or an optimiser update)
+/// makes that one hand-off: on 2 threads a batch-1 CMTF forward went from 5.4 to 2.8 ms and a
+/// CMTF training epoch over 2,048 clips from 10.5-11.3 to 9.0-9.9 s (docs/benchmarks.md).
+///
+/// `op` must not wait for another thread that needs the pool (a channel, a join): it holds one
+/// of the pool's threads while it runs. With a single-thread pool `op` runs where it is called,
+/// so that such a wait cannot stall the pool's only thread.
+///
+/// ```
+/// use burn::backend::Flex;
+/// use burn::tensor::Tensor;
+///
+/// let device = Default::default();
+/// let x = Tensor::<Flex, 1>::from_floats([1.0, 2.0], &device);
+/// let y = miga_kernels::on_cpu_workers::<Flex, _>(|| (x.clone() * 2.0).sum().into_scalar());
+/// assert_eq!(y, 6.0);
+/// ```
+pub fn on_cpu_workers<B: Backend, R: Send>(op: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "flex")]
+    if primitive::is_flex::<B>() && rayon::current_num_threads() > 1 {
+        return rayon::scope(|_| op());
+    }
+    op()
+}
+
 /// Exact (erf) GELU, `0.5 x (1 + erf(x / sqrt 2))`, as PyTorch's `nn.GELU()`.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     #[cfg(feature = "flex")]

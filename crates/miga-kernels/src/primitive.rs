@@ -3,8 +3,18 @@
 
 use std::any::{Any, TypeId};
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::{DType, Tensor, TensorPrimitive};
+
+/// Whether `B` computes on Flex: Flex itself, or Flex under Burn's autodiff.
+pub(crate) fn is_flex<B: Backend>() -> bool {
+    let id = TypeId::of::<B::FloatTensorPrimitive>();
+    id == TypeId::of::<burn_flex::FlexTensor>()
+        || id
+            == TypeId::of::<
+                <burn::backend::Autodiff<burn_flex::Flex> as BackendTypes>::FloatTensorPrimitive,
+            >()
+}
 
 /// Whether `x` is an f32 tensor whose backend primitive is `P`.
 pub(crate) fn is_f32<P: 'static, B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {

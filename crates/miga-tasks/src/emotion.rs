@@ -142,7 +142,9 @@ pub fn extract_emotion<B: Backend>(
             let mut tensors = BTreeMap::from([
                 (
                     "context_embeddings".to_string(),
-                    models.mvit.try_forward(context)?.embedding.into_data(),
+                    miga_kernels::on_cpu_workers::<B, _>(|| models.mvit.try_forward(context))?
+                        .embedding
+                        .into_data(),
                 ),
                 (
                     "label".to_string(),
@@ -155,9 +157,10 @@ pub fn extract_emotion<B: Backend>(
                 let (mut embeddings, mut expressions) = (Vec::new(), Vec::new());
                 for first in (0..faces).step_by(settings.face_batch.max(1)) {
                     let n = settings.face_batch.max(1).min(faces - first);
-                    let out = models
-                        .swinface
-                        .try_forward(crops.clone().narrow(0, first, n))?;
+                    let crops = crops.clone().narrow(0, first, n);
+                    let out = miga_kernels::on_cpu_workers::<B, _>(|| {
+                        models.swinface.try_forward(crops)
+                    })?;
                     expressions.extend(out.expression_probabilities());
                     embeddings.push(out.embedding);
                 }
@@ -409,7 +412,7 @@ impl<B: Backend> EmotionModel<B> {
 
     /// Win/Lose scores `[B, 2]` of a batch.
     pub fn logits(&self, batch: &EmotionFeatureBatch<B>) -> Tensor<B, 2> {
-        self.fusion.forward(self.input(batch)).logits
+        miga_kernels::on_cpu_workers::<B, _>(|| self.fusion.forward(self.input(batch)).logits)
     }
 
     fn input(&self, batch: &EmotionFeatureBatch<B>) -> InterFusionInput<B> {
@@ -440,8 +443,11 @@ impl<B: AutodiffBackend> TrainStep for EmotionModel<B> {
     type Output = ClassificationOutput<B>;
 
     fn step(&self, batch: EmotionFeatureBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
-        let output = self.classify(batch);
-        TrainOutput::new(self, output.loss.backward(), output)
+        // Forward and backward on one of the CPU pool's threads (one hand-off a step).
+        miga_kernels::on_cpu_workers::<B, _>(|| {
+            let output = self.classify(batch);
+            TrainOutput::new(self, output.loss.backward(), output)
+        })
     }
 }
 
@@ -450,7 +456,7 @@ impl<B: Backend> InferenceStep for EmotionModel<B> {
     type Output = ClassificationOutput<B>;
 
     fn step(&self, batch: EmotionFeatureBatch<B>) -> ClassificationOutput<B> {
-        self.classify(batch)
+        miga_kernels::on_cpu_workers::<B, _>(|| self.classify(batch))
     }
 }
 

@@ -89,8 +89,11 @@ impl<B: AutodiffBackend> TrainStep for EndToEndModel<B> {
     type Output = ClassificationOutput<B>;
 
     fn step(&self, batch: ClipBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
-        let output = self.classify(batch);
-        TrainOutput::new(self, output.loss.backward(), output)
+        // Forward and backward on one of the CPU pool's threads (one hand-off a step).
+        miga_kernels::on_cpu_workers::<B, _>(|| {
+            let output = self.classify(batch);
+            TrainOutput::new(self, output.loss.backward(), output)
+        })
     }
 }
 
@@ -99,7 +102,7 @@ impl<B: Backend> InferenceStep for EndToEndModel<B> {
     type Output = ClassificationOutput<B>;
 
     fn step(&self, batch: ClipBatch<B>) -> ClassificationOutput<B> {
-        self.classify(batch)
+        miga_kernels::on_cpu_workers::<B, _>(|| self.classify(batch))
     }
 }
 

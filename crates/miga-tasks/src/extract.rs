@@ -161,11 +161,13 @@ impl<B: Backend> Backbones<B> {
         skeleton: Tensor<B, 5>,
         grid: usize,
     ) -> Result<ClipFeatures<B>> {
-        let video = self.mvit.try_forward(rgb)?;
-        Ok(ClipFeatures {
-            video: pool_grid(video.tokens, grid),
-            class: video.embedding,
-            skeleton: self.agcn.try_forward(skeleton)?.tokens,
+        miga_kernels::on_cpu_workers::<B, _>(|| {
+            let video = self.mvit.try_forward(rgb)?;
+            Ok(ClipFeatures {
+                video: pool_grid(video.tokens, grid),
+                class: video.embedding,
+                skeleton: self.agcn.try_forward(skeleton)?.tokens,
+            })
         })
     }
 }

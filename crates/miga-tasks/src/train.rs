@@ -14,7 +14,7 @@ use burn::lr_scheduler::composed::{ComposedLrScheduler, ComposedLrSchedulerConfi
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, Optimizer};
+use burn::optim::{AdamWConfig, GradientsParams, MultiGradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::record::{DefaultRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -379,7 +379,7 @@ impl<B: Backend> MicroGestureModel<B> {
 
     /// Class scores `[B, 32]` of a batch.
     pub fn logits(&self, batch: &FeatureBatch<B>) -> Tensor<B, 2> {
-        self.fusion.forward(self.input(batch)).logits
+        miga_kernels::on_cpu_workers::<B, _>(|| self.fusion.forward(self.input(batch)).logits)
     }
 
     fn input(&self, batch: &FeatureBatch<B>) -> CmtfInput<B> {
@@ -417,8 +417,11 @@ impl<B: AutodiffBackend> TrainStep for MicroGestureModel<B> {
     type Output = ClassificationOutput<B>;
 
     fn step(&self, batch: FeatureBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
-        let output = self.classify(batch);
-        TrainOutput::new(self, output.loss.backward(), output)
+        // Forward and backward on one of the CPU pool's threads (one hand-off a step).
+        miga_kernels::on_cpu_workers::<B, _>(|| {
+            let output = self.classify(batch);
+            TrainOutput::new(self, output.loss.backward(), output)
+        })
     }
 }
 
@@ -427,7 +430,7 @@ impl<B: Backend> InferenceStep for MicroGestureModel<B> {
     type Output = ClassificationOutput<B>;
 
     fn step(&self, batch: FeatureBatch<B>) -> ClassificationOutput<B> {
-        self.classify(batch)
+        miga_kernels::on_cpu_workers::<B, _>(|| self.classify(batch))
     }
 }
 
@@ -812,6 +815,39 @@ pub fn read_run_info(run: &Path) -> Result<RunInfo> {
     })
 }
 
+/// An optimiser whose updates run on the CPU pool's threads ([`miga_kernels::on_cpu_workers`]):
+/// an AdamW update is a few operations per parameter tensor, each otherwise handed to the pool
+/// from the training thread.
+#[derive(Clone)]
+struct OnCpuWorkers<O>(O);
+
+impl<M, B, O> Optimizer<M, B> for OnCpuWorkers<O>
+where
+    M: AutodiffModule<B>,
+    B: AutodiffBackend,
+    O: Optimizer<M, B>,
+{
+    type Record = O::Record;
+
+    fn step(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
+        let inner = &mut self.0;
+        miga_kernels::on_cpu_workers::<B, _>(move || inner.step(lr, module, grads))
+    }
+
+    fn step_multi(&mut self, lr: f64, module: M, grads: MultiGradientsParams) -> M {
+        let inner = &mut self.0;
+        miga_kernels::on_cpu_workers::<B, _>(move || inner.step_multi(lr, module, grads))
+    }
+
+    fn to_record(&self) -> Self::Record {
+        self.0.to_record()
+    }
+
+    fn load_record(self, record: Self::Record) -> Self {
+        Self(self.0.load_record(record))
+    }
+}
+
 /// Whether `path` reads as the record of optimiser `_optimizer`.
 fn readable_as<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
     _optimizer: &O,
@@ -861,9 +897,11 @@ where
     B::seed(device, spec.seed);
     let model = build(&train)?;
     let batches = train.len().div_ceil(spec.batch);
-    let optimizer = AdamWConfig::new()
-        .with_weight_decay(spec.weight_decay)
-        .init::<B, M>();
+    let optimizer = OnCpuWorkers(
+        AdamWConfig::new()
+            .with_weight_decay(spec.weight_decay)
+            .init::<B, M>(),
+    );
     // The newest epoch whose checkpoint reads back: a process killed while writing one leaves
     // a truncated or missing file, and the run then continues after the epoch before.
     let dir = run.join("checkpoint");
