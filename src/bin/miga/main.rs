@@ -24,9 +24,9 @@ use miga::device::{BackendKind, DeviceSpec, probe};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay`: its index in mimalloc 2's `mi_option_e` (the Rust
-/// binding does not name it; libmimalloc-sys is pinned in Cargo.toml, and a test checks the
-/// option's default).
+/// mimalloc's `mi_option_purge_delay`: its index in `mi_option_e`, the same in the mimalloc 3
+/// that libmimalloc-sys builds by default and in mimalloc 2 (the Rust binding does not name
+/// it; libmimalloc-sys is pinned in Cargo.toml, and a test checks the option's neighbours).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Tells mimalloc never to hand freed memory back to the kernel. By default it does so a
