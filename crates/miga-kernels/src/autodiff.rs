@@ -42,6 +42,23 @@ pub(super) fn softmax_last<B: Backend, const D: usize>(
     })
 }
 
+/// [`super::masked_softmax_last`] under `Autodiff<Flex>` (`keep` is constant: no gradient);
+/// gives the tensor back on any other backend. Its backward pass is the softmax's: the output
+/// is 0 at masked keys, and so is their gradient.
+pub(super) fn masked_softmax_last<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    keep: &[f32],
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    map_primitive(x, |x| {
+        unary_op(
+            x,
+            |x| flex::masked_softmax_forward(x, keep),
+            flex::softmax_backward,
+            Keep::Output,
+        )
+    })
+}
+
 /// Which tensor a one-input operation keeps for its backward pass.
 enum Keep {
     Input,
@@ -52,7 +69,7 @@ enum Keep {
 /// output's gradient to the input's, given the kept tensor.
 fn unary_op(
     x: AutodiffFlexTensor,
-    forward: fn(FlexTensor) -> FlexTensor,
+    forward: impl FnOnce(FlexTensor) -> FlexTensor,
     backward: fn(&FlexTensor, FlexTensor) -> FlexTensor,
     keep: Keep,
 ) -> AutodiffFlexTensor {

@@ -66,6 +66,14 @@ pub(super) fn softmax_last<B: Backend, const D: usize>(
     map_primitive(x, softmax_forward)
 }
 
+/// [`super::masked_softmax_last`] on Flex; gives the tensor back on any other backend.
+pub(super) fn masked_softmax_last<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    keep: &[f32],
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    map_primitive(x, |x| masked_softmax_forward(x, keep))
+}
+
 /// A contiguous f32 buffer from `values` with `shape`.
 fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::new(
@@ -143,6 +151,74 @@ pub(crate) fn softmax_forward(x: FlexTensor) -> FlexTensor {
     map_flex(x, rows_chunk(row), move |rows: &mut [f32]| {
         rows.chunks_exact_mut(row).for_each(softmax_row)
     })
+}
+
+/// [`super::masked_softmax_last`] on Flex: softmax over the last axis of `x` `[B, ..., N]`
+/// where `keep` (`[B, N]`, 1 or 0) marks each sample's keys; a sample at a time per task.
+pub(crate) fn masked_softmax_forward(x: FlexTensor, keep: &[f32]) -> FlexTensor {
+    let row = last_dim(&x);
+    let samples = (keep.len() / row).max(1);
+    let per_sample = (x.layout().num_elements() / samples).max(1);
+    let mut output = into_owned(x);
+    output
+        .storage_mut::<f32>()
+        .par_chunks_mut(per_sample)
+        .zip(keep.par_chunks(row))
+        .for_each(|(rows, keep)| {
+            if keep.iter().all(|&k| k == 0.0) {
+                rows.fill(0.0);
+                return;
+            }
+            for row in rows.chunks_exact_mut(row) {
+                for (v, &k) in row.iter_mut().zip(keep) {
+                    *v = if k != 0.0 { *v } else { f32::NEG_INFINITY };
+                }
+                softmax_row(row);
+            }
+        });
+    output
+}
+
+/// [`super::adamw_update`] on Flex: `[param, moment_1, moment_2]` after one step, in place
+/// where the buffers are not shared, in parallel chunks.
+pub(crate) fn adamw_update(
+    param: FlexTensor,
+    grad: FlexTensor,
+    moment_1: FlexTensor,
+    moment_2: FlexTensor,
+    update: &super::AdamWUpdate,
+) -> [FlexTensor; 3] {
+    // The constants as Burn's AdamW forms them (scalars in the tensors' f32).
+    let (b1, b2, eps) = (update.beta_1, update.beta_2, update.epsilon);
+    let (f1, f2) = (1.0 - b1, 1.0 - b2);
+    let time = update.time as i32;
+    let (c1, c2) = (1.0 - b1.powi(time), 1.0 - b2.powi(time));
+    let decay_rate = update.lr * f64::from(update.weight_decay);
+    let keep = (1.0 - decay_rate) as f32;
+    let lr = update.lr as f32;
+    let grad = grad.to_contiguous();
+    let (mut param, mut m, mut v) = (
+        into_owned(param),
+        into_owned(moment_1),
+        into_owned(moment_2),
+    );
+    param
+        .storage_mut::<f32>()
+        .par_chunks_mut(CHUNK)
+        .zip(grad.storage::<f32>().par_chunks(CHUNK))
+        .zip(m.storage_mut::<f32>().par_chunks_mut(CHUNK))
+        .zip(v.storage_mut::<f32>().par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| {
+            adamw_slice(
+                p,
+                g,
+                m,
+                v,
+                [b1, b2, f1, f2, c1, c2, eps, keep, lr],
+                decay_rate == 0.0,
+            )
+        });
+    [param, m, v]
 }
 
 /// The gradient through a softmax over the last axis whose output was `y`:
@@ -509,6 +585,34 @@ vectorised! {
         let scale = 1.0 / sum;
         for v in row.iter_mut() {
             *v *= scale;
+        }
+    }
+}
+
+vectorised! {
+    /// AdamW on a slice, each step as Burn's AdamW rounds it: `c` is `[beta_1, beta_2,
+    /// 1 - beta_1, 1 - beta_2, bias correction 1, bias correction 2, epsilon, 1 - lr * decay,
+    /// lr]`.
+    fn adamw_slice(
+        param: &mut [f32],
+        grad: &[f32],
+        moment_1: &mut [f32],
+        moment_2: &mut [f32],
+        c: [f32; 9],
+        no_decay: bool,
+    ) {
+        let [b1, b2, f1, f2, c1, c2, eps, keep, lr] = c;
+        for (((p, &g), m), v) in param
+            .iter_mut()
+            .zip(grad)
+            .zip(moment_1.iter_mut())
+            .zip(moment_2.iter_mut())
+        {
+            *m = *m * b1 + g * f1;
+            *v = *v * b2 + (g * g) * f2;
+            let delta = (*m / c1) / ((*v / c2).sqrt() + eps);
+            let decayed = if no_decay { *p } else { *p * keep };
+            *p = decayed - delta * lr;
         }
     }
 }

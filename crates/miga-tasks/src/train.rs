@@ -14,7 +14,10 @@ use burn::lr_scheduler::composed::{ComposedLrScheduler, ComposedLrSchedulerConfi
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, MultiGradientsParams, Optimizer};
+use burn::optim::{
+    AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, GradientsParams, MultiGradientsParams,
+    Optimizer, SimpleOptimizer, adaptor::OptimizerAdaptor,
+};
 use burn::prelude::*;
 use burn::record::{DefaultRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -815,6 +818,83 @@ pub fn read_run_info(run: &Path) -> Result<RunInfo> {
     })
 }
 
+/// Burn's AdamW (its default betas and epsilon) with each parameter's update as one pass on
+/// the CPU ([`miga_kernels::adamw_update`]; Burn's makes 13 tensors a parameter). Its state is
+/// Burn's `AdamWState`, so checkpoints are the same records; the first step (which creates the
+/// moments) and other backends run Burn's own `AdamW`.
+#[derive(Clone)]
+struct FusedAdamW {
+    burn: AdamW,
+    update: miga_kernels::AdamWUpdate,
+}
+
+impl FusedAdamW {
+    fn new(weight_decay: f32) -> Self {
+        let (beta_1, beta_2, epsilon) = (0.9, 0.999, 1e-5);
+        Self {
+            burn: AdamWConfig::new()
+                .with_beta_1(beta_1)
+                .with_beta_2(beta_2)
+                .with_epsilon(epsilon)
+                .with_weight_decay(weight_decay)
+                .build(),
+            update: miga_kernels::AdamWUpdate {
+                lr: 0.0,
+                beta_1,
+                beta_2,
+                epsilon,
+                weight_decay,
+                time: 0,
+            },
+        }
+    }
+}
+
+impl<B: Backend> SimpleOptimizer<B> for FusedAdamW {
+    type State<const D: usize> = AdamWState<B, D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
+        let Some(AdamWState {
+            momentum:
+                AdaptiveMomentumState {
+                    time,
+                    moment_1,
+                    moment_2,
+                    max_moment_2: None,
+                },
+        }) = state
+        else {
+            return self.burn.step(lr, tensor, grad, state);
+        };
+        let update = miga_kernels::AdamWUpdate {
+            lr,
+            time: time + 1,
+            ..self.update
+        };
+        let (time, [param, moment_1, moment_2]) =
+            match miga_kernels::adamw_update(tensor, grad, moment_1, moment_2, &update) {
+                Ok(updated) => (time + 1, updated),
+                Err([tensor, grad, moment_1, moment_2]) => {
+                    let state =
+                        AdamWState::new(AdaptiveMomentumState::new(time, moment_1, moment_2));
+                    return self.burn.step(lr, tensor, grad, Some(state));
+                }
+            };
+        let momentum = AdaptiveMomentumState::new(time, moment_1, moment_2);
+        (param, Some(AdamWState::new(momentum)))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &B::Device) -> Self::State<D> {
+        <AdamW as SimpleOptimizer<B>>::to_device(state, device)
+    }
+}
+
 /// An optimiser whose updates run on the CPU pool's threads ([`miga_kernels::on_cpu_workers`]):
 /// an AdamW update is a few operations per parameter tensor, each otherwise handed to the pool
 /// from the training thread.
@@ -897,11 +977,9 @@ where
     B::seed(device, spec.seed);
     let model = build(&train)?;
     let batches = train.len().div_ceil(spec.batch);
-    let optimizer = OnCpuWorkers(
-        AdamWConfig::new()
-            .with_weight_decay(spec.weight_decay)
-            .init::<B, M>(),
-    );
+    let optimizer = OnCpuWorkers(OptimizerAdaptor::<_, M, B>::from(FusedAdamW::new(
+        spec.weight_decay,
+    )));
     // The newest epoch whose checkpoint reads back: a process killed while writing one leaves
     // a truncated or missing file, and the run then continues after the epoch before.
     let dir = run.join("checkpoint");
@@ -1065,6 +1143,41 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::extract::tests::tiny_features;
+
+    /// The fused AdamW follows Burn's over several steps (the first one is Burn's own).
+    #[test]
+    fn fused_adamw_matches_burns() {
+        type B = Autodiff<Flex>;
+        type Model = burn::nn::Linear<B>;
+        let device = Default::default();
+        let _rng = crate::rng_lock();
+        B::seed(&device, 3);
+        // Parameters are initialised on first use: use them once so that every clone starts
+        // from the same values.
+        let start = burn::nn::LinearConfig::new(300, 7).init::<B>(&device);
+        let initial = start.weight.val().into_data();
+        let _ = start.bias.as_ref().map(|b| b.val());
+        let x = Tensor::<B, 2>::random([5, 300], burn::tensor::Distribution::Default, &device);
+        let train = |optimizer: &mut dyn FnMut(Model, GradientsParams) -> Model| {
+            let mut model = start.clone();
+            for step in 0..4 {
+                let loss = (model.forward(x.clone()) * (step as f64 + 1.0))
+                    .powi_scalar(2)
+                    .sum();
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optimizer(model, grads);
+            }
+            model.weight.val().into_data()
+        };
+        let mut fused = OptimizerAdaptor::<_, Model, B>::from(FusedAdamW::new(0.05));
+        let mut burn = AdamWConfig::new()
+            .with_weight_decay(0.05)
+            .init::<B, Model>();
+        let ours = train(&mut |m, g| fused.step(1e-2, m, g));
+        let theirs = train(&mut |m, g| burn.step(1e-2, m, g));
+        assert_ne!(ours, initial);
+        ours.assert_approx_eq::<f32>(&theirs, burn::tensor::Tolerance::absolute(1e-6));
+    }
 
     #[test]
     fn skeleton_tokens_are_averaged_per_body_part() {

@@ -5,29 +5,9 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
-use miga_kernels::{softmax_last, swap_heads};
+use miga_kernels::{masked_softmax_last, softmax_last, swap_heads};
 
 use super::linear::linear_rows;
-
-/// Added to masked scores before the softmax: finite in every float type, so that a row with
-/// nothing valid gets a finite softmax (then zeroed) instead of NaN.
-const MASKED_SCORE: f32 = -1.0e4;
-
-/// Softmax of `scores` over the last axis with `mask` (true = ignore) entries at exactly 0; a
-/// row whose entries are all masked is all 0. `mask` has the shape of `scores` or 1 on the
-/// axes it is the same along (a key-padding mask `[B, 1, 1, Nk]` for scores `[B, H, Nq, Nk]`).
-///
-/// The mask enters as a broadcast addition before the softmax (masked scores fall by
-/// `MASKED_SCORE`, so their exponentials are 0 in f32) and a broadcast product after it:
-/// no mask the size of the scores is made (the CPU backend copies an expanded mask element by
-/// element).
-pub(crate) fn masked_softmax<B: Backend, const D: usize>(
-    scores: Tensor<B, D>,
-    mask: Tensor<B, D, Bool>,
-) -> Tensor<B, D> {
-    let keep = mask.clone().bool_not().float();
-    softmax_last(scores + mask.float() * MASKED_SCORE) * keep
-}
 
 /// Configuration of [`MaskedAttention`].
 #[derive(Config, Debug)]
@@ -105,8 +85,10 @@ impl<B: Backend> MaskedAttention<B> {
                     .any_dim(1)
                     .float()
                     .reshape([b, 1, 1]);
-                let mask = padding.reshape([b, 1, 1, nk]);
-                (masked_softmax(scores, mask), Some(any_key))
+                (
+                    masked_softmax_last(scores, padding.bool_not().float()),
+                    Some(any_key),
+                )
             }
             None => (softmax_last(scores), None),
         };

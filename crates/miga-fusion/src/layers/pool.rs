@@ -6,7 +6,6 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
-use super::attention::masked_softmax;
 use super::linear::linear_rows;
 
 /// Mean of the valid tokens of `x` `[B, N, D]` (`padding` `[B, N]` true = ignore), and whether
@@ -48,7 +47,7 @@ impl<B: Backend> AttentionPool<B> {
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let [b, n, d] = x.dims();
         let scores = linear_rows(&self.score, x.clone()).reshape([b, n]);
-        let weights = masked_softmax(scores, padding);
+        let weights = miga_kernels::masked_softmax_last(scores, padding.bool_not().float());
         let pooled = weights
             .clone()
             .unsqueeze_dim::<3>(1)
