@@ -150,6 +150,7 @@ pub struct AdamWUpdate {
 /// `[param, moment_1, moment_2]` after the step, equal to Burn's to float rounding. On other
 /// backends the inputs come back untouched, for Burn's own `AdamW`.
 #[allow(clippy::type_complexity)]
+#[cfg_attr(not(feature = "flex"), allow(unused_variables))]
 pub fn adamw_update<B: Backend, const D: usize>(
     param: Tensor<B, D>,
     grad: Tensor<B, D>,
