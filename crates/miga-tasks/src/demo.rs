@@ -130,7 +130,7 @@ impl Default for DemoConfig {
                 ..EmotionExtraction::default()
             },
             // 120 epochs at 3e-4 with dropout 0.3: at 40 epochs of 1e-3 and dropout 0.1 the
-            // face model scored 73% (a linear probe on the same face features 91%) and the
+            // face model scored 73% (a linear probe on the same face features about 90%) and the
             // fusion, which also sees the uninformative context stream, less (docs/tasks.md).
             emotion_training: EmotionTrainConfig {
                 epochs: 120,
