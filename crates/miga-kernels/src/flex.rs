@@ -193,8 +193,8 @@ pub(crate) fn adamw_update(
     let (f1, f2) = (1.0 - b1, 1.0 - b2);
     let time = update.time as i32;
     let (c1, c2) = (1.0 - b1.powi(time), 1.0 - b2.powi(time));
-    let decay_rate = update.lr * f64::from(update.weight_decay);
-    let keep = (1.0 - decay_rate) as f32;
+    // Without decay `keep` is 1 and the product exact, as Burn's copy of the parameter.
+    let keep = (1.0 - update.lr * f64::from(update.weight_decay)) as f32;
     let lr = update.lr as f32;
     let grad = grad.to_contiguous();
     let (mut param, mut m, mut v) = (
@@ -209,14 +209,7 @@ pub(crate) fn adamw_update(
         .zip(m.storage_mut::<f32>().par_chunks_mut(CHUNK))
         .zip(v.storage_mut::<f32>().par_chunks_mut(CHUNK))
         .for_each(|(((p, g), m), v)| {
-            adamw_slice(
-                p,
-                g,
-                m,
-                v,
-                [b1, b2, f1, f2, c1, c2, eps, keep, lr],
-                decay_rate == 0.0,
-            )
+            adamw_slice(p, g, m, v, [b1, b2, f1, f2, c1, c2, eps, keep, lr])
         });
     [param, m, v]
 }
@@ -599,7 +592,6 @@ vectorised! {
         moment_1: &mut [f32],
         moment_2: &mut [f32],
         c: [f32; 9],
-        no_decay: bool,
     ) {
         let [b1, b2, f1, f2, c1, c2, eps, keep, lr] = c;
         for (((p, &g), m), v) in param
@@ -611,8 +603,7 @@ vectorised! {
             *m = *m * b1 + g * f1;
             *v = *v * b2 + (g * g) * f2;
             let delta = (*m / c1) / ((*v / c2).sqrt() + eps);
-            let decayed = if no_decay { *p } else { *p * keep };
-            *p = decayed - delta * lr;
+            *p = *p * keep - delta * lr;
         }
     }
 }

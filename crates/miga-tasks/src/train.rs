@@ -877,17 +877,18 @@ impl<B: Backend> SimpleOptimizer<B> for FusedAdamW {
             time: time + 1,
             ..self.update
         };
-        let (time, [param, moment_1, moment_2]) =
-            match miga_kernels::adamw_update(tensor, grad, moment_1, moment_2, &update) {
-                Ok(updated) => (time + 1, updated),
-                Err([tensor, grad, moment_1, moment_2]) => {
-                    let state =
-                        AdamWState::new(AdaptiveMomentumState::new(time, moment_1, moment_2));
-                    return self.burn.step(lr, tensor, grad, Some(state));
-                }
-            };
-        let momentum = AdaptiveMomentumState::new(time, moment_1, moment_2);
-        (param, Some(AdamWState::new(momentum)))
+        let state = |time, moment_1, moment_2| {
+            Some(AdamWState::new(AdaptiveMomentumState::new(
+                time, moment_1, moment_2,
+            )))
+        };
+        match miga_kernels::adamw_update(tensor, grad, moment_1, moment_2, &update) {
+            Ok([param, moment_1, moment_2]) => (param, state(update.time, moment_1, moment_2)),
+            Err([tensor, grad, moment_1, moment_2]) => {
+                self.burn
+                    .step(lr, tensor, grad, state(time, moment_1, moment_2))
+            }
+        }
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &B::Device) -> Self::State<D> {
