@@ -214,3 +214,51 @@ impl Backward<Flex, 3> for LayerNorm {
         }
     }
 }
+
+/// [`super::matmul`] under `Autodiff<Flex>`; gives the operands back on any other backend.
+#[allow(clippy::type_complexity)]
+pub(super) fn matmul<B: Backend, const D: usize>(
+    lhs: Tensor<B, D>,
+    rhs: Tensor<B, D>,
+) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
+    if !(is_f32::<AutodiffFlexTensor, B, D>(&lhs) && is_f32::<AutodiffFlexTensor, B, D>(&rhs)) {
+        return Err((lhs, rhs));
+    }
+    let (lhs, rhs): (AutodiffFlexTensor, AutodiffFlexTensor) = (unwrap(lhs), unwrap(rhs));
+    let y = flex::matmul_forward(&lhs.primitive, &rhs.primitive);
+    let prep = Matmul
+        .prepare::<NoCheckpointing>([lhs.node.clone(), rhs.node.clone()])
+        .compute_bound()
+        .stateful();
+    let y = match prep {
+        // Both operands are kept: each one's gradient needs the other.
+        OpsKind::Tracked(prep) => prep.finish((lhs.primitive, rhs.primitive), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Ok(wrap(y))
+}
+
+/// The matrix product's backward pass, to both operands.
+#[derive(Debug)]
+struct Matmul;
+
+impl Backward<Flex, 2> for Matmul {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(
+        self,
+        ops: Ops<(FlexTensor, FlexTensor), 2>,
+        grads: &mut Gradients,
+        _: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (lhs, rhs) = &ops.state;
+        let want = [ops.parents[0].is_some(), ops.parents[1].is_some()];
+        let d = flex::matmul_backward(lhs, rhs, &grad, want);
+        for (parent, grad) in ops.parents.into_iter().zip(d) {
+            if let (Some(parent), Some(grad)) = (parent, grad) {
+                grads.register::<Flex>(parent.id, grad);
+            }
+        }
+    }
+}

@@ -8,6 +8,9 @@ use rayon::prelude::*;
 
 use crate::primitive::{is_f32, map_primitive, unwrap, wrap};
 
+mod matmul;
+pub(crate) use matmul::{matmul_backward, matmul_forward};
+
 /// Defines `fn $name(...)` running `$body` compiled for the widest instruction set the CPU
 /// has: the body is inlined into functions with those target features, where its loops
 /// vectorise (through a closure or `FnOnce` it may not be inlined, and stays scalar).
@@ -72,6 +75,19 @@ pub(super) fn masked_softmax_last<B: Backend, const D: usize>(
     keep: &[f32],
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
     map_primitive(x, |x| masked_softmax_forward(x, keep))
+}
+
+/// [`super::matmul`] on Flex; gives the operands back on any other backend.
+#[allow(clippy::type_complexity)]
+pub(super) fn matmul<B: Backend, const D: usize>(
+    lhs: Tensor<B, D>,
+    rhs: Tensor<B, D>,
+) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
+    if !(is_f32::<FlexTensor, B, D>(&lhs) && is_f32::<FlexTensor, B, D>(&rhs)) {
+        return Err((lhs, rhs));
+    }
+    let (lhs, rhs): (FlexTensor, FlexTensor) = (unwrap(lhs), unwrap(rhs));
+    Ok(wrap(matmul_forward(&lhs, &rhs)))
 }
 
 /// A contiguous f32 buffer from `values` with `shape`.
