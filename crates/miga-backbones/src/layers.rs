@@ -22,8 +22,8 @@ impl<B: Backend> Mlp<B> {
     /// bias), with `dropout` after each layer.
     pub(crate) fn new(dim: usize, hidden: usize, dropout: f64, device: &B::Device) -> Self {
         Mlp {
-            fc1: linear(dim, hidden, true, device),
-            fc2: linear(hidden, dim, true, device),
+            fc1: init_linear(dim, hidden, true, device),
+            fc2: init_linear(hidden, dim, true, device),
             dropout: DropoutConfig::new(dropout).init(),
         }
     }
@@ -32,14 +32,14 @@ impl<B: Backend> Mlp<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let x = self
             .dropout
-            .forward(crate::kernels::gelu(self.fc1.forward(x)));
-        self.dropout.forward(self.fc2.forward(x))
+            .forward(crate::kernels::gelu(crate::kernels::linear(&self.fc1, x)));
+        self.dropout.forward(crate::kernels::linear(&self.fc2, x))
     }
 }
 
 /// A linear layer initialised as torchvision's MViT and timm's Swin do (normal, std 0.02;
 /// zero bias).
-pub(crate) fn linear<B: Backend>(
+pub(crate) fn init_linear<B: Backend>(
     d_in: usize,
     d_out: usize,
     bias: bool,

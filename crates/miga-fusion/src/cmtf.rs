@@ -617,7 +617,7 @@ impl<B: Backend> Cmtf<B> {
         match (v.class_embedding, &self.video_class) {
             (Some(class), Some(e)) => {
                 let d = e.dims()[0];
-                let token = self.video_projection.forward(class)
+                let token = miga_kernels::linear(&self.video_projection, class)
                     + e.val().reshape([1, d])
                     + self.modality.val().narrow(0, 0, 1);
                 Stream {
@@ -737,8 +737,9 @@ impl<B: Backend> Cmtf<B> {
             Tensor::cat(vec![zv.clone() * av, zs.clone() * as_], 1)
         });
         let embedding = norm(&self.fused_norm, fused);
-        let head =
-            |h: &Linear<B>, x: Tensor<B, 2>| h.forward(crate::layers::dropout(&self.dropout, x));
+        let head = |h: &Linear<B>, x: Tensor<B, 2>| {
+            miga_kernels::linear(h, crate::layers::dropout(&self.dropout, x))
+        };
         (
             CmtfOutput {
                 logits: head(&self.head, embedding.clone()),

@@ -12,8 +12,9 @@ use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
     AttentionPool, CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding,
-    linear_rows, modality_dropout, norm, norm_layer,
+    modality_dropout, norm, norm_layer,
 };
+use miga_kernels::linear;
 
 const MODULE: &str = "interfusion";
 
@@ -330,7 +331,7 @@ impl<B: Backend> SequenceBranch<B> {
             clock_scale,
         );
         if let (Some(p), Some(e)) = (&self.expression_projection, expressions) {
-            stream.tokens = stream.tokens + linear_rows(p, e);
+            stream.tokens = stream.tokens + linear(p, e);
         }
         let mut maps = Vec::new();
         for encoder in &self.encoder {
@@ -351,7 +352,7 @@ impl<B: Backend> SequenceBranch<B> {
         let logits = self
             .head
             .as_ref()
-            .map(|h| h.forward(crate::layers::dropout(dropout, z.clone())));
+            .map(|h| linear(h, crate::layers::dropout(dropout, z.clone())));
         (z, weights, logits)
     }
 }
@@ -587,15 +588,14 @@ impl<B: Backend> InterFusion<B> {
             (Some((zf, wf, lf, af)), Some((zc, wc, lc, ac))) => match (&self.gate, lf, lc) {
                 (Some(gate), _, _) => {
                     // A missing stream hands the whole embedding to the other one.
-                    let g = sigmoid(gate.forward(Tensor::cat(vec![zf.clone(), zc.clone()], 1)));
+                    let g = sigmoid(linear(gate, Tensor::cat(vec![zf.clone(), zc.clone()], 1)));
                     let g = g * (af.clone() * ac.clone()) + af * (-ac + 1.0);
                     let fused = zf * g.clone() + zc * (-g.clone() + 1.0);
                     let embedding = norm(self.fused_norm.as_ref().expect("full"), fused);
-                    let logits = self
-                        .head
-                        .as_ref()
-                        .expect("full")
-                        .forward(crate::layers::dropout(&self.dropout, embedding.clone()));
+                    let logits = linear(
+                        self.head.as_ref().expect("full"),
+                        crate::layers::dropout(&self.dropout, embedding.clone()),
+                    );
                     InterFusionOutput {
                         logits,
                         embedding,

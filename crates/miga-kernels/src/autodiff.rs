@@ -262,3 +262,68 @@ impl Backward<Flex, 2> for Matmul {
         }
     }
 }
+
+/// [`super::linear`] under `Autodiff<Flex>`; gives the input back on any other backend.
+pub(super) fn linear<B: Backend, const D: usize>(
+    layer: &burn::nn::Linear<B>,
+    x: Tensor<B, D>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    let weight = layer.weight.val();
+    if !(is_f32::<AutodiffFlexTensor, B, D>(&x) && weight.dtype() == DType::F32) {
+        return Err(x);
+    }
+    let (x, weight): (AutodiffFlexTensor, AutodiffFlexTensor) = (unwrap(x), unwrap(weight));
+    let bias: Option<AutodiffFlexTensor> = layer.bias.as_ref().map(|b| unwrap(b.val()));
+    let y = flex::linear_forward(
+        &x.primitive,
+        &weight.primitive,
+        bias.as_ref().map(|b| &b.primitive),
+    );
+    // One node over the input, the weight and the bias if any (Burn does not name the
+    // parents' type, so the two arities are spelled out).
+    macro_rules! node {
+        ($parents:expr) => {
+            match LinearLayer
+                .prepare::<NoCheckpointing>($parents)
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish((x.primitive, weight.primitive), y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            }
+        };
+    }
+    let y = match bias {
+        Some(bias) => node!([x.node.clone(), weight.node.clone(), bias.node]),
+        None => node!([x.node.clone(), weight.node.clone()]),
+    };
+    Ok(wrap(y))
+}
+
+/// The linear layer's backward pass, to the input, the weight and the bias if any.
+#[derive(Debug)]
+struct LinearLayer;
+
+impl<const N: usize> Backward<Flex, N> for LinearLayer {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(
+        self,
+        ops: Ops<(FlexTensor, FlexTensor), N>,
+        grads: &mut Gradients,
+        _: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, weight) = &ops.state;
+        let mut want = [false; 3];
+        for (want, parent) in want.iter_mut().zip(&ops.parents) {
+            *want = parent.is_some();
+        }
+        let d = flex::linear_backward(x, weight, &grad, want);
+        for (parent, grad) in ops.parents.into_iter().zip(d) {
+            if let (Some(parent), Some(grad)) = (parent, grad) {
+                grads.register::<Flex>(parent.id, grad);
+            }
+        }
+    }
+}

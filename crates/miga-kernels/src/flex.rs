@@ -1,6 +1,7 @@
 //! The Flex fast paths of [`super`]: vectorised kernels over a Flex tensor's buffer, reached
 //! by downcasting the backend's tensor primitive (other backends are handed back untouched).
 
+use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bytes, DType, Shape, Tensor};
 use burn_flex::{FlexTensor, Layout};
@@ -9,7 +10,7 @@ use rayon::prelude::*;
 use crate::primitive::{is_f32, map_primitive, unwrap, wrap};
 
 mod matmul;
-pub(crate) use matmul::{matmul_backward, matmul_forward};
+pub(crate) use matmul::{linear_backward, linear_forward, matmul_backward, matmul_forward};
 
 /// Defines `fn $name(...)` running `$body` compiled for the widest instruction set the CPU
 /// has: the body is inlined into functions with those target features, where its loops
@@ -88,6 +89,21 @@ pub(super) fn matmul<B: Backend, const D: usize>(
     }
     let (lhs, rhs): (FlexTensor, FlexTensor) = (unwrap(lhs), unwrap(rhs));
     Ok(wrap(matmul_forward(&lhs, &rhs)))
+}
+
+/// [`super::linear`] on Flex; gives the input back on any other backend.
+pub(super) fn linear<B: Backend, const D: usize>(
+    layer: &Linear<B>,
+    x: Tensor<B, D>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    let weight = layer.weight.val();
+    if !(is_f32::<FlexTensor, B, D>(&x) && weight.dtype() == DType::F32) {
+        return Err(x);
+    }
+    let weight: FlexTensor = unwrap(weight);
+    let bias: Option<FlexTensor> = layer.bias.as_ref().map(|b| unwrap(b.val()));
+    let x: FlexTensor = unwrap(x);
+    Ok(wrap(linear_forward(&x, &weight, bias.as_ref())))
 }
 
 /// A contiguous f32 buffer from `values` with `shape`.

@@ -110,6 +110,36 @@ pub fn matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) 
     lhs.matmul(rhs)
 }
 
+/// `layer` on `x` `[.., in]`, as `layer.forward(x)`.
+///
+/// On Flex Burn's linear layer is a product (whose output is zeroed and copied before it is
+/// written, as in [`matmul`]) and then a pass adding the bias; under autodiff the weight's
+/// gradient is one product per batch entry, then their sum. Here the output starts as the
+/// bias and the product adds to it, and the weight's gradient is one product over all rows.
+///
+/// ```
+/// use burn::backend::Flex;
+/// use burn::nn::LinearConfig;
+/// use burn::tensor::Tensor;
+///
+/// let device = Default::default();
+/// let layer = LinearConfig::new(4, 3).init::<Flex>(&device);
+/// let x = Tensor::<Flex, 3>::ones([2, 5, 4], &device);
+/// let y = miga_kernels::linear(&layer, x.clone());
+/// y.into_data().assert_approx_eq::<f32>(&layer.forward(x).into_data(), Default::default());
+/// ```
+pub fn linear<B: Backend, const D: usize>(
+    layer: &burn::nn::Linear<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match flex::linear(layer, x).or_else(|x| autodiff::linear(layer, x)) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    layer.forward(x)
+}
+
 /// Exact (erf) GELU, `0.5 x (1 + erf(x / sqrt 2))`, as PyTorch's `nn.GELU()`.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     #[cfg(feature = "flex")]
@@ -378,6 +408,7 @@ fn depthwise_conv3d_by_taps<B: Backend>(
 mod tests {
     use super::*;
     use burn::backend::Flex;
+    use burn::module::AutodiffModule;
     use burn::tensor::{Distribution, TensorData, Tolerance};
 
     #[test]
@@ -493,6 +524,63 @@ mod tests {
             matmul(lhs.clone().inner(), rhs.clone().inner())
                 .into_data()
                 .assert_approx_eq::<f32>(&theirs[0], Tolerance::rel_abs(1e-5, 1e-5));
+        }
+    }
+
+    #[test]
+    fn linear_values_and_gradients_match_burns() {
+        use burn::nn::LinearConfig;
+        let device = Default::default();
+        // With and without a bias; a strided input; one large enough for a threaded product.
+        for (bias, [b, n, d_in, d_out]) in [
+            (true, [3, 7, 5, 4]),
+            (false, [2, 9, 6, 3]),
+            (true, [4, 300, 96, 384]),
+        ] {
+            let layer = LinearConfig::new(d_in, d_out)
+                .with_bias(bias)
+                .init::<Ad>(&device);
+            let x = Tensor::<Ad, 3>::random([b, d_in, n], Distribution::Normal(0.0, 1.0), &device)
+                .swap_dims(1, 2);
+            let run = |f: &dyn Fn(Tensor<Ad, 3>) -> Tensor<Ad, 3>| {
+                let x = x.clone().require_grad();
+                let y = f(x.clone());
+                let upstream = Tensor::<Ad, 3>::ones(y.dims(), &device).cumsum(1) / 10.0;
+                let grads = (y.clone() * upstream).sum().backward();
+                let bias = layer
+                    .bias
+                    .as_ref()
+                    .map(|b| b.val().grad(&grads).unwrap().into_data());
+                (
+                    [
+                        y.into_data(),
+                        x.grad(&grads).unwrap().into_data(),
+                        layer.weight.val().grad(&grads).unwrap().into_data(),
+                    ],
+                    bias,
+                )
+            };
+            let ours = run(&|x| linear(&layer, x));
+            let theirs = run(&|x| layer.forward(x));
+            let tolerance = Tolerance::rel_abs(1e-4, 1e-4);
+            for (a, b) in ours.0.iter().zip(&theirs.0) {
+                assert_eq!(a.shape, b.shape);
+                a.assert_approx_eq::<f32>(b, tolerance);
+            }
+            assert_eq!(ours.1.is_some(), bias);
+            if let (Some(a), Some(b)) = (ours.1, theirs.1) {
+                a.assert_approx_eq::<f32>(&b, tolerance);
+            }
+            // On Flex alone, and a rank-2 input: the same values.
+            let plain = layer.valid();
+            let x = x.inner();
+            linear(&plain, x.clone())
+                .into_data()
+                .assert_approx_eq::<f32>(&plain.forward(x.clone()).into_data(), tolerance);
+            let x = x.reshape([b * n, d_in]);
+            linear(&plain, x.clone())
+                .into_data()
+                .assert_approx_eq::<f32>(&plain.forward(x).into_data(), tolerance);
         }
     }
 

@@ -216,7 +216,7 @@ impl<B: Backend> Agcn<B> {
             .permute([0, 2, 3, 1]);
         let embedding = tokens.clone().mean_dims(&[1, 2]).reshape([n, c_out]);
         AgcnOutput {
-            logits: self.fc.forward(embedding.clone()),
+            logits: crate::kernels::linear(&self.fc, embedding.clone()),
             embedding,
             tokens,
         }

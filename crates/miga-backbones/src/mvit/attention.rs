@@ -2,7 +2,7 @@
 //! `_add_rel_pos`): queries, keys and values pooled by depthwise 3D convolutions, a decomposed
 //! relative-position bias, and the residual pooling connection.
 
-use crate::kernels::softmax_last;
+use crate::kernels::{linear, matmul, softmax_last};
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
@@ -13,7 +13,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use burn::nn::PaddingConfig3d;
 
 use super::block::MultiscaleBlockInit;
-use crate::layers::linear;
+use crate::layers::init_linear;
 
 /// Token grid (T, H, W), without the class token.
 pub type Grid = [usize; 3];
@@ -132,8 +132,8 @@ impl MultiscaleBlockInit {
             .init([rows, head_dim], device)
         };
         MultiscaleAttention {
-            qkv: linear(b.input_channels, 3 * b.output_channels, true, device),
-            project: linear(b.output_channels, b.output_channels, true, device),
+            qkv: init_linear(b.input_channels, 3 * b.output_channels, true, device),
+            project: init_linear(b.output_channels, b.output_channels, true, device),
             pool_q: pool(b.kernel_q, b.stride_q),
             pool_k: pool(b.kernel_kv, b.stride_kv),
             pool_v: pool(b.kernel_kv, b.stride_kv),
@@ -168,7 +168,7 @@ impl<B: Backend> MultiscaleAttention<B> {
         let x = x.swap_dims(1, 2);
         let part = |i: usize| {
             let weight = self.qkv.weight.val().narrow(1, i * out, out);
-            let y = weight.transpose().unsqueeze::<3>().matmul(x.clone());
+            let y = matmul(weight.transpose().unsqueeze::<3>(), x.clone());
             let y = match &self.qkv.bias {
                 Some(bias) => y + bias.val().narrow(0, i * out, out).reshape([1, out, 1]),
                 None => y,
@@ -195,15 +195,15 @@ impl<B: Backend> MultiscaleAttention<B> {
             vec![k, k_rel.reshape([1, nk, extra]).expand([heads, nk, extra])],
             2,
         );
-        let weights = softmax_last(query.matmul(key.swap_dims(1, 2)));
-        let x = weights.matmul(v);
+        let weights = softmax_last(matmul(query, key.swap_dims(1, 2)));
+        let x = matmul(weights, v);
         // Residual pooling: the pooled queries are added back, except on the class row.
         let nq = x.dims()[1];
         let sum = x.clone() + q;
         let x = Tensor::cat(vec![x.narrow(1, 0, 1), sum.narrow(1, 1, nq - 1)], 1);
         // [heads, Nq, d] to [1, Nq, heads * d].
         let x = Tensor::cat((0..heads).map(|h| x.clone().narrow(0, h, 1)).collect(), 2);
-        (self.dropout.forward(self.project.forward(x)), q_thw)
+        (self.dropout.forward(linear(&self.project, x)), q_thw)
     }
 
     /// The decomposed relative-position bias (torchvision's `_add_rel_pos`) as a product:

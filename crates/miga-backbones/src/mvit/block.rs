@@ -10,7 +10,7 @@ use burn::tensor::module::{max_pool1d, max_pool2d};
 
 use super::attention::{Grid, MultiscaleAttention, swap_last_two};
 use super::config::MultiscaleBlockConfig;
-use crate::layers::{Mlp, drop_path, linear};
+use crate::layers::{Mlp, drop_path, init_linear};
 
 /// What a block needs beyond its table row.
 #[derive(Config, Debug)]
@@ -59,7 +59,7 @@ impl MultiscaleBlockInit {
             attn: self.attention(device),
             norm2: norm(c_out),
             mlp: Mlp::new(c_out, 4 * c_out, self.dropout, device),
-            project: (c_in != c_out).then(|| linear(c_in, c_out, true, device)),
+            project: (c_in != c_out).then(|| init_linear(c_in, c_out, true, device)),
             stride_q: b.stride_q,
             drop_path: self.drop_path,
         }

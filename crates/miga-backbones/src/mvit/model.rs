@@ -11,7 +11,7 @@ use super::attention::{Grid, swap_last_two};
 use super::block::{MultiscaleBlock, MultiscaleBlockInit};
 use super::config::{MvitConfig, conv_grid};
 use crate::Error;
-use crate::layers::linear;
+use crate::layers::init_linear;
 
 /// An MViTv2 network.
 #[derive(Module, Debug)]
@@ -87,7 +87,7 @@ impl MvitConfig {
             norm: LayerNormConfig::new(self.embed_dim())
                 .with_epsilon(self.norm_eps)
                 .init(device),
-            head: linear(self.embed_dim(), self.num_classes, true, device),
+            head: init_linear(self.embed_dim(), self.num_classes, true, device),
             head_dropout: DropoutConfig::new(self.dropout).init(),
             clip: self.clip_size(),
             patch_padding: self.patch_padding,
@@ -155,9 +155,10 @@ impl<B: Backend> Mvit<B> {
             .narrow(1, 1, n - 1)
             .reshape([b, thw[0], thw[1], thw[2], c]);
         MvitOutput {
-            logits: self
-                .head
-                .forward(self.head_dropout.forward(embedding.clone())),
+            logits: crate::kernels::linear(
+                &self.head,
+                self.head_dropout.forward(embedding.clone()),
+            ),
             embedding,
             tokens,
         }
@@ -172,7 +173,7 @@ impl<B: Backend> Mvit<B> {
     /// fine-tuning; every other weight is kept.
     pub fn with_num_classes(mut self, num_classes: usize) -> Self {
         let device = self.head.weight.device();
-        self.head = linear(self.head.weight.dims()[0], num_classes, true, &device);
+        self.head = init_linear(self.head.weight.dims()[0], num_classes, true, &device);
         self
     }
 }

@@ -1,14 +1,14 @@
 //! Window attention with a learned relative position bias (W-MSA), and the window partition
 //! and attention mask of shifted windows (SW-MSA).
 
-use crate::kernels::{softmax_last, swap_heads};
+use crate::kernels::{linear, matmul, softmax_last, swap_heads};
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::config::StageGeometry;
-use crate::layers::linear;
+use crate::layers::init_linear;
 
 /// Multi-head self-attention inside windows, with a relative position bias table
 /// (`[(2w-1)^2, heads]`) indexed by the offset between two tokens of a window.
@@ -53,8 +53,8 @@ impl<B: Backend> WindowAttention<B> {
             Tensor::from_data(TensorData::new(data, [windows, heads * w.pow(4)]), device)
         });
         WindowAttention {
-            qkv: linear(dim, 3 * dim, true, device),
-            proj: linear(dim, dim, true, device),
+            qkv: init_linear(dim, 3 * dim, true, device),
+            proj: init_linear(dim, dim, true, device),
             relative_position_bias_table: Initializer::Normal {
                 mean: 0.0,
                 std: 0.02,
@@ -75,7 +75,7 @@ impl<B: Backend> WindowAttention<B> {
         let heads = self.heads;
         let head_dim = c / heads;
         // [B*nW, N, 3 heads, Dh] -> [B*nW, 3 heads, N, Dh], contiguous: q, k and v are runs.
-        let qkv = swap_heads(self.qkv.forward(x).reshape([bw, n, 3 * heads, head_dim]));
+        let qkv = swap_heads(linear(&self.qkv, x).reshape([bw, n, 3 * heads, head_dim]));
         let q = qkv.clone().narrow(1, 0, heads);
         let k = qkv.clone().narrow(1, heads, heads);
         let v = qkv.narrow(1, 2 * heads, heads);
@@ -89,13 +89,13 @@ impl<B: Backend> WindowAttention<B> {
             None => bias,
         };
         let windows = bias.dims()[0];
-        let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
+        let scores = matmul(q, k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
         let scores =
             scores.reshape([bw / windows, windows * row]) + bias.reshape([1, windows * row]);
         let weights = softmax_last(scores.reshape([bw, heads, n, n]));
-        let x = self.attn_dropout.forward(weights).matmul(v);
+        let x = matmul(self.attn_dropout.forward(weights), v);
         let x = swap_heads(x).reshape([bw, n, c]);
-        self.proj_dropout.forward(self.proj.forward(x))
+        self.proj_dropout.forward(linear(&self.proj, x))
     }
 
     /// The relative position bias `[heads, w^4]`, head-major and contiguous (the table is

@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use super::attention::{WindowAttention, window_partition, window_reverse};
 use super::config::{StageGeometry, SwinConfig};
 use crate::kernels::swap_heads;
-use crate::layers::{Mlp, drop_path, linear};
+use crate::layers::{Mlp, drop_path, init_linear};
 
 /// One Swin block: `x + attn(norm1(x))` over (possibly shifted) windows, then
 /// `x + mlp(norm2(x))`, both under stochastic depth.
@@ -72,7 +72,7 @@ impl<B: Backend> PatchMerging<B> {
         // [B * H/2, dh, W/2 * dw, C] -> [B * H/2, W/2 * dw, dh, C]: dh varies fastest, as in
         // the references' concatenation.
         let x = swap_heads(x.reshape([b * h / 2, 2, w, c])).reshape([b, h / 2, w / 2, 4 * c]);
-        self.reduction.forward(self.norm.forward(x))
+        crate::kernels::linear(&self.reduction, self.norm.forward(x))
     }
 }
 
@@ -127,7 +127,7 @@ impl<B: Backend> SwinStage<B> {
             blocks,
             downsample: (!last).then(|| PatchMerging {
                 norm: norm(4 * stage.dim),
-                reduction: linear(4 * stage.dim, 2 * stage.dim, false, device),
+                reduction: init_linear(4 * stage.dim, 2 * stage.dim, false, device),
             }),
         }
     }

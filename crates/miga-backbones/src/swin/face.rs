@@ -18,7 +18,8 @@ use burn::tensor::ops::PadMode;
 
 use super::config::{StageGeometry, SwinConfig};
 use super::model::Swin;
-use crate::layers::linear;
+use crate::kernels::{linear, matmul};
+use crate::layers::init_linear;
 
 /// One output head of SwinFace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,16 +306,16 @@ impl FaceAnalysisConfig {
                             .init(device)
                     })
                     .collect(),
-                gate_fc1: linear(dim, hidden, true, device),
-                gate_fc2: linear(hidden, dim, true, device),
+                gate_fc1: init_linear(dim, hidden, true, device),
+                gate_fc2: init_linear(hidden, dim, true, device),
                 norm: BatchNormConfig::new(dim).with_epsilon(2e-5).init(device),
             })
             .collect();
         let fam = FeatureAttentionModule { nets };
         let nets = (0..BRANCHES)
             .map(|_| TaskSpecificSubnet {
-                fc1: linear(dim, dim, true, device),
-                fc2: linear(dim, dim, true, device),
+                fc1: init_linear(dim, dim, true, device),
+                fc2: init_linear(dim, dim, true, device),
                 dropout: DropoutConfig::new(self.dropout).init(),
             })
             .collect();
@@ -322,7 +323,7 @@ impl FaceAnalysisConfig {
         let om = OutputModule {
             output_fcs: FACE_HEADS
                 .iter()
-                .map(|h| linear(dim, h.classes, true, device))
+                .map(|h| init_linear(dim, h.classes, true, device))
                 .collect(),
         };
         Ok(FaceAnalysis { fam, tss, om })
@@ -345,14 +346,14 @@ impl<B: Backend> FeatureAttentionNet<B> {
                 let part = columns.clone().narrow(1, start, rows);
                 start += rows;
                 let weight = conv.weight.val().reshape([1, c_out, rows]);
-                weight.matmul(part)
+                matmul(weight, part)
             })
             .collect();
         let flat = Tensor::cat(maps, 1); // [B, F, h * w]
         let [b, f, _] = flat.dims();
         // CBAM channel gate: one MLP on the average- and on the max-pooled features, summed.
         let gate =
-            |pooled: Tensor<B, 2>| self.gate_fc2.forward(relu(self.gate_fc1.forward(pooled)));
+            |pooled: Tensor<B, 2>| linear(&self.gate_fc2, relu(linear(&self.gate_fc1, pooled)));
         let avg = gate(flat.clone().mean_dim(2).reshape([b, f]));
         let max = gate(flat.clone().max_dim(2).reshape([b, f]));
         let scale = sigmoid(avg + max).reshape([b, f, 1]);
@@ -384,8 +385,8 @@ fn unfold_same<B: Backend>(x: Tensor<B, 4>, k: usize) -> Tensor<B, 3> {
 impl<B: Backend> TaskSpecificSubnet<B> {
     /// `[B, F]` to `[B, F]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let x = self.dropout.forward(relu(self.fc1.forward(x)));
-        self.dropout.forward(relu(self.fc2.forward(x)))
+        let x = self.dropout.forward(relu(linear(&self.fc1, x)));
+        self.dropout.forward(relu(linear(&self.fc2, x)))
     }
 }
 
@@ -404,7 +405,7 @@ impl<B: Backend> FaceAnalysis<B> {
         FACE_HEADS
             .iter()
             .zip(&self.om.output_fcs)
-            .map(|(h, fc)| fc.forward(features[h.branch].clone()))
+            .map(|(h, fc)| linear(fc, features[h.branch].clone()))
             .collect()
     }
 }

@@ -8,7 +8,8 @@ use burn::tensor::backend::Backend;
 
 use super::block::SwinStage;
 use super::config::{SwinConfig, SwinHead};
-use crate::layers::linear;
+use crate::kernels::linear;
+use crate::layers::init_linear;
 use crate::{Error, Result};
 
 /// Patch embedding: a strided convolution to `embed_dim` channels, then LayerNorm.
@@ -97,14 +98,14 @@ impl SwinConfig {
         let bn = |d: usize| BatchNormConfig::new(d).with_epsilon(2e-5).init(device);
         let (head, feature) = match self.head {
             SwinHead::Classifier { num_classes } => {
-                (Some(linear(c, num_classes, true, device)), None)
+                (Some(init_linear(c, num_classes, true, device)), None)
             }
             SwinHead::FaceEmbedding { dim } => (
                 None,
                 Some(FaceEmbedding {
-                    fc1: linear(c, c, false, device),
+                    fc1: init_linear(c, c, false, device),
                     bn1: bn(c),
-                    fc2: linear(c, dim, false, device),
+                    fc2: init_linear(c, dim, false, device),
                     bn2: bn(dim),
                 }),
             ),
@@ -160,11 +161,11 @@ impl<B: Backend> Swin<B> {
             .forward(x.reshape([b, h * w, c]))
             .mean_dim(1)
             .reshape([b, c]);
-        let logits = self.head.as_ref().map(|head| head.forward(pooled.clone()));
+        let logits = (self.head.as_ref()).map(|head| linear(head, pooled.clone()));
         let embedding = match &self.feature {
             Some(f) => {
-                let x = f.bn1.forward(f.fc1.forward(pooled));
-                f.bn2.forward(f.fc2.forward(x))
+                let x = f.bn1.forward(linear(&f.fc1, pooled));
+                f.bn2.forward(linear(&f.fc2, x))
             }
             None => pooled,
         };

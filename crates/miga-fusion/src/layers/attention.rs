@@ -5,9 +5,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
-use miga_kernels::{masked_softmax_last, softmax_last, swap_heads};
-
-use super::linear::linear_rows;
+use miga_kernels::{linear, masked_softmax_last, matmul, softmax_last, swap_heads};
 
 /// Configuration of [`MaskedAttention`].
 #[derive(Config, Debug)]
@@ -47,12 +45,12 @@ impl MaskedAttentionConfig {
             self.d_model,
             self.heads
         );
-        let linear = || LinearConfig::new(self.d_model, self.d_model).init(device);
+        let layer = || LinearConfig::new(self.d_model, self.d_model).init(device);
         MaskedAttention {
-            query: linear(),
-            key: linear(),
-            value: linear(),
-            output: linear(),
+            query: layer(),
+            key: layer(),
+            value: layer(),
+            output: layer(),
             heads: self.heads,
         }
     }
@@ -73,10 +71,10 @@ impl<B: Backend> MaskedAttention<B> {
         let nk = context.dims()[1];
         let (h, dh) = (self.heads, d / self.heads);
         let split = |x: Tensor<B, 3>, n: usize| swap_heads(x.reshape([b, n, h, dh]));
-        let q = split(linear_rows(&self.query, query), nq);
-        let k = split(linear_rows(&self.key, context.clone()), nk);
-        let v = split(linear_rows(&self.value, context), nk);
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt());
+        let q = split(linear(&self.query, query), nq);
+        let k = split(linear(&self.key, context.clone()), nk);
+        let v = split(linear(&self.value, context), nk);
+        let scores = matmul(q, k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt());
         let (probs, any_key) = match padding {
             Some(padding) => {
                 let any_key = padding
@@ -92,8 +90,8 @@ impl<B: Backend> MaskedAttention<B> {
             }
             None => (softmax_last(scores), None),
         };
-        let out = swap_heads(probs.clone().matmul(v)).reshape([b, nq, d]);
-        let out = linear_rows(&self.output, out);
+        let out = swap_heads(matmul(probs.clone(), v)).reshape([b, nq, d]);
+        let out = linear(&self.output, out);
         let out = match any_key {
             Some(any_key) => out * any_key,
             None => out,

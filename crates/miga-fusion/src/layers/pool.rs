@@ -6,7 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
-use super::linear::linear_rows;
+use miga_kernels::{linear, matmul};
 
 /// Mean of the valid tokens of `x` `[B, N, D]` (`padding` `[B, N]` true = ignore), and whether
 /// each sample has any valid token `[B]`. A sample with none pools to zeros.
@@ -46,13 +46,9 @@ impl<B: Backend> AttentionPool<B> {
         padding: Tensor<B, 2, Bool>,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let [b, n, d] = x.dims();
-        let scores = linear_rows(&self.score, x.clone()).reshape([b, n]);
+        let scores = linear(&self.score, x.clone()).reshape([b, n]);
         let weights = miga_kernels::masked_softmax_last(scores, padding.bool_not().float());
-        let pooled = weights
-            .clone()
-            .unsqueeze_dim::<3>(1)
-            .matmul(x)
-            .reshape([b, d]);
+        let pooled = matmul(weights.clone().unsqueeze_dim::<3>(1), x).reshape([b, d]);
         (pooled, weights)
     }
 }
@@ -79,7 +75,7 @@ pub fn grid_regions(h: usize, w: usize, k: usize) -> Vec<Vec<usize>> {
 
 /// Averages `x` `[M, n, C]` over each region (index lists into `0..n`): `[M, regions, C]`.
 pub fn pool_regions<B: Backend>(x: Tensor<B, 3>, regions: &[Vec<usize>]) -> Tensor<B, 3> {
-    let [m, n, _] = x.dims();
+    let n = x.dims()[1];
     let p = regions.len();
     let mut weights = vec![0.0f32; p * n];
     for (r, region) in regions.iter().enumerate() {
@@ -88,7 +84,7 @@ pub fn pool_regions<B: Backend>(x: Tensor<B, 3>, regions: &[Vec<usize>]) -> Tens
         }
     }
     let matrix = Tensor::<B, 3>::from_data(TensorData::new(weights, [1, p, n]), &x.device());
-    matrix.expand([m, p, n]).matmul(x)
+    matmul(matrix, x)
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use burn::tensor::{Bool, Tensor};
 
 use super::attention::{MaskedAttention, MaskedAttentionConfig};
 use super::dropout::dropout;
-use super::linear::linear_rows;
 use super::norm::{norm, norm_layer};
+use miga_kernels::linear;
 
 /// Widths shared by every transformer layer of a fusion module.
 #[derive(Config, Debug)]
@@ -97,8 +97,8 @@ pub struct FeedForwardSublayer<B: Backend> {
 impl<B: Backend> FeedForwardSublayer<B> {
     /// Applies the sub-layer to `[B, N, D]` tokens.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = miga_kernels::gelu(linear_rows(&self.fc1, norm(&self.norm, x.clone())));
-        let h = linear_rows(&self.fc2, dropout(&self.dropout, h));
+        let h = miga_kernels::gelu(linear(&self.fc1, norm(&self.norm, x.clone())));
+        let h = linear(&self.fc2, dropout(&self.dropout, h));
         x + dropout(&self.dropout, h)
     }
 }

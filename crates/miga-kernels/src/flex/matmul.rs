@@ -60,9 +60,73 @@ impl<'a> Operand<'a> {
         }
     }
 
-    fn matrix(&self, entry: usize) -> *const f32 {
-        // SAFETY: the offset is that of an element of `data` (from the tensor's own layout).
-        unsafe { self.data.as_ptr().offset(self.offsets[entry]) }
+    fn matrix(&self, entry: usize) -> Matrix {
+        Matrix {
+            // SAFETY: the offset is that of an element of `data` (from the tensor's layout).
+            start: unsafe { self.data.as_ptr().offset(self.offsets[entry]) },
+            row: self.row,
+            col: self.col,
+        }
+    }
+}
+
+/// A matrix read in place: its first element and the steps between rows and columns.
+#[derive(Clone, Copy)]
+struct Matrix {
+    start: *const f32,
+    row: isize,
+    col: isize,
+}
+
+/// `out` (`[m, n]`, rows `row` and columns `col` apart) `= a @ b`, or `+= a @ b` when
+/// `accumulate`; `a` is `[m, k]`, `b` `[k, n]`.
+///
+/// # Safety
+/// Every element of the three matrices must lie in memory valid for the access, `out` not
+/// overlapping `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    out: *mut f32,
+    row: isize,
+    col: isize,
+    [m, n, k]: [usize; 3],
+    a: Matrix,
+    b: Matrix,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out,
+            col,
+            row,
+            accumulate,
+            a.start,
+            a.col,
+            a.row,
+            b.start,
+            b.col,
+            b.row,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// How `gemm` splits one product of `m * n * k` multiply-adds: over the threads when large.
+fn split(product: usize) -> gemm::Parallelism {
+    if product >= PARALLEL_PRODUCT {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
     }
 }
 
@@ -203,31 +267,10 @@ fn products(
             return;
         }
         for (i, &entry) in group.iter().enumerate() {
-            // SAFETY: `out` is `[m, n]` row-major within the buffer's capacity; `a` and `b`
-            // are read through their tensors' strides, within their buffers.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    out,
-                    col,
-                    row,
-                    i > 0,
-                    a.matrix(entry),
-                    a.col,
-                    a.row,
-                    b.matrix(entry),
-                    b.col,
-                    b.row,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                )
-            };
+            let (a, b) = (a.matrix(entry), b.matrix(entry));
+            // SAFETY: `out` is `[m, n]` (through `row`, `col`) within the buffer's capacity;
+            // `a` and `b` are read through their tensors' strides, within their buffers.
+            unsafe { gemm_into(out, row, col, [m, n, k], a, b, i > 0, parallelism) };
         }
     };
     let product = m * n * k;
@@ -242,11 +285,7 @@ fn products(
             .zip(groups.par_iter())
             .for_each(|(out, group)| run(out.as_mut_ptr().cast(), group, gemm::Parallelism::None));
     } else {
-        let parallelism = if product >= PARALLEL_PRODUCT {
-            gemm::Parallelism::Rayon(0)
-        } else {
-            gemm::Parallelism::None
-        };
+        let parallelism = split(product);
         for (out, group) in spare.chunks_mut(size).zip(&groups) {
             run(out.as_mut_ptr().cast(), group, parallelism);
         }
@@ -254,4 +293,171 @@ fn products(
     // SAFETY: every one of the matrices was written above.
     unsafe { values.set_len(groups.len() * size) };
     values
+}
+
+/// A 2-D tensor as a [`Matrix`] read in place.
+fn matrix_2d(x: &FlexTensor) -> Matrix {
+    let layout = x.layout();
+    let strides = layout.strides();
+    Matrix {
+        // SAFETY: the start offset is that of the tensor's first element, within its buffer.
+        start: unsafe { x.storage::<f32>().as_ptr().add(layout.start_offset()) },
+        row: strides[0],
+        col: strides[1],
+    }
+}
+
+/// `x` `[.., K]` as contiguous rows `[R, K]`: `(x, R, K)`.
+fn rows(x: &FlexTensor) -> (FlexTensor, usize, usize) {
+    let shape = x.layout().shape();
+    let width = shape[shape.num_dims() - 1];
+    let count = shape.num_elements() / width.max(1);
+    (x.to_contiguous(), count, width)
+}
+
+/// `x` `[.., in]` times `weight` `[in, out]` plus `bias` `[out]` on every row: `[.., out]`,
+/// Burn's `linear` in one pass (the bias is the output's starting value).
+pub(crate) fn linear_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&FlexTensor>,
+) -> FlexTensor {
+    let (x, count, inner) = rows(x);
+    let out = weight.layout().shape()[1];
+    let mut dims = x.layout().shape().to_vec();
+    *dims.last_mut().expect("a linear input has an axis") = out;
+    let size = count * out;
+    let mut values = Vec::with_capacity(size);
+    let spare = &mut values.spare_capacity_mut()[..size];
+    if size > 0 {
+        match bias {
+            Some(bias) => {
+                let bias = bias.to_contiguous();
+                let bias = bias.storage::<f32>();
+                spare.par_chunks_mut(out).for_each(|row| {
+                    for (v, &b) in row.iter_mut().zip(bias) {
+                        v.write(b);
+                    }
+                });
+            }
+            None if inner == 0 => spare.iter_mut().for_each(|v| {
+                v.write(0.0);
+            }),
+            None => {}
+        }
+        if inner > 0 {
+            let input = Matrix {
+                start: x.storage::<f32>().as_ptr(),
+                row: inner as isize,
+                col: 1,
+            };
+            // SAFETY: `spare` holds the `[count, out]` output, `rows` and the weight are read
+            // within their buffers; without a bias the output is only written.
+            unsafe {
+                gemm_into(
+                    spare.as_mut_ptr().cast(),
+                    out as isize,
+                    1,
+                    [count, out, inner],
+                    input,
+                    matrix_2d(weight),
+                    bias.is_some(),
+                    split(size * inner),
+                )
+            };
+        }
+    }
+    // SAFETY: every element was written above (the bias, then the product, or zeros).
+    unsafe { values.set_len(size) };
+    tensor(values, Shape::from(dims))
+}
+
+/// The gradients of `linear_forward(x, weight, bias)` from the output's `grad`, where `want`
+/// says (input, weight, bias): `grad @ weight^T`, `x^T @ grad` over every row at once, and
+/// the column sums of `grad`.
+pub(crate) fn linear_backward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    grad: &FlexTensor,
+    want: [bool; 3],
+) -> [Option<FlexTensor>; 3] {
+    let (grad, count, out) = rows(grad);
+    let (x, _, inner) = rows(x);
+    let g = Matrix {
+        start: grad.storage::<f32>().as_ptr(),
+        row: out as isize,
+        col: 1,
+    };
+    // `[m, n]` from `a @ b` over `k`, written once.
+    let product = |[m, n, k]: [usize; 3], a: Matrix, b: Matrix, shape: Shape| {
+        let mut values = Vec::with_capacity(m * n);
+        let spare = &mut values.spare_capacity_mut()[..m * n];
+        if k == 0 {
+            spare.iter_mut().for_each(|v| {
+                v.write(0.0);
+            });
+        } else if m * n > 0 {
+            // SAFETY: `spare` holds the `[m, n]` output; `a` and `b` lie in their buffers.
+            unsafe {
+                gemm_into(
+                    spare.as_mut_ptr().cast(),
+                    n as isize,
+                    1,
+                    [m, n, k],
+                    a,
+                    b,
+                    false,
+                    split(m * n * k),
+                )
+            };
+        }
+        // SAFETY: written above.
+        unsafe { values.set_len(m * n) };
+        tensor(values, shape)
+    };
+    let w = matrix_2d(weight);
+    let d_x = want[0].then(|| {
+        let transposed = Matrix {
+            row: w.col,
+            col: w.row,
+            ..w
+        };
+        product(
+            [count, inner, out],
+            g,
+            transposed,
+            x.layout().shape().clone(),
+        )
+    });
+    let d_weight = want[1].then(|| {
+        let columns = Matrix {
+            start: x.storage::<f32>().as_ptr(),
+            row: 1,
+            col: inner as isize,
+        };
+        product([inner, out, count], columns, g, Shape::new([inner, out]))
+    });
+    let d_bias = want[2].then(|| {
+        let sums = grad
+            .storage::<f32>()
+            .par_chunks(out.max(1) * 256)
+            .fold(
+                || vec![0.0f32; out],
+                |mut sums, block| {
+                    for row in block.chunks_exact(out) {
+                        sums.iter_mut().zip(row).for_each(|(s, &g)| *s += g);
+                    }
+                    sums
+                },
+            )
+            .reduce(
+                || vec![0.0f32; out],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        tensor(sums, Shape::new([out]))
+    });
+    [d_x, d_weight, d_bias]
 }
