@@ -134,6 +134,31 @@ impl Backward<Flex, 1> for SwapHeads {
     }
 }
 
+/// [`super::contiguous`] under `Autodiff<Flex>`; gives the tensor back on any other backend.
+pub(super) fn contiguous<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    map_primitive(x, |x: AutodiffFlexTensor| {
+        let y = flex::contiguous(&x.primitive);
+        Identity
+            .prepare::<NoCheckpointing>([x.node.clone()])
+            .compute_bound()
+            .stateless(y)
+    })
+}
+
+/// The backward pass of a copy: the gradient as it is.
+#[derive(Debug)]
+struct Identity;
+
+impl Backward<Flex, 1> for Identity {
+    type State = ();
+
+    fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| grad);
+    }
+}
+
 /// [`super::time_taps`] under `Autodiff<Flex>`; gives the tensor back on any other backend.
 pub(super) fn time_taps<B: Backend>(
     x: Tensor<B, 4>,

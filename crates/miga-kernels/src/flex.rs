@@ -267,36 +267,75 @@ pub(super) fn swap_heads<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Te
     map_primitive(x, swap_heads_forward)
 }
 
-/// `[A, P, Q, R]` (any strides) to a contiguous `[A, Q, P, R]`, copying runs of `R` values:
-/// the layout change between tokens `[B, N, H, Dh]` and heads `[B, H, N, Dh]`.
+/// `[A, P, Q, R]` (any strides) to a contiguous `[A, Q, P, R]`: the layout change between
+/// tokens `[B, N, H, Dh]` and heads `[B, H, N, Dh]`.
 pub(crate) fn swap_heads_forward(x: FlexTensor) -> FlexTensor {
-    let shape = x.layout().shape().clone();
-    let [a, p, q, r] = [shape[0], shape[1], shape[2], shape[3]];
-    let strides: [isize; 4] = x.layout().strides().try_into().expect("four axes");
-    let offset = x.layout().start_offset() as isize;
+    contiguous(&x.transpose(1, 2))
+}
+
+/// [`super::contiguous`] on Flex; gives the tensor back on any other backend.
+pub(super) fn contiguous_layout<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    map_primitive(x, |x: FlexTensor| contiguous(&x))
+}
+
+/// A Flex f32 tensor in a contiguous row-major buffer: the tensor itself when it has one, else
+/// a copy made in parallel runs along its last axis (Flex's own copy walks a strided tensor
+/// element by element, on one thread).
+pub(crate) fn contiguous(x: &FlexTensor) -> FlexTensor {
+    if x.is_contiguous() {
+        return x.to_contiguous();
+    }
+    let layout = x.layout();
+    let shape = layout.shape().clone();
+    // The axes, size-1 ones dropped and neighbours that step as one merged.
+    let mut axes: Vec<(usize, isize)> = Vec::new();
+    for (&size, &stride) in shape.iter().zip(layout.strides()) {
+        match axes.last_mut() {
+            _ if size == 1 => {}
+            Some((outer, outer_stride)) if *outer_stride == stride * size as isize => {
+                *outer *= size;
+                *outer_stride = stride;
+            }
+            _ => axes.push((size, stride)),
+        }
+    }
+    let total = shape.num_elements();
+    if total == 0 {
+        return tensor(Vec::new(), shape);
+    }
+    let (run, step) = axes.pop().unwrap_or((1, 1));
+    let start = layout.start_offset() as isize;
     let src = x.storage::<f32>();
-    let mut values = vec![0.0f32; a * p * q * r];
-    if !values.is_empty() {
-        // One task per output row block [i, k, .., ..] (P runs of R values).
-        values
-            .par_chunks_mut(p * r)
-            .enumerate()
-            .for_each(|(block, dst)| {
-                let (i, k) = (block / q, block % q);
-                let base = offset + i as isize * strides[0] + k as isize * strides[2];
-                for (j, run) in dst.chunks_exact_mut(r).enumerate() {
-                    let start = base + j as isize * strides[1];
-                    if strides[3] == 1 {
-                        run.copy_from_slice(&src[start as usize..][..r]);
-                    } else {
-                        for (t, v) in run.iter_mut().enumerate() {
-                            *v = src[(start + t as isize * strides[3]) as usize];
-                        }
+    let mut values = Vec::with_capacity(total);
+    values.spare_capacity_mut()[..total]
+        .par_chunks_mut(run * CHUNK.div_ceil(run))
+        .enumerate()
+        .for_each(|(task, dst)| {
+            let first = task * CHUNK.div_ceil(run);
+            for (i, out) in dst.chunks_exact_mut(run).enumerate() {
+                // The source offset of row `first + i` over the outer axes.
+                let (mut row, mut offset) = (first + i, start);
+                for &(size, stride) in axes.iter().rev() {
+                    offset += (row % size) as isize * stride;
+                    row /= size;
+                }
+                if step == 1 {
+                    let src = &src[offset as usize..][..run];
+                    for (o, &v) in out.iter_mut().zip(src) {
+                        o.write(v);
+                    }
+                } else {
+                    for (t, o) in out.iter_mut().enumerate() {
+                        o.write(src[(offset + t as isize * step) as usize]);
                     }
                 }
-            });
-    }
-    tensor(values, Shape::new([a, q, p, r]))
+            }
+        });
+    // SAFETY: the chunks cover the `total` elements, each row written above.
+    unsafe { values.set_len(total) };
+    tensor(values, shape)
 }
 
 /// [`super::time_taps`] on Flex; gives the tensor back on any other backend.

@@ -256,6 +256,30 @@ pub fn adamw_update<B: Backend, const D: usize>(
     Err([param, grad, moment_1, moment_2])
 }
 
+/// `x` with its elements in a contiguous row-major buffer, for a view (a slice, a permutation)
+/// about to be reshaped or read many times: the same values, and under autodiff the same
+/// gradient. On Flex a copy in parallel runs (Flex's own, which a reshape of a view makes,
+/// goes element by element on one thread); on other backends `x` as it is, each backend
+/// copying when it needs to.
+///
+/// ```
+/// use burn::backend::Flex;
+/// use burn::tensor::Tensor;
+///
+/// let device = Default::default();
+/// let x = Tensor::<Flex, 2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &device);
+/// let y = miga_kernels::contiguous(x.clone().transpose()).reshape([4]);
+/// assert_eq!(y.into_data().to_vec::<f32>().unwrap(), [1.0, 3.0, 2.0, 4.0]);
+/// ```
+pub fn contiguous<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match flex::contiguous_layout(x).or_else(autodiff::contiguous) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    x
+}
+
 /// `[A, P, Q, R]` to `[A, Q, P, R]` in a contiguous layout: the change between tokens
 /// `[B, N, H, Dh]` and attention heads `[B, H, N, Dh]`, both ways (it is its own inverse).
 ///
@@ -582,6 +606,33 @@ mod tests {
                 .into_data()
                 .assert_approx_eq::<f32>(&plain.forward(x).into_data(), tolerance);
         }
+    }
+
+    #[test]
+    fn contiguous_copies_views_and_passes_gradients() {
+        let device = Default::default();
+        let x = Tensor::<Flex, 4>::random([3, 1, 70, 40], Distribution::Default, &device);
+        let views = [
+            x.clone().permute([3, 1, 0, 2]),
+            x.clone().slice([1..3, 0..1, 5..60, 3..40]),
+            x.clone().swap_dims(2, 3).narrow(3, 10, 30),
+            x.clone().flip([2]),
+            x.clone(),
+        ];
+        for view in views {
+            let copy = contiguous(view.clone());
+            assert_eq!(copy.dims(), view.dims());
+            assert_eq!(copy.into_data(), view.into_data());
+        }
+        let x = Tensor::<Ad, 3>::random([4, 6, 5], Distribution::Default, &device).require_grad();
+        let weights = Tensor::<Ad, 3>::random([5, 4, 6], Distribution::Default, &device);
+        let grads = (contiguous(x.clone().permute([2, 0, 1])) * weights.clone())
+            .sum()
+            .backward();
+        x.grad(&grads)
+            .unwrap()
+            .into_data()
+            .assert_eq(&weights.permute([1, 2, 0]).inner().into_data(), true);
     }
 
     fn assert_same_gradients(

@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 
 use super::attention::{WindowAttention, window_partition, window_reverse};
 use super::config::{StageGeometry, SwinConfig};
-use crate::kernels::swap_heads;
+use crate::kernels::{contiguous, swap_heads};
 use crate::layers::{Mlp, drop_path, init_linear};
 
 /// One Swin block: `x + attn(norm1(x))` over (possibly shifted) windows, then
@@ -33,25 +33,37 @@ impl<B: Backend> SwinBlock<B> {
         let [b, h, w, c] = x.dims();
         let s = self.shift;
         let y = self.norm1.forward(x.clone());
-        // Burn's `roll` moves elements the other way from PyTorch's: Burn's `roll(s)` is
-        // PyTorch's `roll(-s)`, the references' cyclic shift towards the top left.
-        let y = if s > 0 {
-            y.roll(&[s as i64, s as i64], &[1, 2])
-        } else {
-            y
-        };
+        // The references' cyclic shift towards the top left (PyTorch's `roll(-s)`).
+        let y = roll(y, [s, s]);
         let windows = self.attn.forward(window_partition(y, self.window));
         let y = window_reverse(windows, self.window, h, w);
-        let y = if s > 0 {
-            y.roll(&[-(s as i64), -(s as i64)], &[1, 2])
-        } else {
-            y
-        };
+        let y = roll(y, [(h - s) % h, (w - s) % w]);
         let x = x + drop_path(y, self.drop_path);
         let x = x.reshape([b, h * w, c]);
         let y = self.mlp.forward(self.norm2.forward(x.clone()));
         (x + drop_path(y, self.drop_path)).reshape([b, h, w, c])
     }
+}
+
+/// `x` `[B, H, W, C]` shifted cyclically by `[sh, sw]` towards the top left (row `sh` to row
+/// 0, column `sw` to column 0: PyTorch's `roll((-sh, -sw), (1, 2))`). Each axis is two
+/// blocks swapped, each block copied in runs of the rows it spans ([`contiguous`]; Burn's `roll`
+/// concatenates strided views, which Flex copies element by element).
+fn roll<B: Backend>(x: Tensor<B, 4>, [sh, sw]: [usize; 2]) -> Tensor<B, 4> {
+    let swap = |x: Tensor<B, 4>, axis: usize, shift: usize| {
+        let size = x.dims()[axis];
+        if shift == 0 {
+            return x;
+        }
+        Tensor::cat(
+            vec![
+                contiguous(x.clone().narrow(axis, shift, size - shift)),
+                contiguous(x.narrow(axis, 0, shift)),
+            ],
+            axis,
+        )
+    };
+    swap(swap(x, 1, sh), 2, sw)
 }
 
 /// Patch merging: each 2x2 neighbourhood concatenated in the references' order

@@ -18,7 +18,7 @@ use burn::tensor::ops::PadMode;
 
 use super::config::{StageGeometry, SwinConfig};
 use super::model::Swin;
-use crate::kernels::{linear, matmul};
+use crate::kernels::{contiguous, linear, matmul};
 use crate::layers::init_linear;
 
 /// One output head of SwinFace.
@@ -373,10 +373,8 @@ fn unfold_same<B: Backend>(x: Tensor<B, 4>, k: usize) -> Tensor<B, 3> {
     let taps = (0..k * k)
         .map(|t| {
             let (i, j) = (t / k, t % k);
-            padded
-                .clone()
-                .slice([0..b, 0..c, i..i + h, j..j + w])
-                .reshape([b, c, 1, h * w])
+            let tap = padded.clone().slice([0..b, 0..c, i..i + h, j..j + w]);
+            contiguous(tap).reshape([b, c, 1, h * w])
         })
         .collect();
     Tensor::cat(taps, 2).reshape([b, c * k * k, h * w])
