@@ -1,8 +1,8 @@
-//! Operations with fast paths on the CPU backend, shared by miga's models: exact GELU,
-//! softmax over the last axis (also with a per-sample key mask), layer normalisation, the head
-//! swap of attention, the time-shifted columns of temporal convolutions, the depthwise Conv3d
-//! of MViTv2's pooling and AdamW's update; and [`on_cpu_workers`], which runs a step on the CPU
-//! pool's threads.
+//! Operations with fast paths on the CPU backend, shared by miga's models: matrix products
+//! and linear layers, exact GELU, softmax over the last axis (also with a per-sample key mask),
+//! layer normalisation, layout copies (the head swap of attention, any view made contiguous),
+//! the time-shifted columns of temporal convolutions, the depthwise Conv3d of MViTv2's pooling
+//! and AdamW's update; and [`on_cpu_workers`], which runs a step on the CPU pool's threads.
 //!
 //! Burn 0.21's CPU backend (Flex) runs element-wise maps one element at a time on one thread:
 //! exact GELU costs about 11 ns per element there (a scalar `erf`), 13% of an MViTv2-S

@@ -420,21 +420,22 @@ fn input_parts(stages: &[StageGeometry]) -> Vec<usize> {
 /// stage's grid (its "local features"), then the last stage's map (its "global features"),
 /// concatenated over channels: `[B, 2112, 7, 7]` for SwinFace.
 pub fn multi_level_features<B: Backend>(stages: &[Tensor<B, 4>]) -> Tensor<B, 4> {
-    let last = &stages[stages.len() - 1];
-    let [_, _, fh, fw] = last.dims();
-    let mut maps: Vec<Tensor<B, 4>> = stages[..stages.len() - 1]
+    let [_, _, fh, fw] = stages[stages.len() - 1].dims();
+    // The stage maps are channel-last buffers seen channel-first: copied once in runs (Flex's
+    // pooling and concatenation would each copy them element by element).
+    let maps = stages
         .iter()
         .map(|map| {
             let [_, _, h, w] = map.dims();
             let kernel = [h / fh, w / fw];
+            let map = contiguous(map.clone());
             if kernel == [1, 1] {
-                map.clone()
+                map
             } else {
-                avg_pool2d(map.clone(), kernel, kernel, [0, 0], true, false)
+                avg_pool2d(map, kernel, kernel, [0, 0], true, false)
             }
         })
         .collect();
-    maps.push(last.clone());
     Tensor::cat(maps, 1)
 }
 
