@@ -79,11 +79,11 @@ pub(crate) fn channel_rows<B: Backend>(values: Tensor<B, 2>, n: usize) -> Tensor
 }
 
 /// Batch norm of `[N, C, ...]` activations. At inference (no autodiff) Burn's `BatchNorm` with
-/// the running statistics. In training the batch statistics are taken per row of the
-/// `[N * C, ...]` view and then per channel, so no step copies a transposed activation (Burn's
-/// own training path swaps the batch and channel axes twice, copies the CPU backend makes one
-/// element at a time); the running statistics move by `momentum` towards the batch mean and
-/// the unbiased batch variance, as PyTorch's `BatchNorm` does.
+/// the running statistics. In training [`crate::kernels::batch_norm_train`] with the batch
+/// statistics (one graph node on the CPU backend; Burn's own training path swaps the batch and
+/// channel axes twice, copies the CPU backend makes one element at a time); the running
+/// statistics move by `momentum` towards the batch mean and the unbiased batch variance, as
+/// PyTorch's `BatchNorm` does.
 pub(crate) fn batch_norm<B: Backend, const D: usize>(
     bn: &BatchNorm<B>,
     x: Tensor<B, D>,
@@ -93,26 +93,19 @@ pub(crate) fn batch_norm<B: Backend, const D: usize>(
         return bn.forward(x);
     }
     let dims = x.dims();
-    let (n, c) = (dims[0], dims[1]);
-    let count: usize = dims[2..].iter().product::<usize>() * n;
-    let rows = x.reshape([n * c, count / n.max(1)]);
-    // Rows have equal lengths, so the mean of the row means is the channel mean.
-    let per_channel = |t: Tensor<B, 2>| t.mean_dim(1).reshape([n, c]).mean_dim(0);
-    let mean = per_channel(rows.clone());
-    let centred = rows - channel_rows(mean.clone(), n);
-    let var = per_channel(centred.clone().square());
-    let scale = bn.gamma.val().reshape([1, c]) / (var.clone() + bn.epsilon).sqrt();
-    let y = centred * channel_rows(scale, n) + channel_rows(bn.beta.val().reshape([1, c]), n);
+    let count: usize = dims[2..].iter().product::<usize>() * dims[0];
+    let (y, mean, var) =
+        crate::kernels::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
     let unbiased = count as f64 / count.saturating_sub(1).max(1) as f64;
-    let moved = |running: Tensor<B, 1>, batch: Tensor<B, 2>, factor: f64| {
+    let moved = |running: Tensor<B, 1>, batch: Tensor<B, 1>, factor: f64| {
         running.to_device(&device).mul_scalar(1.0 - bn.momentum)
-            + batch.detach().reshape([c]).mul_scalar(bn.momentum * factor)
+            + batch.to_device(&device).mul_scalar(bn.momentum * factor)
     };
     bn.running_mean
         .update(moved(bn.running_mean.value_sync(), mean, 1.0).detach());
     bn.running_var
         .update(moved(bn.running_var.value_sync(), var, unbiased).detach());
-    y.reshape(dims)
+    y
 }
 
 #[cfg(test)]

@@ -352,3 +352,56 @@ impl<const N: usize> Backward<Flex, N> for LinearLayer {
         }
     }
 }
+
+/// [`super::batch_norm_train`] under `Autodiff<Flex>`: the output, and the batch means and
+/// variances; gives the inputs back on any other backend.
+#[allow(clippy::type_complexity)]
+pub(super) fn batch_norm_train<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    epsilon: f64,
+) -> Result<(Tensor<B, D>, Vec<f32>, Vec<f32>), (Tensor<B, D>, Tensor<B, 1>, Tensor<B, 1>)> {
+    if !(is_f32::<AutodiffFlexTensor, B, D>(&x)
+        && gamma.dtype() == DType::F32
+        && beta.dtype() == DType::F32)
+    {
+        return Err((x, gamma, beta));
+    }
+    let (x, gamma, beta): (AutodiffFlexTensor, AutodiffFlexTensor, AutodiffFlexTensor) =
+        (unwrap(x), unwrap(gamma), unwrap(beta));
+    let (y, mean, var, saved) =
+        flex::batch_norm_forward(&x.primitive, &gamma.primitive, &beta.primitive, epsilon);
+    let prep = BatchNorm
+        .prepare::<NoCheckpointing>([x.node, gamma.node, beta.node])
+        .compute_bound()
+        .stateful();
+    let y = match prep {
+        OpsKind::Tracked(prep) => prep.finish(saved, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Ok((wrap(y), mean, var))
+}
+
+/// The batch norm's backward pass, to the input, gamma and beta.
+#[derive(Debug)]
+struct BatchNorm;
+
+impl Backward<Flex, 3> for BatchNorm {
+    type State = flex::BatchNormSaved;
+
+    fn backward(
+        self,
+        ops: Ops<flex::BatchNormSaved, 3>,
+        grads: &mut Gradients,
+        _: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let d = flex::batch_norm_backward(&ops.state, &grad);
+        for (parent, grad) in ops.parents.into_iter().zip(d) {
+            if let Some(parent) = parent {
+                grads.register::<Flex>(parent.id, grad);
+            }
+        }
+    }
+}

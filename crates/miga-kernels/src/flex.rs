@@ -51,6 +51,9 @@ macro_rules! vectorised {
     };
 }
 
+mod batch_norm;
+pub(crate) use batch_norm::{BatchNormSaved, batch_norm_backward, batch_norm_forward};
+
 /// Elements per parallel task: large enough to amortise scheduling, small enough to split a
 /// layer's activations over the threads.
 const CHUNK: usize = 1 << 15;
@@ -871,18 +874,24 @@ fn map_sum(x: &mut [f32], f: impl Fn(f32) -> f32, term: impl Fn(f32) -> f32) -> 
 /// The dot product of `a` and `b`, in [`LANES`] independent accumulators.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum(a, b, |x, y| x * y)
+}
+
+/// The sum of `term(a_i, b_i)` in [`LANES`] independent accumulators (which vectorise).
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     for (x, y) in (&mut ca).zip(&mut cb) {
         for ((s, &x), &y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * y;
+            *s += term(x, y);
         }
     }
     let tail: f32 = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(&x, &y)| term(x, y))
         .sum();
     acc.iter().sum::<f32>() + tail
 }

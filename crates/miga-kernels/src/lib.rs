@@ -359,6 +359,64 @@ pub fn layer_norm<B: Backend, const D: usize>(
     )))
 }
 
+/// Batch normalisation of `x` `[N, C, ...]` with its own batch statistics, as PyTorch's
+/// `BatchNorm` in training: `(x - mean_c) / sqrt(var_c + epsilon) * gamma_c + beta_c`, the mean
+/// and biased variance of each channel `c` taken over the batch and the trailing axes. Also
+/// gives the batch means and biased variances `[C]` (not tracked), for the running
+/// statistics.
+///
+/// Under autodiff on Flex one graph node: the statistics in one pass over `x`, the output in
+/// one more, and a backward pass of two (the composition of Burn's operations, on any other
+/// backend, is about a dozen passes each way).
+///
+/// ```
+/// use burn::backend::{Autodiff, Flex};
+/// use burn::tensor::{Distribution, Tensor};
+///
+/// type B = Autodiff<Flex>;
+/// let device = Default::default();
+/// let x = Tensor::<B, 3>::random([4, 3, 10], Distribution::Normal(2.0, 3.0), &device);
+/// let (gamma, beta) = (Tensor::ones([3], &device), Tensor::zeros([3], &device));
+/// let (y, mean, _var) = miga_kernels::batch_norm_train(x, gamma, beta, 1e-5);
+/// assert_eq!(mean.dims(), [3]);
+/// let channel_means = y.mean_dim(2).mean_dim(0).into_data().to_vec::<f32>().unwrap();
+/// assert!(channel_means.iter().all(|m| m.abs() < 1e-4));
+/// ```
+pub fn batch_norm_train<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    epsilon: f64,
+) -> (Tensor<B, D>, Tensor<B, 1>, Tensor<B, 1>) {
+    let device = x.device();
+    let c = gamma.dims()[0];
+    #[cfg(feature = "flex")]
+    let (x, gamma, beta) = match autodiff::batch_norm_train(x, gamma, beta, epsilon) {
+        Ok((y, mean, var)) => {
+            let stat = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [c]), &device);
+            return (y, stat(mean), stat(var));
+        }
+        Err(inputs) => inputs,
+    };
+    // Burn's operations on the `[N * C, L]` rows: each row's mean, then each channel's (rows
+    // have equal lengths), so no step copies a transposed activation.
+    let dims = x.dims();
+    let n = dims[0];
+    let rows = x.reshape([n * c, dims[2..].iter().product::<usize>()]);
+    let per_channel = |t: Tensor<B, 2>| t.mean_dim(1).reshape([n, c]).mean_dim(0);
+    let channel_rows = |v: Tensor<B, 2>| v.expand([n, c]).reshape([n * c, 1]);
+    let mean = per_channel(rows.clone());
+    let centred = rows - channel_rows(mean.clone());
+    let var = per_channel(centred.clone().square());
+    let scale = gamma.reshape([1, c]) / (var.clone() + epsilon).sqrt();
+    let y = centred * channel_rows(scale) + channel_rows(beta.reshape([1, c]));
+    (
+        y.reshape(dims),
+        mean.detach().reshape([c]),
+        var.detach().reshape([c]),
+    )
+}
+
 /// A depthwise 3D convolution without bias and with zero padding: `x` `[N, C, T, H, W]`,
 /// `weight` `[C, 1, kt, kh, kw]` (one filter per channel).
 ///
@@ -635,6 +693,72 @@ mod tests {
             .unwrap()
             .into_data()
             .assert_eq(&weights.permute([1, 2, 0]).inner().into_data(), true);
+    }
+
+    /// One run of a batch norm on its own graph: the output and the gradients of the input,
+    /// gamma and beta.
+    fn batch_norm_run<const D: usize>(
+        x: &Tensor<Ad, D>,
+        upstream: &Tensor<Ad, D>,
+        norm: &dyn Fn(Tensor<Ad, D>, Tensor<Ad, 1>, Tensor<Ad, 1>) -> Tensor<Ad, D>,
+    ) -> [TensorData; 4] {
+        let device = x.device();
+        let c = x.dims()[1];
+        let gamma = Tensor::<Ad, 1>::from_data(
+            TensorData::new((0..c).map(|i| 0.5 + i as f32 * 0.25).collect(), [c]),
+            &device,
+        )
+        .require_grad();
+        let beta = Tensor::<Ad, 1>::from_data(
+            TensorData::new((0..c).map(|i| i as f32 * 0.1 - 0.2).collect(), [c]),
+            &device,
+        )
+        .require_grad();
+        let x = x.clone().require_grad();
+        let y = norm(x.clone(), gamma.clone(), beta.clone());
+        let grads = (y.clone() * upstream.clone()).sum().backward();
+        [
+            y.into_data(),
+            x.grad(&grads).unwrap().into_data(),
+            gamma.grad(&grads).unwrap().into_data(),
+            beta.grad(&grads).unwrap().into_data(),
+        ]
+    }
+
+    #[test]
+    fn batch_norm_train_matches_burns_module() {
+        use burn::module::Param;
+        use burn::nn::BatchNormConfig;
+        let device = Default::default();
+        let burn_norm = |x: Tensor<Ad, 4>, gamma: Tensor<Ad, 1>, beta: Tensor<Ad, 1>| {
+            let mut bn = BatchNormConfig::new(gamma.dims()[0]).init::<Ad>(&device);
+            bn.gamma = Param::from_tensor(gamma);
+            bn.beta = Param::from_tensor(beta);
+            bn.forward(x)
+        };
+        // Rows long enough for several parallel tasks; channels off-centre and spread.
+        for dims in [[8, 6, 40, 30], [3, 5, 1, 1], [2, 4, 3, 7]] {
+            let x = Tensor::<Ad, 4>::random(dims, Distribution::Normal(5.0, 3.0), &device);
+            let upstream = Tensor::<Ad, 4>::random(dims, Distribution::Default, &device);
+            let ours = batch_norm_run(&x, &upstream, &|x, g, b| batch_norm_train(x, g, b, 1e-5).0);
+            let theirs = batch_norm_run(&x, &upstream, &burn_norm);
+            for (a, b) in ours.iter().zip(&theirs) {
+                a.assert_approx_eq::<f32>(b, Tolerance::rel_abs(1e-3, 1e-4));
+            }
+        }
+        // The statistics: biased variance over the batch and the trailing axes.
+        let x = Tensor::<Ad, 3>::from_floats(
+            [[[1.0, 3.0], [0.0, 0.0]], [[5.0, 7.0], [2.0, 2.0]]],
+            &device,
+        );
+        let (_, mean, var) = batch_norm_train(
+            x,
+            Tensor::ones([2], &device),
+            Tensor::zeros([2], &device),
+            1e-5,
+        );
+        assert_eq!(mean.into_data().to_vec::<f32>().unwrap(), [4.0, 1.0]);
+        assert_eq!(var.into_data().to_vec::<f32>().unwrap(), [5.0, 1.0]);
     }
 
     fn assert_same_gradients(
