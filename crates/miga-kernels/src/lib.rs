@@ -388,11 +388,11 @@ pub fn batch_norm_train<B: Backend, const D: usize>(
     beta: Tensor<B, 1>,
     epsilon: f64,
 ) -> (Tensor<B, D>, Tensor<B, 1>, Tensor<B, 1>) {
-    let device = x.device();
     let c = gamma.dims()[0];
     #[cfg(feature = "flex")]
     let (x, gamma, beta) = match autodiff::batch_norm_train(x, gamma, beta, epsilon) {
         Ok((y, mean, var)) => {
+            let device = y.device();
             let stat = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [c]), &device);
             return (y, stat(mean), stat(var));
         }
