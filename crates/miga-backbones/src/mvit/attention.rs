@@ -2,7 +2,7 @@
 //! `_add_rel_pos`): queries, keys and values pooled by depthwise 3D convolutions, a decomposed
 //! relative-position bias, and the residual pooling connection.
 
-use crate::kernels::{linear, matmul, softmax_last};
+use crate::kernels::{contiguous, linear, matmul, softmax_last};
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
@@ -58,7 +58,7 @@ impl<B: Backend> AttentionPool<B> {
         let [heads, d, n] = x.dims();
         let [t, h, w] = thw;
         let class = x.clone().narrow(2, 0, 1);
-        let grid = x.narrow(2, 1, n - 1).reshape([heads, d, t, h, w]);
+        let grid = contiguous(x.narrow(2, 1, n - 1)).reshape([heads, d, t, h, w]);
         let pooled = crate::kernels::depthwise_conv3d(
             grid,
             self.pool.weight.val(),
@@ -72,17 +72,10 @@ impl<B: Backend> AttentionPool<B> {
     }
 }
 
-/// `x.swap_dims(2, 3)`, materialised one `[R, C]` matrix at a time and concatenated: Flex
-/// copies a 2D transpose with a tiled kernel but walks a batched (higher-rank) one element by
-/// element, about ten times slower; on other backends it is the same data movement.
+/// `x.swap_dims(2, 3)` in a contiguous buffer ([`contiguous`]: Flex would copy the batched
+/// transpose element by element, on one thread, at the next reshape).
 pub(crate) fn swap_last_two<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [g1, g2, _, _] = x.dims();
-    let matrices = (0..g1)
-        .flat_map(|i| (0..g2).map(move |j| (i, j)))
-        .map(|(i, j)| x.clone().narrow(0, i, 1).narrow(1, j, 1).swap_dims(2, 3))
-        .collect::<Vec<_>>();
-    let [_, _, c, r] = matrices[0].dims();
-    Tensor::cat(matrices, 0).reshape([g1, g2, c, r])
+    contiguous(x.swap_dims(2, 3))
 }
 
 /// Multiscale pooling attention with MViTv2's decomposed relative positions and residual
