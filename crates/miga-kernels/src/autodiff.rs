@@ -405,3 +405,51 @@ impl Backward<Flex, 3> for BatchNorm {
         }
     }
 }
+
+/// [`super::depthwise_conv3d`] under `Autodiff<Flex>`; gives the inputs back on any other
+/// backend.
+#[allow(clippy::type_complexity)]
+pub(super) fn depthwise_conv3d<B: Backend>(
+    x: Tensor<B, 5>,
+    weight: Tensor<B, 5>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> Result<Tensor<B, 5>, (Tensor<B, 5>, Tensor<B, 5>)> {
+    if !(is_f32::<AutodiffFlexTensor, B, 5>(&x) && weight.dtype() == DType::F32) {
+        return Err((x, weight));
+    }
+    let (x, weight): (AutodiffFlexTensor, AutodiffFlexTensor) = (unwrap(x), unwrap(weight));
+    let (y, saved) = flex::depthwise_forward(&x.primitive, &weight.primitive, stride, padding);
+    let prep = Depthwise
+        .prepare::<NoCheckpointing>([x.node, weight.node])
+        .compute_bound()
+        .stateful();
+    let y = match prep {
+        OpsKind::Tracked(prep) => prep.finish(saved, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Ok(wrap(y))
+}
+
+/// The depthwise convolution's backward pass, to the input and the weight.
+#[derive(Debug)]
+struct Depthwise;
+
+impl Backward<Flex, 2> for Depthwise {
+    type State = flex::DepthwiseSaved;
+
+    fn backward(
+        self,
+        ops: Ops<flex::DepthwiseSaved, 2>,
+        grads: &mut Gradients,
+        _: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<Flex>(&ops.node);
+        let d = flex::depthwise_backward(&ops.state, &grad);
+        for (parent, grad) in ops.parents.into_iter().zip(d) {
+            if let Some(parent) = parent {
+                grads.register::<Flex>(parent.id, grad);
+            }
+        }
+    }
+}

@@ -421,8 +421,11 @@ pub fn batch_norm_train<B: Backend, const D: usize>(
 /// `weight` `[C, 1, kt, kh, kw]` (one filter per channel).
 ///
 /// On Flex a direct kernel that reads `x` in whatever layout it has (a strided view, such as
-/// the token grid behind a class token, needs no copy), one channel per task; elsewhere, and
-/// under autodiff, the sum over temporal taps of depthwise 2D convolutions.
+/// the token grid behind a class token, needs no copy), one channel per task; under autodiff
+/// on Flex one graph node whose backward pass is direct too (the filter scattered back over the
+/// output gradient, and each tap's inputs against it; Burn's Conv3d backward through a
+/// transposed convolution was a fifth of an MViTv2-S training step); elsewhere the sum over
+/// temporal taps of depthwise 2D convolutions.
 pub fn depthwise_conv3d<B: Backend>(
     x: Tensor<B, 5>,
     weight: Tensor<B, 5>,
@@ -430,7 +433,9 @@ pub fn depthwise_conv3d<B: Backend>(
     padding: [usize; 3],
 ) -> Tensor<B, 5> {
     #[cfg(feature = "flex")]
-    let (x, weight) = match flex::depthwise_conv3d(x, weight, stride, padding) {
+    let (x, weight) = match flex::depthwise_conv3d(x, weight, stride, padding)
+        .or_else(|(x, weight)| autodiff::depthwise_conv3d(x, weight, stride, padding))
+    {
         Ok(y) => return y,
         Err(inputs) => inputs,
     };
@@ -958,6 +963,40 @@ mod tests {
             assert_eq!(fast.dims(), reference.dims(), "stride {stride:?}");
             fast.into_data()
                 .assert_approx_eq::<f32>(&reference.into_data(), Tolerance::absolute(1e-5));
+        }
+    }
+
+    #[test]
+    fn depthwise_conv3d_gradients_match_the_2d_convolutions() {
+        let device = Default::default();
+        for (stride, padding) in [
+            ([1, 1, 1], [1, 1, 1]),
+            ([1, 2, 2], [1, 1, 1]),
+            ([2, 4, 4], [0, 1, 1]),
+        ] {
+            let weight =
+                Tensor::<Ad, 5>::random([6, 1, 3, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+            let x =
+                Tensor::<Ad, 5>::random([2, 6, 5, 9, 11], Distribution::Normal(0.0, 1.0), &device);
+            // A strided view, as MViT's pooled grids are.
+            let x = x.permute([0, 1, 2, 4, 3]);
+            let run = |f: &dyn Fn(Tensor<Ad, 5>, Tensor<Ad, 5>) -> Tensor<Ad, 5>| {
+                let (x, w) = (x.clone().require_grad(), weight.clone().require_grad());
+                let y = f(x.clone(), w.clone());
+                let upstream = Tensor::<Ad, 5>::ones(y.dims(), &device).cumsum(4) / 10.0;
+                let grads = (y.clone() * upstream).sum().backward();
+                [
+                    y.into_data(),
+                    x.grad(&grads).unwrap().into_data(),
+                    w.grad(&grads).unwrap().into_data(),
+                ]
+            };
+            let ours = run(&|x, w| depthwise_conv3d(x, w, stride, padding));
+            let theirs = run(&|x, w| depthwise_conv3d_by_taps(x, w, stride, padding));
+            for (a, b) in ours.iter().zip(&theirs) {
+                assert_eq!(a.shape, b.shape, "stride {stride:?}");
+                a.assert_approx_eq::<f32>(b, Tolerance::rel_abs(1e-4, 1e-4));
+            }
         }
     }
 }
