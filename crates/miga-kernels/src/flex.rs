@@ -667,20 +667,24 @@ vectorised! {
     /// starts at `src[base]` with `plane`'s strides.
     fn conv_plane(src: &[f32], base: usize, filter: &[f32], plane: Plane, dst: &mut [f32]) {
         let (step, sw) = (plane.stride[2], plane.strides[2]);
-        for_each_tap_row(plane, |tap, out_row, in_row, cols, first| {
-            let weight = filter[tap];
-            let row = base + in_row;
-            let out = &mut dst[out_row..][cols];
-            if step == 1 && sw == 1 {
-                for (o, v) in out.iter_mut().zip(&src[row + first..]) {
-                    *o += weight * v;
+        for_each_tap_row(
+            plane,
+            #[inline(always)]
+            |tap, out_row, in_row, cols, first| {
+                let weight = filter[tap];
+                let row = base + in_row;
+                let out = &mut dst[out_row..][cols];
+                if step == 1 && sw == 1 {
+                    for (o, v) in out.iter_mut().zip(&src[row + first..]) {
+                        *o += weight * v;
+                    }
+                } else {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o += weight * src[row + (first + k * step) * sw];
+                    }
                 }
-            } else {
-                for (k, o) in out.iter_mut().enumerate() {
-                    *o += weight * src[row + (first + k * step) * sw];
-                }
-            }
-        });
+            },
+        );
     }
 }
 
@@ -721,19 +725,23 @@ vectorised! {
     /// outputs that read it.
     fn conv_plane_adjoint(grad: &[f32], filter: &[f32], plane: Plane, dst: &mut [f32]) {
         let (step, sw) = (plane.stride[2], plane.strides[2]);
-        for_each_tap_row(plane, |tap, out_row, in_row, cols, first| {
-            let weight = filter[tap];
-            let g = &grad[out_row..][cols];
-            if step == 1 && sw == 1 {
-                for (d, &g) in dst[in_row + first..][..g.len()].iter_mut().zip(g) {
-                    *d += weight * g;
+        for_each_tap_row(
+            plane,
+            #[inline(always)]
+            |tap, out_row, in_row, cols, first| {
+                let weight = filter[tap];
+                let g = &grad[out_row..][cols];
+                if step == 1 && sw == 1 {
+                    for (d, &g) in dst[in_row + first..][..g.len()].iter_mut().zip(g) {
+                        *d += weight * g;
+                    }
+                } else {
+                    for (k, &g) in g.iter().enumerate() {
+                        dst[in_row + (first + k * step) * sw] += weight * g;
+                    }
                 }
-            } else {
-                for (k, &g) in g.iter().enumerate() {
-                    dst[in_row + (first + k * step) * sw] += weight * g;
-                }
-            }
-        });
+            },
+        );
     }
 }
 
@@ -742,18 +750,22 @@ vectorised! {
     /// (one per tap) += the output gradient `grad` against each tap's inputs.
     fn conv_plane_weight(src: &[f32], base: usize, grad: &[f32], plane: Plane, d: &mut [f32]) {
         let (step, sw) = (plane.stride[2], plane.strides[2]);
-        for_each_tap_row(plane, |tap, out_row, in_row, cols, first| {
-            let g = &grad[out_row..][cols];
-            let row = base + in_row;
-            d[tap] += if step == 1 && sw == 1 {
-                dot(g, &src[row + first..][..g.len()])
-            } else {
-                g.iter()
-                    .enumerate()
-                    .map(|(k, &g)| g * src[row + (first + k * step) * sw])
-                    .sum::<f32>()
-            };
-        });
+        for_each_tap_row(
+            plane,
+            #[inline(always)]
+            |tap, out_row, in_row, cols, first| {
+                let g = &grad[out_row..][cols];
+                let row = base + in_row;
+                d[tap] += if step == 1 && sw == 1 {
+                    dot(g, &src[row + first..][..g.len()])
+                } else {
+                    g.iter()
+                        .enumerate()
+                        .map(|(k, &g)| g * src[row + (first + k * step) * sw])
+                        .sum::<f32>()
+                };
+            },
+        );
     }
 }
 
