@@ -14,7 +14,7 @@ use burn::tensor::{DType, Tensor};
 use burn_flex::{Flex, FlexTensor};
 
 use crate::flex::{self, LayerNormSaved};
-use crate::primitive::{is_f32, map_primitive, unwrap, wrap};
+use crate::primitive::{is_f32, map_primitive, unwrap, unwrap_pair, wrap};
 
 /// The autodiff tensor of `Autodiff<Flex>` (Burn does not name the type).
 type AutodiffFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
@@ -230,12 +230,27 @@ impl Backward<Flex, 3> for LayerNorm {
     type State = LayerNormSaved;
 
     fn backward(self, ops: Ops<LayerNormSaved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (dx, d_gamma, d_beta) = flex::layer_norm_backward(&ops.state, grad);
-        for (parent, grad) in ops.parents.into_iter().zip([dx, d_gamma, d_beta]) {
-            if let Some(parent) = parent {
-                grads.register::<Flex>(parent.id, grad);
-            }
+        register_gradients(ops, grads, |saved, grad, _| {
+            let (dx, d_gamma, d_beta) = flex::layer_norm_backward(saved, grad);
+            [dx, d_gamma, d_beta].map(Some)
+        });
+    }
+}
+
+/// A node's backward pass over its `N` parents: `gradients` maps the node's state, its output's
+/// gradient and which parents take a gradient to each parent's gradient, and those are
+/// registered.
+fn register_gradients<S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    gradients: impl FnOnce(&S, FlexTensor, [bool; N]) -> [Option<FlexTensor>; N],
+) {
+    let grad = grads.consume::<Flex>(&ops.node);
+    let want = ops.parents.each_ref().map(Option::is_some);
+    let d = gradients(&ops.state, grad, want);
+    for (parent, grad) in ops.parents.into_iter().zip(d) {
+        if let (Some(parent), Some(grad)) = (parent, grad) {
+            grads.register::<Flex>(parent.id, grad);
         }
     }
 }
@@ -246,10 +261,7 @@ pub(super) fn matmul<B: Backend, const D: usize>(
     lhs: Tensor<B, D>,
     rhs: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
-    if !(is_f32::<AutodiffFlexTensor, B, D>(&lhs) && is_f32::<AutodiffFlexTensor, B, D>(&rhs)) {
-        return Err((lhs, rhs));
-    }
-    let (lhs, rhs): (AutodiffFlexTensor, AutodiffFlexTensor) = (unwrap(lhs), unwrap(rhs));
+    let (lhs, rhs): (AutodiffFlexTensor, AutodiffFlexTensor) = unwrap_pair(lhs, rhs)?;
     let y = flex::matmul_forward(&lhs.primitive, &rhs.primitive);
     let prep = Matmul
         .prepare::<NoCheckpointing>([lhs.node.clone(), rhs.node.clone()])
@@ -276,15 +288,9 @@ impl Backward<Flex, 2> for Matmul {
         grads: &mut Gradients,
         _: &mut Checkpointer,
     ) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (lhs, rhs) = &ops.state;
-        let want = [ops.parents[0].is_some(), ops.parents[1].is_some()];
-        let d = flex::matmul_backward(lhs, rhs, &grad, want);
-        for (parent, grad) in ops.parents.into_iter().zip(d) {
-            if let (Some(parent), Some(grad)) = (parent, grad) {
-                grads.register::<Flex>(parent.id, grad);
-            }
-        }
+        register_gradients(ops, grads, |(lhs, rhs), grad, want| {
+            flex::matmul_backward(lhs, rhs, &grad, want)
+        });
     }
 }
 
@@ -338,18 +344,12 @@ impl<const N: usize> Backward<Flex, N> for LinearLayer {
         grads: &mut Gradients,
         _: &mut Checkpointer,
     ) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (x, weight) = &ops.state;
-        let mut want = [false; 3];
-        for (want, parent) in want.iter_mut().zip(&ops.parents) {
-            *want = parent.is_some();
-        }
-        let d = flex::linear_backward(x, weight, &grad, want);
-        for (parent, grad) in ops.parents.into_iter().zip(d) {
-            if let (Some(parent), Some(grad)) = (parent, grad) {
-                grads.register::<Flex>(parent.id, grad);
-            }
-        }
+        register_gradients(ops, grads, |(x, weight), grad, want| {
+            // Input, weight and (with N = 3) bias.
+            let wanted = std::array::from_fn(|i| want.get(i).copied().unwrap_or(false));
+            let mut d = flex::linear_backward(x, weight, &grad, wanted).into_iter();
+            std::array::from_fn(|_| d.next().flatten())
+        });
     }
 }
 
@@ -396,13 +396,9 @@ impl Backward<Flex, 3> for BatchNorm {
         grads: &mut Gradients,
         _: &mut Checkpointer,
     ) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let d = flex::batch_norm_backward(&ops.state, &grad);
-        for (parent, grad) in ops.parents.into_iter().zip(d) {
-            if let Some(parent) = parent {
-                grads.register::<Flex>(parent.id, grad);
-            }
-        }
+        register_gradients(ops, grads, |saved, grad, _| {
+            flex::batch_norm_backward(saved, &grad).map(Some)
+        });
     }
 }
 
@@ -415,10 +411,7 @@ pub(super) fn depthwise_conv3d<B: Backend>(
     stride: [usize; 3],
     padding: [usize; 3],
 ) -> Result<Tensor<B, 5>, (Tensor<B, 5>, Tensor<B, 5>)> {
-    if !(is_f32::<AutodiffFlexTensor, B, 5>(&x) && weight.dtype() == DType::F32) {
-        return Err((x, weight));
-    }
-    let (x, weight): (AutodiffFlexTensor, AutodiffFlexTensor) = (unwrap(x), unwrap(weight));
+    let (x, weight): (AutodiffFlexTensor, AutodiffFlexTensor) = unwrap_pair(x, weight)?;
     let (y, saved) = flex::depthwise_forward(&x.primitive, &weight.primitive, stride, padding);
     let prep = Depthwise
         .prepare::<NoCheckpointing>([x.node, weight.node])
@@ -444,12 +437,8 @@ impl Backward<Flex, 2> for Depthwise {
         grads: &mut Gradients,
         _: &mut Checkpointer,
     ) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let d = flex::depthwise_backward(&ops.state, &grad);
-        for (parent, grad) in ops.parents.into_iter().zip(d) {
-            if let Some(parent) = parent {
-                grads.register::<Flex>(parent.id, grad);
-            }
-        }
+        register_gradients(ops, grads, |saved, grad, _| {
+            flex::depthwise_backward(saved, &grad).map(Some)
+        });
     }
 }

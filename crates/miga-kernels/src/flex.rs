@@ -7,7 +7,7 @@ use burn::tensor::{Bytes, DType, Shape, Tensor};
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
-use crate::primitive::{is_f32, map_primitive, unwrap, wrap};
+use crate::primitive::{is_f32, map_primitive, unwrap, unwrap_pair, wrap};
 
 mod matmul;
 pub(crate) use matmul::{linear_backward, linear_forward, matmul_backward, matmul_forward};
@@ -87,10 +87,7 @@ pub(super) fn matmul<B: Backend, const D: usize>(
     lhs: Tensor<B, D>,
     rhs: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
-    if !(is_f32::<FlexTensor, B, D>(&lhs) && is_f32::<FlexTensor, B, D>(&rhs)) {
-        return Err((lhs, rhs));
-    }
-    let (lhs, rhs): (FlexTensor, FlexTensor) = (unwrap(lhs), unwrap(rhs));
+    let (lhs, rhs): (FlexTensor, FlexTensor) = unwrap_pair(lhs, rhs)?;
     Ok(wrap(matmul_forward(&lhs, &rhs)))
 }
 
@@ -526,10 +523,7 @@ pub(super) fn depthwise_conv3d<B: Backend>(
     stride: [usize; 3],
     padding: [usize; 3],
 ) -> Result<Tensor<B, 5>, (Tensor<B, 5>, Tensor<B, 5>)> {
-    if !is_f32::<FlexTensor, _, 5>(&x) || weight.dtype() != DType::F32 {
-        return Err((x, weight));
-    }
-    let (x, weight): (FlexTensor, FlexTensor) = (unwrap(x), unwrap(weight));
+    let (x, weight): (FlexTensor, FlexTensor) = unwrap_pair(x, weight)?;
     Ok(wrap(depthwise_forward(&x, &weight, stride, padding).0))
 }
 

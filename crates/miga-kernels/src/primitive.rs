@@ -29,6 +29,19 @@ pub(crate) fn unwrap<P: 'static, B: Backend, const D: usize>(x: Tensor<B, D>) ->
     cast(primitive)
 }
 
+/// The primitives behind `a` and `b` when both are f32 `P`s; both back untouched otherwise.
+#[allow(clippy::type_complexity)]
+pub(crate) fn unwrap_pair<P: 'static, B: Backend, const D: usize>(
+    a: Tensor<B, D>,
+    b: Tensor<B, D>,
+) -> Result<(P, P), (Tensor<B, D>, Tensor<B, D>)> {
+    if is_f32::<P, B, D>(&a) && is_f32::<P, B, D>(&b) {
+        Ok((unwrap(a), unwrap(b)))
+    } else {
+        Err((a, b))
+    }
+}
+
 /// A primitive `P` as `B`'s tensor (`B`'s primitive is `P`).
 pub(crate) fn wrap<P: 'static, B: Backend, const D: usize>(x: P) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(cast(x)))

@@ -2,6 +2,7 @@
 //! the statistics in one pass over the input, the output in one more, and the backward pass in
 //! two (Burn's composition of the same function is about a dozen passes, forward and backward).
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use burn::tensor::Shape;
@@ -50,6 +51,29 @@ fn per_row<T: Send>(
         .collect()
 }
 
+/// `rows` rows of `length` values, each written by `f(index, row)` (every value of it), in
+/// parallel.
+fn write_rows(
+    rows: usize,
+    length: usize,
+    f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
+    let total = rows * length;
+    let per_task = rows_per_task(length);
+    let mut values = Vec::with_capacity(total);
+    values.spare_capacity_mut()[..total]
+        .par_chunks_mut(per_task * length.max(1))
+        .enumerate()
+        .for_each(|(task, dst)| {
+            for (i, row) in dst.chunks_exact_mut(length.max(1)).enumerate() {
+                f(task * per_task + i, row);
+            }
+        });
+    // SAFETY: `f` wrote every value of every row.
+    unsafe { values.set_len(total) };
+    values
+}
+
 /// `(x - mean_c) / sqrt(var_c + epsilon) * gamma_c + beta_c` with the biased batch variance of
 /// each channel `c` over the batch and the trailing axes, as PyTorch's `BatchNorm` in training;
 /// also the batch means and variances, and what the backward pass needs.
@@ -91,27 +115,13 @@ pub(crate) fn batch_norm_forward(
             (scale, beta[i] - mean[i] * scale)
         })
         .collect();
-    let total = n * c * length;
-    let mut out = Vec::with_capacity(total);
-    let per_task = rows_per_task(length);
-    out.spare_capacity_mut()[..total]
-        .par_chunks_mut(per_task * length.max(1))
-        .zip(values.par_chunks(per_task * length.max(1)))
-        .enumerate()
-        .for_each(|(task, (dst, src))| {
-            for (i, (dst, src)) in dst
-                .chunks_exact_mut(length)
-                .zip(src.chunks_exact(length))
-                .enumerate()
-            {
-                let (scale, shift) = affine[(task * per_task + i) % c];
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    d.write(s * scale + shift);
-                }
-            }
-        });
-    // SAFETY: every row was written above.
-    unsafe { out.set_len(total) };
+    let out = write_rows(n * c, length, |row, dst| {
+        let (scale, shift) = affine[row % c];
+        let src = &values[row * length..][..length];
+        for (d, &s) in dst.iter_mut().zip(src) {
+            d.write(s * scale + shift);
+        }
+    });
     let y = tensor(out, x.layout().shape().clone());
     let saved = BatchNormSaved {
         x,
@@ -134,7 +144,6 @@ pub(crate) fn batch_norm_backward(saved: &BatchNormSaved, grad: &FlexTensor) -> 
         let x = &x[row * length..][..length];
         (sum(g), centred_dot(g, x, mean[row % c]))
     });
-    let per_task = rows_per_task(length);
     let count = (n * length) as f32;
     let mut d_gamma = vec![0.0f32; c];
     let mut d_beta = vec![0.0f32; c];
@@ -152,27 +161,13 @@ pub(crate) fn batch_norm_backward(saved: &BatchNormSaved, grad: &FlexTensor) -> 
         let k = -a * sum_g / count - b * mean[channel];
         coefficients[channel] = (a, b, k);
     }
-    let total = n * c * length;
-    let mut dx = Vec::with_capacity(total);
-    dx.spare_capacity_mut()[..total]
-        .par_chunks_mut(per_task * length.max(1))
-        .zip(g.par_chunks(per_task * length.max(1)))
-        .zip(x.par_chunks(per_task * length.max(1)))
-        .enumerate()
-        .for_each(|(task, ((dst, g), x))| {
-            let rows = dst
-                .chunks_exact_mut(length)
-                .zip(g.chunks_exact(length))
-                .zip(x.chunks_exact(length));
-            for (i, ((dst, g), x)) in rows.enumerate() {
-                let (a, b, k) = coefficients[(task * per_task + i) % c];
-                for ((d, &g), &x) in dst.iter_mut().zip(g).zip(x) {
-                    d.write(a * g + b * x + k);
-                }
-            }
-        });
-    // SAFETY: every row was written above.
-    unsafe { dx.set_len(total) };
+    let dx = write_rows(n * c, length, |row, dst| {
+        let (a, b, k) = coefficients[row % c];
+        let (g, x) = (&g[row * length..][..length], &x[row * length..][..length]);
+        for ((d, &g), &x) in dst.iter_mut().zip(g).zip(x) {
+            d.write(a * g + b * x + k);
+        }
+    });
     [
         tensor(dx, saved.x.layout().shape().clone()),
         tensor(d_gamma, Shape::new([c])),

@@ -315,6 +315,46 @@ fn rows(x: &FlexTensor) -> (FlexTensor, usize, usize) {
     (x.to_contiguous(), count, width)
 }
 
+/// The row-major `[m, n]` product `a @ b` over `k`, plus `bias` `[n]` on every row when given
+/// (its starting value), written once.
+fn product(m: usize, n: usize, k: usize, a: Matrix, b: Matrix, bias: Option<&[f32]>) -> Vec<f32> {
+    let size = m * n;
+    let mut values = Vec::with_capacity(size);
+    let spare = &mut values.spare_capacity_mut()[..size];
+    if size > 0 {
+        match bias {
+            Some(bias) => spare.par_chunks_mut(n).for_each(|row| {
+                for (v, &b) in row.iter_mut().zip(bias) {
+                    v.write(b);
+                }
+            }),
+            None if k == 0 => spare.iter_mut().for_each(|v| {
+                v.write(0.0);
+            }),
+            None => {}
+        }
+        if k > 0 {
+            // SAFETY: `spare` holds the `[m, n]` output, `a` and `b` lie in their buffers;
+            // without a bias the output is only written.
+            unsafe {
+                gemm_into(
+                    spare.as_mut_ptr().cast(),
+                    n as isize,
+                    1,
+                    [m, n, k],
+                    a,
+                    b,
+                    bias.is_some(),
+                    split(size * k),
+                )
+            };
+        }
+    }
+    // SAFETY: every element was written above (the bias, then the product, or zeros).
+    unsafe { values.set_len(size) };
+    values
+}
+
 /// `x` `[.., in]` times `weight` `[in, out]` plus `bias` `[out]` on every row: `[.., out]`,
 /// Burn's `linear` in one pass (the bias is the output's starting value).
 pub(crate) fn linear_forward(
@@ -326,49 +366,14 @@ pub(crate) fn linear_forward(
     let out = weight.layout().shape()[1];
     let mut dims = x.layout().shape().to_vec();
     *dims.last_mut().expect("a linear input has an axis") = out;
-    let size = count * out;
-    let mut values = Vec::with_capacity(size);
-    let spare = &mut values.spare_capacity_mut()[..size];
-    if size > 0 {
-        match bias {
-            Some(bias) => {
-                let bias = bias.to_contiguous();
-                let bias = bias.storage::<f32>();
-                spare.par_chunks_mut(out).for_each(|row| {
-                    for (v, &b) in row.iter_mut().zip(bias) {
-                        v.write(b);
-                    }
-                });
-            }
-            None if inner == 0 => spare.iter_mut().for_each(|v| {
-                v.write(0.0);
-            }),
-            None => {}
-        }
-        if inner > 0 {
-            let input = Matrix {
-                start: x.storage::<f32>().as_ptr(),
-                row: inner as isize,
-                col: 1,
-            };
-            // SAFETY: `spare` holds the `[count, out]` output, `rows` and the weight are read
-            // within their buffers; without a bias the output is only written.
-            unsafe {
-                gemm_into(
-                    spare.as_mut_ptr().cast(),
-                    out as isize,
-                    1,
-                    [count, out, inner],
-                    input,
-                    matrix_2d(weight),
-                    bias.is_some(),
-                    split(size * inner),
-                )
-            };
-        }
-    }
-    // SAFETY: every element was written above (the bias, then the product, or zeros).
-    unsafe { values.set_len(size) };
+    let input = Matrix {
+        start: x.storage::<f32>().as_ptr(),
+        row: inner as isize,
+        col: 1,
+    };
+    let bias = bias.map(|b| b.to_contiguous());
+    let bias = bias.as_ref().map(|b| b.storage::<f32>());
+    let values = product(count, out, inner, input, matrix_2d(weight), bias);
     tensor(values, Shape::from(dims))
 }
 
@@ -388,33 +393,6 @@ pub(crate) fn linear_backward(
         row: out as isize,
         col: 1,
     };
-    // `[m, n]` from `a @ b` over `k`, written once.
-    let product = |[m, n, k]: [usize; 3], a: Matrix, b: Matrix, shape: Shape| {
-        let mut values = Vec::with_capacity(m * n);
-        let spare = &mut values.spare_capacity_mut()[..m * n];
-        if k == 0 {
-            spare.iter_mut().for_each(|v| {
-                v.write(0.0);
-            });
-        } else if m * n > 0 {
-            // SAFETY: `spare` holds the `[m, n]` output; `a` and `b` lie in their buffers.
-            unsafe {
-                gemm_into(
-                    spare.as_mut_ptr().cast(),
-                    n as isize,
-                    1,
-                    [m, n, k],
-                    a,
-                    b,
-                    false,
-                    split(m * n * k),
-                )
-            };
-        }
-        // SAFETY: written above.
-        unsafe { values.set_len(m * n) };
-        tensor(values, shape)
-    };
     let w = matrix_2d(weight);
     let d_x = want[0].then(|| {
         let transposed = Matrix {
@@ -422,12 +400,8 @@ pub(crate) fn linear_backward(
             col: w.row,
             ..w
         };
-        product(
-            [count, inner, out],
-            g,
-            transposed,
-            x.layout().shape().clone(),
-        )
+        let values = product(count, inner, out, g, transposed, None);
+        tensor(values, x.layout().shape().clone())
     });
     let d_weight = want[1].then(|| {
         let columns = Matrix {
@@ -435,7 +409,10 @@ pub(crate) fn linear_backward(
             row: 1,
             col: inner as isize,
         };
-        product([inner, out, count], columns, g, Shape::new([inner, out]))
+        tensor(
+            product(inner, out, count, columns, g, None),
+            Shape::new([inner, out]),
+        )
     });
     let d_bias = want[2].then(|| {
         let sums = grad
