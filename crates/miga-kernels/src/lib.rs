@@ -759,8 +759,14 @@ mod tests {
             let upstream = Tensor::<Ad, 4>::random(dims, Distribution::Default, &device);
             let ours = batch_norm_run(&x, &upstream, &|x, g, b| batch_norm_train(x, g, b, 1e-5).0);
             let theirs = batch_norm_run(&x, &upstream, &burn_norm);
-            for (a, b) in ours.iter().zip(&theirs) {
-                a.assert_approx_eq::<f32>(b, Tolerance::rel_abs(1e-3, 1e-4));
+            // The output and x's gradient, then gamma's and beta's: sums over every sample and
+            // position of a channel (9,600 terms for the first shape) that cancel to values
+            // near 0, whose f32 rounding differs by order to order (7.6e-4 seen): their
+            // absolute tolerance grows with the square root of the count.
+            let terms = (dims[0] * dims[2] * dims[3]) as f64;
+            for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                let abs = if i < 2 { 1e-4 } else { 1e-4 * terms.sqrt() };
+                a.assert_approx_eq::<f32>(b, Tolerance::rel_abs(1e-3, abs));
             }
         }
         // The statistics: biased variance over the batch and the trailing axes.
