@@ -73,26 +73,6 @@ pub fn on_cpu_workers<B: Backend, R: Send>(op: impl FnOnce() -> R + Send) -> R {
     op()
 }
 
-/// Whether `B` runs this crate's CPU kernels: Flex, or Flex under autodiff. Elsewhere every
-/// operation here is Burn's own, so a caller with two formulations of a layer (an explicit
-/// im2col buffer and a product, or Burn's convolution) can take the one `B` does best.
-///
-/// ```
-/// use burn::backend::{Autodiff, Flex};
-///
-/// assert!(miga_kernels::has_cpu_kernels::<Autodiff<Flex>>());
-/// ```
-#[cfg(feature = "flex")]
-pub fn has_cpu_kernels<B: Backend>() -> bool {
-    primitive::is_flex::<B>()
-}
-
-/// Whether `B` runs this crate's CPU kernels: never, without the `flex` feature.
-#[cfg(not(feature = "flex"))]
-pub fn has_cpu_kernels<B: Backend>() -> bool {
-    false
-}
-
 /// The matrix product `lhs @ rhs` of `[.., M, K]` and `[.., K, N]` tensors, batch axes
 /// broadcast (each the same in both or 1 in one), as `lhs.matmul(rhs)`.
 ///

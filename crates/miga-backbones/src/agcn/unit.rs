@@ -10,7 +10,7 @@ use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::kernels::{has_cpu_kernels, matmul, time_taps};
+use crate::kernels::{matmul, time_taps};
 
 /// Configuration of the adaptive graph convolution `unit_gcn`.
 #[derive(Config, Debug)]
@@ -332,16 +332,12 @@ fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> 
 /// ([`time_taps`]; 1x1 of stride 1: `x` itself), and the bias is added to the rows of the
 /// `[N * out, T * V]` view. On the CPU backend this beats Burn's convolution, whose layout changes walk the
 /// activations element by element (a fifth of the forward pass), and under autodiff its
-/// backward pass transposes no activation either. Other shapes go to Burn's convolution, and so
-/// does a `k > 1` kernel on a backend without miga's CPU kernels: there the k copies are a
-/// buffer k times the activations (248 MiB for 2s-AGCN at batch 32, more than Mesa's software
-/// Vulkan driver binds), which Burn's GPU convolutions do without.
+/// backward pass transposes no activation either. Other shapes go to Burn's convolution.
 fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [n, _, _, v] = x.dims();
     let [out, _, k, _] = conv.weight.dims();
     let (p, s) = (k / 2, conv.stride[0]);
     if k % 2 == 0
-        || (k > 1 && !has_cpu_kernels::<B>())
         || conv.kernel_size[1] != 1
         || conv.stride[1] != 1
         || conv.dilation != [1, 1]
