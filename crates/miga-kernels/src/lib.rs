@@ -142,14 +142,21 @@ pub fn linear<B: Backend, const D: usize>(
         Ok(y) => return y,
         Err(x) => x,
     };
+    burn_linear_on_rows(layer, x)
+}
+
+/// Burn's `layer` on `x` `[.., in]` flattened to `[rows, in]`, then shaped back.
+fn burn_linear_on_rows<B: Backend, const D: usize>(
+    layer: &burn::nn::Linear<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
     if D <= 2 {
         return layer.forward(x);
     }
-    let dims = x.dims();
-    let rows = layer.forward(x.reshape([dims[..D - 1].iter().product(), dims[D - 1]]));
-    let mut out = dims;
-    out[D - 1] = rows.dims()[1];
-    rows.reshape(out)
+    let mut dims = x.dims();
+    let y = layer.forward(x.flatten::<2>(0, D - 2));
+    dims[D - 1] = y.dims()[1];
+    y.reshape(dims)
 }
 
 /// Exact (erf) GELU, `0.5 x (1 + erf(x / sqrt 2))`, as PyTorch's `nn.GELU()`.
@@ -661,16 +668,21 @@ mod tests {
                     bias,
                 )
             };
-            let ours = run(&|x| linear(&layer, x));
             let theirs = run(&|x| layer.forward(x));
             let tolerance = Tolerance::rel_abs(1e-4, 1e-4);
-            for (a, b) in ours.0.iter().zip(&theirs.0) {
-                assert_eq!(a.shape, b.shape);
-                a.assert_approx_eq::<f32>(b, tolerance);
-            }
-            assert_eq!(ours.1.is_some(), bias);
-            if let (Some(a), Some(b)) = (ours.1, theirs.1) {
-                a.assert_approx_eq::<f32>(&b, tolerance);
+            // The Flex kernel, and the flattened rows other backends get.
+            for ours in [
+                run(&|x| linear(&layer, x)),
+                run(&|x| burn_linear_on_rows(&layer, x)),
+            ] {
+                for (a, b) in ours.0.iter().zip(&theirs.0) {
+                    assert_eq!(a.shape, b.shape);
+                    a.assert_approx_eq::<f32>(b, tolerance);
+                }
+                assert_eq!(ours.1.is_some(), bias);
+                if let (Some(a), Some(b)) = (ours.1, &theirs.1) {
+                    a.assert_approx_eq::<f32>(b, tolerance);
+                }
             }
             // On Flex alone, and a rank-2 input: the same values.
             let plain = layer.valid();
