@@ -8,7 +8,7 @@ use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::{DType, Tensor};
 use burn_flex::{Flex, FlexTensor};
@@ -102,12 +102,9 @@ impl Backward<Flex, 1> for Unary {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let Ops {
-            parents,
-            node,
-            state,
-        } = ops;
-        unary::<Flex, _>(parents, node, grads, |grad| (self.backward)(&state, grad));
+        register_gradients(ops, grads, |state, grad, _| {
+            [Some((self.backward)(state, grad))]
+        });
     }
 }
 
@@ -130,7 +127,9 @@ impl Backward<Flex, 1> for SwapHeads {
     type State = ();
 
     fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        unary::<Flex, _>(ops.parents, ops.node, grads, flex::swap_heads_forward);
+        register_gradients(ops, grads, |_, grad, _| {
+            [Some(flex::swap_heads_forward(grad))]
+        });
     }
 }
 
@@ -155,7 +154,7 @@ impl Backward<Flex, 1> for Identity {
     type State = ();
 
     fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| grad);
+        register_gradients(ops, grads, |_, grad, _| [Some(grad)]);
     }
 }
 
@@ -187,8 +186,13 @@ impl Backward<Flex, 1> for TimeTaps {
     type State = ();
 
     fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-            flex::time_taps_backward(grad, self.frames, self.k, self.stride)
+        register_gradients(ops, grads, |_, grad, _| {
+            [Some(flex::time_taps_backward(
+                grad,
+                self.frames,
+                self.k,
+                self.stride,
+            ))]
         });
     }
 }
@@ -239,19 +243,88 @@ impl Backward<Flex, 3> for LayerNorm {
 
 /// A node's backward pass over its `N` parents: `gradients` maps the node's state, its output's
 /// gradient and which parents take a gradient to each parent's gradient, and those are
-/// registered.
+/// registered, each added to its parent's gradient so far (in parallel: Burn's own
+/// registration adds with Flex's single-threaded addition).
 fn register_gradients<S, const N: usize>(
     ops: Ops<S, N>,
     grads: &mut Gradients,
     gradients: impl FnOnce(&S, FlexTensor, [bool; N]) -> [Option<FlexTensor>; N],
 ) {
+    accumulate_gradients(ops, grads, |state, grad, so_far| {
+        let want = so_far.each_ref().map(Option::is_some);
+        let d = gradients(state, grad, want);
+        let mut so_far = so_far.into_iter();
+        d.map(|d| match (d, so_far.next().flatten()) {
+            (Some(d), Some(Some(so_far))) => Some(flex::add(d, so_far)),
+            (d, _) => d,
+        })
+    });
+}
+
+/// A node's backward pass over its `N` parents that adds to the parents' gradients itself:
+/// `gradients` maps the node's state, its output's gradient and, for each parent, `None`
+/// where it takes no gradient and else its gradient so far (`Some(None)`: none yet), to each
+/// parent's whole gradient, which is registered in place of the one so far.
+fn accumulate_gradients<S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    gradients: impl FnOnce(&S, FlexTensor, [Option<Option<FlexTensor>>; N]) -> [Option<FlexTensor>; N],
+) {
     let grad = grads.consume::<Flex>(&ops.node);
-    let want = ops.parents.each_ref().map(Option::is_some);
-    let d = gradients(&ops.state, grad, want);
+    let so_far = ops.parents.each_ref().map(|parent| {
+        parent.as_ref().map(|parent| {
+            // `Gradients` gives a gradient out only for a tensor: one with the parent's node
+            // and no values stands in for it.
+            let probe = AutodiffFlexTensor {
+                primitive: flex::empty(),
+                node: parent.clone(),
+                rc: std::sync::Arc::new(parent.id),
+            };
+            grads.remove::<Flex>(&probe)
+        })
+    });
+    let d = gradients(&ops.state, grad, so_far);
     for (parent, grad) in ops.parents.into_iter().zip(d) {
         if let (Some(parent), Some(grad)) = (parent, grad) {
             grads.register::<Flex>(parent.id, grad);
         }
+    }
+}
+
+/// [`super::narrow`] under `Autodiff<Flex>`; gives the tensor back on any other backend.
+pub(super) fn narrow<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    axis: usize,
+    start: usize,
+    len: usize,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    map_primitive(x, |x: AutodiffFlexTensor| {
+        let shape = x.primitive.layout().shape().clone();
+        let y = x.primitive.narrow(axis, start, len);
+        Narrow { shape, axis, start }
+            .prepare::<NoCheckpointing>([x.node.clone()])
+            .compute_bound()
+            .stateless(y)
+    })
+}
+
+/// The backward pass of a slice: the gradient added to the slice of the input's gradient.
+#[derive(Debug)]
+struct Narrow {
+    shape: burn::tensor::Shape,
+    axis: usize,
+    start: usize,
+}
+
+impl Backward<Flex, 1> for Narrow {
+    type State = ();
+
+    fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        accumulate_gradients(ops, grads, |_, grad, [so_far]| {
+            [so_far.map(|so_far| {
+                flex::narrow_backward(so_far, &grad, &self.shape, self.axis, self.start)
+            })]
+        });
     }
 }
 
@@ -439,6 +512,50 @@ impl Backward<Flex, 2> for Depthwise {
     ) {
         register_gradients(ops, grads, |saved, grad, _| {
             flex::depthwise_backward(saved, &grad).map(Some)
+        });
+    }
+}
+
+/// [`super::rel_pos_query`] under `Autodiff<Flex>`; gives the inputs back on any other backend.
+#[allow(clippy::type_complexity)]
+pub(super) fn rel_pos_query<B: Backend>(
+    q: Tensor<B, 3>,
+    scale: f64,
+    tables: [Tensor<B, 3>; 3],
+) -> Result<Tensor<B, 3>, (Tensor<B, 3>, [Tensor<B, 3>; 3])> {
+    if !(is_f32::<AutodiffFlexTensor, B, 3>(&q)
+        && tables.iter().all(|t| is_f32::<AutodiffFlexTensor, B, 3>(t)))
+    {
+        return Err((q, tables));
+    }
+    let q: AutodiffFlexTensor = unwrap(q);
+    let [t, h, w]: [AutodiffFlexTensor; 3] = tables.map(unwrap);
+    let (y, saved) = flex::rel_pos_forward(
+        &q.primitive,
+        [&t.primitive, &h.primitive, &w.primitive],
+        scale as f32,
+    );
+    let prep = RelPos
+        .prepare::<NoCheckpointing>([q.node, t.node, h.node, w.node])
+        .compute_bound()
+        .stateful();
+    let y = match prep {
+        OpsKind::Tracked(prep) => prep.finish(saved, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    Ok(wrap(y))
+}
+
+/// The relative-position columns' backward pass, to the queries and the three tables.
+#[derive(Debug)]
+struct RelPos;
+
+impl Backward<Flex, 4> for RelPos {
+    type State = flex::RelPosSaved;
+
+    fn backward(self, ops: Ops<flex::RelPosSaved, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        register_gradients(ops, grads, |saved, grad, _| {
+            flex::rel_pos_backward(saved, &grad).map(Some)
         });
     }
 }

@@ -54,6 +54,9 @@ macro_rules! vectorised {
 mod batch_norm;
 pub(crate) use batch_norm::{BatchNormSaved, batch_norm_backward, batch_norm_forward};
 
+mod rel_pos;
+pub(crate) use rel_pos::{RelPosSaved, rel_pos_backward, rel_pos_forward};
+
 /// Elements per parallel task: large enough to amortise scheduling, small enough to split a
 /// layer's activations over the threads.
 const CHUNK: usize = 1 << 15;
@@ -106,6 +109,22 @@ pub(super) fn linear<B: Backend, const D: usize>(
     Ok(wrap(linear_forward(&x, &weight, bias.as_ref())))
 }
 
+/// [`super::rel_pos_query`] on Flex; gives the inputs back on any other backend.
+#[allow(clippy::type_complexity)]
+pub(super) fn rel_pos_query<B: Backend>(
+    q: Tensor<B, 3>,
+    scale: f64,
+    tables: [Tensor<B, 3>; 3],
+) -> Result<Tensor<B, 3>, (Tensor<B, 3>, [Tensor<B, 3>; 3])> {
+    if !(is_f32::<FlexTensor, B, 3>(&q) && tables.iter().all(|t| is_f32::<FlexTensor, B, 3>(t))) {
+        return Err((q, tables));
+    }
+    let q: FlexTensor = unwrap(q);
+    let tables: [FlexTensor; 3] = tables.map(unwrap);
+    let (y, _) = rel_pos_forward(&q, tables.each_ref(), scale as f32);
+    Ok(wrap(y))
+}
+
 /// A contiguous f32 buffer from `values` with `shape`.
 fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::new(
@@ -115,18 +134,26 @@ fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     )
 }
 
-/// `x` as a contiguous f32 buffer that nothing else holds (copied when shared or strided), to
-/// be written in place.
+/// Whether `x` is laid out row-major over exactly its whole buffer (a contiguous view at an
+/// offset, or of part of a larger buffer, is not).
+fn is_whole(x: &FlexTensor) -> bool {
+    x.is_contiguous()
+        && x.layout().start_offset() == 0
+        && x.bytes().len() == x.layout().num_elements() * x.dtype().size()
+}
+
+/// A tensor of no elements.
+pub(crate) fn empty() -> FlexTensor {
+    tensor(Vec::new(), Shape::new([0]))
+}
+
+/// `x` as a contiguous f32 buffer that nothing else holds (copied in parallel when shared or
+/// strided), to be written in place.
 fn into_owned(x: FlexTensor) -> FlexTensor {
-    let output = x.to_contiguous();
-    drop(x);
-    if output.is_unique() {
-        output
+    if is_whole(&x) && x.is_unique() {
+        x
     } else {
-        tensor(
-            output.storage::<f32>().to_vec(),
-            output.layout().shape().clone(),
-        )
+        copy(&x)
     }
 }
 
@@ -281,12 +308,15 @@ pub(super) fn contiguous_layout<B: Backend, const D: usize>(
 }
 
 /// A Flex f32 tensor in a contiguous row-major buffer: the tensor itself when it has one, else
-/// a copy made in parallel runs along its last axis (Flex's own copy walks a strided tensor
-/// element by element, on one thread).
+/// a [`copy`].
 pub(crate) fn contiguous(x: &FlexTensor) -> FlexTensor {
-    if x.is_contiguous() {
-        return x.to_contiguous();
-    }
+    if is_whole(x) { x.clone() } else { copy(x) }
+}
+
+/// A Flex f32 tensor copied to a fresh row-major buffer in parallel, in runs along its last
+/// axis (Flex's own copy walks a strided tensor element by element, on one thread, and a
+/// contiguous one in one `memcpy`).
+fn copy(x: &FlexTensor) -> FlexTensor {
     let layout = x.layout();
     let shape = layout.shape().clone();
     // The axes, size-1 ones dropped and neighbours that step as one merged.
@@ -310,19 +340,24 @@ pub(crate) fn contiguous(x: &FlexTensor) -> FlexTensor {
     let src = x.storage::<f32>();
     let mut values = Vec::with_capacity(total);
     values.spare_capacity_mut()[..total]
-        .par_chunks_mut(run * CHUNK.div_ceil(run))
+        .par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(task, dst)| {
-            let first = task * CHUNK.div_ceil(run);
-            for (i, out) in dst.chunks_exact_mut(run).enumerate() {
-                // The source offset of row `first + i` over the outer axes.
-                let (mut row, mut offset) = (first + i, start);
+            // Output element `flat` is element `flat % run` of row `flat / run`; a task's
+            // elements are the pieces of the rows it overlaps.
+            let (mut flat, mut done) = (task * CHUNK, 0);
+            while done < dst.len() {
+                let (mut row, column) = (flat / run, flat % run);
+                let count = (run - column).min(dst.len() - done);
+                // The source offset of the row over the outer axes, then of the column.
+                let mut offset = start + column as isize * step;
                 for &(size, stride) in axes.iter().rev() {
                     offset += (row % size) as isize * stride;
                     row /= size;
                 }
+                let out = &mut dst[done..done + count];
                 if step == 1 {
-                    let src = &src[offset as usize..][..run];
+                    let src = &src[offset as usize..][..count];
                     for (o, &v) in out.iter_mut().zip(src) {
                         o.write(v);
                     }
@@ -331,11 +366,148 @@ pub(crate) fn contiguous(x: &FlexTensor) -> FlexTensor {
                         o.write(src[(offset + t as isize * step) as usize]);
                     }
                 }
+                done += count;
+                flat += count;
             }
         });
-    // SAFETY: the chunks cover the `total` elements, each row written above.
+    // SAFETY: the chunks cover the `total` elements, each written above.
     unsafe { values.set_len(total) };
     tensor(values, shape)
+}
+
+/// `a + b` for f32 tensors of the same shape, in parallel, written into whichever of the two
+/// buffers is free to take it (a fresh one where neither is): the sum of two gradients of one
+/// node, which Burn's autodiff forms with Flex's single-threaded addition.
+pub(crate) fn add(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+    let free = |x: &FlexTensor| is_whole(x) && x.is_unique();
+    let (mut sum, other) = if free(&a) {
+        (a, b)
+    } else if free(&b) {
+        (b, a)
+    } else {
+        (copy(&a), b)
+    };
+    let other = if other.is_contiguous() {
+        other
+    } else {
+        copy(&other)
+    };
+    let other = other.as_slice::<f32>().expect("a contiguous f32 tensor");
+    sum.storage_mut::<f32>()
+        .par_chunks_mut(CHUNK)
+        .zip(other.par_chunks(CHUNK))
+        .for_each(|(s, o)| add_slice(s, o));
+    sum
+}
+
+vectorised! {
+    /// `sum += other`, element by element.
+    fn add_slice(sum: &mut [f32], other: &[f32]) {
+        for (s, &o) in sum.iter_mut().zip(other) {
+            *s += o;
+        }
+    }
+}
+
+/// The gradient of `x` from the gradient `grad` of its slice `x.narrow(axis, start, _)`
+/// (`shape` is `x`'s), added in place to `x`'s gradient so far where there is one; where there
+/// is none, a fresh buffer of zeros around the slice. One parallel pass over the slice (and
+/// over the zeros); Burn's slice backward fills a zeroed buffer, copies it again to assign the
+/// slice and adds the result to the gradient so far, each pass on one thread.
+pub(crate) fn narrow_backward(
+    so_far: Option<FlexTensor>,
+    grad: &FlexTensor,
+    shape: &Shape,
+    axis: usize,
+    start: usize,
+) -> FlexTensor {
+    let grad = contiguous(grad);
+    let grad = grad.storage::<f32>();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    let width = grad.len() / outer.max(1);
+    // Each outer index's row of `x` is `shape[axis] * inner` values; the slice's part of it
+    // is the `width` from `start * inner`.
+    let rows = Rows {
+        row: shape[axis] * inner,
+        lo: start * inner,
+        width,
+    };
+    match so_far {
+        Some(so_far) => {
+            let mut sum = into_owned(so_far);
+            sum.storage_mut::<f32>()
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(task, out)| {
+                    rows.pieces(task * CHUNK, out.len(), |at, n, inside| {
+                        if let Some(from) = inside {
+                            add_slice(&mut out[at..at + n], &grad[from..from + n]);
+                        }
+                    })
+                });
+            sum
+        }
+        None => {
+            let total = shape.num_elements();
+            let mut values = Vec::with_capacity(total);
+            values.spare_capacity_mut()[..total]
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(task, out)| {
+                    rows.pieces(task * CHUNK, out.len(), |at, n, inside| {
+                        let out = &mut out[at..at + n];
+                        match inside {
+                            Some(from) => {
+                                for (o, &g) in out.iter_mut().zip(&grad[from..from + n]) {
+                                    o.write(g);
+                                }
+                            }
+                            None => out.iter_mut().for_each(|o| {
+                                o.write(0.0);
+                            }),
+                        }
+                    })
+                });
+            // SAFETY: the chunks cover the `total` elements, each written above.
+            unsafe { values.set_len(total) };
+            tensor(values, shape.clone())
+        }
+    }
+}
+
+/// A row-major buffer seen as rows of `row` values, each holding a run of `width` values of a
+/// slice from column `lo`.
+#[derive(Clone, Copy)]
+struct Rows {
+    row: usize,
+    lo: usize,
+    width: usize,
+}
+
+impl Rows {
+    /// Calls `piece(at, count, inside)` for the pieces of the `len` elements from `flat`, each
+    /// within one row and either inside the slice (`inside`: the offset of its first element
+    /// in the slice's own row-major buffer) or outside it (`None`); `at` counts from `flat`.
+    fn pieces(&self, flat: usize, len: usize, mut piece: impl FnMut(usize, usize, Option<usize>)) {
+        let Rows { row, lo, width } = *self;
+        let hi = lo + width;
+        let mut at = 0;
+        while at < len {
+            let (r, column) = ((flat + at) / row, (flat + at) % row);
+            let end = if column < lo {
+                lo
+            } else if column < hi {
+                hi
+            } else {
+                row
+            };
+            let count = (end - column).min(len - at);
+            let inside = (lo..hi).contains(&column).then(|| r * width + column - lo);
+            piece(at, count, inside);
+            at += count;
+        }
+    }
 }
 
 /// [`super::time_taps`] on Flex; gives the tensor back on any other backend.
