@@ -2,18 +2,17 @@
 //! `_add_rel_pos`): queries, keys and values pooled by depthwise 3D convolutions, a decomposed
 //! relative-position bias, and the residual pooling connection.
 
-use crate::kernels::{contiguous, linear, matmul, softmax_last};
+use crate::kernels::{contiguous, linear, matmul, narrow, rel_pos_query, softmax_last, swap_heads};
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::PadMode;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use burn::nn::PaddingConfig3d;
 
 use super::block::MultiscaleBlockInit;
-use crate::layers::init_linear;
+use crate::layers::{init_linear, layer_norm};
 
 /// Token grid (T, H, W), without the class token.
 pub type Grid = [usize; 3];
@@ -38,6 +37,7 @@ fn attention_pool<B: Backend>(
         norm: LayerNormConfig::new(head_dim)
             .with_epsilon(norm_eps)
             .init(device),
+        norm_eps,
     }
 }
 
@@ -49,6 +49,7 @@ pub struct AttentionPool<B: Backend> {
     pub pool: Conv3d<B>,
     /// LayerNorm over head channels (torchvision's `norm_act.0`).
     pub norm: LayerNorm<B>,
+    norm_eps: f64,
 }
 
 impl<B: Backend> AttentionPool<B> {
@@ -57,8 +58,8 @@ impl<B: Backend> AttentionPool<B> {
     pub fn forward(&self, x: Tensor<B, 3>, thw: Grid) -> (Tensor<B, 3>, Grid) {
         let [heads, d, n] = x.dims();
         let [t, h, w] = thw;
-        let class = x.clone().narrow(2, 0, 1);
-        let grid = contiguous(x.narrow(2, 1, n - 1)).reshape([heads, d, t, h, w]);
+        let class = narrow(x.clone(), 2, 0, 1);
+        let grid = contiguous(narrow(x, 2, 1, n - 1)).reshape([heads, d, t, h, w]);
         let pooled = crate::kernels::depthwise_conv3d(
             grid,
             self.pool.weight.val(),
@@ -68,7 +69,7 @@ impl<B: Backend> AttentionPool<B> {
         let [_, _, t, h, w] = pooled.dims();
         let pooled = pooled.reshape([heads, d, t * h * w]);
         let x = swap_last_two(Tensor::cat(vec![class, pooled], 2).unsqueeze()).squeeze_dim(0);
-        (self.norm.forward(x), [t, h, w])
+        (layer_norm(&self.norm, self.norm_eps, x), [t, h, w])
     }
 }
 
@@ -142,8 +143,11 @@ impl MultiscaleBlockInit {
 impl<B: Backend> MultiscaleAttention<B> {
     /// `[B, 1 + T*H*W, C_in]` on grid `thw` to `[B, 1 + T'*H'*W', C_out]` on the query grid.
     pub fn forward(&self, x: Tensor<B, 3>, thw: Grid) -> (Tensor<B, 3>, Grid) {
+        if x.dims()[0] == 1 {
+            return self.forward_clip(x, thw);
+        }
         let (clips, grids): (Vec<_>, Vec<_>) = (0..x.dims()[0])
-            .map(|i| self.forward_clip(x.clone().narrow(0, i, 1), thw))
+            .map(|i| self.forward_clip(narrow(x.clone(), 0, i, 1), thw))
             .unzip();
         (Tensor::cat(clips, 0), grids[0])
     }
@@ -160,10 +164,10 @@ impl<B: Backend> MultiscaleAttention<B> {
         // comes out as its own buffer).
         let x = x.swap_dims(1, 2);
         let part = |i: usize| {
-            let weight = self.qkv.weight.val().narrow(1, i * out, out);
+            let weight = narrow(self.qkv.weight.val(), 1, i * out, out);
             let y = matmul(weight.transpose().unsqueeze::<3>(), x.clone());
             let y = match &self.qkv.bias {
-                Some(bias) => y + bias.val().narrow(0, i * out, out).reshape([1, out, 1]),
+                Some(bias) => y + narrow(bias.val(), 0, i * out, out).reshape([1, out, 1]),
                 None => y,
             };
             y.reshape([heads, head_dim, n])
@@ -180,12 +184,17 @@ impl<B: Backend> MultiscaleAttention<B> {
         // queries carry their relative-position terms as extra columns, the keys a 0/1
         // selector of their (t, h, w) position.
         let scale = (head_dim as f64).powf(-0.5);
-        let (q_rel, k_rel) = self.rel_pos_columns(&q, q_thw, k_thw);
+        let tables = [&self.rel_pos_t, &self.rel_pos_h, &self.rel_pos_w];
+        let tables = std::array::from_fn(|a| relative_table(tables[a].val(), q_thw[a], k_thw[a]));
+        let query = rel_pos_query(q.clone(), scale, tables);
+        let selector = key_selector(k_thw, &q.device());
         let [_, nk, _] = k.dims();
-        let extra = k_rel.dims()[1];
-        let query = Tensor::cat(vec![q.clone() * scale, q_rel], 2);
+        let extra = selector.dims()[1];
         let key = Tensor::cat(
-            vec![k, k_rel.reshape([1, nk, extra]).expand([heads, nk, extra])],
+            vec![
+                k,
+                selector.reshape([1, nk, extra]).expand([heads, nk, extra]),
+            ],
             2,
         );
         let weights = softmax_last(matmul(query, key.swap_dims(1, 2)));
@@ -193,75 +202,32 @@ impl<B: Backend> MultiscaleAttention<B> {
         // Residual pooling: the pooled queries are added back, except on the class row.
         let nq = x.dims()[1];
         let sum = x.clone() + q;
-        let x = Tensor::cat(vec![x.narrow(1, 0, 1), sum.narrow(1, 1, nq - 1)], 1);
+        let x = Tensor::cat(vec![narrow(x, 1, 0, 1), narrow(sum, 1, 1, nq - 1)], 1);
         // [heads, Nq, d] to [1, Nq, heads * d].
-        let x = Tensor::cat((0..heads).map(|h| x.clone().narrow(0, h, 1)).collect(), 2);
+        let x = swap_heads(x.unsqueeze::<4>()).reshape([1, nq, heads * head_dim]);
         (self.dropout.forward(linear(&self.project, x)), q_thw)
     }
+}
 
-    /// The decomposed relative-position bias (torchvision's `_add_rel_pos`) as a product:
-    /// query columns `[heads, Nq, T_k + H_k + W_k]` (one clip) holding each query's terms for every
-    /// key time, row and column, and the keys' 0/1 selector `[Nk, T_k + H_k + W_k]` of their
-    /// own (t, h, w); their product is the bias. Class token rows are zero (no bias).
-    fn rel_pos_columns(
-        &self,
-        q: &Tensor<B, 3>,
-        q_thw: Grid,
-        k_thw: Grid,
-    ) -> (Tensor<B, 3>, Tensor<B, 2>) {
-        let [g, nq, d] = q.dims();
-        let [qt, qh, qw] = q_thw;
-        let [kt, kh, kw] = k_thw;
-        // Each query's term for every key time, row and column: r · table[query pos, key pos].
-        // Time and rows are broadcast matrix products over the token grid; columns go one query
-        // column at a time (each a plain matrix product), which keeps every copy two-dimensional.
-        let r = q.clone().narrow(1, 1, nq - 1);
-        let table = |t: &Param<Tensor<B, 2>>, q_len, k_len| {
-            relative_table(t.val(), q_len, k_len).swap_dims(1, 2) // [q_len, d, k_len]
-        };
-        let by_t = r
-            .clone()
-            .reshape([g, qt, qh * qw, d])
-            .matmul(table(&self.rel_pos_t, qt, kt).unsqueeze())
-            .reshape([g, nq - 1, kt]);
-        let by_h = r
-            .clone()
-            .reshape([g * qt, qh, qw, d])
-            .matmul(table(&self.rel_pos_h, qh, kh).unsqueeze())
-            .reshape([g, nq - 1, kh]);
-        let rel_w = table(&self.rel_pos_w, qw, kw);
-        let rows = r.reshape([g * qt * qh, qw, d]);
-        let by_w = Tensor::cat(
-            (0..qw)
-                .map(|j| {
-                    let column = rows.clone().narrow(1, j, 1).reshape([g * qt * qh, d]);
-                    let weights = rel_w.clone().narrow(0, j, 1).reshape([d, kw]);
-                    column.matmul(weights).reshape([g * qt * qh, 1, kw])
-                })
-                .collect(),
-            1,
-        )
-        .reshape([g, nq - 1, kw]);
-        let columns =
-            Tensor::cat(vec![by_t, by_h, by_w], 2).pad([(1, 0), (0, 0)], PadMode::Constant(0.0));
-        let width = kt + kh + kw;
-        let mut selector = vec![0.0f32; (1 + kt * kh * kw) * width];
-        for t in 0..kt {
-            for y in 0..kh {
-                for x in 0..kw {
-                    let row = 1 + (t * kh + y) * kw + x;
-                    for column in [t, kt + y, kt + kh + x] {
-                        selector[row * width + column] = 1.0;
-                    }
+/// The keys' side of the decomposed relative-position bias (torchvision's `_add_rel_pos`) as a
+/// product with [`rel_pos_query`]'s columns: for each key of the grid `[T_k, H_k, W_k]` (after
+/// the class token, whose row is zero) a 0/1 selector `[1 + T_k*H_k*W_k, T_k + H_k + W_k]` of
+/// its own time, row and column.
+fn key_selector<B: Backend>(k_thw: Grid, device: &B::Device) -> Tensor<B, 2> {
+    let [kt, kh, kw] = k_thw;
+    let width = kt + kh + kw;
+    let mut selector = vec![0.0f32; (1 + kt * kh * kw) * width];
+    for t in 0..kt {
+        for y in 0..kh {
+            for x in 0..kw {
+                let row = 1 + (t * kh + y) * kw + x;
+                for column in [t, kt + y, kt + kh + x] {
+                    selector[row * width + column] = 1.0;
                 }
             }
         }
-        let selector = Tensor::from_data(
-            TensorData::new(selector, [1 + kt * kh * kw, width]),
-            &q.device(),
-        );
-        (columns, selector)
     }
+    Tensor::from_data(TensorData::new(selector, [1 + kt * kh * kw, width]), device)
 }
 
 /// The rows of a relative-position `table` for every (query, key) pair of an axis:

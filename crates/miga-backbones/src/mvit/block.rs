@@ -10,7 +10,8 @@ use burn::tensor::module::{max_pool1d, max_pool2d};
 
 use super::attention::{Grid, MultiscaleAttention, swap_last_two};
 use super::config::MultiscaleBlockConfig;
-use crate::layers::{Mlp, drop_path, init_linear};
+use crate::kernels::narrow;
+use crate::layers::{Mlp, drop_path, init_linear, layer_norm};
 
 /// What a block needs beyond its table row.
 #[derive(Config, Debug)]
@@ -42,6 +43,7 @@ pub struct MultiscaleBlock<B: Backend> {
     pub project: Option<Linear<B>>,
     stride_q: [usize; 3],
     drop_path: f64,
+    norm_eps: f64,
 }
 
 impl MultiscaleBlockInit {
@@ -62,6 +64,7 @@ impl MultiscaleBlockInit {
             project: (c_in != c_out).then(|| init_linear(c_in, c_out, true, device)),
             stride_q: b.stride_q,
             drop_path: self.drop_path,
+            norm_eps: self.norm_eps,
         }
     }
 }
@@ -69,7 +72,7 @@ impl MultiscaleBlockInit {
 impl<B: Backend> MultiscaleBlock<B> {
     /// `[B, 1 + T*H*W, C_in]` on grid `thw` to `[B, 1 + T'*H'*W', C_out]` and its grid.
     pub fn forward(&self, x: Tensor<B, 3>, thw: Grid) -> (Tensor<B, 3>, Grid) {
-        let x_norm1 = self.norm1.forward(x.clone());
+        let x_norm1 = layer_norm(&self.norm1, self.norm_eps, x.clone());
         let (x_attn, thw_out) = self.attn.forward(x_norm1.clone(), thw);
         let x = match &self.project {
             Some(project) => project.forward(x_norm1),
@@ -81,7 +84,9 @@ impl<B: Backend> MultiscaleBlock<B> {
             x
         };
         let x = x_skip + drop_path(x_attn, self.drop_path);
-        let x_mlp = self.mlp.forward(self.norm2.forward(x.clone()));
+        let x_mlp = self
+            .mlp
+            .forward(layer_norm(&self.norm2, self.norm_eps, x.clone()));
         (x + drop_path(x_mlp, self.drop_path), thw_out)
     }
 }
@@ -94,8 +99,8 @@ fn max_pool_tokens<B: Backend>(x: Tensor<B, 3>, thw: Grid, stride: [usize; 3]) -
     let [t, h, w] = thw;
     let kernel = stride.map(|s| if s > 1 { s + 1 } else { s });
     let padding = kernel.map(|k| k / 2);
-    let class = x.clone().narrow(1, 0, 1);
-    let grid = swap_last_two(x.narrow(1, 1, n - 1).unsqueeze()).reshape([b, c * t, h, w]);
+    let class = narrow(x.clone(), 1, 0, 1);
+    let grid = swap_last_two(narrow(x, 1, 1, n - 1).unsqueeze()).reshape([b, c * t, h, w]);
     let grid = max_pool2d(
         grid,
         [kernel[1], kernel[2]],

@@ -11,7 +11,8 @@ use super::attention::{Grid, swap_last_two};
 use super::block::{MultiscaleBlock, MultiscaleBlockInit};
 use super::config::{MvitConfig, conv_grid};
 use crate::Error;
-use crate::layers::init_linear;
+use crate::kernels::narrow;
+use crate::layers::{init_linear, layer_norm};
 
 /// An MViTv2 network.
 #[derive(Module, Debug)]
@@ -30,6 +31,7 @@ pub struct Mvit<B: Backend> {
     clip: [usize; 3],
     patch_padding: [usize; 3],
     grid: Grid,
+    norm_eps: f64,
 }
 
 /// What the network computes for a batch of clips.
@@ -92,6 +94,7 @@ impl MvitConfig {
             clip: self.clip_size(),
             patch_padding: self.patch_padding,
             grid: self.token_grid(),
+            norm_eps: self.norm_eps,
         })
     }
 }
@@ -148,12 +151,10 @@ impl<B: Backend> Mvit<B> {
         for block in &self.blocks {
             (x, thw) = block.forward(x, thw);
         }
-        let x = self.norm.forward(x);
+        let x = layer_norm(&self.norm, self.norm_eps, x);
         let [b, n, c] = x.dims();
-        let embedding = x.clone().narrow(1, 0, 1).reshape([b, c]);
-        let tokens = x
-            .narrow(1, 1, n - 1)
-            .reshape([b, thw[0], thw[1], thw[2], c]);
+        let embedding = narrow(x.clone(), 1, 0, 1).reshape([b, c]);
+        let tokens = narrow(x, 1, 1, n - 1).reshape([b, thw[0], thw[1], thw[2], c]);
         MvitOutput {
             logits: crate::kernels::linear(
                 &self.head,
