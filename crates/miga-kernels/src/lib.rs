@@ -717,7 +717,8 @@ mod tests {
             Tensor::<Ad, 4>::random(dims, Distribution::Normal(0.0, 1.0), &device)
         };
         // Broadcast batch axes on either side or both, a transposed view, and products large
-        // enough to be split over the threads (one big product; a batch of small ones).
+        // enough to be split over the threads (one big product; a batch of small ones; one
+        // gradient summed over many entries).
         let cases = [
             (random([2, 3, 7, 5]).swap_dims(2, 3), random([1, 3, 7, 4])),
             (random([1, 1, 6, 9]), random([2, 3, 9, 5])),
@@ -730,6 +731,9 @@ mod tests {
                 random([4, 1, 250, 300]).swap_dims(2, 3),
             ),
             (random([8, 1, 64, 64]), random([8, 1, 64, 64])),
+            // A weight shared by an odd number of entries, its gradient summed over them in
+            // shares, one per thread.
+            (random([1, 1, 16, 40]), random([5, 1, 40, 900])),
         ];
         for (lhs, rhs) in cases {
             let ([a, b, m, _], [c, d, _, n]) = (lhs.dims(), rhs.dims());

@@ -284,6 +284,42 @@ fn products(
             .par_chunks_mut(size)
             .zip(groups.par_iter())
             .for_each(|(out, group)| run(out.as_mut_ptr().cast(), group, gemm::Parallelism::None));
+    } else if let [group] = groups.as_slice()
+        && group.len() > 1
+        && total >= PARALLEL_BATCH
+    {
+        // One sum over many entries (the gradient of an operand broadcast over the batch,
+        // e.g. a weight): `gemm` splits a product with few rows poorly over the threads, so
+        // each thread sums its share of the entries into its own matrix, and those are added.
+        let threads = rayon::current_num_threads().clamp(1, group.len());
+        let share = group.len().div_ceil(threads);
+        let head = &mut spare[..size];
+        let ((), partials) = rayon::join(
+            || {
+                run(
+                    head.as_mut_ptr().cast(),
+                    &group[..share],
+                    gemm::Parallelism::None,
+                )
+            },
+            || {
+                group[share..]
+                    .par_chunks(share)
+                    .map(|part| {
+                        let mut partial = Vec::with_capacity(size);
+                        run(partial.as_mut_ptr(), part, gemm::Parallelism::None);
+                        // SAFETY: `run` wrote the `size` elements.
+                        unsafe { partial.set_len(size) };
+                        partial
+                    })
+                    .collect::<Vec<Vec<f32>>>()
+            },
+        );
+        // SAFETY: `run` wrote the first `size` elements.
+        let out = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<f32>(), size) };
+        for partial in &partials {
+            out.iter_mut().zip(partial).for_each(|(o, p)| *o += p);
+        }
     } else {
         let parallelism = split(product);
         for (out, group) in spare.chunks_mut(size).zip(&groups) {
