@@ -2,7 +2,7 @@
 //! each model at their real sizes. `cargo bench --bench layers` (add `-- mvit` to filter);
 //! whole models are timed by `miga bench`.
 
-use burn::backend::Flex;
+use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use divan::Bencher;
@@ -18,7 +18,7 @@ fn main() {
     divan::main();
 }
 
-fn random<const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
+fn random<A: Backend, const D: usize>(shape: [usize; D]) -> Tensor<A, D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
 }
 
@@ -33,11 +33,38 @@ fn mvit_multiscale_attention(bencher: Bencher) {
     bencher.bench_local(|| mvit.blocks[0].attn.forward(x.clone(), [8, 56, 56]));
 }
 
+/// MViTv2-S block 0's decomposed relative-position terms (`kernels::rel_pos_query`): one head's
+/// queries on the 8x56x56 grid (96 channels) against the keys' 8x7x7 grid, forward on Flex.
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn mvit_rel_pos(bencher: Bencher) {
+    let (q, tables) = rel_pos_inputs::<B>();
+    bencher.bench_local(|| kernels::rel_pos_query(q.clone(), 0.1, tables.clone()));
+}
+
+/// The same terms in a training step: forward and backward under autodiff (the queries' and
+/// the tables' gradients).
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn mvit_rel_pos_train(bencher: Bencher) {
+    let (q, tables) = rel_pos_inputs::<Autodiff<B>>();
+    let (q, tables) = (q.require_grad(), tables.map(Tensor::require_grad));
+    bencher.bench_local(|| {
+        kernels::rel_pos_query(q.clone(), 0.1, tables.clone())
+            .sum()
+            .backward()
+    });
+}
+
+/// Queries `[1, 1 + 8*56*56, 96]` and the time, row and column tables of block 0.
+fn rel_pos_inputs<A: Backend>() -> (Tensor<A, 3>, [Tensor<A, 3>; 3]) {
+    let tables = [random([8, 8, 96]), random([56, 7, 96]), random([56, 7, 96])];
+    (random([1, 1 + 8 * 56 * 56, 96]), tables)
+}
+
 /// The depthwise Conv3d of a pooling (96 channels, kernel 3, stride 1x8x8) on an 8x56x56 map,
 /// as MViTv2 runs it (`kernels::depthwise_conv3d`).
 #[divan::bench(sample_count = 5, sample_size = 1)]
 fn depthwise_conv3d(bencher: Bencher) {
-    let weight = random([96, 1, 3, 3, 3]);
+    let weight = random::<B, 5>([96, 1, 3, 3, 3]);
     let x = random([1, 96, 8, 56, 56]);
     bencher
         .bench_local(|| kernels::depthwise_conv3d(x.clone(), weight.clone(), [1, 8, 8], [1, 1, 1]));
