@@ -8,7 +8,7 @@ use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, OpsPrep};
 use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::{DType, Tensor};
 use burn_flex::{Flex, FlexTensor};
@@ -213,17 +213,10 @@ pub(super) fn layer_norm<B: Backend, const D: usize>(
     }
     let (x, gamma, beta): (AutodiffFlexTensor, AutodiffFlexTensor, AutodiffFlexTensor) =
         (unwrap(x), unwrap(gamma), unwrap(beta));
-    let prep = LayerNorm
-        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
-        .compute_bound()
-        .stateful();
+    let prep = LayerNorm.prepare([x.node.clone(), gamma.node.clone(), beta.node.clone()]);
     let (y, saved) =
         flex::layer_norm_forward(x.primitive, gamma.primitive, Some(beta.primitive), epsilon);
-    let y = match prep {
-        OpsKind::Tracked(prep) => prep.finish(saved, y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    Ok(wrap(y))
+    Ok(wrap(finish(prep, saved, y)))
 }
 
 /// The layer norm's backward pass, to the input, gamma and beta.
@@ -238,6 +231,24 @@ impl Backward<Flex, 3> for LayerNorm {
             let (dx, d_gamma, d_beta) = flex::layer_norm_backward(saved, grad);
             [dx, d_gamma, d_beta].map(Some)
         });
+    }
+}
+
+/// The output `y` of a graph node prepared over its parents (compute-bound: its backward pass
+/// is not recomputed), with `state` for that pass where the graph tracks gradients (dropped
+/// where it does not).
+fn finish<O, const N: usize>(
+    prep: OpsPrep<O, Flex, O::State, NoCheckpointing, N>,
+    state: O::State,
+    y: FlexTensor,
+) -> AutodiffFlexTensor
+where
+    O: Backward<Flex, N>,
+    O::State: Clone + Send + std::fmt::Debug + 'static,
+{
+    match prep.compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(state, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 
@@ -336,16 +347,9 @@ pub(super) fn matmul<B: Backend, const D: usize>(
 ) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
     let (lhs, rhs): (AutodiffFlexTensor, AutodiffFlexTensor) = unwrap_pair(lhs, rhs)?;
     let y = flex::matmul_forward(&lhs.primitive, &rhs.primitive);
-    let prep = Matmul
-        .prepare::<NoCheckpointing>([lhs.node.clone(), rhs.node.clone()])
-        .compute_bound()
-        .stateful();
-    let y = match prep {
-        // Both operands are kept: each one's gradient needs the other.
-        OpsKind::Tracked(prep) => prep.finish((lhs.primitive, rhs.primitive), y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    Ok(wrap(y))
+    let prep = Matmul.prepare([lhs.node.clone(), rhs.node.clone()]);
+    // Both operands are kept: each one's gradient needs the other.
+    Ok(wrap(finish(prep, (lhs.primitive, rhs.primitive), y)))
 }
 
 /// The matrix product's backward pass, to both operands.
@@ -383,23 +387,11 @@ pub(super) fn linear<B: Backend, const D: usize>(
         &weight.primitive,
         bias.as_ref().map(|b| &b.primitive),
     );
-    // One node over the input, the weight and the bias if any (Burn does not name the
-    // parents' type, so the two arities are spelled out).
-    macro_rules! node {
-        ($parents:expr) => {
-            match LinearLayer
-                .prepare::<NoCheckpointing>($parents)
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish((x.primitive, weight.primitive), y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            }
-        };
-    }
+    // One node over the input, the weight and the bias if any.
+    let (node, state) = (LinearLayer, (x.primitive, weight.primitive));
     let y = match bias {
-        Some(bias) => node!([x.node.clone(), weight.node.clone(), bias.node]),
-        None => node!([x.node.clone(), weight.node.clone()]),
+        Some(bias) => finish(node.prepare([x.node, weight.node, bias.node]), state, y),
+        None => finish(node.prepare([x.node, weight.node]), state, y),
     };
     Ok(wrap(y))
 }
@@ -445,15 +437,8 @@ pub(super) fn batch_norm_train<B: Backend, const D: usize>(
         (unwrap(x), unwrap(gamma), unwrap(beta));
     let (y, mean, var, saved) =
         flex::batch_norm_forward(&x.primitive, &gamma.primitive, &beta.primitive, epsilon);
-    let prep = BatchNorm
-        .prepare::<NoCheckpointing>([x.node, gamma.node, beta.node])
-        .compute_bound()
-        .stateful();
-    let y = match prep {
-        OpsKind::Tracked(prep) => prep.finish(saved, y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    Ok((wrap(y), mean, var))
+    let prep = BatchNorm.prepare([x.node, gamma.node, beta.node]);
+    Ok((wrap(finish(prep, saved, y)), mean, var))
 }
 
 /// The batch norm's backward pass, to the input, gamma and beta.
@@ -486,15 +471,11 @@ pub(super) fn depthwise_conv3d<B: Backend>(
 ) -> Result<Tensor<B, 5>, (Tensor<B, 5>, Tensor<B, 5>)> {
     let (x, weight): (AutodiffFlexTensor, AutodiffFlexTensor) = unwrap_pair(x, weight)?;
     let (y, saved) = flex::depthwise_forward(&x.primitive, &weight.primitive, stride, padding);
-    let prep = Depthwise
-        .prepare::<NoCheckpointing>([x.node, weight.node])
-        .compute_bound()
-        .stateful();
-    let y = match prep {
-        OpsKind::Tracked(prep) => prep.finish(saved, y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    Ok(wrap(y))
+    Ok(wrap(finish(
+        Depthwise.prepare([x.node, weight.node]),
+        saved,
+        y,
+    )))
 }
 
 /// The depthwise convolution's backward pass, to the input and the weight.
@@ -535,15 +516,8 @@ pub(super) fn rel_pos_query<B: Backend>(
         [&t.primitive, &h.primitive, &w.primitive],
         scale as f32,
     );
-    let prep = RelPos
-        .prepare::<NoCheckpointing>([q.node, t.node, h.node, w.node])
-        .compute_bound()
-        .stateful();
-    let y = match prep {
-        OpsKind::Tracked(prep) => prep.finish(saved, y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    Ok(wrap(y))
+    let prep = RelPos.prepare([q.node, t.node, h.node, w.node]);
+    Ok(wrap(finish(prep, saved, y)))
 }
 
 /// The relative-position columns' backward pass, to the queries and the three tables.
