@@ -471,11 +471,8 @@ pub(super) fn depthwise_conv3d<B: Backend>(
 ) -> Result<Tensor<B, 5>, (Tensor<B, 5>, Tensor<B, 5>)> {
     let (x, weight): (AutodiffFlexTensor, AutodiffFlexTensor) = unwrap_pair(x, weight)?;
     let (y, saved) = flex::depthwise_forward(&x.primitive, &weight.primitive, stride, padding);
-    Ok(wrap(finish(
-        Depthwise.prepare([x.node, weight.node]),
-        saved,
-        y,
-    )))
+    let prep = Depthwise.prepare([x.node, weight.node]);
+    Ok(wrap(finish(prep, saved, y)))
 }
 
 /// The depthwise convolution's backward pass, to the input and the weight.

@@ -11,7 +11,7 @@ use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
-use super::tensor;
+use super::{CHUNK, add_slice, tensor};
 
 /// Multiply-adds in one product above which `gemm` splits it over the threads (Flex's).
 const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
@@ -318,7 +318,9 @@ fn products(
         // SAFETY: `run` wrote the first `size` elements.
         let out = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<f32>(), size) };
         for partial in &partials {
-            out.iter_mut().zip(partial).for_each(|(o, p)| *o += p);
+            out.par_chunks_mut(CHUNK)
+                .zip(partial.par_chunks(CHUNK))
+                .for_each(|(o, p)| add_slice(o, p));
         }
     } else {
         let parallelism = split(product);
