@@ -62,13 +62,15 @@ impl EmotionRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmotionConfig {
-    /// Context windows per video, spread evenly over it.
+    /// Context windows per video, spread evenly over it (0: no context stream, which needs a
+    /// face stream).
     pub windows: usize,
     /// Frames per window.
     pub frames: usize,
     /// Frame step inside a window (2 at 25 fps: a 16-frame window spans 1.3 s).
     pub stride: usize,
-    /// Skeleton frames per video, spread evenly over it.
+    /// Skeleton frames per video, spread evenly over it (0: no skeleton tensor; a video then
+    /// needs a skeleton only for its faces or the person crop).
     pub skeleton_frames: usize,
     /// Aligned face crops per video, spread evenly over the frames whose five face landmarks
     /// OpenPose found (0: none).
@@ -99,10 +101,10 @@ impl Default for EmotionConfig {
 /// The tensors of one emotion video.
 #[derive(Debug, Clone)]
 pub struct EmotionData {
-    /// `[windows, 3, T, crop, crop]`.
-    pub context: TensorData,
-    /// `[3, skeleton_frames, V, 1]`.
-    pub skeleton: TensorData,
+    /// `[windows, 3, T, crop, crop]` (none with `windows = 0`).
+    pub context: Option<TensorData>,
+    /// `[3, skeleton_frames, V, 1]` (none with `skeleton_frames = 0`).
+    pub skeleton: Option<TensorData>,
     /// `[n, 3, 112, 112]` SwinFace inputs (see [`crate::faces::FaceCrop::normalised`]), `n` at
     /// most `faces`: fewer when fewer frames have a face.
     pub faces: TensorData,
@@ -126,8 +128,8 @@ pub struct EmotionDataset {
     records: Vec<EmotionRecord>,
     config: EmotionConfig,
     /// Each video's skeleton tensor (sampling is fixed), prepared once when the dataset is
-    /// built, or why it could not be.
-    skeletons: Vec<std::result::Result<TensorData, String>>,
+    /// built (none with `skeleton_frames = 0`), or why it could not be.
+    skeletons: Vec<std::result::Result<Option<TensorData>, String>>,
 }
 
 impl EmotionDataset {
@@ -135,20 +137,23 @@ impl EmotionDataset {
     /// (in parallel); a video whose skeleton fails gives a failed item, not an error here.
     pub fn new(records: Vec<EmotionRecord>, config: EmotionConfig) -> Result<Self> {
         let bad = |reason: String| Error::request("emotion configuration", reason);
-        if config.windows == 0
-            || config.frames == 0
-            || config.stride == 0
-            || config.skeleton_frames == 0
-        {
+        if config.frames == 0 || config.stride == 0 {
+            return Err(bad("frames and stride must be positive".into()));
+        }
+        if config.windows == 0 && config.faces == 0 {
             return Err(bad(
-                "windows, frames, stride and skeleton_frames must be positive".into(),
+                "no stream: windows (context) and faces are both 0".into()
             ));
         }
         config.rgb.check().map_err(bad)?;
         config.skeleton.check().map_err(bad)?;
         let skeletons = records
             .par_iter()
-            .map(|r| skeleton_tensor(r, &config).map_err(|e| e.to_string()))
+            .map(|r| {
+                (config.skeleton_frames > 0)
+                    .then(|| skeleton_tensor(r, &config).map_err(|e| e.to_string()))
+                    .transpose()
+            })
             .collect();
         Ok(Self {
             records,
@@ -170,8 +175,13 @@ impl EmotionDataset {
             .collect()
     }
 
-    /// Context windows and face crops, decoded in one pass over the video.
-    fn frames(&self, record: &EmotionRecord) -> Result<(TensorData, TensorData, Vec<usize>)> {
+    /// Context windows (none with `windows = 0`) and face crops, decoded in one pass over the
+    /// video.
+    #[allow(clippy::type_complexity)]
+    fn frames(
+        &self,
+        record: &EmotionRecord,
+    ) -> Result<(Option<TensorData>, TensorData, Vec<usize>)> {
         let config = &self.config;
         let path = record.rgb.as_ref().ok_or_else(|| {
             Error::request(&record.id, format!("video {} has no video", record.id))
@@ -180,25 +190,43 @@ impl EmotionDataset {
         let length = video.info().frames;
         // The raw skeleton is read here, once, for the faces (not kept for every video: real
         // ones are long).
+        let person = config.windows > 0 && config.rgb.crops_person();
         let skeleton = match &record.skeleton {
-            Some(source) if config.faces > 0 || config.rgb.crops_person() => Some(source.read()?),
+            Some(source) if config.faces > 0 || person => Some(source.read()?),
+            None if config.faces > 0 || person => {
+                return Err(Error::request(
+                    &record.id,
+                    format!(
+                        "video {} has no skeleton, which places its {}",
+                        record.id,
+                        if config.faces > 0 {
+                            "face crops"
+                        } else {
+                            "person crop"
+                        }
+                    ),
+                ));
+            }
             _ => None,
         };
         let body = skeleton
             .as_ref()
-            .filter(|_| config.rgb.crops_person())
+            .filter(|_| person)
             .and_then(Skeleton::body_frame);
         let face_frames = skeleton
             .as_ref()
             .map_or_else(Vec::new, |s| self.face_frames(s, length));
         let span = (config.frames - 1) * config.stride + 1;
-        let starts = sample_frames(
-            0,
-            length.saturating_sub(span),
-            config.windows,
-            TemporalSampling::Uniform,
-            &mut SeededRng::new(0),
-        );
+        let starts = match config.windows {
+            0 => Vec::new(),
+            windows => sample_frames(
+                0,
+                length.saturating_sub(span),
+                windows,
+                TemporalSampling::Uniform,
+                &mut SeededRng::new(0),
+            ),
+        };
         let frames: Vec<usize> = starts
             .iter()
             .flat_map(|&start| {
@@ -232,7 +260,7 @@ impl EmotionDataset {
         }
         let size = CROP_SIZE as usize;
         Ok((
-            TensorData::new(values, dims),
+            (config.windows > 0).then(|| TensorData::new(values, dims)),
             TensorData::new(crops, [face_frames.len(), 3, size, size]),
             face_frames,
         ))
@@ -316,8 +344,12 @@ impl<B: Backend> Batcher<B, EmotionItem, EmotionBatch<B>> for EmotionBatcher {
         let mut skeleton = Vec::new();
         let mut faces = Vec::new();
         for data in sorted.data {
-            context.push(Tensor::<B, 5>::from_data(data.context, device));
-            skeleton.push(Tensor::<B, 4>::from_data(data.skeleton, device).unsqueeze::<5>());
+            if let Some(windows) = data.context {
+                context.push(Tensor::<B, 5>::from_data(windows, device));
+            }
+            if let Some(sequence) = data.skeleton {
+                skeleton.push(Tensor::<B, 4>::from_data(sequence, device).unsqueeze::<5>());
+            }
             if !data.face_frames.is_empty() {
                 faces.push(Tensor::<B, 4>::from_data(data.faces, device));
             }
@@ -388,6 +420,7 @@ mod tests {
                 Vec::new(),
                 EmotionConfig {
                     windows: 0,
+                    faces: 0,
                     ..EmotionConfig::default()
                 }
             )

@@ -29,10 +29,10 @@ pub fn shared(sub: &str) -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!(
-            "skipped: {} is absent (the shared real data lives beside the repository)",
+        crate::skip_test(&format!(
+            "{} is absent (the shared real data lives beside the repository)",
             path.display()
-        );
+        ));
         None
     }
 }

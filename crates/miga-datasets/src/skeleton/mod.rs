@@ -7,7 +7,8 @@ mod sequence;
 mod xlsx;
 
 pub use openpose::{
-    PersonSelection, parse_openpose_frame, read_openpose_folder, read_openpose_frame,
+    OpenPoseStats, PersonSelection, parse_openpose_frame, read_openpose_folder,
+    read_openpose_folder_counted, read_openpose_frame, write_openpose_folder,
 };
 pub use sequence::{
     BODY, BodyFrame, FACE, LEFT_HAND, OPENPOSE_POINTS, RIGHT_HAND, Skeleton, mirror_permutation,

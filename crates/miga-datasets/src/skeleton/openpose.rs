@@ -116,6 +116,15 @@ pub fn parse_openpose_frame(
     path: &Path,
     selection: PersonSelection,
 ) -> Result<Vec<f32>> {
+    parse_counted(bytes, path, selection).map(|(points, _)| points)
+}
+
+/// The selected person's points and how many people the frame shows.
+fn parse_counted(
+    bytes: &[u8],
+    path: &Path,
+    selection: PersonSelection,
+) -> Result<(Vec<f32>, usize)> {
     let frame: FrameJson = serde_json::from_slice(bytes).map_err(|e| {
         Error::format(
             path,
@@ -131,13 +140,17 @@ pub fn parse_openpose_frame(
                 .map_err(|reason| Error::format(path, format!("person {i}"), reason))?,
         );
     }
+    let count = people.len();
     let chosen = match selection {
         PersonSelection::Index(i) => people.into_iter().nth(i),
         _ => people
             .into_iter()
             .max_by(|a, b| score(a, selection).total_cmp(&score(b, selection))),
     };
-    Ok(chosen.unwrap_or_else(|| vec![0.0; OPENPOSE_POINTS * 3]))
+    Ok((
+        chosen.unwrap_or_else(|| vec![0.0; OPENPOSE_POINTS * 3]),
+        count,
+    ))
 }
 
 /// The frame number of a `<video>_<frame>_keypoints.json` name, `None` for other files.
@@ -151,11 +164,32 @@ fn frame_number(name: &str) -> Option<std::result::Result<usize, String>> {
     )
 }
 
+/// What a folder of OpenPose frames held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OpenPoseStats {
+    /// Frame files read.
+    pub files: usize,
+    /// Frames of the sequence (the highest frame number + 1; frames without a file are empty).
+    pub frames: usize,
+    /// Frames showing at least one person.
+    pub with_person: usize,
+    /// Frames showing more than one person (one of them kept, by the [`PersonSelection`]).
+    pub multi_person: usize,
+}
+
 /// Reads a folder of OpenPose JSON frames (`<video>_<frame:012>_keypoints.json`) into a
 /// sequence of `max frame + 1` frames, in parallel; frames without a file or without people
 /// are all-missing. Errors on the first unreadable or malformed frame (naming it), or when the
 /// folder holds no frame at all.
 pub fn read_openpose_folder(dir: impl AsRef<Path>, selection: PersonSelection) -> Result<Skeleton> {
+    read_openpose_folder_counted(dir, selection).map(|(skeleton, _)| skeleton)
+}
+
+/// [`read_openpose_folder`], with what the folder held.
+pub fn read_openpose_folder_counted(
+    dir: impl AsRef<Path>,
+    selection: PersonSelection,
+) -> Result<(Skeleton, OpenPoseStats)> {
     let dir = dir.as_ref();
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -181,15 +215,83 @@ pub fn read_openpose_folder(dir: impl AsRef<Path>, selection: PersonSelection) -
             ),
         ));
     }
-    let read: Vec<(usize, Vec<f32>)> = files
+    let read: Vec<(usize, Vec<f32>, usize)> = files
         .par_iter()
-        .map(|(frame, path)| read_openpose_frame(path, selection).map(|points| (*frame, points)))
+        .map(|(frame, path)| {
+            let (points, people) = parse_counted(&read_file(path)?, path, selection)?;
+            Ok((*frame, points, people))
+        })
         .collect::<Result<_>>()?;
     let mut skeleton = Skeleton::empty(frames, OPENPOSE_POINTS);
-    for (frame, points) in read {
+    let mut stats = OpenPoseStats {
+        files: files.len(),
+        frames,
+        ..OpenPoseStats::default()
+    };
+    for (frame, points, people) in read {
         skeleton.frame_mut(frame).copy_from_slice(&points);
+        stats.with_person += usize::from(people > 0);
+        stats.multi_person += usize::from(people > 1);
     }
-    Ok(skeleton)
+    Ok((skeleton, stats))
+}
+
+/// Writes a 137-point sequence as a folder of OpenPose JSON frames,
+/// `<video>_<frame:012>_keypoints.json`, one person a frame (none where every point is
+/// missing), each part with its x, y, confidence triples as OpenPose writes them. The folder
+/// must not exist yet; it is filled under a temporary name and renamed when complete. Reading
+/// it back gives the same sequence.
+pub fn write_openpose_folder(
+    dir: impl AsRef<Path>,
+    video: &str,
+    skeleton: &Skeleton,
+) -> Result<()> {
+    let target = dir.as_ref();
+    if target.exists() {
+        return Err(Error::request(
+            target,
+            "already exists: the OpenPose frames are written into a new folder",
+        ));
+    }
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = &target.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(dir);
+    if skeleton.points() != OPENPOSE_POINTS {
+        return Err(Error::request(
+            dir,
+            format!(
+                "an OpenPose frame holds {OPENPOSE_POINTS} points, not {}",
+                skeleton.points()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    (0..skeleton.frames()).into_par_iter().try_for_each(|t| {
+        let points = skeleton.frame(t);
+        let part = |start: usize, end: usize| &points[start * 3..end * 3];
+        let people = if points.iter().all(|&v| v == 0.0) {
+            serde_json::json!([])
+        } else {
+            serde_json::json!([{
+                "person_id": [-1],
+                "pose_keypoints_2d": part(0, FACE),
+                "face_keypoints_2d": part(FACE, LEFT_HAND),
+                "hand_left_keypoints_2d": part(LEFT_HAND, RIGHT_HAND),
+                "hand_right_keypoints_2d": part(RIGHT_HAND, OPENPOSE_POINTS),
+                "pose_keypoints_3d": [],
+                "face_keypoints_3d": [],
+                "hand_left_keypoints_3d": [],
+                "hand_right_keypoints_3d": [],
+            }])
+        };
+        let frame = serde_json::json!({ "version": 1.3, "people": people });
+        let path = dir.join(format!("{video}_{t:012}{SUFFIX}"));
+        std::fs::write(&path, frame.to_string()).map_err(|e| Error::io(&path, e))
+    })?;
+    std::fs::rename(dir, target).map_err(|e| Error::io(target, e))
 }
 
 #[cfg(test)]
@@ -237,6 +339,46 @@ mod tests {
                 .iter()
                 .all(|&v| v == 0.0)
         );
+    }
+
+    #[test]
+    fn folders_are_counted_written_and_read_back() {
+        let dir = scratch_dir().join("v");
+        std::fs::create_dir_all(&dir).unwrap();
+        let two = format!("{{\"people\":[{},{}]}}", person(0.2, 5.0), person(0.9, 7.0));
+        let one = format!("{{\"people\":[{}]}}", person(0.5, 3.25));
+        std::fs::write(dir.join("v_000000000000_keypoints.json"), &two).unwrap();
+        std::fs::write(
+            dir.join("v_000000000001_keypoints.json"),
+            b"{\"people\":[]}",
+        )
+        .unwrap();
+        std::fs::write(dir.join("v_000000000003_keypoints.json"), &one).unwrap();
+        let (skeleton, stats) =
+            read_openpose_folder_counted(&dir, PersonSelection::default()).unwrap();
+        assert_eq!(
+            stats,
+            OpenPoseStats {
+                files: 3,
+                frames: 4,
+                with_person: 2,
+                multi_person: 1
+            }
+        );
+        // Written back (one person a frame, none where nothing was seen) and read again.
+        let out = dir.with_file_name("out");
+        write_openpose_folder(&out, "v", &skeleton).unwrap();
+        let (again, stats) =
+            read_openpose_folder_counted(&out, PersonSelection::default()).unwrap();
+        assert_eq!(again, skeleton);
+        assert_eq!(
+            (stats.files, stats.with_person, stats.multi_person),
+            (4, 2, 0)
+        );
+        let message = write_openpose_folder(&out, "v", &skeleton)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("already exists"), "{message}");
     }
 
     #[test]

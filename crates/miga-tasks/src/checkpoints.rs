@@ -1,0 +1,482 @@
+//! A run folder's checkpoints: which epochs are written, which are kept, and the best epoch's
+//! model as `best.mpk` the moment its validation ends.
+//!
+//! burn-train asks a [`CheckpointingStrategy`] at the end of every epoch (after validation)
+//! whether to save and what to delete, then hands the model, optimiser and scheduler records to
+//! three writer threads, each through a [`FileRecorder`]. [`RunCheckpoints`] is that strategy
+//! and [`RunRecorder`] that recorder; they share a [`Plan`] saying, for each epoch, whether the
+//! epoch gets a full checkpoint and whether its model is the best so far.
+//!
+//! - Every file is written to a temporary name, flushed to disk and renamed: a file under its
+//!   final name is complete. A checkpoint (`model-`, `optim-` and `scheduler-<epoch>.mpk`) is
+//!   complete when its three files are.
+//! - Retention: while the run goes on, the newest `keep_checkpoints` full checkpoints are kept,
+//!   plus every `keep_every`-th epoch's; when it has finished, its last one and the
+//!   `keep_every` ones. A checkpoint is deleted only while a newer complete one exists:
+//!   burn-train hands an epoch's deletions to the writer threads after that epoch's saves, and
+//!   the epoch's own checkpoint (possibly still being written) never counts as the complete one.
+//!   A kill at any moment therefore leaves a resumable run.
+//! - Which epochs get a full checkpoint: every `checkpoint_every`-th, or (0, the default) as
+//!   soon as the time since the last one is at least [`AUTO_RATIO`] times what writing the last
+//!   one took; always the last epoch (the configured count, or the one early stopping ends on)
+//!   and the `keep_every` epochs.
+//! - The best epoch (highest mean validation accuracy, the earliest of equals) is decided as its
+//!   validation ends; its model is written to `best.mpk` (and `best.json` says which epoch and
+//!   score), whether or not the epoch gets a full checkpoint. When it does, the one file gets
+//!   both names (a hard link), `best.mpk` first, so a complete checkpoint always comes with the
+//!   `best.mpk` of its time.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use burn::record::{
+    FileRecorder, FullPrecisionSettings, NamedMpkFileRecorder, Recorder, RecorderError,
+};
+use burn::tensor::backend::Backend;
+use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
+use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{Error, Result};
+
+/// With `checkpoint_every = 0`, a full checkpoint is written once the time since the last one
+/// is at least this many times what writing the last one took (so writing costs at most about
+/// a fifth of a run's time).
+pub const AUTO_RATIO: u32 = 4;
+
+/// How a run writes and keeps checkpoints (fields of the training settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Newest full checkpoints kept (at least 1).
+    pub keep: usize,
+    /// Also keep every epoch that is a multiple of this (0: none).
+    pub keep_every: usize,
+    /// A full checkpoint every this many epochs (0: by time, see [`AUTO_RATIO`]).
+    pub every: usize,
+}
+
+/// What is written for one epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct EpochPlan {
+    /// Model, optimiser and scheduler.
+    full: bool,
+    /// The model as `best.mpk`, with this validation accuracy (0..1).
+    best: Option<f64>,
+}
+
+/// What the strategy decided and what the writers measured.
+#[derive(Debug, Default)]
+struct Plan {
+    epochs: BTreeMap<usize, EpochPlan>,
+    /// Seconds spent writing each epoch's files (the three writer threads together).
+    write_seconds: BTreeMap<usize, f64>,
+}
+
+/// The best epoch's record, `best.json` beside `best.mpk`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BestEpoch {
+    /// The epoch whose model `best.mpk` is.
+    pub epoch: usize,
+    /// Its mean validation accuracy (0..1).
+    pub accuracy: f64,
+}
+
+impl BestEpoch {
+    /// `run/best.json`, if the run has one.
+    pub fn read(run: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(run.join("best.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// The recorder of run folders: Burn's named MessagePack at full precision (Burn's
+/// `CompactRecorder` would round weights and optimiser moments to half precision, and a
+/// resumed run would not continue as the uninterrupted one), each file written atomically.
+/// Made by [`RunCheckpoints::new`], it also follows the run's [`Plan`]; `RunRecorder::new()`
+/// (no plan) writes whatever it is given.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecorder {
+    plan: Option<(Arc<Mutex<Plan>>, PathBuf)>,
+}
+
+impl RunRecorder {
+    /// A recorder without a plan.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+type Mpk = NamedMpkFileRecorder<FullPrecisionSettings>;
+
+impl<B: Backend> FileRecorder<B> for RunRecorder {
+    fn file_extension() -> &'static str {
+        "mpk"
+    }
+}
+
+impl<B: Backend> Recorder<B> for RunRecorder {
+    type Settings = FullPrecisionSettings;
+    type RecordArgs = PathBuf;
+    type RecordOutput = ();
+    type LoadArgs = PathBuf;
+
+    fn save_item<I: Serialize>(
+        &self,
+        item: I,
+        file: PathBuf,
+    ) -> std::result::Result<(), RecorderError> {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some((plan, run)) = &self.plan else {
+            return write_atomic::<B, I>(&item, &file, &[]);
+        };
+        let Some((kind, epoch)) = name
+            .rsplit_once('-')
+            .and_then(|(kind, epoch)| Some((kind, epoch.parse::<usize>().ok()?)))
+        else {
+            return write_atomic::<B, I>(&item, &file, &[]);
+        };
+        let started = Instant::now();
+        let this = lock(plan).epochs.get(&epoch).copied().unwrap_or_default();
+        match (kind, this) {
+            ("model", EpochPlan { full, best }) => {
+                let mut names = Vec::new();
+                if let Some(accuracy) = best {
+                    names.push(run.join("best.mpk"));
+                    let record = BestEpoch { epoch, accuracy };
+                    if full {
+                        write_atomic::<B, I>(&item, &file, &names)?;
+                    } else {
+                        write_atomic::<B, I>(&item, &run.join("best"), &[])?;
+                    }
+                    let json = serde_json::to_string_pretty(&record).unwrap_or_default();
+                    miga_datasets::io::write_atomic(&run.join("best.json"), json.as_bytes())
+                        .map_err(|e| RecorderError::Unknown(e.to_string()))?;
+                } else if full {
+                    write_atomic::<B, I>(&item, &file, &[])?;
+                }
+            }
+            (_, EpochPlan { full: true, .. }) => write_atomic::<B, I>(&item, &file, &[])?,
+            _ => {}
+        }
+        *lock(plan).write_seconds.entry(epoch).or_default() += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn load_item<I: DeserializeOwned>(
+        &self,
+        file: &mut PathBuf,
+    ) -> std::result::Result<I, RecorderError> {
+        <Mpk as Recorder<B>>::load_item(&Mpk::new(), file)
+    }
+}
+
+fn lock(plan: &Mutex<Plan>) -> MutexGuard<'_, Plan> {
+    plan.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Writes `item` as `file.mpk` through a temporary file that is flushed to disk; `first` are
+/// other names for the same file (hard links, or copies where the file system has none), put in
+/// place before `file.mpk` is.
+fn write_atomic<B: Backend, I: Serialize>(
+    item: &I,
+    file: &Path,
+    first: &[PathBuf],
+) -> std::result::Result<(), RecorderError> {
+    let io =
+        |e: std::io::Error, path: &Path| RecorderError::Unknown(format!("{}: {e}", path.display()));
+    let target = file.with_extension("mpk");
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // The temporary name keeps the `.mpk` extension, which Burn's recorder would otherwise set.
+    let temporary = dir.join(format!(".partial-{}-{name}.mpk", std::process::id()));
+    let result = (|| {
+        <Mpk as Recorder<B>>::save_item(&Mpk::new(), item, temporary.clone())?;
+        std::fs::File::open(&temporary)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io(e, &temporary))?;
+        for other in first {
+            let partial = other.with_extension(format!("partial-{}", std::process::id()));
+            let _ = std::fs::remove_file(&partial);
+            std::fs::hard_link(&temporary, &partial)
+                .or_else(|_| std::fs::copy(&temporary, &partial).map(|_| ()))
+                .and_then(|()| std::fs::rename(&partial, other))
+                .map_err(|e| io(e, other))?;
+        }
+        std::fs::rename(&temporary, &target).map_err(|e| io(e, &target))?;
+        // The renames are durable once the folder is.
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+/// The full checkpoints in a run folder (epochs with all three files), oldest first.
+pub(crate) fn checkpoints(run: &Path) -> Vec<usize> {
+    let dir = run.join("checkpoint");
+    let mut epochs: Vec<usize> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_prefix("model-")?
+                        .strip_suffix(".mpk")?
+                        .parse()
+                        .ok()
+                })
+                .filter(|epoch| {
+                    ["optim", "scheduler"]
+                        .iter()
+                        .all(|kind| dir.join(format!("{kind}-{epoch}.mpk")).exists())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    epochs.sort_unstable();
+    epochs
+}
+
+/// Ends a finished run's checkpoints (no writer is left): its newest checkpoint (all that
+/// `--resume` of a finished run needs) and the `keep_every` ones stay; the older rolling ones,
+/// kept while the run went on in case a kill cut the newest short, and the leftovers of a
+/// killed writer (`.partial-*`) go.
+pub(crate) fn prune(run: &Path, retention: Retention) -> Result<()> {
+    let epochs = checkpoints(run);
+    let dir = run.join("checkpoint");
+    let newest: Vec<usize> = epochs.last().copied().into_iter().collect();
+    let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let epoch = name
+            .strip_suffix(".mpk")
+            .and_then(|stem| stem.rsplit_once('-'))
+            .filter(|(kind, _)| ["model", "optim", "scheduler"].contains(kind))
+            .and_then(|(_, epoch)| epoch.parse::<usize>().ok());
+        // Leftovers of a process killed while writing go too.
+        let partial = name.starts_with(".partial-");
+        let dropped = epoch.is_some_and(|e| !newest.contains(&e) && !kept_every(e, retention));
+        if partial || dropped {
+            std::fs::remove_file(entry.path()).map_err(|source| Error::Io {
+                path: entry.path(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn kept_every(epoch: usize, retention: Retention) -> bool {
+    retention.keep_every > 0 && epoch % retention.keep_every == 0
+}
+
+/// Each epoch's mean validation accuracy (0..1) and loss, as this process computed them.
+///
+/// burn-train 0.21 hands metrics to its event store from a worker thread, and its file logger
+/// writes each metric's file from a thread of its own: when an epoch's checkpointing and early
+/// stopping are decided, the store may not yet see that epoch's last validation batches (it
+/// then averages part of the epoch, or finds nothing: seen for the accuracy of the second epoch
+/// of a two-epoch test run). The renderer sees every batch's metrics on burn-train's worker
+/// thread, in order; it averages them as the store does (each batch weighted by its count)
+/// and records the epoch here when its last batch is in. The deciders wait for that.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ValidScores(Arc<Mutex<BTreeMap<usize, EpochScores>>>);
+
+/// One epoch's mean validation metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct EpochScores {
+    /// Accuracy, 0..1.
+    pub(crate) accuracy: Option<f64>,
+    /// Loss.
+    pub(crate) loss: Option<f64>,
+}
+
+impl ValidScores {
+    /// Records `epoch`'s means.
+    pub(crate) fn record(&self, epoch: usize, scores: EpochScores) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(epoch, scores);
+    }
+
+    /// `epoch`'s means, if this process validated it.
+    pub(crate) fn get(&self, epoch: usize) -> Option<EpochScores> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&epoch)
+            .copied()
+    }
+
+    /// `epoch`'s means, waiting (at most a minute) for its validation to end.
+    pub(crate) fn wait(&self, epoch: usize) -> Option<EpochScores> {
+        let start = Instant::now();
+        loop {
+            if let Some(scores) = self.get(epoch) {
+                return Some(scores);
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// The mean validation `metric` (`Accuracy` as 0..1, or `Loss`) of `epoch`: this
+    /// process's, or, for an epoch an earlier process trained, the store's (from its files).
+    pub(crate) fn metric(
+        &self,
+        store: &EventStoreClient,
+        metric: &str,
+        epoch: usize,
+    ) -> Option<f64> {
+        match (self.get(epoch), metric) {
+            (Some(scores), "Accuracy") => scores.accuracy,
+            (Some(scores), _) => scores.loss,
+            (None, _) => store
+                .find_metric(metric, epoch, Aggregate::Mean, &Split::Valid)
+                .map(|v| if metric == "Accuracy" { v / 100.0 } else { v }),
+        }
+    }
+}
+
+/// The checkpointing strategy of a run (see the module's text).
+pub(crate) struct RunCheckpoints {
+    plan: Arc<Mutex<Plan>>,
+    retention: Retention,
+    /// The configured epoch count.
+    epochs: usize,
+    /// Early stopping's patience (0: none), to know the epoch it ends on.
+    patience: usize,
+    /// Full checkpoints on disk or being written, oldest first.
+    saved: Vec<usize>,
+    best: Option<(usize, f64)>,
+    /// When the last full checkpoint was decided.
+    last_full: Option<(usize, Instant)>,
+    scores: ValidScores,
+}
+
+impl RunCheckpoints {
+    /// The strategy for `run` and the recorder that follows it.
+    pub(crate) fn new(
+        run: &Path,
+        retention: Retention,
+        epochs: usize,
+        patience: usize,
+        scores: ValidScores,
+    ) -> (Self, RunRecorder) {
+        let plan = Arc::new(Mutex::new(Plan::default()));
+        let recorder = RunRecorder {
+            plan: Some((plan.clone(), run.to_path_buf())),
+        };
+        let strategy = Self {
+            plan,
+            retention,
+            epochs,
+            patience,
+            saved: checkpoints(run),
+            best: None,
+            last_full: None,
+            scores,
+        };
+        (strategy, recorder)
+    }
+
+    /// Whether a full checkpoint is due at `epoch` by `checkpoint_every` or by time.
+    fn due(&self, epoch: usize) -> bool {
+        match (self.retention.every, self.last_full) {
+            (0, Some((last, at))) => {
+                let write = lock(&self.plan)
+                    .write_seconds
+                    .get(&last)
+                    .copied()
+                    .unwrap_or(0.0);
+                at.elapsed() >= Duration::from_secs_f64(write) * AUTO_RATIO
+            }
+            (0, None) => true,
+            (every, _) => epoch % every == 0,
+        }
+    }
+}
+
+impl CheckpointingStrategy for RunCheckpoints {
+    fn checkpointing(
+        &mut self,
+        epoch: usize,
+        store: &EventStoreClient,
+    ) -> Vec<CheckpointingAction> {
+        self.scores.wait(epoch);
+        let accuracy = |e| self.scores.metric(store, "Accuracy", e);
+        // A resumed run starts from the epochs before it, as logged.
+        if self.best.is_none() {
+            for e in 1..epoch {
+                if let Some(a) = accuracy(e)
+                    && self.best.is_none_or(|(_, best)| a > best)
+                {
+                    self.best = Some((e, a));
+                }
+            }
+        }
+        let best = accuracy(epoch).filter(|&a| self.best.is_none_or(|(_, b)| a > b));
+        if let Some(a) = best {
+            self.best = Some((epoch, a));
+        }
+        let losses: Vec<Option<f64>> = (1..=epoch)
+            .map(|e| self.scores.metric(store, "Loss", e))
+            .collect();
+        let last = epoch >= self.epochs
+            || (self.patience > 0 && crate::train::no_improvement_since(&losses, self.patience));
+        let full = last || kept_every(epoch, self.retention) || self.due(epoch);
+        {
+            let mut plan = lock(&self.plan);
+            plan.epochs.insert(epoch, EpochPlan { full, best });
+            // Older epochs' files are written by now (see the module's text).
+            plan.epochs.retain(|&e, _| e + 2 >= epoch);
+            let last = self.last_full.map(|(e, _)| e);
+            plan.write_seconds
+                .retain(|&e, _| e + 2 >= epoch || Some(e) == last);
+        }
+        let mut actions = Vec::new();
+        if full || best.is_some() {
+            actions.push(CheckpointingAction::Save);
+        }
+        if full {
+            self.saved.push(epoch);
+            self.last_full = Some((epoch, Instant::now()));
+        }
+        // The newest complete checkpoint: the newest before this epoch's.
+        let complete = self.saved.iter().rev().find(|&&e| e < epoch).copied();
+        let newest: Vec<usize> = self
+            .saved
+            .iter()
+            .rev()
+            .take(self.retention.keep.max(1))
+            .copied()
+            .collect();
+        let retention = self.retention;
+        self.saved.retain(|&e| {
+            let keep = newest.contains(&e) || Some(e) == complete || kept_every(e, retention);
+            if !keep {
+                actions.push(CheckpointingAction::Delete(e));
+            }
+            keep
+        });
+        actions
+    }
+}
