@@ -20,7 +20,7 @@ fn help_lists_every_command_and_each_has_an_example() {
     let (ok, stdout, _) = output(&["--help"]);
     assert!(ok);
     let commands = [
-        "info", "forward", "demo", "extract", "train", "eval", "predict", "faces", "video",
+        "info", "forward", "demo", "extract", "train", "runs", "eval", "predict", "faces", "video",
         "synth", "data", "bench",
     ];
     for command in commands {
@@ -755,6 +755,115 @@ fn extract_train_eval_predict_on_synthetic_data() {
 
 /// Starts `miga args`, waits until `ready()` (polling), kills it with SIGKILL; whether it was
 /// still running when killed.
+/// The skeleton download alone (no videos): extraction says which stream to take, extracts
+/// and trains the skeleton stream; `miga runs` lists the run; a skeleton table goes to
+/// OpenPose JSON frames and back to the same table.
+#[test]
+fn a_skeleton_only_download_extracts_trains_and_converts() {
+    let dir = scratch("skeleton-only");
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    let data = path("data");
+    let synth = [
+        "synth",
+        "--out",
+        &data,
+        "--videos",
+        "6",
+        "--clips-per-video",
+        "2",
+        "--size",
+        "128x72",
+    ];
+    assert!(output(&synth).0);
+    std::fs::remove_dir_all(dir.join("data/imigue_rgb_phase1")).unwrap();
+    std::fs::write(
+        dir.join("extract.toml"),
+        "mvit = \"mvit_v2_xs\"\n[clip]\nframes = 4\nskeleton_frames = 16\n",
+    )
+    .unwrap();
+    let extract = |split: &str, extra: &[&str]| {
+        let out = path(split);
+        let mut args = vec![
+            "extract", "--data", &data, "--split", split, "--out", &out, "--config",
+        ];
+        let config = path("extract.toml");
+        args.push(&config);
+        args.extend_from_slice(extra);
+        output(&args)
+    };
+    let (ok, _, stderr) = extract("train", &[]);
+    assert!(!ok && stderr.contains("--modalities skeleton"), "{stderr}");
+    for split in ["train", "validate"] {
+        let (ok, stdout, stderr) = extract(split, &["--modalities", "skeleton"]);
+        assert!(ok, "{stderr}");
+        assert!(
+            stdout.contains("extracted, 0 already there, 0 failed"),
+            "{stdout}"
+        );
+    }
+    std::fs::write(
+        dir.join("train.toml"),
+        "epochs = 3\nbatch = 4\nwarmup_epochs = 1\n[fusion]\nd_model = 32\nheads = 2\nff_dim = 64\nlayers = 1\n",
+    )
+    .unwrap();
+    let train = |streams: &str, out: &str| {
+        output(&[
+            "train",
+            "--features",
+            &path("train"),
+            "--valid",
+            &path("validate"),
+            "--out",
+            &path(out),
+            "--config",
+            &path("train.toml"),
+            "--streams",
+            streams,
+        ])
+    };
+    let (ok, _, stderr) = train("both", "fused");
+    assert!(!ok && stderr.contains("--streams skeleton"), "{stderr}");
+    let (ok, stdout, stderr) = train("skeleton", "skeleton");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("the run folder holds"), "{stdout}");
+    let (ok, stdout, stderr) = output(&["runs", &dir.to_string_lossy()]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("skeleton | micro-gesture | 3/3 |"),
+        "{stdout}"
+    );
+    let (ok, json, _) = output(&["runs", &path("skeleton"), "--json"]);
+    assert!(ok);
+    let runs: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // The newest two checkpoints at most (which ones are written depends on their timing), the
+    // last epoch's always.
+    let kept = runs[0]["checkpoints"].as_array().unwrap();
+    assert!(
+        kept.len() <= 2 && kept.last() == Some(&serde_json::json!(3)),
+        "{json}"
+    );
+    // A table to JSON frames and back.
+    let table = std::fs::read_dir(dir.join("data/imigue_skeleton_train"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let id = table.file_name().unwrap().to_string_lossy().into_owned();
+    let xlsx = table.join(format!("{id}_openpose.xlsx"));
+    let frames = path("frames");
+    let (ok, stdout, stderr) = output(&["data", "convert", &xlsx.to_string_lossy(), &frames]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("_keypoints.json"), "{stdout}");
+    let back = path("back.xlsx");
+    let (ok, stdout, stderr) = output(&["data", "convert", &frames, &back]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("0 with several"), "{stdout}");
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&xlsx).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn kill_when(args: &[&str], ready: impl Fn() -> bool) -> bool {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("miga"))
         .args(args)
@@ -816,14 +925,11 @@ fn killed_extraction_and_training_resume_with_nothing_lost_or_repeated() {
         &path("extract.toml"),
     ];
     let killed = kill_when(&extract, || shards() >= 2);
+    assert!(killed, "the extraction finished before it could be killed");
     let before = shards();
     let (ok, stdout, stderr) = output(&extract);
     assert!(ok, "{stderr}");
-    if killed {
-        assert!(stdout.contains("already there") && before < 8, "{stdout}");
-    } else {
-        eprintln!("note: the extraction finished before it could be killed");
-    }
+    assert!(stdout.contains("already there") && before < 8, "{stdout}");
     // Every clip once: 8 training clips, each in exactly one shard.
     let text = std::fs::read_to_string(&index).unwrap();
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -844,38 +950,69 @@ fn killed_extraction_and_training_resume_with_nothing_lost_or_repeated() {
     assert_eq!((count, ids.len()), (8, 8), "{text}");
     assert_eq!(value["complete"], true);
 
+    // Training: killed once a checkpoint is on disk, resumed, compared with a run that was
+    // never interrupted.
     std::fs::write(
         dir.join("train.toml"),
-        "epochs = 40\nbatch = 4\nwarmup_epochs = 1\npatience = 0\n[fusion]\nd_model = 32\nheads = 2\nff_dim = 64\nlayers = 1\n",
+        "epochs = 150\nbatch = 4\nwarmup_epochs = 1\npatience = 0\n[fusion]\nd_model = 32\nheads = 2\nff_dim = 64\nlayers = 1\n",
     )
     .unwrap();
+    let train = |out: &str| {
+        [
+            "train".to_string(),
+            "--features".into(),
+            path("features"),
+            "--valid".into(),
+            path("features"),
+            "--out".into(),
+            path(out),
+            "--config".into(),
+            path("train.toml"),
+        ]
+    };
     let run = dir.join("run");
-    let train = [
-        "train",
-        "--features",
-        &path("features"),
-        "--valid",
-        &path("features"),
-        "--out",
-        &path("run"),
-        "--config",
-        &path("train.toml"),
-    ];
-    let killed = kill_when(&train, || run.join("checkpoint/model-2.mpk").exists());
-    let mut resume = train.to_vec();
+    let args = train("run");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let checkpointed = || {
+        std::fs::read_dir(run.join("checkpoint")).is_ok_and(|entries| {
+            entries.filter_map(|e| e.ok()).any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("scheduler-") && name.ends_with(".mpk")
+            })
+        })
+    };
+    let killed = kill_when(&args, checkpointed);
+    assert!(killed, "the training finished before it could be killed");
+    let mut resume = args.to_vec();
     resume.push("--resume");
     let (ok, stdout, stderr) = output(&resume);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("40 epochs"), "{stdout}");
-    assert!(run.join("checkpoint/model-40.mpk").exists());
+    assert!(stdout.contains("150 epochs"), "{stdout}");
+    assert!(run.join("checkpoint/model-150.mpk").exists());
     // Every epoch has its metric logs, the ones trained after the resumption included.
-    for epoch in 1..=40 {
+    for epoch in 1..=150 {
         let log = run.join(format!("valid/epoch-{epoch}/Accuracy.log"));
         assert!(log.exists(), "{}", log.display());
     }
-    if !killed {
-        eprintln!("note: the training finished before it could be killed");
-    }
+    let whole = train("whole");
+    let whole: Vec<&str> = whole.iter().map(String::as_str).collect();
+    let (ok, _, stderr) = output(&whole);
+    assert!(ok, "{stderr}");
+    // The same best epoch, and its model scores every clip exactly as the uninterrupted run's.
+    let text = |run: &str| std::fs::read_to_string(dir.join(run).join("best.json")).unwrap();
+    assert_eq!(text("run"), text("whole"));
+    let scores = |run: &str| {
+        use miga::tasks::evaluate::TrainedRun;
+        let device = Default::default();
+        let features = dir.join("features");
+        let set = miga::tasks::features::FeatureSet::read(&features).unwrap();
+        TrainedRun::<burn::backend::Flex>::load(&dir.join(run), &device)
+            .unwrap()
+            .scores(&set, &features, &device)
+            .unwrap()
+            .scores
+    };
+    assert_eq!(scores("run"), scores("whole"));
     // The run folders are hundreds of MB; CI's disk is small.
     let _ = std::fs::remove_dir_all(&dir);
 }

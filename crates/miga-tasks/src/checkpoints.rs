@@ -282,7 +282,7 @@ pub(crate) fn prune(run: &Path, retention: Retention) -> Result<()> {
 }
 
 fn kept_every(epoch: usize, retention: Retention) -> bool {
-    retention.keep_every > 0 && epoch % retention.keep_every == 0
+    retention.keep_every > 0 && epoch.is_multiple_of(retention.keep_every)
 }
 
 /// Each epoch's mean validation accuracy (0..1) and loss, as this process computed them.
@@ -410,7 +410,7 @@ impl RunCheckpoints {
                 at.elapsed() >= Duration::from_secs_f64(write) * AUTO_RATIO
             }
             (0, None) => true,
-            (every, _) => epoch % every == 0,
+            (every, _) => epoch.is_multiple_of(every),
         }
     }
 }

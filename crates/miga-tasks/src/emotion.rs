@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::evaluate::{Scores, load_best, score_items};
-use crate::extract::{ExtractSummary, Weights, mvit, part_todo};
+use crate::extract::{ExtractSummary, Weights, drawn_now, mvit, part_todo};
 use crate::features::{FeatureKind, FeatureSet, FeatureWriter, item_label};
 use crate::standardise::Standardise;
 use crate::train::{Metrics, RunSpec, TrainConfig, TrainSummary, feature_inputs, fit, main_device};
@@ -30,10 +30,34 @@ use crate::{Error, Result};
 /// Task name of emotion features and runs.
 pub const EMOTION: &str = "emotion";
 
+/// Which streams emotion extraction computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmotionExtractStreams {
+    /// SwinFace embeddings of the faces and MViTv2 embeddings of the context windows.
+    #[default]
+    Both,
+    /// Faces only (needs the video and its skeleton, which places the faces).
+    Face,
+    /// Context only (needs the video; the skeleton only for `video.rgb.person_box`).
+    Context,
+}
+
+impl EmotionExtractStreams {
+    fn face(self) -> bool {
+        self != Self::Context
+    }
+    fn context(self) -> bool {
+        self != Self::Face
+    }
+}
+
 /// How emotion features are extracted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmotionExtraction {
+    /// The streams extracted.
+    pub streams: EmotionExtractStreams,
     /// Context windows, face crops and their sampling.
     pub video: EmotionConfig,
     /// MViTv2 preset of the context windows (`mvit_v2_s`, `mvit_v2_b`, `mvit_v2_xs`).
@@ -53,6 +77,7 @@ pub struct EmotionExtraction {
 impl Default for EmotionExtraction {
     fn default() -> Self {
         Self {
+            streams: EmotionExtractStreams::Both,
             video: EmotionConfig::default(),
             mvit: "mvit_v2_s".into(),
             swinface: "swinface".into(),
@@ -64,29 +89,47 @@ impl Default for EmotionExtraction {
     }
 }
 
+/// The backbones of the streams extracted.
 struct Backbones<B: Backend> {
-    mvit: Mvit<B>,
-    swinface: SwinFace<B>,
+    mvit: Option<Mvit<B>>,
+    swinface: Option<SwinFace<B>>,
 }
+
+/// Seeds of the randomly initialised backbones: MViTv2 draws from the settings' seed,
+/// SwinFace from it mixed with this, so that each is the same whichever streams are extracted.
+const SWINFACE_SEED: u64 = 0x5eed_face;
 
 fn backbones<B: Backend>(
     settings: &EmotionExtraction,
     weights: &Weights,
     device: &B::Device,
 ) -> Result<Backbones<B>> {
-    B::seed(device, settings.seed);
     let video = &settings.video;
-    let mvit = mvit(
-        &settings.mvit,
-        video.frames,
-        video.rgb.crop,
-        weights,
-        device,
-    )?;
-    let face = SwinFaceConfig::preset(&settings.swinface, settings.expressions)?;
-    let swinface = match &weights.swinface {
-        Some(path) => face.load_checkpoint(path, device)?,
-        None => face.init(device)?,
+    let mvit = match settings.streams.context() {
+        true => {
+            B::seed(device, settings.seed);
+            Some(mvit(
+                &settings.mvit,
+                video.frames,
+                video.rgb.crop,
+                weights,
+                device,
+            )?)
+        }
+        false => None,
+    };
+    let swinface = match settings.streams.face() {
+        true => {
+            let face = SwinFaceConfig::preset(&settings.swinface, settings.expressions)?;
+            Some(match &weights.swinface {
+                Some(path) => face.load_checkpoint(path, device)?,
+                None => {
+                    B::seed(device, settings.seed ^ SWINFACE_SEED);
+                    drawn_now(face.init(device)?)
+                }
+            })
+        }
+        false => None,
     };
     Ok(Backbones { mvit, swinface })
 }
@@ -118,7 +161,24 @@ pub fn extract_emotion<B: Backend>(
     let mut writer = FeatureWriter::open(out, kind, part, settings.shard_items)?;
     let (clips, todo) = part_todo(records, |r| &r.id, part, &writer);
     let resumed = clips - todo.len();
-    let dataset = EmotionDataset::new(todo, settings.video.clone())?;
+    // Only the streams extracted are decoded; the skeleton tensor is not used here.
+    let dataset = EmotionDataset::new(
+        todo,
+        EmotionConfig {
+            windows: if settings.streams.context() {
+                settings.video.windows
+            } else {
+                0
+            },
+            faces: if settings.streams.face() {
+                settings.video.faces
+            } else {
+                0
+            },
+            skeleton_frames: 0,
+            ..settings.video.clone()
+        },
+    )?;
     let models = backbones::<B>(settings, weights, device)?;
     let total = dataset.len();
     let mut failed = Vec::new();
@@ -138,29 +198,27 @@ pub fn extract_emotion<B: Backend>(
                     continue;
                 }
             };
-            let context = Tensor::<B, 5>::from_data(data.context, device);
-            let mut tensors = BTreeMap::from([
-                (
+            let mut tensors = BTreeMap::from([(
+                "label".to_string(),
+                TensorData::new(vec![item.label.map_or(-1.0, |l| l as f32)], [1]),
+            )]);
+            if let (Some(mvit), Some(windows)) = (&models.mvit, data.context) {
+                let context = Tensor::<B, 5>::from_data(windows, device);
+                tensors.insert(
                     "context_embeddings".to_string(),
-                    miga_kernels::on_cpu_workers::<B, _>(|| models.mvit.try_forward(context))?
+                    miga_kernels::on_cpu_workers::<B, _>(|| mvit.try_forward(context))?
                         .embedding
                         .into_data(),
-                ),
-                (
-                    "label".to_string(),
-                    TensorData::new(vec![item.label.map_or(-1.0, |l| l as f32)], [1]),
-                ),
-            ]);
+                );
+            }
             let faces = data.face_frames.len();
-            if faces > 0 {
+            if let Some(swinface) = models.swinface.as_ref().filter(|_| faces > 0) {
                 let crops = Tensor::<B, 4>::from_data(data.faces, device);
                 let (mut embeddings, mut expressions) = (Vec::new(), Vec::new());
                 for first in (0..faces).step_by(settings.face_batch.max(1)) {
                     let n = settings.face_batch.max(1).min(faces - first);
                     let crops = crops.clone().narrow(0, first, n);
-                    let out = miga_kernels::on_cpu_workers::<B, _>(|| {
-                        models.swinface.try_forward(crops)
-                    })?;
+                    let out = miga_kernels::on_cpu_workers::<B, _>(|| swinface.try_forward(crops))?;
                     expressions.extend(out.expression_probabilities());
                     embeddings.push(out.embedding);
                 }
@@ -233,6 +291,9 @@ impl Default for EmotionTrainConfig {
             weight_decay: 0.05,
             patience: 10,
             seed: 0,
+            keep_checkpoints: 2,
+            keep_every: 0,
+            checkpoint_every: 0,
             centre_video: false,
             fusion: InterFusionConfig::new(),
             loss: ClassificationLossConfig::new(),
@@ -247,8 +308,8 @@ pub struct EmotionFeatures {
     face: Option<TensorData>,
     /// `[faces, 7]`, when extracted.
     expressions: Option<TensorData>,
-    /// `[windows, context_dim]`.
-    context: TensorData,
+    /// `[windows, context_dim]`, when the model sees the context.
+    context: Option<TensorData>,
     label: i64,
 }
 
@@ -259,31 +320,61 @@ impl EmotionFeatures {
     }
 }
 
-/// The emotion feature items of a set, in id order.
-pub fn emotion_items(set: &FeatureSet, path: &Path) -> Result<Vec<(String, EmotionFeatures)>> {
+/// The emotion feature items of a set, in id order, with the streams `streams` sees: a set
+/// extracted without one of them is an error saying so (a video without a usable face has no
+/// face tensors either way: the model masks its face stream).
+pub fn emotion_items(
+    set: &FeatureSet,
+    path: &Path,
+    streams: EmotionStreams,
+) -> Result<Vec<(String, EmotionFeatures)>> {
     if set.kind.task != EMOTION {
         return Err(Error::Mismatch {
             path: path.to_path_buf(),
             reason: format!("features for task `{}`, not {EMOTION}", set.kind.task),
         });
     }
+    let extracted = serde_json::from_str::<serde_json::Value>(&set.kind.settings)
+        .ok()
+        .and_then(|d| serde_json::from_value(d["settings"]["streams"].clone()).ok())
+        .unwrap_or_default();
+    let (face, context) = (
+        streams != EmotionStreams::Context,
+        streams != EmotionStreams::Face,
+    );
+    let missing = match extracted {
+        EmotionExtractStreams::Context if face => Some("face"),
+        EmotionExtractStreams::Face if context => Some("context"),
+        _ => None,
+    };
+    if let Some(missing) = missing {
+        return Err(Error::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!(
+                "these features were extracted without the {missing} stream, which the model's \
+                 streams ({streams:?}) need; extract it, or train --streams {} on them",
+                if missing == "face" { "context" } else { "face" }
+            ),
+        });
+    }
     set.items
         .iter()
         .map(|(id, tensors)| {
-            let context =
-                tensors
-                    .get("context_embeddings")
-                    .cloned()
-                    .ok_or_else(|| Error::Mismatch {
+            let context = match context {
+                true => Some(tensors.get("context_embeddings").cloned().ok_or_else(|| {
+                    Error::Mismatch {
                         path: path.to_path_buf(),
                         reason: format!("item {id} has no `context_embeddings`"),
-                    })?;
+                    }
+                })?),
+                false => None,
+            };
             let label = item_label(tensors).unwrap_or(-1);
             Ok((
                 id.clone(),
                 EmotionFeatures {
-                    face: tensors.get("face_embeddings").cloned(),
-                    expressions: tensors.get("face_expressions").cloned(),
+                    face: tensors.get("face_embeddings").cloned().filter(|_| face),
+                    expressions: tensors.get("face_expressions").cloned().filter(|_| face),
                     context,
                     label,
                 },
@@ -299,8 +390,8 @@ pub struct EmotionFeatureBatch<B: Backend> {
     pub face: Option<Sequence<B>>,
     /// Expression probabilities, one row per face (when extracted).
     pub expressions: Option<Tensor<B, 3>>,
-    /// Context embeddings.
-    pub context: Sequence<B>,
+    /// Context embeddings (none when the model does not see them).
+    pub context: Option<Sequence<B>>,
     /// `[B]`: 1 Win, 0 Lose.
     pub labels: Tensor<B, 1, Int>,
 }
@@ -339,13 +430,12 @@ impl<B: Backend> Batcher<B, EmotionFeatures, EmotionFeatureBatch<B>> for Emotion
     fn batch(&self, items: Vec<EmotionFeatures>, device: &B::Device) -> EmotionFeatureBatch<B> {
         let faces: Vec<_> = items.iter().map(|i| i.face.as_ref()).collect();
         let expressions: Vec<_> = items.iter().map(|i| i.expressions.as_ref()).collect();
-        let contexts: Vec<_> = items.iter().map(|i| Some(&i.context)).collect();
-        let (context, context_padding) = pad(&contexts, device).expect("every item has context");
+        let contexts: Vec<_> = items.iter().map(|i| i.context.as_ref()).collect();
         let labels: Vec<i64> = items.iter().map(|i| i.label).collect();
         EmotionFeatureBatch {
             face: pad(&faces, device).map(|(t, p)| Sequence::new(t).with_padding(p)),
             expressions: pad(&expressions, device).map(|(t, _)| t),
-            context: Sequence::new(context).with_padding(context_padding),
+            context: pad(&contexts, device).map(|(t, p)| Sequence::new(t).with_padding(p)),
             labels: Tensor::from_data(TensorData::new(labels.clone(), [labels.len()]), device),
         }
     }
@@ -402,7 +492,7 @@ impl<B: Backend> EmotionModel<B> {
                 device,
             ),
             context_norm: Standardise::fit(
-                items.iter().map(|i| &i.context),
+                items.iter().filter_map(|i| i.context.as_ref()),
                 self.context_norm.mean.dims()[0],
                 device,
             ),
@@ -423,7 +513,10 @@ impl<B: Backend> EmotionModel<B> {
         InterFusionInput {
             face: batch.face.as_ref().map(|f| standardise(f, &self.face_norm)),
             expressions: batch.expressions.clone().filter(|_| self.expressions),
-            context: Some(standardise(&batch.context, &self.context_norm)),
+            context: batch
+                .context
+                .as_ref()
+                .map(|c| standardise(c, &self.context_norm)),
         }
     }
 
@@ -471,11 +564,12 @@ fn check_features(
         reason,
     };
     for item in items {
-        let context = item.context.shape[1];
-        if context != config.context_dim {
+        if let Some(context) = &item.context
+            && context.shape[1] != config.context_dim
+        {
             return Err(mismatch(format!(
-                "context embeddings are {context} wide, fusion.context_dim is {}",
-                config.context_dim
+                "context embeddings are {} wide, fusion.context_dim is {}",
+                context.shape[1], config.context_dim
             )));
         }
         if let Some(face) = &item.face {
@@ -519,7 +613,7 @@ pub fn train_emotion<B: AutodiffBackend>(
         });
     }
     let labelled = |set: &FeatureSet| -> Result<Vec<EmotionFeatures>> {
-        Ok(emotion_items(set, run)?
+        Ok(emotion_items(set, run, config.streams)?
             .into_iter()
             .map(|(_, i)| i)
             .filter(|i| i.label >= 0)
@@ -552,12 +646,14 @@ pub struct EmotionRun<B: Backend> {
     pub features: String,
     /// Its best model.
     pub model: EmotionModel<B>,
+    /// The streams it sees.
+    streams: EmotionStreams,
 }
 
 impl<B: Backend> EmotionRun<B> {
     /// Loads `run/best.mpk` with the run's settings.
     pub fn load(run: &Path, device: &B::Device) -> Result<Self> {
-        let (info, _, model) = load_best(
+        let (info, config, model) = load_best(
             run,
             EMOTION,
             |config: &EmotionTrainConfig| EmotionModel::new(config, device),
@@ -567,12 +663,13 @@ impl<B: Backend> EmotionRun<B> {
             dir: run.to_path_buf(),
             features: info.features,
             model,
+            streams: config.streams,
         })
     }
 
     /// Win/Lose scores (logits, Lose then Win) of every video of `features`.
     pub fn scores(&self, features: &FeatureSet, path: &Path, device: &B::Device) -> Result<Scores> {
-        let items = emotion_items(features, path)?;
+        let items = emotion_items(features, path, self.streams)?;
         score_items(
             &self.features,
             features,
@@ -828,6 +925,95 @@ pub(crate) mod tests {
             .to_string();
             assert!(message.contains(expected), "{message}");
         }
+    }
+
+    /// Each stream on its own: face-only extraction decodes no context windows, context-only
+    /// needs no skeleton; each gives the tensors of a full extraction, trains its stream, and
+    /// a model that needs the other stream says so.
+    #[test]
+    fn extracts_and_trains_one_stream_alone() {
+        let _rng = crate::rng_lock();
+        let root = std::env::temp_dir().join(format!("miga-emotion-alone-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let config = SynthConfig {
+            seed: 3,
+            videos: 4,
+            clips_per_video: 1,
+            width: 128,
+            height: 72,
+            classes: Vec::new(),
+        };
+        synthesise(&config, &root.join("data"), &|_, _| {}).unwrap();
+        let layout = MigaLayout::scan(root.join("data")).unwrap();
+        let labels = LabelTable::read(root.join("data").join(LABELS_CSV)).unwrap();
+        let records = EmotionRecord::from_miga(&layout, Split::Train, &labels);
+        let device = Default::default();
+        let extract = |streams: EmotionExtractStreams, records: Vec<EmotionRecord>| {
+            let out = root.join(format!("{streams:?}"));
+            let summary = extract_emotion::<Flex>(
+                records,
+                &EmotionExtraction {
+                    streams,
+                    ..tiny_extraction()
+                },
+                &Weights::default(),
+                &out,
+                (0, 1),
+                &device,
+                &mut |_, _| {},
+            )
+            .unwrap();
+            assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+            FeatureSet::read(&out).unwrap()
+        };
+        let both = extract(EmotionExtractStreams::Both, records.clone());
+        let faces = extract(EmotionExtractStreams::Face, records.clone());
+        let no_skeleton: Vec<EmotionRecord> = records
+            .iter()
+            .cloned()
+            .map(|r| EmotionRecord {
+                skeleton: None,
+                ..r
+            })
+            .collect();
+        let context = extract(EmotionExtractStreams::Context, no_skeleton);
+        for (id, tensors) in &both.items {
+            let names =
+                |set: &FeatureSet| -> Vec<String> { set.items[id].keys().cloned().collect() };
+            assert_eq!(names(&faces), ["face_embeddings", "label"]);
+            assert_eq!(names(&context), ["context_embeddings", "label"]);
+            assert_eq!(
+                faces.items[id]["face_embeddings"],
+                tensors["face_embeddings"]
+            );
+            assert_eq!(
+                context.items[id]["context_embeddings"],
+                tensors["context_embeddings"]
+            );
+        }
+        let train = |set: &FeatureSet, streams: EmotionStreams, name: &str| {
+            train_emotion::<Autodiff<Flex>>(
+                set,
+                set,
+                &EmotionTrainConfig {
+                    streams,
+                    ..tiny_training(1)
+                },
+                &root.join(name),
+                false,
+                std::slice::from_ref(&device),
+            )
+        };
+        train(&faces, EmotionStreams::Face, "face").unwrap();
+        train(&context, EmotionStreams::Context, "context").unwrap();
+        for (set, streams, missing) in [
+            (&faces, EmotionStreams::Both, "context stream"),
+            (&context, EmotionStreams::Late, "face stream"),
+        ] {
+            let message = train(set, streams, "refused").err().unwrap().to_string();
+            assert!(message.contains(missing), "{message}");
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{ClassificationOutput, InferenceStep, Interrupter, TrainOutput, TrainStep};
-use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipConfig, ClipDataset, ClipRecord};
+use miga_datasets::clips::{
+    ClipBatch, ClipBatcher, ClipConfig, ClipDataset, ClipRecord, Modalities,
+};
 
 use crate::extract::{Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones};
 use crate::train::{
@@ -50,12 +52,10 @@ impl<B: Backend> EndToEndModel<B> {
     /// Class scores and labels of a batch of clips, as a classification output. A batch with a
     /// clip that did not decode stops the run and gives a zero loss with no gradient.
     fn classify(&self, batch: ClipBatch<B>) -> ClassificationOutput<B> {
-        let (Some(rgb), Some(skeleton), Some(labels), true) = (
-            batch.rgb,
-            batch.skeleton,
-            batch.labels,
-            batch.skipped.is_empty(),
-        ) else {
+        let needs = self.head.streams().modalities();
+        let complete = (needs == Modalities::Skeleton || batch.rgb.is_some())
+            && (needs == Modalities::Rgb || batch.skeleton.is_some());
+        let (Some(labels), true, true) = (batch.labels, batch.skipped.is_empty(), complete) else {
             let (id, why) = batch.skipped.first().cloned().unwrap_or_default();
             if !self.stop.0.should_stop() {
                 self.stop
@@ -72,7 +72,7 @@ impl<B: Backend> EndToEndModel<B> {
         };
         let features = self
             .backbones
-            .features(rgb, skeleton, self.video_grid)
+            .features(batch.rgb, batch.skeleton, self.video_grid)
             .expect("clip shapes follow the extraction settings");
         self.head.classify(FeatureBatch {
             video: features.video,
@@ -121,14 +121,27 @@ impl<B: Backend> Batcher<B, ClipRecord, ClipBatch<B>> for RawClipBatcher {
     }
 }
 
-/// The labelled clips with a video and a skeleton, and how many others were left out; a
-/// skeleton that cannot be read, or a clip beyond its end, is an error naming it.
+/// The labelled clips with the streams `clip` reads (a video, a skeleton or both), and how many
+/// others were left out; a skeleton that cannot be read, or a clip beyond its end, is an error
+/// naming it.
 fn usable(records: Vec<ClipRecord>, clip: &ClipConfig) -> Result<(Vec<ClipRecord>, usize)> {
     let total = records.len();
+    let (rgb, skeleton) = (
+        clip.modalities != Modalities::Skeleton,
+        clip.modalities != Modalities::Rgb,
+    );
+    let records_copy = records.clone();
     let keep: Vec<ClipRecord> = records
         .into_iter()
-        .filter(|r| r.class.is_some() && r.rgb.is_some() && r.skeleton.is_some())
+        .filter(|r| {
+            r.class.is_some() && (!rgb || r.rgb.is_some()) && (!skeleton || r.skeleton.is_some())
+        })
         .collect();
+    if keep.is_empty()
+        && let Some(missing) = records_missing(&records_copy, rgb, skeleton)
+    {
+        return Err(missing);
+    }
     let (_, problems) = ClipDataset::new(keep.clone(), clip.clone(), 0)?;
     if let Some(problem) = problems.into_iter().next() {
         return Err(problem.into());
@@ -137,11 +150,36 @@ fn usable(records: Vec<ClipRecord>, clip: &ClipConfig) -> Result<(Vec<ClipRecord
     Ok((keep, left_out))
 }
 
+/// Why none of `records` can be used, naming a clip and the file it lacks.
+fn records_missing(records: &[ClipRecord], rgb: bool, skeleton: bool) -> Option<Error> {
+    let first = records.first()?;
+    let lacks = if rgb && records.iter().all(|r| r.rgb.is_none()) {
+        "a video"
+    } else if skeleton && records.iter().all(|r| r.skeleton.is_none()) {
+        "a skeleton"
+    } else if records.iter().all(|r| r.class.is_none()) {
+        "a label"
+    } else {
+        "a label, video or skeleton"
+    };
+    Some(Error::Mismatch {
+        path: first.video.clone().into(),
+        reason: format!(
+            "none of the {} clips has {lacks} (clip {} for one), which the model's streams \
+             need; on data with one modality, train a single-stream model (--streams video or \
+             --streams skeleton)",
+            records.len(),
+            first.id
+        ),
+    })
+}
+
 /// Fine-tunes the backbones (built from `extraction` and `weights`) and the fusion module
 /// (`config`) together on the `train` clips, validating on `valid`, in the run folder `run`;
 /// resumption, early stopping, best epoch and devices as [`crate::train::train_micro_gesture`].
-/// Clips without a label, a video or a skeleton are left out (their count is returned with
-/// the summary).
+/// Clips without a label, or without a stream the model sees (`config.streams`: a video, a
+/// skeleton, or both) are left out (their count is returned with the summary); only the
+/// backbones of those streams are built and read.
 #[allow(clippy::too_many_arguments)]
 pub fn train_end_to_end<B: AutodiffBackend>(
     train: Vec<ClipRecord>,
@@ -162,6 +200,9 @@ pub fn train_end_to_end<B: AutodiffBackend>(
                 .into(),
         });
     }
+    // The clips are read for the streams the model sees, and only their backbones are built.
+    let mut extraction = extraction.clone();
+    extraction.clip.modalities = config.streams.modalities();
     let (graph, settings) = extraction.prepared()?;
     let (train, left_train) = usable(train, &settings.clip)?;
     let (valid, left_valid) = usable(valid, &settings.clip)?;

@@ -27,8 +27,9 @@ pub struct TrainedRun<B: Backend> {
     pub info: RunInfo,
     /// Its best model.
     pub model: MicroGestureModel<B>,
-    /// Its fusion settings (scored items are averaged per body part as they are read).
-    fusion: miga_fusion::CmtfConfig,
+    /// Its settings (scored items are averaged per body part as they are read, with the
+    /// streams the model sees).
+    config: TrainConfig,
 }
 
 impl<B: Backend> TrainedRun<B> {
@@ -45,13 +46,18 @@ impl<B: Backend> TrainedRun<B> {
             dir: run.to_path_buf(),
             info,
             model,
-            fusion: config.fusion,
+            config,
         })
     }
 
     /// Class scores for every labelled or unlabelled item of `features`.
     pub fn scores(&self, features: &FeatureSet, path: &Path, device: &B::Device) -> Result<Scores> {
-        let mut items = feature_items(features, path, Some(&self.fusion))?;
+        let mut items = feature_items(
+            features,
+            path,
+            Some(&self.config.fusion),
+            self.config.streams,
+        )?;
         if self.model.centre_video {
             centre_video_features(&mut items);
         }

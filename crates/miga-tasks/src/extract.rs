@@ -27,7 +27,9 @@ pub const MICRO_GESTURE: &str = "micro-gesture";
 #[serde(default, deny_unknown_fields)]
 pub struct MicroGestureExtraction {
     /// Clip sampling and transforms (`augment` is ignored: extraction is deterministic; the
-    /// skeleton keypoints are the graph's).
+    /// skeleton keypoints are the graph's). `clip.modalities` picks the streams extracted:
+    /// `both`, `rgb` (MViTv2 only: no skeleton needed) or `skeleton` (2s-AGCN only: no video
+    /// needed).
     pub clip: ClipConfig,
     /// MViTv2 preset (`mvit_v2_s`, `mvit_v2_b`, `mvit_v2_xs`).
     pub mvit: String,
@@ -44,8 +46,8 @@ pub struct MicroGestureExtraction {
 }
 
 impl MicroGestureExtraction {
-    /// The skeleton graph, and the settings as extraction uses them: both modalities, no
-    /// augmentation, the graph's OpenPose keypoints.
+    /// The skeleton graph, and the settings as extraction uses them: no augmentation, the
+    /// graph's OpenPose keypoints.
     pub fn prepared(&self) -> Result<(Graph, Self)> {
         let graph = Graph::layout(&self.graph)?;
         let keypoints = graph.openpose.clone().ok_or_else(|| Error::InvalidConfig {
@@ -53,7 +55,6 @@ impl MicroGestureExtraction {
             reason: format!("graph `{}` has no OpenPose indices", self.graph),
         })?;
         let clip = ClipConfig {
-            modalities: Modalities::Both,
             augment: false,
             skeleton: miga_datasets::clips::SkeletonTransform {
                 keypoints,
@@ -134,43 +135,74 @@ pub struct ExtractSummary {
     pub failed: Vec<(String, String)>,
 }
 
-/// The backbones of micro-gesture extraction (and end-to-end training).
+/// The backbones of micro-gesture extraction (and end-to-end training): those of the streams
+/// extracted.
 #[derive(Module, Debug)]
 pub struct Backbones<B: Backend> {
     /// The video backbone.
-    pub mvit: Mvit<B>,
+    pub mvit: Option<Mvit<B>>,
     /// The skeleton backbone.
-    pub agcn: Agcn<B>,
+    pub agcn: Option<Agcn<B>>,
 }
 
-/// The features of a batch of clips.
+/// The features of a batch of clips, of the streams extracted.
 pub struct ClipFeatures<B: Backend> {
     /// `[B, T', k, k, C]`.
-    pub video: Tensor<B, 5>,
+    pub video: Option<Tensor<B, 5>>,
     /// `[B, C]`.
-    pub class: Tensor<B, 2>,
+    pub class: Option<Tensor<B, 2>>,
     /// `[B, T'', V, C_s]`.
-    pub skeleton: Tensor<B, 4>,
+    pub skeleton: Option<Tensor<B, 4>>,
 }
 
 impl<B: Backend> Backbones<B> {
-    /// MViTv2 and 2s-AGCN features of clips `[B, 3, T, H, W]` and skeletons `[B, 3, T, V, 1]`.
+    /// MViTv2 features of clips `[B, 3, T, H, W]` and 2s-AGCN features of skeletons
+    /// `[B, 3, T, V, 1]`, each where both the input and the backbone are there.
     pub fn features(
         &self,
-        rgb: Tensor<B, 5>,
-        skeleton: Tensor<B, 5>,
+        rgb: Option<Tensor<B, 5>>,
+        skeleton: Option<Tensor<B, 5>>,
         grid: usize,
     ) -> Result<ClipFeatures<B>> {
         miga_kernels::on_cpu_workers::<B, _>(|| {
-            let video = self.mvit.try_forward(rgb)?;
+            let video = match (&self.mvit, rgb) {
+                (Some(mvit), Some(rgb)) => Some(mvit.try_forward(rgb)?),
+                _ => None,
+            };
+            let skeleton = match (&self.agcn, skeleton) {
+                (Some(agcn), Some(skeleton)) => Some(agcn.try_forward(skeleton)?.tokens),
+                _ => None,
+            };
+            let (video, class) = match video {
+                Some(v) => (Some(pool_grid(v.tokens, grid)), Some(v.embedding)),
+                None => (None, None),
+            };
             Ok(ClipFeatures {
-                video: pool_grid(video.tokens, grid),
-                class: video.embedding,
-                skeleton: self.agcn.try_forward(skeleton)?.tokens,
+                video,
+                class,
+                skeleton,
             })
         })
     }
 }
+
+/// `module` with its parameters drawn now. Burn initialises parameters lazily, on first use:
+/// a module initialised right after seeding the backend's generator would otherwise draw
+/// its values whenever it first runs, after whatever else drew meanwhile.
+pub(crate) fn drawn_now<B: Backend, M: Module<B>>(module: M) -> M {
+    struct Touch;
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+    module
+}
+
+/// Seeds of the randomly initialised backbones: MViTv2 draws from the settings' seed, 2s-AGCN
+/// from it mixed with this, so that each backbone is the same whichever streams are extracted.
+const AGCN_SEED: u64 = 0x5eed_a6c1;
 
 /// MViTv2 preset `name` for clips of `frames` x `crop` x `crop`, from `weights.mvit` or randomly
 /// initialised.
@@ -186,26 +218,43 @@ pub(crate) fn mvit<B: Backend>(
         .with_spatial_size([crop; 2]);
     Ok(match &weights.mvit {
         Some(path) => config.load_checkpoint(path, device)?,
-        None => config.init(device)?,
+        None => drawn_now(config.init(device)?),
     })
 }
 
-/// The backbones as `settings` (prepared) and `weights` make them; random ones are initialised
-/// under the settings' seed, so the same settings give the same backbones.
+/// The backbones of the streams `settings` (prepared) extract, as `weights` make them; random
+/// ones are initialised under the settings' seed, so the same settings give the same backbones.
 pub(crate) fn backbones<B: Backend>(
     settings: &MicroGestureExtraction,
     graph: Graph,
     weights: &Weights,
     device: &B::Device,
 ) -> Result<Backbones<B>> {
-    B::seed(device, settings.seed);
     let clip = &settings.clip;
-    let mvit = mvit(&settings.mvit, clip.frames, clip.rgb.crop, weights, device)?;
-    let agcn = match &weights.agcn {
-        Some(path) => AgcnConfig::load(path, graph, device)?,
-        None => AgcnConfig::new(graph, 32)
-            .with_num_persons(1)
-            .init(device)?,
+    let mvit = match clip.modalities != Modalities::Skeleton {
+        true => {
+            B::seed(device, settings.seed);
+            Some(mvit(
+                &settings.mvit,
+                clip.frames,
+                clip.rgb.crop,
+                weights,
+                device,
+            )?)
+        }
+        false => None,
+    };
+    let agcn = match (clip.modalities != Modalities::Rgb, &weights.agcn) {
+        (false, _) => None,
+        (true, Some(path)) => Some(AgcnConfig::load(path, graph, device)?),
+        (true, None) => {
+            B::seed(device, settings.seed ^ AGCN_SEED);
+            Some(drawn_now(
+                AgcnConfig::new(graph, 32)
+                    .with_num_persons(1)
+                    .init(device)?,
+            ))
+        }
     };
     Ok(Backbones { mvit, agcn })
 }
@@ -231,6 +280,18 @@ pub(crate) fn part_todo<R>(
         .filter(|r| !writer.is_done(id(r)))
         .collect();
     (count, todo)
+}
+
+/// The rows (along the first axis) of a batch tensor, read back from the device at once.
+pub(crate) fn rows<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<TensorData> {
+    let dims = tensor.dims();
+    let data = tensor.into_data().convert::<f32>();
+    let values = data.as_slice::<f32>().unwrap_or_default();
+    let size = (values.len() / dims[0].max(1)).max(1);
+    values
+        .chunks(size)
+        .map(|row| TensorData::new(row.to_vec(), dims[1..].to_vec()))
+        .collect()
 }
 
 /// Average-pools `[B, T, H, W, C]` tokens over space to `[B, T, k, k, C]`.
@@ -287,36 +348,31 @@ pub fn extract_micro_gesture<B: Backend>(
             .collect();
         let batch: ClipBatch<B> = ClipBatcher.batch(items, device);
         failed.extend(batch.skipped);
-        if let (Some(rgb), Some(skeleton)) = (batch.rgb, batch.skeleton) {
-            let features = models.features(rgb, skeleton, settings.video_grid)?;
-            let (grid, class, skeleton) = (features.video, features.class, features.skeleton);
-            for (row, id) in batch.ids.iter().enumerate() {
-                let take5 =
-                    |t: &Tensor<B, 5>| t.clone().narrow(0, row, 1).squeeze_dim::<4>(0).into_data();
-                let label = labels[row].map_or(-1.0, |l| l as f32);
-                let tensors = BTreeMap::from([
-                    ("video_tokens".to_string(), take5(&grid)),
-                    (
-                        "video_class".to_string(),
-                        class
-                            .clone()
-                            .narrow(0, row, 1)
-                            .squeeze_dim::<1>(0)
-                            .into_data(),
-                    ),
-                    (
-                        "skeleton_tokens".to_string(),
-                        skeleton
-                            .clone()
-                            .narrow(0, row, 1)
-                            .squeeze_dim::<3>(0)
-                            .into_data(),
-                    ),
-                    ("label".to_string(), TensorData::new(vec![label], [1])),
-                ]);
-                writer.push(id, tensors)?;
-                extracted += 1;
+        if batch.ids.is_empty() {
+            progress(end, total);
+            continue;
+        }
+        let features = models.features(batch.rgb, batch.skeleton, settings.video_grid)?;
+        let columns = [
+            ("video_tokens", features.video.map(rows)),
+            ("video_class", features.class.map(rows)),
+            ("skeleton_tokens", features.skeleton.map(rows)),
+        ];
+        let mut columns: Vec<(&str, std::vec::IntoIter<TensorData>)> = columns
+            .into_iter()
+            .filter_map(|(name, rows)| Some((name, rows?.into_iter())))
+            .collect();
+        for (row, id) in batch.ids.iter().enumerate() {
+            let label = labels[row].map_or(-1.0, |l| l as f32);
+            let mut tensors =
+                BTreeMap::from([("label".to_string(), TensorData::new(vec![label], [1]))]);
+            for (name, rows) in &mut columns {
+                if let Some(tensor) = rows.next() {
+                    tensors.insert(name.to_string(), tensor);
+                }
             }
+            writer.push(id, tensors)?;
+            extracted += 1;
         }
         progress(end, total);
     }
@@ -332,7 +388,7 @@ pub fn extract_micro_gesture<B: Backend>(
 #[cfg(test)]
 pub(crate) mod tests {
     use burn::backend::Flex;
-    use miga_datasets::clips::FrameTransform;
+    use miga_datasets::clips::{FrameTransform, Modalities};
     use miga_datasets::synth::{SynthConfig, synthesise};
     use miga_datasets::{MigaLayout, Split};
 
@@ -472,5 +528,245 @@ pub(crate) mod tests {
         .unwrap()
         .to_string();
         assert!(message.contains("not task"), "{message}");
+    }
+
+    /// Each modality on its own: a skeleton-only extraction needs no video and gives the
+    /// skeleton tokens of a full one, a video-only one needs no skeleton; the skeleton stream
+    /// trains on skeleton-only features and predicts clips that have no video, while the fused
+    /// model refuses them, saying what is missing.
+    #[test]
+    fn extracts_and_trains_one_modality_alone() {
+        use burn::backend::Autodiff;
+
+        use crate::pipeline::MicroGesturePipeline;
+        use crate::train::tests::tiny_config;
+        use crate::train::{Streams, TrainConfig, train_micro_gesture};
+
+        let _rng = crate::rng_lock();
+        let data = scratch("alone-data");
+        let config = SynthConfig {
+            seed: 5,
+            videos: 4,
+            clips_per_video: 2,
+            width: 128,
+            height: 72,
+            classes: Vec::new(),
+        };
+        synthesise(&config, &data, &|_, _| {}).unwrap();
+        let layout = MigaLayout::scan(&data).unwrap();
+        let (records, _) = ClipRecord::from_miga(&layout, Split::Train);
+        let device = Default::default();
+        let extract = |modalities: Modalities, records: Vec<ClipRecord>, name: &str| {
+            let out = scratch(name);
+            let mut settings = tiny_settings();
+            settings.clip.modalities = modalities;
+            let summary = extract_micro_gesture::<Flex>(
+                records,
+                &settings,
+                &Weights::default(),
+                &out,
+                (0, 1),
+                &device,
+                &mut |_, _| {},
+            )
+            .unwrap();
+            assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+            (out.clone(), FeatureSet::read(&out).unwrap())
+        };
+        // The skeleton download: no videos at all.
+        let skeleton_only: Vec<ClipRecord> = records
+            .iter()
+            .cloned()
+            .map(|r| ClipRecord { rgb: None, ..r })
+            .collect();
+        let (skeleton_dir, skeletons) = extract(
+            Modalities::Skeleton,
+            skeleton_only.clone(),
+            "alone-skeleton",
+        );
+        let (_, both) = extract(Modalities::Both, records.clone(), "alone-both");
+        let video_only: Vec<ClipRecord> = records
+            .iter()
+            .cloned()
+            .map(|r| ClipRecord {
+                skeleton: None,
+                ..r
+            })
+            .collect();
+        let (_, videos) = extract(Modalities::Rgb, video_only, "alone-video");
+        assert_eq!(skeletons.items.len(), records.len());
+        for (id, tensors) in &skeletons.items {
+            let names: Vec<&str> = tensors.keys().map(String::as_str).collect();
+            assert_eq!(names, ["label", "skeleton_tokens"]);
+            assert_eq!(
+                tensors["skeleton_tokens"],
+                both.items[id]["skeleton_tokens"]
+            );
+            let names: Vec<&str> = videos.items[id].keys().map(String::as_str).collect();
+            assert_eq!(names, ["label", "video_class", "video_tokens"]);
+            assert_eq!(
+                videos.items[id]["video_tokens"],
+                both.items[id]["video_tokens"]
+            );
+        }
+        // Training: the skeleton stream on skeleton-only features; the fused model refuses them.
+        let run = scratch("alone-run");
+        let skeleton_config = TrainConfig {
+            streams: Streams::Skeleton,
+            ..tiny_config(1)
+        };
+        train_micro_gesture::<Autodiff<Flex>>(
+            &skeletons,
+            &skeletons,
+            &skeleton_config,
+            &run,
+            false,
+            std::slice::from_ref(&device),
+        )
+        .unwrap();
+        let message = train_micro_gesture::<Autodiff<Flex>>(
+            &skeletons,
+            &skeletons,
+            &tiny_config(1),
+            &scratch("alone-fused"),
+            false,
+            std::slice::from_ref(&device),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            message.contains("video_tokens") && message.contains("modalities = skeleton"),
+            "{message}"
+        );
+        // Evaluation and prediction of the skeleton run, from features and from raw clips
+        // without video.
+        let scores = crate::evaluate::TrainedRun::<Flex>::load(&run, &device)
+            .unwrap()
+            .scores(&skeletons, &skeleton_dir, &device)
+            .unwrap();
+        assert_eq!(scores.ids.len(), records.len());
+        let pipeline = MicroGesturePipeline::<Flex>::from_run(&run, &device).unwrap();
+        let predictions = pipeline.predict(&skeleton_only).unwrap();
+        assert_eq!(predictions.len(), records.len());
+        for (prediction, row) in predictions.iter().zip(&scores.scores) {
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
+            assert_eq!(prediction.class.index(), best, "{}", prediction.id);
+        }
+    }
+
+    /// The real OpenPose output of video 298 as the iMiGUE release holds it (label CSV and
+    /// JSON folders) and converted to the MiGA layout: the same 56 clips with the official
+    /// frame ranges, the same 2s-AGCN tokens from both (skeleton only: there is no video), and
+    /// a few training steps of the skeleton stream on them.
+    #[test]
+    fn real_skeletons_extract_alike_from_both_layouts() {
+        use burn::backend::Autodiff;
+        use miga_datasets::convert::release_to_miga;
+        use miga_datasets::{DataSource, PersonSelection};
+
+        use crate::train::tests::tiny_config;
+        use crate::train::{Streams, TrainConfig, train_micro_gesture};
+
+        let Some(imigue) = crate::shared_data("imigue") else {
+            return;
+        };
+        let _rng = crate::rng_lock();
+        let DataSource::Imigue(release) = DataSource::open(&imigue).unwrap() else {
+            panic!("../shared/data/imigue is the release layout");
+        };
+        let splits = [Split::Train, Split::Validate, Split::Test];
+        let from_release: Vec<ClipRecord> = splits.iter().flat_map(|&s| release.clips(s)).collect();
+        let official: Vec<_> = release
+            .table
+            .clips
+            .iter()
+            .filter(|c| c.video == 298)
+            .collect();
+        assert_eq!((from_release.len(), official.len()), (56, 56));
+        for (record, clip) in from_release.iter().zip(&official) {
+            assert_eq!(
+                (record.start_frame, record.end_frame),
+                (clip.start_frame as usize, clip.end_frame as usize),
+                "{}",
+                record.id
+            );
+        }
+        let miga = scratch("real-miga");
+        let converted =
+            release_to_miga(&release, &miga, PersonSelection::default(), &mut |_, _| {}).unwrap();
+        assert_eq!(converted.len(), 1);
+        let stats = converted[0].skeleton.unwrap();
+        assert_eq!((stats.frames, stats.with_person), (21_068, 20_893));
+        assert_eq!(stats.multi_person, 10);
+        let layout = DataSource::open(&miga).unwrap();
+        let from_miga: Vec<ClipRecord> = splits.iter().flat_map(|&s| layout.clips(s).0).collect();
+        assert_eq!(from_miga.len(), 56);
+        for (a, b) in from_miga.iter().zip(&from_release) {
+            assert_eq!(a.id, format!("0{}", b.id));
+            assert_eq!(
+                (a.start_frame, a.end_frame, a.class),
+                (b.start_frame, b.end_frame, b.class)
+            );
+        }
+        let device = Default::default();
+        let mut settings = MicroGestureExtraction::default();
+        settings.clip.modalities = Modalities::Skeleton;
+        settings.clip.frames = 8;
+        settings.clip.skeleton_frames = 32;
+        settings.batch = 8;
+        settings.shard_items = 64;
+        let extract = |records: Vec<ClipRecord>, name: &str| {
+            let out = scratch(name);
+            let summary = extract_micro_gesture::<Flex>(
+                records,
+                &settings,
+                &Weights::default(),
+                &out,
+                (0, 1),
+                &device,
+                &mut |_, _| {},
+            )
+            .unwrap();
+            assert_eq!(
+                (summary.extracted, summary.failed.len()),
+                (56, 0),
+                "{:?}",
+                summary.failed
+            );
+            FeatureSet::read(&out).unwrap()
+        };
+        let release_features = extract(from_release, "real-release-features");
+        let miga_features = extract(from_miga, "real-miga-features");
+        for (id, tensors) in &release_features.items {
+            let tokens = &tensors["skeleton_tokens"];
+            assert_eq!(tokens.shape, [8, 55, 256].into());
+            assert_eq!(
+                tokens,
+                &miga_features.items[&format!("0{id}")]["skeleton_tokens"]
+            );
+        }
+        // A few training steps of the skeleton stream.
+        let config = TrainConfig {
+            streams: Streams::Skeleton,
+            batch: 16,
+            ..tiny_config(2)
+        };
+        let summary = train_micro_gesture::<Autodiff<Flex>>(
+            &release_features,
+            &release_features,
+            &config,
+            &scratch("real-run"),
+            false,
+            std::slice::from_ref(&device),
+        )
+        .unwrap();
+        assert_eq!(summary.epochs, 2);
+        assert!(summary.best_accuracy.is_finite());
     }
 }

@@ -16,6 +16,29 @@ use burn::data::dataset::Dataset;
 use burn::data::dataset::transform::{PartialDataset, ShuffledDataset};
 use burn::prelude::*;
 
+/// When the epoch being trained started: set as its first batch is asked for, taken when its
+/// validation ends (the time an epoch line reports, checkpoint writing excluded).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EpochClock(Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl EpochClock {
+    fn start(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Seconds since the epoch started (0 if it did not), and a reset for the next.
+    pub(crate) fn take(&self) -> f64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map_or(0.0, |started| started.elapsed().as_secs_f64())
+    }
+}
+
 /// The seed of epoch `epoch` (1-based) of a run seeded with `seed`.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -29,17 +52,18 @@ pub(crate) struct EpochLoader<B: Backend, I, O> {
     seed: u64,
     device: B::Device,
     next_epoch: AtomicUsize,
+    clock: EpochClock,
 }
 
 impl<B: Backend, I: Send + Sync + Clone + 'static, O: Send + 'static> EpochLoader<B, I, O> {
-    /// Batches of `batch` items of `dataset`, starting at epoch `first`.
+    /// Batches of `batch` items of `dataset`, starting at epoch `first`; `clock` is started as
+    /// each epoch begins.
     pub(crate) fn new(
         dataset: Arc<dyn Dataset<I>>,
         batcher: Arc<dyn Batcher<B, I, O>>,
-        batch: usize,
-        seed: u64,
-        first: usize,
+        (batch, seed, first): (usize, u64, usize),
         device: B::Device,
+        clock: EpochClock,
     ) -> Self {
         Self {
             dataset,
@@ -48,6 +72,7 @@ impl<B: Backend, I: Send + Sync + Clone + 'static, O: Send + 'static> EpochLoade
             seed,
             device,
             next_epoch: AtomicUsize::new(first),
+            clock,
         }
     }
 
@@ -55,10 +80,13 @@ impl<B: Backend, I: Send + Sync + Clone + 'static, O: Send + 'static> EpochLoade
         Arc::new(Self::new(
             dataset,
             self.batcher.clone(),
-            self.batch,
-            self.seed,
-            self.next_epoch.load(Ordering::SeqCst),
+            (
+                self.batch,
+                self.seed,
+                self.next_epoch.load(Ordering::SeqCst),
+            ),
             device,
+            self.clock.clone(),
         ))
     }
 }
@@ -70,6 +98,7 @@ where
     O: Send + 'static,
 {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<O> + 'a> {
+        self.clock.start();
         let seed = epoch_seed(self.seed, self.next_epoch.fetch_add(1, Ordering::SeqCst));
         // The epoch's dropout draws.
         B::seed(&self.device, seed);
@@ -147,10 +176,9 @@ mod tests {
         let loader = EpochLoader::<Flex, usize, Vec<usize>>::new(
             Arc::new(InMemDataset::new((0..10).collect())),
             Arc::new(Ids),
-            4,
-            7,
-            first,
+            (4, 7, first),
             Default::default(),
+            EpochClock::default(),
         )
         .to_device(&Default::default());
         (0..count)
@@ -180,10 +208,9 @@ mod tests {
         let loader = EpochLoader::<Flex, usize, Vec<usize>>::new(
             Arc::new(InMemDataset::new((0..10).collect())),
             Arc::new(Ids),
-            3,
-            7,
-            1,
+            (3, 7, 1),
             Default::default(),
+            EpochClock::default(),
         );
         let (a, b) = (loader.slice(0, 4), loader.slice(4, 10));
         assert_eq!((a.num_items(), b.num_items()), (4, 6));

@@ -31,7 +31,9 @@ use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipDataset, ClipRecord};
 
 use crate::end_to_end::{MICRO_GESTURE_END_TO_END, load_end_to_end};
 use crate::evaluate::TrainedRun;
-use crate::extract::{Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones};
+use crate::extract::{
+    Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones, rows,
+};
 use crate::train::{
     FeatureBatcher, FeatureItem, MicroGestureModel, centre_video_features, read_run_info,
 };
@@ -94,6 +96,9 @@ impl<B: Backend> MicroGesturePipeline<B> {
         run: TrainedRun<B>,
         device: &B::Device,
     ) -> Result<Self> {
+        // Only the streams the model sees are read and run.
+        let mut settings = settings;
+        settings.clip.modalities = run.model.streams().modalities();
         let (graph, settings) = settings.prepared()?;
         let backbones = backbones::<B>(&settings, graph, weights, device)?;
         Ok(Self {
@@ -131,19 +136,25 @@ impl<B: Backend> MicroGesturePipeline<B> {
                     reason: reason.clone(),
                 });
             }
-            let (Some(rgb), Some(skeleton)) = (batch.rgb, batch.skeleton) else {
+            if batch.ids.is_empty() {
                 continue;
-            };
-            let features = self
-                .backbones
-                .features(rgb, skeleton, self.settings.video_grid)?;
-            let video = rows(features.video).map_err(&failed)?;
-            let class = rows(features.class).map_err(&failed)?;
-            let skeleton = rows(features.skeleton).map_err(&failed)?;
-            for (((id, video), class), skeleton) in
-                batch.ids.into_iter().zip(video).zip(class).zip(skeleton)
-            {
-                items.push((id, FeatureItem::unlabelled(video, class, skeleton)));
+            }
+            let features =
+                self.backbones
+                    .features(batch.rgb, batch.skeleton, self.settings.video_grid)?;
+            let mut video = features.video.map(|t| rows(t).into_iter());
+            let mut class = features.class.map(|t| rows(t).into_iter());
+            let mut skeleton = features.skeleton.map(|t| rows(t).into_iter());
+            for id in batch.ids {
+                let next = |rows: &mut Option<std::vec::IntoIter<TensorData>>| {
+                    rows.as_mut().and_then(Iterator::next)
+                };
+                let item = FeatureItem::unlabelled(
+                    next(&mut video),
+                    next(&mut class),
+                    next(&mut skeleton),
+                );
+                items.push((id, item));
             }
         }
         if self.model.centre_video {
@@ -178,22 +189,6 @@ impl<B: Backend> MicroGesturePipeline<B> {
         }
         Ok(out)
     }
-}
-
-/// The rows (along the first axis) of a batch tensor, read back from the device at once.
-fn rows<B: Backend, const D: usize>(
-    tensor: Tensor<B, D>,
-) -> std::result::Result<Vec<TensorData>, String> {
-    let dims = tensor.dims();
-    let values = tensor
-        .into_data()
-        .to_vec::<f32>()
-        .map_err(|e| format!("{e:?}"))?;
-    let size = (values.len() / dims[0].max(1)).max(1);
-    Ok(values
-        .chunks(size)
-        .map(|row| TensorData::new(row.to_vec(), dims[1..].to_vec()))
-        .collect())
 }
 
 #[cfg(test)]

@@ -42,7 +42,11 @@ pub(crate) fn channel_moments<'a>(
             rows += 1;
         }
     }
-    let n = rows.max(1) as f64;
+    if rows == 0 {
+        // No data (a stream the features do not have): the identity.
+        return (vec![0.0; width], vec![1.0; width]);
+    }
+    let n = rows as f64;
     let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
     let std = squares
         .iter()

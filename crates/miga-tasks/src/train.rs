@@ -19,14 +19,13 @@ use burn::optim::{
     Optimizer, SimpleOptimizer, adaptor::OptimizerAdaptor,
 };
 use burn::prelude::*;
-use burn::record::{DefaultRecorder, Recorder};
+use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
-use burn::train::checkpoint::KeepLastNCheckpoints;
 use burn::train::logger::{FileMetricLogger, MetricLogger};
 use burn::train::metric::NumericEntry;
-use burn::train::metric::store::{Aggregate, EpochSummary, EventStoreClient, MetricsUpdate, Split};
+use burn::train::metric::store::{EpochSummary, EventStoreClient, MetricsUpdate, Split};
 use burn::train::metric::{
-    AccuracyMetric, AurocMetric, LossMetric, MetricDefinition, TopKAccuracyMetric,
+    AccuracyMetric, AurocMetric, LossMetric, MetricDefinition, MetricId, TopKAccuracyMetric,
 };
 use burn::train::renderer::{
     EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
@@ -37,14 +36,17 @@ use burn::train::{
     Learner, LearnerSummary, MultiDeviceOptim, SupervisedTraining, TrainOutput, TrainStep,
     TrainingStrategy,
 };
+use miga_datasets::clips::Modalities;
 use miga_fusion::{
     ClassificationLossConfig, Cmtf, CmtfConfig, CmtfInput, SkeletonTokens, VideoTokens,
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::checkpoints::{BestEpoch, RunRecorder};
+use crate::checkpoints::{EpochScores, Retention, RunCheckpoints, ValidScores, checkpoints, prune};
 use crate::extract::MICRO_GESTURE;
 use crate::features::{FeatureSet, item_label};
-use crate::loader::EpochLoader;
+use crate::loader::{EpochClock, EpochLoader};
 use crate::plot::{Curve, line_chart};
 use crate::standardise::{Standardise, channel_moments};
 use crate::{Error, Result};
@@ -60,6 +62,17 @@ pub enum Streams {
     Video,
     /// Skeleton only.
     Skeleton,
+}
+
+impl Streams {
+    /// The clip streams a model of these streams needs.
+    pub fn modalities(self) -> Modalities {
+        match self {
+            Self::Both => Modalities::Both,
+            Self::Video => Modalities::Rgb,
+            Self::Skeleton => Modalities::Skeleton,
+        }
+    }
 }
 
 /// Training settings (`miga train --print-config` shows the defaults): `F` is the fusion
@@ -90,6 +103,18 @@ pub struct TrainConfig<F = CmtfConfig, S = Streams> {
     pub patience: usize,
     /// Seed of initialisation and shuffling.
     pub seed: u64,
+    /// Full checkpoints (model, optimiser, scheduler) kept while the run goes on: the newest
+    /// this many (at least 1). One is deleted only while a newer one is complete on disk, so a
+    /// kill at any moment leaves a resumable run. A finished run keeps its last one only (all
+    /// `--resume` needs), besides the `keep_every` ones.
+    pub keep_checkpoints: usize,
+    /// Also keep the checkpoint of every epoch that is a multiple of this (0: none).
+    pub keep_every: usize,
+    /// A full checkpoint every this many epochs; 0 (the default): whenever the time since the
+    /// last one is at least four times what writing it took, so writing costs at most about a
+    /// fifth of the run. The last epoch always gets one; `best.mpk` is written at every epoch
+    /// that improves the validation accuracy either way.
+    pub checkpoint_every: usize,
     /// Micro-gestures on extracted features only: subtract from every clip's video tokens
     /// (and class embedding) their mean over the clips of the same video in the same feature
     /// set (the clip id's part before its last `_`, as MiGA names clips), before
@@ -115,6 +140,9 @@ impl Default for TrainConfig {
             weight_decay: 0.05,
             patience: 10,
             seed: 0,
+            keep_checkpoints: 2,
+            keep_every: 0,
+            checkpoint_every: 0,
             centre_video: false,
             fusion: CmtfConfig::new(),
             loss: ClassificationLossConfig::new(),
@@ -122,12 +150,12 @@ impl Default for TrainConfig {
     }
 }
 
-/// One clip's features.
+/// One clip's features: those of the streams a model sees.
 #[derive(Debug, Clone)]
 pub struct FeatureItem {
-    video: TensorData,
-    class: TensorData,
-    skeleton: TensorData,
+    video: Option<TensorData>,
+    class: Option<TensorData>,
+    skeleton: Option<TensorData>,
     label: i64,
     /// Whether `skeleton` is already averaged over the fusion's body parts.
     skeleton_pooled: bool,
@@ -135,8 +163,12 @@ pub struct FeatureItem {
 
 impl FeatureItem {
     /// An unlabelled clip from its video tokens `[T', k, k, C]`, class embedding `[C]` and
-    /// skeleton tokens `[T'', V, C_s]`.
-    pub(crate) fn unlabelled(video: TensorData, class: TensorData, skeleton: TensorData) -> Self {
+    /// skeleton tokens `[T'', V, C_s]`, those extracted.
+    pub(crate) fn unlabelled(
+        video: Option<TensorData>,
+        class: Option<TensorData>,
+        skeleton: Option<TensorData>,
+    ) -> Self {
         Self {
             video,
             class,
@@ -152,15 +184,15 @@ impl FeatureItem {
     }
 }
 
-/// A batch of clip features.
+/// A batch of clip features, of the streams a model sees.
 #[derive(Debug, Clone)]
 pub struct FeatureBatch<B: Backend> {
     /// `[B, T', k, k, C]`.
-    pub video: Tensor<B, 5>,
+    pub video: Option<Tensor<B, 5>>,
     /// `[B, C]`.
-    pub class: Tensor<B, 2>,
+    pub class: Option<Tensor<B, 2>>,
     /// `[B, T'', V, C_s]`, or `[B, T'', P, C_s]` averaged over the fusion's P body parts.
-    pub skeleton: Tensor<B, 4>,
+    pub skeleton: Option<Tensor<B, 4>>,
     /// Whether `skeleton` is averaged over the body parts already.
     pub skeleton_pooled: bool,
     /// `[B]`.
@@ -171,25 +203,25 @@ pub struct FeatureBatch<B: Backend> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FeatureBatcher;
 
+/// `parts` stacked along a new first axis; none when any item lacks its part.
+fn stack<B: Backend, const D: usize, const E: usize>(
+    parts: Vec<Option<&TensorData>>,
+    device: &B::Device,
+) -> Option<Tensor<B, E>> {
+    let tensors: Option<Vec<Tensor<B, E>>> = parts
+        .into_iter()
+        .map(|p| Some(Tensor::<B, D>::from_data(p?.clone(), device).unsqueeze()))
+        .collect();
+    tensors.filter(|t| !t.is_empty()).map(|t| Tensor::cat(t, 0))
+}
+
 impl<B: Backend> Batcher<B, FeatureItem, FeatureBatch<B>> for FeatureBatcher {
     fn batch(&self, items: Vec<FeatureItem>, device: &B::Device) -> FeatureBatch<B> {
-        let video: Vec<Tensor<B, 5>> = items
-            .iter()
-            .map(|i| Tensor::<B, 4>::from_data(i.video.clone(), device).unsqueeze())
-            .collect();
-        let class: Vec<Tensor<B, 2>> = items
-            .iter()
-            .map(|i| Tensor::<B, 1>::from_data(i.class.clone(), device).unsqueeze())
-            .collect();
-        let skeleton: Vec<Tensor<B, 4>> = items
-            .iter()
-            .map(|i| Tensor::<B, 3>::from_data(i.skeleton.clone(), device).unsqueeze())
-            .collect();
         let labels: Vec<i64> = items.iter().map(|i| i.label).collect();
         FeatureBatch {
-            video: Tensor::cat(video, 0),
-            class: Tensor::cat(class, 0),
-            skeleton: Tensor::cat(skeleton, 0),
+            video: stack::<B, 4, 5>(items.iter().map(|i| i.video.as_ref()).collect(), device),
+            class: stack::<B, 1, 2>(items.iter().map(|i| i.class.as_ref()).collect(), device),
+            skeleton: stack::<B, 3, 4>(items.iter().map(|i| i.skeleton.as_ref()).collect(), device),
             skeleton_pooled: {
                 let pooled = items.first().is_some_and(|i| i.skeleton_pooled);
                 debug_assert!(items.iter().all(|i| i.skeleton_pooled == pooled));
@@ -200,19 +232,51 @@ impl<B: Backend> Batcher<B, FeatureItem, FeatureBatch<B>> for FeatureBatcher {
     }
 }
 
-/// The labelled items of a micro-gesture feature set, in id order. With `fusion`, each item's
-/// skeleton tokens are averaged over the fusion's body parts as they are read (what the fusion
-/// module would do with every batch): P part tokens a step are kept instead of V joint tokens
-/// (1 or 3 instead of 55 for `imigue-upper-hands`).
+/// The labelled and unlabelled items of a micro-gesture feature set, in id order, with the
+/// tensors `streams` needs (a feature set without them is an error saying which are missing
+/// and how the set was extracted). With `fusion`, each item's skeleton tokens are averaged over
+/// the fusion's body parts as they are read (what the fusion module would do with every batch):
+/// P part tokens a step are kept instead of V joint tokens (1 or 3 instead of 55 for
+/// `imigue-upper-hands`).
 pub fn feature_items(
     set: &FeatureSet,
     path: &Path,
     fusion: Option<&CmtfConfig>,
+    streams: Streams,
 ) -> Result<Vec<(String, FeatureItem)>> {
     if set.kind.task != MICRO_GESTURE {
         return Err(Error::Mismatch {
             path: path.to_path_buf(),
             reason: format!("features for task `{}`, not {MICRO_GESTURE}", set.kind.task),
+        });
+    }
+    let (video, skeleton) = (streams != Streams::Skeleton, streams != Streams::Video);
+    let needed: Vec<&str> = [
+        (video, "video_tokens"),
+        (video, "video_class"),
+        (skeleton, "skeleton_tokens"),
+    ]
+    .into_iter()
+    .filter_map(|(needed, name)| needed.then_some(name))
+    .collect();
+    if let Some((id, tensors)) = set.items.iter().next()
+        && let Some(missing) = needed.iter().find(|n| !tensors.contains_key(**n))
+    {
+        let extracted = crate::extract::FeatureDescription::from_json(&set.kind.settings, path)
+            .map(|d| format!("{:?}", d.settings.clip.modalities).to_lowercase())
+            .unwrap_or_else(|_| "other settings".into());
+        return Err(Error::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the {} streams need `{missing}`, which item {id} does not have: these features \
+                 were extracted with modalities = {extracted}; extract the missing stream, or \
+                 train a single-stream model on them (--streams video or --streams skeleton)",
+                match streams {
+                    Streams::Both => "fused",
+                    Streams::Video => "video",
+                    Streams::Skeleton => "skeleton",
+                }
+            ),
         });
     }
     let mut items = Vec::new();
@@ -223,28 +287,31 @@ pub fn feature_items(
                 reason: format!("item {id} has no `{name}`"),
             })
         };
-        let get = |name: &str| tensor(name).cloned();
+        let get = |wanted: bool, name: &str| -> Result<Option<TensorData>> {
+            wanted.then(|| tensor(name).cloned()).transpose()
+        };
         let label = item_label(tensors).ok_or_else(|| Error::Mismatch {
             path: path.to_path_buf(),
             reason: format!("item {id} has no `label`"),
         })?;
-        let skeleton = match fusion {
-            Some(fusion) => {
+        let skeleton_tokens = match (skeleton, fusion) {
+            (false, _) => None,
+            (true, Some(fusion)) => Some(
                 average_parts(tensor("skeleton_tokens")?, fusion).map_err(|reason| {
                     Error::Mismatch {
                         path: path.to_path_buf(),
                         reason: format!("item {id}: skeleton_tokens {reason}"),
                     }
-                })?
-            }
-            None => get("skeleton_tokens")?,
+                })?,
+            ),
+            (true, None) => get(true, "skeleton_tokens")?,
         };
         items.push((
             id.clone(),
             FeatureItem {
-                video: get("video_tokens")?,
-                class: get("video_class")?,
-                skeleton,
+                video: get(video, "video_tokens")?,
+                class: get(video, "video_class")?,
+                skeleton: skeleton_tokens,
                 label,
                 skeleton_pooled: fusion.is_some(),
             },
@@ -299,14 +366,17 @@ pub fn centre_video_features(items: &mut [(String, FeatureItem)]) {
         let video = id.rsplit_once('_').map_or(id.as_str(), |(video, _)| video);
         groups.entry(video.to_string()).or_default().push(i);
     }
-    type Field = fn(&mut FeatureItem) -> &mut TensorData;
+    type Field = fn(&mut FeatureItem) -> &mut Option<TensorData>;
     let fields: [Field; 2] = [|i| &mut i.video, |i| &mut i.class];
     for members in groups.values() {
         for field in fields {
-            let tensors: Vec<TensorData> = members
+            let Some(tensors): Option<Vec<TensorData>> = members
                 .iter()
                 .map(|&m| field(&mut items[m].1).clone())
-                .collect();
+                .collect()
+            else {
+                continue;
+            };
             let width = tensors[0].shape.iter().last().copied().unwrap_or(1).max(1);
             let (mean, _) = channel_moments(&tensors, width);
             for (&m, tensor) in members.iter().zip(tensors) {
@@ -314,7 +384,7 @@ pub fn centre_video_features(items: &mut [(String, FeatureItem)]) {
                 for row in values.chunks_exact_mut(width) {
                     row.iter_mut().zip(&mean).for_each(|(x, &m)| *x -= m as f32);
                 }
-                *field(&mut items[m].1) = TensorData::new(values, tensor.shape);
+                *field(&mut items[m].1) = Some(TensorData::new(values, tensor.shape));
             }
         }
     }
@@ -368,7 +438,10 @@ impl<B: Backend> MicroGestureModel<B> {
         device: &B::Device,
     ) -> Self {
         let video = Standardise::fit(
-            items.iter().flat_map(|i| [&i.video, &i.class]),
+            items
+                .iter()
+                .flat_map(|i| [i.video.as_ref(), i.class.as_ref()])
+                .flatten(),
             self.video_norm.mean.dims()[0],
             device,
         );
@@ -380,20 +453,30 @@ impl<B: Backend> MicroGestureModel<B> {
         }
     }
 
+    /// The streams the model sees.
+    pub fn streams(&self) -> Streams {
+        self.streams
+    }
+
     /// Class scores `[B, 32]` of a batch.
     pub fn logits(&self, batch: &FeatureBatch<B>) -> Tensor<B, 2> {
         miga_kernels::on_cpu_workers::<B, _>(|| self.fusion.forward(self.input(batch)).logits)
     }
 
     fn input(&self, batch: &FeatureBatch<B>) -> CmtfInput<B> {
-        let video = (self.streams != Streams::Skeleton).then(|| {
-            VideoTokens::new(
-                self.video_norm.forward(batch.video.clone()),
-                Some(self.video_norm.forward(batch.class.clone())),
-            )
-        });
-        let skeleton = (self.streams != Streams::Video).then(|| {
-            let tokens = self.skeleton_norm.forward(batch.skeleton.clone());
+        let video = match (self.streams, &batch.video) {
+            (Streams::Skeleton, _) | (_, None) => None,
+            (_, Some(video)) => Some(VideoTokens::new(
+                self.video_norm.forward(video.clone()),
+                batch
+                    .class
+                    .as_ref()
+                    .map(|class| self.video_norm.forward(class.clone())),
+            )),
+        };
+        let wanted = self.streams != Streams::Video;
+        let skeleton = batch.skeleton.as_ref().filter(|_| wanted).map(|skeleton| {
+            let tokens = self.skeleton_norm.forward(skeleton.clone());
             if batch.skeleton_pooled {
                 SkeletonTokens::pooled(tokens)
             } else {
@@ -437,18 +520,38 @@ impl<B: Backend> InferenceStep for MicroGestureModel<B> {
     }
 }
 
-/// One line a finished epoch with its time (from its first training step to the end of its
-/// validation), on standard error (rewritten in place on a terminal).
+/// One line a finished epoch with its time (from the moment its first batch is asked for to
+/// the end of its validation: checkpoint writing is not in it), on standard error (rewritten
+/// in place on a terminal). It also averages each epoch's validation accuracy and loss
+/// ([`ValidScores`]).
 struct EpochLines {
-    /// When the epoch being trained started, once it has.
-    started: Option<std::time::Instant>,
+    /// Started as each epoch's training begins.
+    clock: EpochClock,
+    /// Metric names by id.
+    names: std::collections::HashMap<MetricId, String>,
+    /// The validation epoch so far: per metric, the sum of value x count, and the count.
+    sums: BTreeMap<String, (f64, usize)>,
+    /// Where finished epochs' means go.
+    scores: ValidScores,
 }
 
 impl MetricsRendererTraining for EpochLines {
-    fn update_train(&mut self, _: MetricState) {
-        self.started.get_or_insert_with(std::time::Instant::now);
+    fn update_train(&mut self, _: MetricState) {}
+    fn update_valid(&mut self, state: MetricState) {
+        if let MetricState::Numeric(entry, value) = state
+            && let Some(name) = self.names.get(&entry.metric_id)
+        {
+            let (v, n) = match value {
+                NumericEntry::Value(v) => (v, 1),
+                NumericEntry::Aggregated {
+                    aggregated_value,
+                    count,
+                } => (aggregated_value * count as f64, count),
+            };
+            let sum = self.sums.entry(name.clone()).or_default();
+            *sum = (sum.0 + v, sum.1 + n);
+        }
     }
-    fn update_valid(&mut self, _: MetricState) {}
     fn render_train(&mut self, _: TrainingProgress, _: Vec<ProgressType>) {}
     fn render_valid(&mut self, p: TrainingProgress, _: Vec<ProgressType>) {
         if let Some(progress) = &p.progress
@@ -458,11 +561,17 @@ impl MetricsRendererTraining for EpochLines {
                 p.global_progress.items_processed,
                 p.global_progress.items_total,
             );
+            let sums = std::mem::take(&mut self.sums);
+            let mean = |name: &str| sums.get(name).map(|&(v, n)| v / n.max(1) as f64);
+            self.scores.record(
+                done,
+                EpochScores {
+                    accuracy: mean("Accuracy").map(|a| a / 100.0),
+                    loss: mean("Loss"),
+                },
+            );
             // On a terminal one line is rewritten; in a log each epoch has its line.
-            let seconds = self
-                .started
-                .take()
-                .map_or(0.0, |started| started.elapsed().as_secs_f64());
+            let seconds = self.clock.take();
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 let end = if done == total { "\n" } else { "" };
                 eprint!("\repoch {done}/{total} done ({seconds:.2} s){end}");
@@ -480,7 +589,9 @@ impl MetricsRendererEvaluation for EpochLines {
 
 impl MetricsRenderer for EpochLines {
     fn manual_close(&mut self) {}
-    fn register_metric(&mut self, _: MetricDefinition) {}
+    fn register_metric(&mut self, definition: MetricDefinition) {
+        self.names.insert(definition.metric_id, definition.name);
+    }
 }
 
 /// burn-train's file metric logger with the epochs of a resumed run numbered right: burn-train
@@ -532,12 +643,15 @@ impl MetricLogger for ResumedMetricLogger {
 #[derive(Clone)]
 struct LossPatience {
     patience: usize,
+    /// This process's epochs' losses ([`ValidScores`]: the store may not have the newest).
+    scores: ValidScores,
 }
 
 impl EarlyStoppingStrategy for LossPatience {
     fn should_stop(&mut self, epoch: usize, store: &EventStoreClient) -> bool {
+        self.scores.wait(epoch);
         let losses: Vec<Option<f64>> = (1..=epoch)
-            .map(|e| store.find_metric("Loss", e, Aggregate::Mean, &Split::Valid))
+            .map(|e| self.scores.metric(store, "Loss", e))
             .collect();
         no_improvement_since(&losses, self.patience)
     }
@@ -546,7 +660,7 @@ impl EarlyStoppingStrategy for LossPatience {
 /// Whether the last of `losses` (one an epoch, the first first; `None` where not logged) comes
 /// `patience` or more epochs after the lowest one (the earliest of equals), as burn-train's
 /// `StoppingCondition::NoImprovementSince`; never when the last is unknown.
-fn no_improvement_since(losses: &[Option<f64>], patience: usize) -> bool {
+pub(crate) fn no_improvement_since(losses: &[Option<f64>], patience: usize) -> bool {
     let best = losses
         .iter()
         .enumerate()
@@ -588,37 +702,6 @@ pub struct TrainSummary {
     pub plot: PathBuf,
 }
 
-/// How checkpoints and `best.mpk` are written: named MessagePack at full precision. (Burn's
-/// `CompactRecorder` stores half precision: a resumed run then started from rounded weights and
-/// optimiser moments, and did not continue as the uninterrupted run would have.)
-pub(crate) type RunRecorder = DefaultRecorder;
-
-/// The epochs with all three checkpoint files (model, optimiser, scheduler), newest first.
-fn checkpoints(run: &Path) -> Vec<usize> {
-    let dir = run.join("checkpoint");
-    let mut epochs: Vec<usize> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.strip_prefix("model-")?
-                        .strip_suffix(".mpk")?
-                        .parse()
-                        .ok()
-                })
-                .filter(|epoch| {
-                    ["optim", "scheduler"]
-                        .iter()
-                        .all(|kind| dir.join(format!("{kind}-{epoch}.mpk")).exists())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    epochs.sort_unstable_by(|a, b| b.cmp(a));
-    epochs
-}
-
 /// Whether the record file `path` (without extension) reads as an `R`.
 fn readable<B: Backend, R: burn::record::Record<B>>(path: PathBuf, device: &B::Device) -> bool {
     RunRecorder::new().load::<R>(path, device).is_ok()
@@ -641,7 +724,7 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
     // Skeleton tokens are averaged over the body parts once, here: standardising commutes with
     // that average, so the statistics come from the tokens as extracted.
     let labelled = |set: &FeatureSet| -> Result<Vec<FeatureItem>> {
-        let mut items = feature_items(set, run, Some(&config.fusion))?;
+        let mut items = feature_items(set, run, Some(&config.fusion), config.streams)?;
         if config.centre_video {
             centre_video_features(&mut items);
         }
@@ -701,6 +784,7 @@ pub(crate) struct RunSpec<'a> {
     weight_decay: f32,
     patience: usize,
     seed: u64,
+    retention: Retention,
     /// Stops the run from inside a training step; its message becomes the error [`fit`]
     /// returns.
     pub(crate) interrupter: Interrupter,
@@ -735,13 +819,15 @@ impl<'a> RunSpec<'a> {
                 });
             }
             (true, true) => {
-                if read_run_info(run)? != info {
+                if !same_run(&read_run_info(run)?, &info) {
                     return Err(Error::Mismatch {
                         path: run.to_path_buf(),
                         reason: "this run was made with other settings or features".into(),
                     });
                 }
-                checkpoints(run)
+                let mut epochs = checkpoints(run);
+                epochs.reverse();
+                epochs
             }
             (false, _) => Vec::new(),
         };
@@ -763,9 +849,35 @@ impl<'a> RunSpec<'a> {
             weight_decay: config.weight_decay,
             patience: config.patience,
             seed: config.seed,
+            retention: Retention {
+                keep: config.keep_checkpoints.max(1),
+                keep_every: config.keep_every,
+                every: config.checkpoint_every,
+            },
             interrupter: Interrupter::new(),
         })
     }
+}
+
+/// Settings that change which checkpoints a run writes and keeps, not what it trains: a
+/// resumed run may change them.
+const CHECKPOINT_SETTINGS: [&str; 3] = ["keep_checkpoints", "keep_every", "checkpoint_every"];
+
+/// Whether `a` and `b` describe the same training (task, features and settings, the
+/// checkpoint settings aside).
+fn same_run(a: &RunInfo, b: &RunInfo) -> bool {
+    let training = |config: &str| {
+        config.parse::<toml::Table>().ok().map(|mut table| {
+            for key in CHECKPOINT_SETTINGS {
+                table.remove(key);
+            }
+            table
+        })
+    };
+    a.task == b.task
+        && a.features == b.features
+        && training(&a.config).is_some()
+        && training(&a.config) == training(&b.config)
 }
 
 /// Checks that `train` and `valid` are features of `task` extracted alike; their description.
@@ -938,6 +1050,51 @@ fn readable_as<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
     readable::<B, O::Record>(path, device)
 }
 
+/// A run resumed after `epoch` from a folder written before `best.json` existed (every epoch's
+/// checkpoint kept, `best.mpk` chosen at the end): its best epoch so far, from the logs, is
+/// written as `best.mpk` now, while its checkpoint is still there (retention would delete it).
+fn best_of_earlier_run<B: AutodiffBackend, M: AutodiffModule<B>>(
+    run: &Path,
+    epoch: usize,
+    device: &B::Device,
+) -> Result<()> {
+    if BestEpoch::read(run).is_some() {
+        return Ok(());
+    }
+    let Ok(summary) = LearnerSummary::new(run, &["Accuracy"]) else {
+        return Ok(());
+    };
+    let best = summary
+        .metrics
+        .valid
+        .iter()
+        .find(|m| m.name == "Accuracy")
+        .into_iter()
+        .flat_map(|m| m.entries.iter())
+        .filter(|e| e.step <= epoch)
+        .fold(None, |best: Option<(usize, f64)>, e| match best {
+            Some((_, a)) if e.value / 100.0 <= a => best,
+            _ => Some((e.step, e.value / 100.0)),
+        });
+    let Some((epoch, accuracy)) = best else {
+        return Ok(());
+    };
+    let checkpoint = run.join(format!("checkpoint/model-{epoch}"));
+    let Ok(record) = RunRecorder::new().load::<<M as Module<B>>::Record>(checkpoint, device) else {
+        return Ok(());
+    };
+    let mismatch = |e: String| Error::Mismatch {
+        path: run.join("best.mpk"),
+        reason: e,
+    };
+    RunRecorder::new()
+        .record::<<M as Module<B>>::Record>(record, run.join("best"))
+        .map_err(|e| mismatch(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&BestEpoch { epoch, accuracy }).unwrap_or_default();
+    miga_datasets::io::write_atomic(&run.join("best.json"), json.as_bytes())?;
+    Ok(())
+}
+
 /// Trains `model` with burn-train as `spec` says: AdamW, warm-up then cosine, a checkpoint
 /// every epoch, early stopping, then `best.mpk` (best validation accuracy) and `training.svg`.
 /// `build` makes the model (from the training items) after the backend is seeded. Validation batches hold `valid_batch`
@@ -993,13 +1150,13 @@ where
             )
     });
     let first = start.map_or(1, |epoch| epoch + 1);
+    let clock = EpochClock::default();
     let loader_train: Arc<dyn DataLoader<B, <M as TrainStep>::Input>> = Arc::new(EpochLoader::new(
         Arc::new(InMemDataset::new(train)),
         Arc::new(batcher.clone()),
-        spec.batch,
-        spec.seed,
-        first,
+        (spec.batch, spec.seed, first),
         device.clone(),
+        clock.clone(),
     ));
     let loader_valid: Arc<
         dyn DataLoader<B::InnerBackend, <M::InnerModule as InferenceStep>::Input>,
@@ -1019,6 +1176,17 @@ where
         )
         .init()
         .map_err(|e| bad(format!("{e:?}")))?;
+    if let Some(epoch) = start {
+        best_of_earlier_run::<B, M>(run, epoch, device)?;
+    }
+    let scores = ValidScores::default();
+    let (strategy, recorder) = RunCheckpoints::new(
+        run,
+        spec.retention,
+        spec.epochs,
+        spec.patience,
+        scores.clone(),
+    );
     let training = SupervisedTraining::new(run, loader_train, loader_valid);
     let mut training = match metrics {
         Metrics::Classes => training.metrics((
@@ -1030,14 +1198,20 @@ where
             training.metrics((AccuracyMetric::new(), AurocMetric::new(), LossMetric::new()))
         }
     }
-    .with_file_checkpointer(RunRecorder::new())
-    .with_checkpointing_strategy(KeepLastNCheckpoints::new(usize::MAX))
+    .with_file_checkpointer(recorder)
+    .with_checkpointing_strategy(strategy)
     .num_epochs(spec.epochs)
-    .renderer(EpochLines { started: None })
+    .renderer(EpochLines {
+        clock,
+        names: Default::default(),
+        sums: BTreeMap::new(),
+        scores: scores.clone(),
+    })
     .with_application_logger(None);
     if spec.patience > 0 {
         training = training.early_stopping(LossPatience {
             patience: spec.patience,
+            scores,
         });
     }
     if let Some(epoch) = start {
@@ -1073,40 +1247,25 @@ where
         path: run.to_path_buf(),
         reason: e,
     })?;
-    let accuracy: Vec<(usize, f64)> = summary
-        .metrics
-        .valid
-        .iter()
-        .find(|m| m.name == "Accuracy")
-        .map(|m| {
-            m.entries
-                .iter()
-                .map(|e| (e.step, e.value / 100.0))
-                .collect()
-        })
-        .unwrap_or_default();
-    let (best_epoch, best_accuracy) = accuracy
-        .into_iter()
-        .fold((0, f64::MIN), |best, e| if e.1 > best.1 { e } else { best });
-    // The best epoch's model, or the last one when no epoch was validated.
-    let best = match best_epoch {
-        0 => result.model,
+    // `best.mpk` was written as its epoch's validation ended; only a run whose epochs all
+    // failed to validate has none, and keeps its last model.
+    let best = match BestEpoch::read(run) {
+        Some(best) if run.join("best.mpk").exists() => best,
         _ => {
-            let checkpoint = run.join(format!("checkpoint/model-{best_epoch}"));
-            let record = RunRecorder::new()
-                .load(checkpoint.clone(), device)
+            result
+                .model
+                .save_file(run.join("best"), &RunRecorder::new())
                 .map_err(|e| Error::Mismatch {
-                    path: checkpoint,
+                    path: run.join("best.mpk"),
                     reason: e.to_string(),
                 })?;
-            result.model.load_record(record)
+            BestEpoch {
+                epoch: 0,
+                accuracy: f64::MIN,
+            }
         }
     };
-    best.save_file(run.join("best"), &RunRecorder::new())
-        .map_err(|e| Error::Mismatch {
-            path: run.join("best.mpk"),
-            reason: e.to_string(),
-        })?;
+    prune(run, spec.retention)?;
     let curves: Vec<Curve> = ["Loss", "Accuracy"]
         .into_iter()
         .flat_map(|name| {
@@ -1132,8 +1291,8 @@ where
     )?;
     Ok(TrainSummary {
         epochs: summary.epochs,
-        best_epoch,
-        best_accuracy,
+        best_epoch: best.epoch,
+        best_accuracy: best.accuracy,
         plot,
     })
 }
@@ -1225,7 +1384,7 @@ pub(crate) mod tests {
             ..tiny_config(1)
         };
         let items = |fusion: Option<&CmtfConfig>| -> Vec<FeatureItem> {
-            feature_items(&set, &train_dir, fusion)
+            feature_items(&set, &train_dir, fusion, Streams::Both)
                 .unwrap()
                 .into_iter()
                 .map(|(_, i)| i)
@@ -1234,7 +1393,11 @@ pub(crate) mod tests {
         let (full, pooled) = (items(None), items(Some(&config.fusion)));
         let model = MicroGestureModel::<Flex>::new(&config, &device)
             .unwrap()
-            .standardised(&full, full.iter().map(|i| &i.skeleton), &device);
+            .standardised(
+                &full,
+                full.iter().filter_map(|i| i.skeleton.as_ref()),
+                &device,
+            );
         let scores = |items: Vec<FeatureItem>| model.logits(&FeatureBatcher.batch(items, &device));
         let diff: f32 = (scores(full) - scores(pooled)).abs().max().into_scalar();
         assert!(diff < 1e-4, "{diff}");
@@ -1256,9 +1419,9 @@ pub(crate) mod tests {
     #[test]
     fn video_features_are_centred_per_video() {
         let item = |video: [f32; 4], class: [f32; 2]| FeatureItem {
-            video: TensorData::new(video.to_vec(), [2, 1, 1, 2]),
-            class: TensorData::new(class.to_vec(), [2]),
-            skeleton: TensorData::new(vec![7.0f32; 2], [1, 1, 2]),
+            video: Some(TensorData::new(video.to_vec(), [2, 1, 1, 2])),
+            class: Some(TensorData::new(class.to_vec(), [2])),
+            skeleton: Some(TensorData::new(vec![7.0f32; 2], [1, 1, 2])),
             label: 0,
             skeleton_pooled: false,
         };
@@ -1268,12 +1431,15 @@ pub(crate) mod tests {
             ("0002_0".to_string(), item([1.0, 1.0, 2.0, 2.0], [4.0, 4.0])),
         ];
         centre_video_features(&mut items);
-        let values = |t: &TensorData| t.to_vec::<f32>().unwrap();
+        let values = |t: &Option<TensorData>| t.as_ref().unwrap().to_vec::<f32>().unwrap();
         // Video 0001: token mean (4, 5), class mean (2, 1).
         assert_eq!(values(&items[0].1.video), [-3.0, -3.0, -1.0, -1.0]);
         assert_eq!(values(&items[1].1.video), [1.0, 1.0, 3.0, 3.0]);
         assert_eq!(values(&items[1].1.class), [1.0, 1.0]);
-        assert_eq!(items[1].1.video.shape, [2, 1, 1, 2].into());
+        assert_eq!(
+            items[1].1.video.as_ref().unwrap().shape,
+            [2, 1, 1, 2].into()
+        );
         // A video of one clip keeps only its change over time; skeletons are left alone.
         assert_eq!(values(&items[2].1.video), [-0.5, -0.5, 0.5, 0.5]);
         assert_eq!(values(&items[2].1.class), [0.0, 0.0]);
@@ -1309,13 +1475,162 @@ pub(crate) mod tests {
         let model = MicroGestureModel::<Flex>::new(config, &device)
             .unwrap()
             .load_record(record);
-        let items = feature_items(set, run, None).unwrap();
+        let items = feature_items(set, run, None, Streams::Both).unwrap();
         let batch = FeatureBatcher.batch(items.into_iter().map(|(_, i)| i).collect(), &device);
         model.logits(&batch).into_data().to_vec().unwrap()
     }
 
+    /// Retention: a run of many short epochs never holds more than the configured checkpoints
+    /// (plus the one being written), ends with exactly them, keeps `best.mpk` and `best.json`
+    /// of the best epoch, and a run killed while writing, resumed after retention removed the
+    /// older checkpoints, ends with the weights of the uninterrupted run.
+    #[test]
+    fn keeps_the_configured_checkpoints_and_resumes_after_retention() {
+        let _rng = crate::rng_lock();
+        let (train_dir, valid_dir) = tiny_features("retention");
+        let (train, valid) = (
+            FeatureSet::read(&train_dir).unwrap(),
+            FeatureSet::read(&valid_dir).unwrap(),
+        );
+        let config = TrainConfig {
+            keep_checkpoints: 2,
+            keep_every: 5,
+            checkpoint_every: 1,
+            ..tiny_config(12)
+        };
+        let device = Default::default();
+        let run = |name: &str| {
+            let dir = std::env::temp_dir().join(format!("miga-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            dir
+        };
+        let (whole, killed) = (run("retention-whole"), run("retention-killed"));
+        // A watcher samples the folder while the run writes it.
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (done, dir) = (done.clone(), whole.clone());
+            std::thread::spawn(move || {
+                let mut most = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let rolling = checkpoints(&dir).iter().filter(|&&e| e % 5 != 0).count();
+                    most = most.max(rolling);
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                most
+            })
+        };
+        let summary = train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &config,
+            &whole,
+            false,
+            std::slice::from_ref(&device),
+        )
+        .unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let most = watcher.join().unwrap();
+        assert!(most <= 3, "{most} rolling checkpoints at once");
+        assert_eq!(summary.epochs, 12);
+        // The finished run keeps its last checkpoint and the `keep_every` ones.
+        assert_eq!(checkpoints(&whole), [5, 10, 12]);
+        let files = std::fs::read_dir(whole.join("checkpoint")).unwrap().count();
+        assert_eq!(files, 9, "three files a checkpoint, nothing else");
+        // `best.mpk` is the best epoch's model, chosen as the logs choose it.
+        let best = BestEpoch::read(&whole).unwrap();
+        assert_eq!(
+            (best.epoch, best.accuracy),
+            (summary.best_epoch, summary.best_accuracy)
+        );
+        let logged: Vec<f64> = LearnerSummary::new(&whole, &["Accuracy"])
+            .unwrap()
+            .metrics
+            .valid
+            .iter()
+            .find(|m| m.name == "Accuracy")
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.value / 100.0)
+            .collect();
+        assert_eq!(logged.len(), 12);
+        let first_best = logged
+            .iter()
+            .enumerate()
+            .fold(0, |b, (e, &a)| if a > logged[b] { e } else { b });
+        assert_eq!(best.epoch, first_best + 1, "{logged:?}");
+        assert_eq!(best.accuracy, logged[first_best]);
+        let device_scores = |dir: &Path, epoch| checkpoint_scores(dir, epoch, &config, &valid);
+        let best_scores = {
+            let model = MicroGestureModel::<Flex>::new(&config, &device)
+                .unwrap()
+                .load_file(whole.join("best"), &RunRecorder::new(), &device)
+                .unwrap();
+            let items = feature_items(&valid, &whole, None, Streams::Both).unwrap();
+            let batch = FeatureBatcher.batch(items.into_iter().map(|(_, i)| i).collect(), &device);
+            model.logits(&batch).into_data().to_vec::<f32>().unwrap()
+        };
+        // The same run, killed while it wrote epoch 12's checkpoint: epochs 5, 10 (kept every
+        // 5) and 11 (the newest complete one) are there, the older rolling ones are gone, a
+        // temporary file is left. (Made from a run that kept everything: the checkpoint
+        // settings change no weight, and a resumed run may change them.)
+        let keep_all = TrainConfig {
+            keep_every: 1,
+            ..config.clone()
+        };
+        train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &keep_all,
+            &killed,
+            false,
+            std::slice::from_ref(&device),
+        )
+        .unwrap();
+        assert_eq!(checkpoints(&killed), (1..=12).collect::<Vec<_>>());
+        let scores_all = |epoch| device_scores(&killed, epoch);
+        assert_eq!(scores_all(12), device_scores(&whole, 12));
+        assert_eq!(scores_all(best.epoch), best_scores);
+        for epoch in (1..=12).filter(|e| ![5, 10, 11].contains(e)) {
+            for kind in ["model", "optim", "scheduler"] {
+                std::fs::remove_file(killed.join(format!("checkpoint/{kind}-{epoch}.mpk")))
+                    .unwrap();
+            }
+        }
+        std::fs::write(
+            killed.join("checkpoint/.partial-1-optim-12.mpk"),
+            b"cut short",
+        )
+        .unwrap();
+        for split in ["train", "valid"] {
+            std::fs::remove_dir_all(killed.join(format!("{split}/epoch-12"))).unwrap();
+        }
+        let resumed = train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &config,
+            &killed,
+            true,
+            std::slice::from_ref(&device),
+        )
+        .unwrap();
+        assert_eq!(resumed.epochs, 12);
+        assert_eq!(checkpoints(&killed), [5, 10, 12]);
+        assert!(!killed.join("checkpoint/.partial-1-optim-12.mpk").exists());
+        assert_eq!(device_scores(&killed, 12), device_scores(&whole, 12));
+        assert_eq!(BestEpoch::read(&killed), Some(best));
+        for dir in [whole, killed] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
     #[test]
     fn trains_checkpoints_every_epoch_and_resumes() {
+        // Every epoch's checkpoint kept.
+        let every_epoch = || TrainConfig {
+            keep_every: 1,
+            ..tiny_config(2)
+        };
         let _rng = crate::rng_lock();
         let (train_dir, valid_dir) = tiny_features("train");
         let (train, valid) = (
@@ -1328,7 +1643,7 @@ pub(crate) mod tests {
         let summary = train_micro_gesture::<Autodiff<Flex>>(
             &train,
             &valid,
-            &tiny_config(2),
+            &every_epoch(),
             &run,
             false,
             std::slice::from_ref(&device),
@@ -1349,7 +1664,7 @@ pub(crate) mod tests {
         let again = train_micro_gesture::<Autodiff<Flex>>(
             &train,
             &valid,
-            &tiny_config(2),
+            &every_epoch(),
             &run,
             false,
             std::slice::from_ref(&device),
@@ -1357,7 +1672,7 @@ pub(crate) mod tests {
         assert!(again.err().unwrap().to_string().contains("--resume"));
         let other = TrainConfig {
             seed: 9,
-            ..tiny_config(2)
+            ..every_epoch()
         };
         let message = train_micro_gesture::<Autodiff<Flex>>(
             &train,
@@ -1375,7 +1690,7 @@ pub(crate) mod tests {
         let resumed = train_micro_gesture::<Autodiff<Flex>>(
             &train,
             &valid,
-            &tiny_config(2),
+            &every_epoch(),
             &run,
             true,
             std::slice::from_ref(&device),
@@ -1386,9 +1701,9 @@ pub(crate) mod tests {
         // after epoch 1.
         let model = run.join("checkpoint/model-2.mpk");
         let bytes = std::fs::read(&model).unwrap();
-        let scores = checkpoint_scores(&run, 2, &tiny_config(2), &valid);
+        let scores = checkpoint_scores(&run, 2, &every_epoch(), &valid);
         std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
-        assert_eq!(checkpoints(&run), [2, 1]);
+        assert_eq!(checkpoints(&run), [1, 2]);
         let logs = |epoch: usize| {
             ["train", "valid"].map(|split| {
                 std::fs::read_to_string(run.join(format!("{split}/epoch-{epoch}/Loss.log")))
@@ -1402,7 +1717,7 @@ pub(crate) mod tests {
         let resumed = train_micro_gesture::<Autodiff<Flex>>(
             &train,
             &valid,
-            &tiny_config(2),
+            &every_epoch(),
             &run,
             true,
             std::slice::from_ref(&device),
@@ -1410,7 +1725,7 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(resumed.epochs, 2);
         // Epoch 2 trained again is the epoch 2 of the uninterrupted run, bit for bit.
-        assert_eq!(checkpoint_scores(&run, 2, &tiny_config(2), &valid), scores);
+        assert_eq!(checkpoint_scores(&run, 2, &every_epoch(), &valid), scores);
         // The retrained epoch has its own logs; the first epoch's are untouched.
         assert_eq!(logs(1), epoch_1);
         assert!(logs(2).iter().all(|log| !log.is_empty()));

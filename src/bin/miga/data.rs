@@ -1,4 +1,5 @@
-//! `miga synth` and `miga data check`: generate a dataset in the MiGA layout, inspect one.
+//! `miga synth` and `miga data check / bench / convert`: generate a dataset in the MiGA layout,
+//! inspect one, time its loading, convert between layouts.
 
 use std::path::PathBuf;
 
@@ -79,11 +80,134 @@ enum DataCommand {
         after_help = "Example:\n  miga synth --out data/synth720 --videos 4 --size 1280x720\n  miga data bench data/synth720 --threads 2"
     )]
     Bench(BenchArgs),
+    /// Convert between the layouts: the iMiGUE release to a MiGA 2025 folder, an OpenPose JSON
+    /// folder to a MiGA skeleton table, and a table back to JSON frames
+    #[command(
+        after_help = "Examples:\n  miga data convert imigue/labels_20200831.csv miga-layout/    (the release, as a MiGA folder)\n  miga data convert imigue/skeleton/raw/298 0298_openpose.xlsx\n  miga data convert 0298_openpose.xlsx openpose/298 --video 298\n\nThe person kept in frames where OpenPose saw several is --person's choice (the largest\nsummed body confidence by default: the player facing the camera); such frames are counted."
+    )]
+    Convert(ConvertArgs),
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// From: an official label CSV (or the folder holding labels_20200831.csv), an OpenPose
+    /// JSON folder, or a MiGA `<ID>_openpose.xlsx`
+    from: PathBuf,
+    /// To: a MiGA 2025 folder (from the release), an `.xlsx` (from a JSON folder) or a new
+    /// folder of JSON frames (from a table)
+    to: PathBuf,
+    /// Which person a frame with several keeps: most-confident, largest, or an index
+    #[arg(long, default_value = "most-confident")]
+    person: String,
+    /// The video name in the JSON file names (`<video>_<frame:012>_keypoints.json`); default
+    /// the table's id
+    #[arg(long)]
+    video: Option<String>,
+}
+
+fn convert(args: ConvertArgs) -> Result<(), Error> {
+    use miga::datasets::convert::release_to_miga;
+    use miga::datasets::skeleton::{
+        read_openpose_folder_counted, read_skeleton_xlsx, write_openpose_folder,
+        write_skeleton_xlsx,
+    };
+    use miga::datasets::{DataSource, PersonSelection};
+    let person = match args.person.as_str() {
+        "most-confident" => PersonSelection::MostConfident,
+        "largest" => PersonSelection::Largest,
+        n => PersonSelection::Index(n.parse().map_err(|_| {
+            Error::InvalidArgument(format!(
+                "--person `{n}` is not most-confident, largest or an index"
+            ))
+        })?),
+    };
+    let is_table = |p: &std::path::Path| p.extension().is_some_and(|e| e == "xlsx");
+    let json_folder = args.from.is_dir()
+        && std::fs::read_dir(&args.from).is_ok_and(|mut entries| {
+            entries.any(|e| {
+                e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with("_keypoints.json"))
+            })
+        });
+    if json_folder {
+        if !is_table(&args.to) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: an OpenPose folder converts to an .xlsx table",
+                args.to.display()
+            )));
+        }
+        let (skeleton, stats) = read_openpose_folder_counted(&args.from, person)?;
+        write_skeleton_xlsx(&args.to, &skeleton)?;
+        println!(
+            "{} frames ({} files; {} with a person, {} with several: one kept by --person {}) -> {}",
+            stats.frames,
+            stats.files,
+            stats.with_person,
+            stats.multi_person,
+            args.person,
+            args.to.display()
+        );
+        return Ok(());
+    }
+    if is_table(&args.from) {
+        let video = match &args.video {
+            Some(video) => video.clone(),
+            None => args
+                .from
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix("_openpose.xlsx"))
+                .unwrap_or("video")
+                .to_string(),
+        };
+        let skeleton = read_skeleton_xlsx(&args.from)?;
+        write_openpose_folder(&args.to, &video, &skeleton)?;
+        println!(
+            "{} frames ({} with a person) -> {}/{video}_<frame>_keypoints.json",
+            skeleton.frames(),
+            skeleton.frames_with_people(),
+            args.to.display()
+        );
+        return Ok(());
+    }
+    let DataSource::Imigue(release) = DataSource::open(&args.from)? else {
+        return Err(Error::InvalidArgument(format!(
+            "{} is a MiGA folder already; convert the release (its label CSV), an OpenPose \
+             folder or a table",
+            args.from.display()
+        )));
+    };
+    let bar = crate::progress::bar(0, "videos");
+    let videos = release_to_miga(&release, &args.to, person, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let skeletons: Vec<_> = videos.iter().filter_map(|v| v.skeleton).collect();
+    println!(
+        "{} videos ({} already there, {} with a video file), {} clips; {} skeleton frames, {} \
+         with several people (one kept by --person {}) -> {}",
+        videos.len(),
+        videos.iter().filter(|v| v.resumed).count(),
+        videos.iter().filter(|v| v.video).count(),
+        videos.iter().map(|v| v.clips).sum::<usize>(),
+        skeletons.iter().map(|s| s.frames).sum::<usize>(),
+        skeletons.iter().map(|s| s.multi_person).sum::<usize>(),
+        args.person,
+        args.to.display()
+    );
+    let without = release.videos_without_data().len();
+    if without > 0 {
+        eprintln!(
+            "note: {without} videos of the label file have neither a skeleton folder nor a video \
+             and were left out"
+        );
+    }
+    Ok(())
 }
 
 #[derive(Args)]
 struct BenchArgs {
-    /// A MiGA layout folder (its train split is used)
+    /// The data: a MiGA 2025 folder or the iMiGUE release (its train split is used)
     root: PathBuf,
     /// Worker threads (as a DataLoader's workers)
     #[arg(long, default_value_t = 2)]
@@ -118,11 +242,10 @@ enum Format {
 }
 
 fn bench(args: BenchArgs) -> Result<(), Error> {
-    use miga::datasets::clips::{ClipConfig, ClipDataset, ClipRecord, Modalities};
-    use miga::datasets::{MigaLayout, Split};
+    use miga::datasets::clips::{ClipConfig, ClipDataset, Modalities};
+    use miga::datasets::{DataSource, Split};
     use rayon::prelude::*;
-    let layout = MigaLayout::scan(&args.root)?;
-    let (mut records, problems) = ClipRecord::from_miga(&layout, Split::Train);
+    let (mut records, problems) = DataSource::open(&args.root)?.clips(Split::Train);
     if let Some(problem) = problems.into_iter().next() {
         return Err(problem.into());
     }
@@ -179,6 +302,7 @@ fn bench(args: BenchArgs) -> Result<(), Error> {
 pub fn data(args: DataArgs) -> Result<(), Error> {
     match args.command {
         DataCommand::Bench(args) => bench(args),
+        DataCommand::Convert(args) => convert(args),
         DataCommand::Check(args) => {
             let report = miga::datasets::check::check(&args.path)?;
             match args.format {

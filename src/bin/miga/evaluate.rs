@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use miga::Error;
 use miga::datasets::clips::ClipRecord;
 use miga::datasets::io::write_atomic;
-use miga::datasets::{MigaLayout, Split};
+use miga::datasets::{DataSource, Split};
 use miga::device::{BackendTask, DeviceSpec};
 use miga::tasks::emotion::{EMOTION, EmotionRun, emotion_csv, evaluate_emotion};
 use miga::tasks::evaluate::{Scores, TrainedRun, evaluate, submission_csv};
@@ -23,7 +23,8 @@ pub struct EvalArgs {
     /// Features to evaluate on (labelled; from `miga extract` with the run's settings)
     #[arg(long, required_unless_present = "data")]
     features: Option<PathBuf>,
-    /// For an end-to-end run: a MiGA 2025 layout folder whose raw clips to evaluate on
+    /// For an end-to-end run: the data whose raw clips to evaluate on (a MiGA 2025 folder or
+    /// the iMiGUE release)
     #[arg(long, conflicts_with = "features")]
     data: Option<PathBuf>,
     /// With --data: which split
@@ -45,7 +46,8 @@ pub struct PredictArgs {
     /// Features of the clips to predict (labels, if any, are ignored)
     #[arg(long, required_unless_present = "data")]
     features: Option<PathBuf>,
-    /// For an end-to-end run: a MiGA 2025 layout folder whose raw clips to predict
+    /// For an end-to-end run: the data whose raw clips to predict (a MiGA 2025 folder or the
+    /// iMiGUE release)
     #[arg(long, conflicts_with = "features")]
     data: Option<PathBuf>,
     /// With --data: which split
@@ -92,8 +94,7 @@ impl Input {
         match (features, data) {
             (Some(features), _) => Ok(Self::Features(features)),
             (None, Some(data)) => {
-                let (clips, problems) =
-                    ClipRecord::from_miga(&MigaLayout::scan(&data)?, split.split());
+                let (clips, problems) = DataSource::open(&data)?.clips(split.split());
                 for problem in &problems {
                     eprintln!("warning: {problem}");
                 }

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 use miga::Error;
-use miga::datasets::clips::ClipRecord;
+use miga::datasets::clips::{ClipRecord, Modalities};
 use miga::datasets::emotion::EmotionRecord;
 use miga::datasets::synth::LABELS_CSV;
-use miga::datasets::{LabelTable, MigaLayout, Split};
+use miga::datasets::{DataSource, LabelTable, Split};
 use miga::device::{BackendTask, DeviceSpec};
-use miga::tasks::emotion::{EmotionExtraction, extract_emotion};
+use miga::tasks::emotion::{EmotionExtractStreams, EmotionExtraction, extract_emotion};
 use miga::tasks::extract::{
     ExtractSummary, MicroGestureExtraction, Weights, extract_micro_gesture,
 };
@@ -28,14 +28,37 @@ enum SplitArg {
     Test,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ModalitiesArg {
+    Both,
+    Rgb,
+    Skeleton,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EmotionStreamsArg {
+    Both,
+    Face,
+    Context,
+}
+
 #[derive(Args)]
 pub struct ExtractArgs {
     /// Which task's features
     #[arg(long, value_enum, default_value = "micro-gesture")]
     task: Task,
-    /// A MiGA 2025 layout folder (see `miga data check`)
+    /// The data: a MiGA 2025 folder, or the iMiGUE release (its label CSV, or the folder holding
+    /// labels_20200831.csv and skeleton/raw/); see `miga data check`
     #[arg(long, required_unless_present = "print_config")]
     data: Option<PathBuf>,
+    /// Micro-gestures: the streams to extract (overrides the settings' `clip.modalities`):
+    /// `skeleton` needs no video, `rgb` no skeleton
+    #[arg(long, value_enum)]
+    modalities: Option<ModalitiesArg>,
+    /// Emotion: the streams to extract (overrides the settings' `streams`): `face` skips the
+    /// context windows, `context` the faces (and needs no skeleton)
+    #[arg(long, value_enum)]
+    emotion_streams: Option<EmotionStreamsArg>,
     /// Which split of it
     #[arg(long, value_enum, default_value = "train")]
     split: SplitArg,
@@ -120,6 +143,33 @@ impl BackendTask for Extraction {
     }
 }
 
+/// A clear error when no clip has a stream the settings extract (a skeleton-only download
+/// with `modalities = "both"`, say), rather than one failure a clip.
+fn check_streams(
+    records: &[ClipRecord],
+    modalities: Modalities,
+    data: &std::path::Path,
+) -> Result<(), Error> {
+    let lacks = |name: &str, other: &str| {
+        Err(Error::InvalidArgument(format!(
+            "no clip of {} has {name}, and these settings extract it (modalities = {:?}): pass \
+             --modalities {other} to extract the other stream alone",
+            data.display(),
+            format!("{modalities:?}").to_lowercase()
+        )))
+    };
+    if records.is_empty() {
+        return Ok(());
+    }
+    if modalities != Modalities::Skeleton && records.iter().all(|r| r.rgb.is_none()) {
+        return lacks("a video", "skeleton");
+    }
+    if modalities != Modalities::Rgb && records.iter().all(|r| r.skeleton.is_none()) {
+        return lacks("a skeleton", "rgb");
+    }
+    Ok(())
+}
+
 fn parse_part(text: &str) -> Result<(usize, usize), Error> {
     let bad = || Error::InvalidArgument(format!("--shard `{text}` is not I/N with I < N"));
     let (i, n) = text.split_once('/').ok_or_else(bad)?;
@@ -152,14 +202,26 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
     let (Some(data), Some(out)) = (args.data, args.out) else {
         return Err(Error::InvalidArgument("--data and --out are needed".into()));
     };
-    let layout = MigaLayout::scan(&data)?;
+    let source = DataSource::open(&data)?;
     let (job, unit) = match job {
-        Job::MicroGesture(_, settings) => {
-            let (records, problems) = ClipRecord::from_miga(&layout, split);
+        Job::MicroGesture(_, mut settings) => {
+            if let Some(modalities) = args.modalities {
+                settings.clip.modalities = match modalities {
+                    ModalitiesArg::Both => Modalities::Both,
+                    ModalitiesArg::Rgb => Modalities::Rgb,
+                    ModalitiesArg::Skeleton => Modalities::Skeleton,
+                };
+            }
+            let (records, problems) = source.clips(split);
             for problem in &problems {
                 eprintln!("warning: {problem}");
             }
-            if args.mvit_weights.is_none() || args.agcn_weights.is_none() {
+            check_streams(&records, settings.clip.modalities, &data)?;
+            let (video, skeleton) = (
+                settings.clip.modalities != Modalities::Skeleton,
+                settings.clip.modalities != Modalities::Rgb,
+            );
+            if (video && args.mvit_weights.is_none()) || (skeleton && args.agcn_weights.is_none()) {
                 eprintln!(
                     "note: a backbone without --mvit-weights / --agcn-weights is randomly initialised (seed {})",
                     settings.seed
@@ -167,17 +229,30 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
             }
             (Job::MicroGesture(records, settings), "clips")
         }
-        Job::Emotion(_, settings) => {
-            let labels = args.labels.unwrap_or_else(|| data.join(LABELS_CSV));
-            let table = LabelTable::read(&labels)?;
-            let records = EmotionRecord::from_miga(&layout, split, &table);
-            let unknown = records.iter().filter(|r| r.outcome.is_none()).count();
-            if unknown > 0 {
-                eprintln!(
-                    "note: {unknown} videos have no Win/Lose in {} (extracted unlabelled)",
-                    labels.display()
-                );
+        Job::Emotion(_, mut settings) => {
+            if let Some(streams) = args.emotion_streams {
+                settings.streams = match streams {
+                    EmotionStreamsArg::Both => EmotionExtractStreams::Both,
+                    EmotionStreamsArg::Face => EmotionExtractStreams::Face,
+                    EmotionStreamsArg::Context => EmotionExtractStreams::Context,
+                };
             }
+            let records = match (&source, args.labels) {
+                (DataSource::Imigue(_), _) => source.emotion(split, None),
+                (DataSource::Miga(_), labels) => {
+                    let labels = labels.unwrap_or_else(|| data.join(LABELS_CSV));
+                    let table = LabelTable::read(&labels)?;
+                    let records = source.emotion(split, Some(&table));
+                    let unknown = records.iter().filter(|r| r.outcome.is_none()).count();
+                    if unknown > 0 {
+                        eprintln!(
+                            "note: {unknown} videos have no Win/Lose in {} (extracted unlabelled)",
+                            labels.display()
+                        );
+                    }
+                    records
+                }
+            };
             if args.mvit_weights.is_none() || args.swinface_weights.is_none() {
                 eprintln!(
                     "note: a backbone without --mvit-weights / --swinface-weights is randomly initialised (seed {})",

@@ -81,6 +81,9 @@ enum Command {
         after_help = "Examples:\n  miga train --task micro-gesture --features features/train --valid features/validate --out runs/mg\n  miga train --features features/train --valid features/validate --out runs/video --streams video   (baseline)\n  miga train --features features/train --valid features/validate --out runs/mg --resume   (after a crash)\n  miga train --task emotion --features features/emotion-train --valid features/emotion-validate --out runs/emotion\n  miga train --features features/train --valid features/validate --out runs/mg --devices cuda:0,cuda:1   (data-parallel)\n  miga train --end-to-end --data miga2025/ --extract-config extract.toml --out runs/e2e --device cuda   (backbones too)\n  miga train --print-config > train.toml"
     )]
     Train(train::TrainArgs),
+    /// List training runs: task, epochs, best validation score, checkpoints kept, size on disk
+    #[command(after_help = "Examples:\n  miga runs runs/\n  miga runs miga-demo --json")]
+    Runs(train::RunsArgs),
     /// Evaluate a trained model: metrics, confusion matrix, per-class accuracy
     #[command(
         after_help = "Examples:\n  miga eval --run runs/mg --features features/test\n  miga eval --run runs/e2e --data miga2025/ --split validate   (an end-to-end run, on raw clips)\n  writes runs/mg/eval-test/{metrics.json, confusion.csv, confusion.svg, per_class.csv}"
@@ -154,6 +157,7 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Demo(args) => demo::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Train(args) => train::run(args),
+        Command::Runs(args) => train::runs(args),
         Command::Eval(args) => evaluate::eval(args),
         Command::Predict(args) => evaluate::predict(args),
         Command::Video(args) => video::run(args),

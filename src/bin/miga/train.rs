@@ -6,12 +6,13 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 use miga::Error;
 use miga::datasets::clips::ClipRecord;
-use miga::datasets::{MigaLayout, Split};
+use miga::datasets::{DataSource, Split};
 use miga::device::{DeviceSpec, ManyAutodiffTask, parse_devices};
 use miga::tasks::emotion::{EmotionStreams, EmotionTrainConfig, train_emotion};
 use miga::tasks::end_to_end::train_end_to_end;
 use miga::tasks::extract::{MicroGestureExtraction, Weights};
 use miga::tasks::features::FeatureSet;
+use miga::tasks::runs::{RunStatus, folder_bytes, human_bytes};
 use miga::tasks::train::{Streams, TrainConfig, TrainSummary, train_micro_gesture};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -51,7 +52,8 @@ pub struct TrainArgs {
     /// --data (train split; validate split for validation) instead of training on features
     #[arg(long, requires = "data", conflicts_with_all = ["features", "valid"])]
     end_to_end: bool,
-    /// With --end-to-end: a MiGA 2025 layout folder
+    /// With --end-to-end: the data (a MiGA 2025 folder, or the iMiGUE release: its label CSV or
+    /// the folder holding it); its train split trains, its validate split validates
     #[arg(long)]
     data: Option<PathBuf>,
     /// With --end-to-end: the backbone and clip settings (as `miga extract --config`)
@@ -136,7 +138,7 @@ impl ManyAutodiffTask for Training {
                 )?;
                 if left_out > 0 {
                     eprintln!(
-                        "note: {left_out} clips without a label, video or skeleton were left out"
+                        "note: {left_out} clips without a label or a stream the model sees were left out"
                     );
                 }
                 summary
@@ -194,9 +196,9 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
                 let Some(data) = &args.data else {
                     return Err(Error::InvalidArgument("--end-to-end needs --data".into()));
                 };
-                let layout = MigaLayout::scan(data)?;
-                let (train, _) = ClipRecord::from_miga(&layout, Split::Train);
-                let (valid, _) = ClipRecord::from_miga(&layout, Split::Validate);
+                let source = DataSource::open(data)?;
+                let (train, _) = source.clips(Split::Train);
+                let (valid, _) = source.clips(Split::Validate);
                 Job::EndToEnd {
                     config,
                     extraction,
@@ -258,7 +260,7 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
         },
     )??;
     println!(
-        "{} epochs on {}; best validation accuracy {:.1}% at epoch {} -> {} ({})",
+        "{} epochs on {}; best validation accuracy {:.1}% at epoch {} -> {} ({}); the run folder holds {}",
         summary.epochs,
         devices
             .iter()
@@ -268,7 +270,69 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
         summary.best_accuracy * 100.0,
         summary.best_epoch,
         out.join("best.mpk").display(),
-        summary.plot.display()
+        summary.plot.display(),
+        human_bytes(folder_bytes(&out))
     );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct RunsArgs {
+    /// Run folders, or folders to look for runs in (three levels down)
+    #[arg(default_value = ".")]
+    paths: Vec<PathBuf>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+/// `miga runs`: the runs under the given folders, with size, epochs and best score.
+pub fn runs(args: RunsArgs) -> Result<(), Error> {
+    let runs: Vec<RunStatus> = args.paths.iter().flat_map(|p| RunStatus::find(p)).collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if runs.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "no run folder (one with run.json) in {}",
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    println!("| run | task | epochs | best | checkpoints | size |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for run in &runs {
+        let epochs = match run.planned_epochs {
+            Some(planned) => format!("{}/{planned}", run.epochs),
+            None => run.epochs.to_string(),
+        };
+        let best = run.best.map_or("-".to_string(), |b| {
+            format!("{:.1}% (epoch {})", b.accuracy * 100.0, b.epoch)
+        });
+        let checkpoints = run
+            .checkpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "| {} | {} | {epochs} | {best} | {} | {} |",
+            run.path.display(),
+            run.task,
+            if checkpoints.is_empty() {
+                "-".into()
+            } else {
+                checkpoints
+            },
+            human_bytes(run.bytes)
+        );
+    }
     Ok(())
 }
