@@ -864,6 +864,71 @@ fn a_skeleton_only_download_extracts_trains_and_converts() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Two writers on one output folder: the second stops at once naming the first; a killed
+/// writer's lock is taken over by the next run.
+#[test]
+fn one_writer_per_output_folder() {
+    let dir = scratch("lock");
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    let data = path("data");
+    let synth = [
+        "synth",
+        "--out",
+        &data,
+        "--videos",
+        "6",
+        "--clips-per-video",
+        "4",
+        "--size",
+        "128x72",
+    ];
+    assert!(output(&synth).0);
+    std::fs::write(
+        dir.join("extract.toml"),
+        "mvit = \"mvit_v2_xs\"\nbatch = 1\nshard_items = 1\n[clip]\nframes = 4\nskeleton_frames = 16\n[clip.rgb]\nresize = 64\ncrop = 64\n",
+    )
+    .unwrap();
+    let features = path("features");
+    let config = path("extract.toml");
+    let extract = [
+        "extract", "--data", &data, "--out", &features, "--config", &config,
+    ];
+    let lock = dir.join("features/.miga-lock-0of1");
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("miga"))
+        .args(extract)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !lock.exists() && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (ok, _, stderr) = output(&extract);
+    let running = first.try_wait().unwrap().is_none();
+    assert!(
+        running,
+        "the first extraction ended before the second started"
+    );
+    assert!(!ok, "a second writer ran");
+    let pid = first.id().to_string();
+    assert!(
+        stderr.contains(&format!("in use by pid {pid} on "))
+            && stderr.contains("feature extraction"),
+        "{stderr}"
+    );
+    // Killed, its lock stays behind; the next run takes it over and finishes the part.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(lock.exists());
+    let (ok, stdout, stderr) = output(&extract);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    assert!(!lock.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn kill_when(args: &[&str], ready: impl Fn() -> bool) -> bool {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("miga"))
         .args(args)

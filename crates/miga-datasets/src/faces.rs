@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::Result;
 use crate::skeleton::{FACE, Skeleton};
 use crate::video::{Frame, Video, write_png};
-use crate::{Error, Result};
 
 /// Side of an aligned crop.
 pub const CROP_SIZE: u32 = 112;
@@ -255,7 +255,7 @@ pub fn write_faces(
     threshold: f32,
     mut progress: impl FnMut(usize),
 ) -> Result<FacesReport> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = crate::lock::FolderLock::folder(out, None, "face crops")?;
     let total = video.info().frames;
     let mut report = FacesReport {
         video: video.path().to_path_buf(),

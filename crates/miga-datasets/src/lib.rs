@@ -12,6 +12,7 @@ pub mod emotion;
 mod error;
 pub mod faces;
 pub mod io;
+pub mod lock;
 pub mod protocols;
 pub mod sampling;
 pub mod skeleton;

@@ -275,7 +275,7 @@ pub fn run_demo<B: AutodiffBackend>(
     progress: &mut dyn FnMut(Stage, usize, usize),
 ) -> Result<DemoSummary> {
     let start = Instant::now();
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let _lock = miga_datasets::lock::FolderLock::folder(dir, None, "demo")?;
     miga_datasets::io::write_atomic(
         &dir.join("demo.toml"),
         toml::to_string(config).unwrap_or_default().as_bytes(),

@@ -68,6 +68,8 @@ pub struct FeatureWriter {
     pending: BTreeMap<String, TensorData>,
     pending_ids: Vec<String>,
     shard_items: usize,
+    /// One writer a part of a folder.
+    _lock: miga_datasets::lock::FolderLock,
 }
 
 impl FeatureWriter {
@@ -86,6 +88,11 @@ impl FeatureWriter {
                 reason: format!("part {}/{} does not exist", part.0, part.1),
             });
         }
+        let lock = miga_datasets::lock::FolderLock::folder(
+            dir,
+            Some(&format!("{}of{}", part.0, part.1)),
+            "feature extraction",
+        )?;
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
             source,
@@ -140,6 +147,7 @@ impl FeatureWriter {
             pending: BTreeMap::new(),
             pending_ids: Vec::new(),
             shard_items: shard_items.max(1),
+            _lock: lock,
         })
     }
 

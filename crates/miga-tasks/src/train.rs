@@ -785,6 +785,8 @@ pub(crate) struct RunSpec<'a> {
     patience: usize,
     seed: u64,
     retention: Retention,
+    /// One writer a run folder.
+    _lock: miga_datasets::lock::FolderLock,
     /// Stops the run from inside a training step; its message becomes the error [`fit`]
     /// returns.
     pub(crate) interrupter: Interrupter,
@@ -809,6 +811,7 @@ impl<'a> RunSpec<'a> {
             config: toml::to_string(config).unwrap_or_default(),
             features: inputs,
         };
+        let lock = miga_datasets::lock::FolderLock::folder(run, None, "training")?;
         let info_path = run.join("run.json");
         let resumable = match (info_path.exists(), resume) {
             (true, false) => {
@@ -854,6 +857,7 @@ impl<'a> RunSpec<'a> {
                 keep_every: config.keep_every,
                 every: config.checkpoint_every,
             },
+            _lock: lock,
             interrupter: Interrupter::new(),
         })
     }

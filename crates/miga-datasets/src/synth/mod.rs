@@ -442,6 +442,7 @@ pub fn synthesise(
     out: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<SynthSummary> {
+    let _lock = crate::lock::FolderLock::folder(out, None, "synthetic data")?;
     if config.videos == 0 || config.clips_per_video == 0 {
         return Err(Error::request(
             out,
