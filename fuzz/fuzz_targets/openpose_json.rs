@@ -1,12 +1,15 @@
-//! One raw OpenPose JSON frame.
+//! One OpenPose JSON frame. The input goes through a file, as miga reads it; the parser is the one
+//! `tests/fuzz.rs` names `openpose_json`, and its seeds are that test's (`MIGA_FUZZ_CORPUS`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use miga_datasets::skeleton::{PersonSelection, parse_openpose_frame};
 
 fuzz_target!(|data: &[u8]| {
-    let path = std::path::Path::new("v_000000000000_keypoints.json");
-    for selection in [PersonSelection::MostConfident, PersonSelection::Largest, PersonSelection::Index(1)] {
-        let _ = parse_openpose_frame(data, path, selection);
+    let dir = std::env::temp_dir().join(format!("miga-fuzz-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = &dir.join("v_000000000000_keypoints.json");
+    if std::fs::write(path, data).is_err() {
+        return;
     }
+    let _ = miga_datasets::skeleton::read_openpose_frame(path, miga_datasets::PersonSelection::default());
 });

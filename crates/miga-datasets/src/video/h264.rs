@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use super::decoder::{Step, TaggedDecoder};
@@ -49,8 +49,14 @@ impl Mp4Video {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let format = |place: &str, reason: String| Error::format(path, place, reason);
-        let reader = Mp4Reader::read_header(BufReader::new(file), size)
-            .map_err(|e| format("container", e.to_string()))?;
+        let mut reader = BufReader::new(file);
+        check_boxes(&mut reader, 0, size, 0)
+            .map_err(|(at, reason)| format(&format!("container, byte {at}"), reason))?;
+        reader
+            .seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::io(path, e))?;
+        let reader =
+            Mp4Reader::read_header(reader, size).map_err(|e| format("container", e.to_string()))?;
         let track = reader
             .tracks()
             .values()
@@ -84,14 +90,50 @@ impl Mp4Video {
                 "the video track has no frames".into(),
             ));
         }
-        // Composition time of each sample: decode time (stts) plus offset (ctts).
+        // Every frame takes at least a byte of the file: a larger count is a damaged table
+        // (and would size the tables below).
+        if count as u64 > size {
+            return Err(format(
+                &format!("track {id}, stsz"),
+                format!("{count} frames in a file of {size} bytes"),
+            ));
+        }
         let stbl = &track.trak.mdia.minf.stbl;
+        // The mp4 crate allocates a sample's size before reading it: no sample can be larger
+        // than the file (fuzzing found a 7 KB file claiming a 4 GB frame).
+        let largest = stbl
+            .stsz
+            .sample_sizes
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(stbl.stsz.sample_size);
+        if u64::from(largest) > size {
+            return Err(format(
+                &format!("track {id}, stsz"),
+                format!("a frame of {largest} bytes in a file of {size} bytes"),
+            ));
+        }
+        // Composition time of each sample: decode time (stts) plus offset (ctts).
+        let timed: u64 = stbl
+            .stts
+            .entries
+            .iter()
+            .map(|e| u64::from(e.sample_count))
+            .sum();
+        if timed != count as u64 {
+            return Err(format(
+                &format!("track {id}, stts"),
+                format!("times for {timed} samples, the track has {count}"),
+            ));
+        }
         let mut composition = Vec::with_capacity(count);
         let mut time: i64 = 0;
         for entry in &stbl.stts.entries {
             for _ in 0..entry.sample_count {
                 composition.push(time);
-                time += i64::from(entry.sample_delta);
+                time = time.saturating_add(i64::from(entry.sample_delta));
             }
         }
         if composition.len() != count {
@@ -110,7 +152,7 @@ impl Mp4Video {
                     let Some(c) = composition.get_mut(i) else {
                         break;
                     };
-                    *c += i64::from(entry.sample_offset);
+                    *c = c.saturating_add(i64::from(entry.sample_offset));
                     i += 1;
                 }
             }
@@ -125,7 +167,8 @@ impl Mp4Video {
             Some(stss) => stss
                 .entries
                 .iter()
-                .map(|&e| e as usize - 1)
+                // Sample numbers count from 1; a 0 is damage, left out.
+                .filter_map(|&e| (e as usize).checked_sub(1))
                 .filter(|&s| s < count)
                 .collect(),
             None => (0..count).collect(), // every sample is a sync sample
@@ -266,4 +309,74 @@ impl Mp4Video {
         }
         Ok(frames)
     }
+}
+/// Container boxes whose children the `mp4` crate reads in a loop of its own.
+const CONTAINERS: [&[u8; 4]; 11] = [
+    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"mvex", b"moof", b"traf",
+    b"udta",
+];
+
+/// Checks the box tree between `start` and `end` before the `mp4` crate reads it: every box's
+/// size covers at least its header and stays inside its parent, so that no box ends before it
+/// starts. (mp4 0.14 moves to a box's start plus its size: a nested box of size 0 made it read
+/// the same box forever; found by the fuzz test, `tests/fuzz/mp4_h264/`.) `depth` bounds
+/// nesting.
+fn check_boxes(
+    reader: &mut (impl std::io::Read + std::io::Seek),
+    start: u64,
+    end: u64,
+    depth: usize,
+) -> std::result::Result<(), (u64, String)> {
+    use std::io::SeekFrom;
+    let io = |at: u64| move |e: std::io::Error| (at, e.to_string());
+    let mut at = start;
+    while at < end {
+        if end - at < 8 {
+            // Trailing bytes too short for a box: the mp4 crate stops there too.
+            return Ok(());
+        }
+        reader.seek(SeekFrom::Start(at)).map_err(io(at))?;
+        let mut header = [0u8; 8];
+        reader.read_exact(&mut header).map_err(io(at))?;
+        let size32 = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let kind = [header[4], header[5], header[6], header[7]];
+        let (size, header_len) = match size32 {
+            // "To the end of the file": the last top-level box only (mp4 0.14 reads a nested
+            // one as empty, and then reads it again, forever).
+            0 if depth == 0 => (end - at, 8),
+            0 => {
+                return Err((
+                    at,
+                    format!(
+                        "box `{}` inside another claims 0 bytes",
+                        String::from_utf8_lossy(&kind)
+                    ),
+                ));
+            }
+            1 => {
+                let mut large = [0u8; 8];
+                reader.read_exact(&mut large).map_err(io(at))?;
+                (u64::from_be_bytes(large), 16)
+            }
+            n => (u64::from(n), 8),
+        };
+        if size < header_len || size > end - at {
+            return Err((
+                at,
+                format!(
+                    "box `{}` claims {size} bytes: not within its parent's {}",
+                    String::from_utf8_lossy(&kind),
+                    end - at
+                ),
+            ));
+        }
+        if CONTAINERS.contains(&&kind) {
+            if depth > 16 {
+                return Err((at, "boxes nested more than 16 deep".into()));
+            }
+            check_boxes(reader, at + header_len, at + size, depth + 1)?;
+        }
+        at += size;
+    }
+    Ok(())
 }

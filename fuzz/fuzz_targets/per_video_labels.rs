@@ -1,0 +1,15 @@
+//! An iMiGUE per-video label text (`labels-per-video/<video>.txt`). The input goes through a file, as miga reads it; the parser is the one
+//! `tests/fuzz.rs` names `per_video_labels`, and its seeds are that test's (`MIGA_FUZZ_CORPUS`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let dir = std::env::temp_dir().join(format!("miga-fuzz-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = &dir.join("298.txt");
+    if std::fs::write(path, data).is_err() {
+        return;
+    }
+    let _ = miga_datasets::annotations::read_segments(path, miga_datasets::SegmentFormat::ImigueSeconds);
+});
