@@ -2,9 +2,11 @@
 //!
 //! A [`Probe`] is a computation written once, generic over the backend; it builds its inputs
 //! and weights with [`seeded_tensor`] and [`seed_params`], so every backend sees the same
-//! numbers, and returns its outputs as host data. [`check`] runs it on two devices and reports
-//! the largest absolute difference per output. The tests in `tests/backend_agreement.rs` use
-//! it for single operations; model issues use it for whole networks.
+//! numbers, and returns its outputs as host data. [`check`] runs it on two devices and reports,
+//! per output, the largest difference scaled by the reference output's size:
+//! `max |a - b| / max(1, max |reference|)` (an absolute error for outputs of order 1 or less, a
+//! relative one for larger outputs). A NaN or an infinity in either output is a failure. The
+//! tests in `tests/backend_agreement.rs` use it for single operations and whole networks.
 //!
 //! ```
 //! use burn::tensor::{TensorData, activation, backend::Backend};
@@ -19,13 +21,15 @@
 //!     }
 //! }
 //! let agreement = check(&Gelu, DeviceSpec::CPU, DeviceSpec::CPU)?;
-//! assert_eq!(agreement.max_abs_error(), 0.0);
+//! assert_eq!(agreement.max_error(), 0.0);
 //! # Ok::<(), miga::Error>(())
 //! ```
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+
+use miga_backbones::parity::scaled_error;
 
 use crate::Error;
 use crate::device::{BackendTask, DeviceSpec};
@@ -39,21 +43,22 @@ pub trait Probe {
 /// How closely two backends agreed on a probe.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Agreement {
-    /// Largest absolute difference of each output, in the probe's order.
-    pub max_abs_errors: Vec<f32>,
+    /// Each output's largest difference, `max |a - b| / max(1, max |reference|)`, in the
+    /// probe's order.
+    pub errors: Vec<f32>,
 }
 
 impl Agreement {
-    /// Largest absolute difference over all outputs.
-    pub fn max_abs_error(&self) -> f32 {
-        self.max_abs_errors.iter().copied().fold(0.0, f32::max)
+    /// The largest scaled difference over all outputs.
+    pub fn max_error(&self) -> f32 {
+        self.errors.iter().copied().fold(0.0, f32::max)
     }
 }
 
 /// Runs `probe` on `reference` and on `other` and compares the outputs element by element.
 ///
-/// Fails when a device cannot run, or when the two runs disagree on the number, shape or
-/// finiteness of the outputs.
+/// Fails when a device cannot run, when the two runs disagree on the number or shape of the
+/// outputs, or when either holds a NaN or an infinity.
 pub fn check(
     probe: &impl Probe,
     reference: DeviceSpec,
@@ -105,33 +110,11 @@ fn compare(expected: &[TensorData], actual: &[TensorData]) -> Result<Agreement, 
             actual.len()
         ));
     }
-    let mut max_abs_errors = Vec::with_capacity(expected.len());
+    let mut errors = Vec::with_capacity(expected.len());
     for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
-        if e.shape != a.shape {
-            return Err(format!(
-                "output {i}: shape {:?} against {:?}",
-                e.shape, a.shape
-            ));
-        }
-        let as_f32 = |d: &TensorData| {
-            d.clone()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .map_err(|err| format!("output {i}: {err:?}"))
-        };
-        let (e, a) = (as_f32(e)?, as_f32(a)?);
-        let mut worst = 0.0f32;
-        for (j, (x, y)) in e.iter().zip(&a).enumerate() {
-            if x.is_finite() != y.is_finite() {
-                return Err(format!("output {i}, element {j}: {x} against {y}"));
-            }
-            if x.is_finite() {
-                worst = worst.max((x - y).abs());
-            }
-        }
-        max_abs_errors.push(worst);
+        errors.push(scaled_error(a, e).map_err(|reason| format!("output {i}: {reason}"))?);
     }
-    Ok(Agreement { max_abs_errors })
+    Ok(Agreement { errors })
 }
 
 /// A tensor of uniform values in [-1, 1) drawn from `seed`: the same numbers on every backend.
@@ -201,7 +184,15 @@ mod tests {
         let a = TensorData::new(vec![1.0f32, 2.0, 3.0], [3]);
         let b = TensorData::new(vec![1.0f32, 2.5, 3.0], [3]);
         let agreement = compare(std::slice::from_ref(&a), &[b]).unwrap();
-        assert_eq!(agreement.max_abs_errors, vec![0.5]);
+        // Scaled by the largest reference value, 3.
+        assert_eq!(agreement.errors, vec![0.5 / 3.0]);
+        let small = TensorData::new(vec![0.1f32, -0.2], [2]);
+        let near = TensorData::new(vec![0.1f32, -0.25], [2]);
+        let agreement = compare(std::slice::from_ref(&small), &[near]).unwrap();
+        assert!(
+            (agreement.errors[0] - 0.05).abs() < 1e-7,
+            "absolute below 1"
+        );
 
         let shape = TensorData::new(vec![1.0f32, 2.0, 3.0], [3, 1]);
         assert!(
@@ -213,7 +204,14 @@ mod tests {
         assert!(
             compare(std::slice::from_ref(&a), &[nan])
                 .unwrap_err()
-                .contains("element 1")
+                .contains("not finite")
+        );
+        // NaN on both sides is no agreement.
+        let both = TensorData::new(vec![1.0f32, f32::NAN, 3.0], [3]);
+        assert!(
+            compare(std::slice::from_ref(&both), std::slice::from_ref(&both))
+                .unwrap_err()
+                .contains("not finite")
         );
         assert!(compare(&[a], &[]).unwrap_err().contains("outputs"));
     }

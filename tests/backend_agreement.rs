@@ -1,6 +1,7 @@
 //! The same computations on Flex (the reference CPU backend) and on another compiled backend,
-//! compared element by element: max absolute error under 1e-4 for f32. Whole models are also
-//! compared with their PyTorch reference outputs (fixtures written by `scripts/`) on both.
+//! compared element by element (the scaled error of `miga::agreement`, a tolerance per check).
+//! Whole models are also compared with their PyTorch reference outputs (fixtures written by
+//! `scripts/`) on both.
 //!
 //! The other device is `wgpu` unless `MIGA_AGREEMENT_DEVICE` names another (`cuda`, `vulkan`).
 //! When it is not compiled in or not usable here the tests say so and pass, unless
@@ -14,7 +15,15 @@ use burn::tensor::{TensorData, activation};
 use miga::agreement::{Probe, check, check_against, seed_params, seeded_tensor};
 use miga::device::{DeviceSpec, probe};
 
-const TOLERANCE: f32 = 1e-4;
+/// Tolerances: scaled errors (`miga::agreement`), each at most 10x the worst error measured
+/// on Flex and on wgpu over Mesa's software driver (AMD EPYC VM, 2026-12-06; the table in
+/// docs/testing.md gives the measured values).
+const AGCN: [(&str, f32); 3] = [
+    ("kinetics", 2e-6),
+    ("ntu-rgb-d", 2e-6),
+    ("imigue-upper-hands", 4e-6),
+];
+const MVIT: f32 = 1e-5;
 
 /// The device under test, or `None` (with a message) when it cannot run here.
 fn other_device(name: &str) -> Option<DeviceSpec> {
@@ -31,19 +40,19 @@ fn other_device(name: &str) -> Option<DeviceSpec> {
     }
 }
 
-fn assert_agrees(name: &str, p: &impl Probe) {
+fn assert_agrees(name: &str, p: &impl Probe, tolerance: f32) {
     let Some(spec) = other_device(name) else {
         return;
     };
     let agreement = check(p, DeviceSpec::CPU, spec).unwrap_or_else(|err| panic!("{name}: {err}"));
     eprintln!(
-        "{name}: cpu vs {spec}: max abs error {:e}",
-        agreement.max_abs_error()
+        "measured {name}: cpu vs {spec}: {:e} (tolerance {tolerance:e})",
+        agreement.max_error()
     );
     assert!(
-        agreement.max_abs_error() < TOLERANCE,
+        agreement.max_error() <= tolerance,
         "{name}: {spec} differs from cpu by {:?}",
-        agreement.max_abs_errors
+        agreement.errors
     );
 }
 
@@ -61,7 +70,7 @@ impl Probe for Conv3dGrouped {
 
 #[test]
 fn conv3d_with_groups_and_stride() {
-    assert_agrees("conv3d", &Conv3dGrouped);
+    assert_agrees("conv3d", &Conv3dGrouped, 2e-6);
 }
 
 /// LayerNorm with MViTv2's eps and seeded (not unit) gamma and beta.
@@ -79,7 +88,7 @@ impl Probe for LayerNorm {
 
 #[test]
 fn layer_norm() {
-    assert_agrees("layer_norm", &LayerNorm);
+    assert_agrees("layer_norm", &LayerNorm, 1e-6);
 }
 
 /// Attention-shaped batched matmul, with a broadcast batch dimension on one side.
@@ -98,7 +107,7 @@ impl Probe for BatchedMatmul {
 
 #[test]
 fn batched_matmul_with_broadcasting() {
-    assert_agrees("matmul", &BatchedMatmul);
+    assert_agrees("matmul", &BatchedMatmul, 1e-6);
 }
 
 /// Softmax over the last and over a middle dimension, with large logits.
@@ -115,7 +124,7 @@ impl Probe for Softmax {
 
 #[test]
 fn softmax() {
-    assert_agrees("softmax", &Softmax);
+    assert_agrees("softmax", &Softmax, 1e-6);
 }
 
 /// Exact (erf) GELU, as MViTv2 and Swin use it.
@@ -129,7 +138,7 @@ impl Probe for Gelu {
 
 #[test]
 fn gelu() {
-    assert_agrees("gelu", &Gelu);
+    assert_agrees("gelu", &Gelu, 7e-7);
 }
 
 /// Both 2s-AGCN streams loaded from the reference fixtures (`scripts/agcn_reference.py`),
@@ -204,28 +213,34 @@ impl Probe for AgcnFixture {
 }
 
 /// A model probe compared with its PyTorch outputs, on the CPU and on the other device.
-fn assert_matches_pytorch(name: &str, probe: &impl Probe, expected: &[TensorData]) {
+fn assert_matches_pytorch(name: &str, probe: &impl Probe, expected: &[TensorData], tolerance: f32) {
     let cpu = check_against(probe, DeviceSpec::CPU, expected).unwrap();
-    eprintln!("{name}: cpu vs PyTorch: {:?}", cpu.max_abs_errors);
-    assert!(
-        cpu.max_abs_error() <= TOLERANCE,
-        "{name}: {:?}",
-        cpu.max_abs_errors
+    eprintln!(
+        "measured {name}: cpu vs PyTorch: {:e} {:?} (tolerance {tolerance:e})",
+        cpu.max_error(),
+        cpu.errors
     );
+    assert!(cpu.max_error() <= tolerance, "{name}: {:?}", cpu.errors);
     if let Some(spec) = other_device(name) {
         let other = check_against(probe, spec, expected).unwrap();
-        eprintln!("{name}: {spec} vs PyTorch: {:?}", other.max_abs_errors);
-        assert!(
-            other.max_abs_error() <= TOLERANCE,
-            "{name}: {:?}",
-            other.max_abs_errors
+        eprintln!(
+            "measured {name}: {spec} vs PyTorch: {:e} {:?} (tolerance {tolerance:e})",
+            other.max_error(),
+            other.errors
         );
+        assert!(other.max_error() <= tolerance, "{name}: {:?}", other.errors);
     }
 }
 
 fn assert_matches_reference(layout: &'static str) {
     let probe = AgcnFixture { layout };
-    assert_matches_pytorch(&format!("agcn {layout}"), &probe, &probe.expected());
+    let tolerance = AGCN.iter().find(|(l, _)| *l == layout).expect("a layout").1;
+    assert_matches_pytorch(
+        &format!("agcn {layout}"),
+        &probe,
+        &probe.expected(),
+        tolerance,
+    );
 }
 
 #[test]
@@ -266,7 +281,7 @@ impl Probe for PermuteReshapeMean {
 
 #[test]
 fn permute_reshape_and_mean() {
-    assert_agrees("permute_reshape_mean", &PermuteReshapeMean);
+    assert_agrees("permute_reshape_mean", &PermuteReshapeMean, 0.0);
 }
 
 /// A 1x1 convolution over a batch (2s-AGCN's `down`, 8 to 16 channels): with autotuning,
@@ -284,7 +299,7 @@ impl Probe for Conv1x1 {
 
 #[test]
 fn conv2d_1x1_over_a_batch() {
-    assert_agrees("conv2d_1x1", &Conv1x1);
+    assert_agrees("conv2d_1x1", &Conv1x1, 1e-6);
 }
 
 /// MViTv2 loaded from the torchvision fixtures (`scripts/mvit_reference.py`): logits, class
@@ -344,7 +359,7 @@ fn mvit_matches_torchvision() {
             .iter()
             .map(|k| io[*k].clone())
             .collect();
-        assert_matches_pytorch(&format!("mvit {}", probe.case), &probe, &expected);
+        assert_matches_pytorch(&format!("mvit {}", probe.case), &probe, &expected, MVIT);
     }
 }
 
@@ -383,7 +398,7 @@ impl Probe for MvitPooling {
 
 #[test]
 fn mvit_pooling() {
-    assert_agrees("mvit_pooling", &MvitPooling);
+    assert_agrees("mvit_pooling", &MvitPooling, 1e-6);
 }
 
 /// A fusion module written again in PyTorch (`scripts/fusion_reference.py`), with random
@@ -482,16 +497,16 @@ impl Probe for FusionFixture {
 
 #[test]
 fn fusion_modules_match_their_pytorch_twins() {
-    for case in [
-        "cmtf_cross",
-        "cmtf_joint",
-        "interfusion_full",
-        "interfusion_late",
+    for (case, tolerance) in [
+        ("cmtf_cross", 2e-6),
+        ("cmtf_joint", 4e-6),
+        ("interfusion_full", 2e-6),
+        ("interfusion_late", 2e-6),
     ] {
         let probe = FusionFixture { case };
         let io = probe.io();
         let expected: Vec<TensorData> = probe.outputs().iter().map(|k| io[*k].clone()).collect();
-        assert_matches_pytorch(case, &probe, &expected);
+        assert_matches_pytorch(case, &probe, &expected, tolerance);
     }
 }
 
@@ -557,10 +572,10 @@ impl Probe for SwinFixture {
 
 #[test]
 fn swin_and_swinface_match_their_references() {
-    for case in ["swin_t", "swinface"] {
+    for (case, tolerance) in [("swin_t", 2e-6), ("swinface", 1e-5)] {
         let probe = SwinFixture { case };
         let io = probe.io();
         let expected: Vec<TensorData> = probe.names().iter().map(|k| io[k].clone()).collect();
-        assert_matches_pytorch(case, &probe, &expected);
+        assert_matches_pytorch(case, &probe, &expected, tolerance);
     }
 }

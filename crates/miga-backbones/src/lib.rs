@@ -16,6 +16,7 @@ mod import;
 pub use miga_kernels as kernels;
 mod layers;
 pub mod mvit;
+pub mod parity;
 pub mod swin;
 pub mod tensor_io;
 

@@ -294,10 +294,16 @@ mod tests {
     use crate::swin::{FACE_HEADS, FaceAnalysisConfig, multi_level_features};
     use crate::tensor_io::{read_tensors, write_tensors};
 
+    /// Parity tolerances, scaled errors (docs/testing.md): at most 10x the worst error
+    /// measured (Flex and wgpu, 2026-12-06): Swin-T 2.7e-7, SwinFace's outputs 1.5e-6, its
+    /// multi-level features 5.6e-7.
+    const SWIN_T: f32 = 2e-6;
+    const SWINFACE: f32 = 1e-5;
+    const SWINFACE_FEATURES: f32 = 5e-6;
+
+    /// The scaled error of `a` against the reference `b` ([`crate::parity::scaled_error`]).
     fn max_abs<const D: usize>(a: Tensor<Flex, D>, b: &TensorData) -> f32 {
-        assert_eq!(a.dims().as_slice(), b.shape.as_slice());
-        let b = Tensor::<Flex, D>::from_data(b.clone(), &a.device());
-        (a - b).abs().max().into_scalar()
+        crate::parity::scaled_error(&a.into_data(), b).unwrap()
     }
 
     fn input(io: &BTreeMap<String, TensorData>) -> Tensor<Flex, 4> {
@@ -329,7 +335,7 @@ mod tests {
             "swinface: features {features:e}, worst output {} {:e}",
             worst.0, worst.1
         );
-        assert!(features <= 1e-4 && worst.1 <= 1e-4);
+        assert!(features <= SWINFACE_FEATURES && worst.1 <= SWINFACE);
         let probabilities = out.expression_probabilities().unwrap();
         assert_eq!(probabilities.dims(), [2, 7]);
     }
@@ -350,7 +356,7 @@ mod tests {
             let logits = max_abs(out.logits.unwrap(), &io["logits"]);
             let embedding = max_abs(out.embedding, &io["embedding"]);
             eprintln!("swin {weights}: logits {logits:e}, embedding {embedding:e}");
-            assert!(logits.max(embedding) <= 1e-4, "{weights}");
+            assert!(logits.max(embedding) <= SWIN_T, "{weights}");
         }
         // The original release wraps its state_dict in a `model` entry.
         let wrapped: BTreeMap<String, TensorData> =
@@ -369,7 +375,7 @@ mod tests {
             .unwrap()
             .try_forward(input(&io))
             .unwrap();
-        assert!(max_abs(out.logits.unwrap(), &io["logits"]) <= 1e-4);
+        assert!(max_abs(out.logits.unwrap(), &io["logits"]) <= SWIN_T);
         std::fs::remove_file(&path).unwrap();
     }
 
@@ -407,7 +413,7 @@ mod tests {
             .unwrap()
             .try_forward(input(&io))
             .unwrap();
-        assert!(max_abs(out.embedding, &io["embedding"]) <= 1e-4);
+        assert!(max_abs(out.embedding, &io["embedding"]) <= SWINFACE);
 
         // Heads requested from a backbone-only file: an error that says so; without heads the
         // embedding still loads and matches.
@@ -423,7 +429,7 @@ mod tests {
             .unwrap();
         let out = model.try_forward(input(&io)).unwrap();
         assert!(out.heads.is_none());
-        assert!(max_abs(out.embedding, &io["embedding"]) <= 1e-4);
+        assert!(max_abs(out.embedding, &io["embedding"]) <= SWINFACE);
 
         // A deeper third stage: its extra blocks are missing, by name.
         let mut deeper = swinface();
