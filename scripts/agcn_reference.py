@@ -14,8 +14,8 @@ duration of the run.
 
 The committed fixtures use the reference's network with narrow channels (8-16-32 instead of
 64-128-256, the same ten units, strides and residuals, built from the reference's own
-`TCN_GCN_unit`) so that they stay small. `--full` builds the reference's full `Model` instead,
-for an opt-in check (see docs/models/agcn.md).
+`TCN_GCN_unit`) so that they stay small. The full-width network is checked without weights
+files: see `scripts/full_parity.py`, which builds it with `build(.., full=True)` from here.
 
     python scripts/agcn_reference.py --reference /path/to/2s-AGCN \
         --out crates/miga-backbones/tests/fixtures/agcn
@@ -133,7 +133,6 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reference", required=True, type=pathlib.Path, help="checkout of lshiwjx/2s-AGCN")
     ap.add_argument("--out", required=True, type=pathlib.Path, help="fixture folder to write")
-    ap.add_argument("--full", action="store_true", help="the reference's full-width network")
     ap.add_argument("--seed", type=int, default=2025)
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--batch", type=int, default=2)
@@ -160,8 +159,8 @@ def main():
             bone_pairs, bone_one_based = [tuple(b) for b in spec["bones"]], False
 
         graph_path = graph_module(layout, spec, tools)
-        joint_model = build(agcn, graph_path, classes, persons, nodes, args.full)
-        bone_model = build(agcn, graph_path, classes, persons, nodes, args.full)
+        joint_model = build(agcn, graph_path, classes, persons, nodes, False)
+        bone_model = build(agcn, graph_path, classes, persons, nodes, False)
         randomise(joint_model, generator)
         randomise(bone_model, generator)
 

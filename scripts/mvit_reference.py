@@ -15,9 +15,8 @@ miga's parity tests compare against:
 
 The committed cases are narrow (8 to 32 channels) but take every code path: stride-q blocks
 with skip max-pooling, stride-kv pooling, channel changes, residual pooling, a temporal stride
-and odd token grids where torchvision interpolates the relative-position tables. `--full DIR`
-writes a random-weight `mvit_v2_s` (16x224x224, batch 2; about 140 MB) for the opt-in
-full-size check (see docs/models/mvitv2.md).
+and odd token grids where torchvision interpolates the relative-position tables. The full-size
+`mvit_v2_s` check needs no weights file: see `scripts/full_parity.py`.
 
     python -m venv /tmp/venv && /tmp/venv/bin/pip install torch torchvision safetensors
     /tmp/venv/bin/python scripts/mvit_reference.py --out crates/miga-backbones/tests/fixtures/mvit
@@ -181,21 +180,6 @@ def write_case(out, temporal, spatial, blocks, classes, fmt, seed, batch=2):
     print(f"wrote {out}")
 
 
-def mvit_v2_s_blocks():
-    """torchvision's own mvit_v2_s block table, read from the model it builds."""
-    model = tv_mvit.mvit_v2_s()
-    blocks = []
-    for block in model.blocks:
-        attn = block.attn
-        heads = attn.num_heads
-        c_in = attn.embed_dim
-        c_out = block.mlp[-2].out_features
-        sq = list(attn.pool_q.pool.stride)
-        skv = list(attn.pool_k.pool.stride)
-        blocks.append((heads, c_in, c_out, sq, skv))
-    return blocks
-
-
 def write_preprocess(out):
     """torchvision's video classification preset on small random frames."""
     g = torch.Generator().manual_seed(11)
@@ -213,17 +197,12 @@ def write_preprocess(out):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=pathlib.Path, help="fixture folder for the small cases")
-    parser.add_argument("--full", type=pathlib.Path, help="folder for a full-size mvit_v2_s case")
+    parser.add_argument("--out", type=pathlib.Path, required=True,
+                        help="fixture folder for the small cases")
     args = parser.parse_args()
-    if not args.out and not args.full:
-        parser.error("give --out and/or --full")
-    if args.out:
-        for seed, (name, (t, hw, blocks, classes, fmt)) in enumerate(CASES.items()):
-            write_case(args.out / name, t, hw, blocks, classes, fmt, seed=100 + seed)
-        write_preprocess(args.out)
-    if args.full:
-        write_case(args.full, 16, (224, 224), mvit_v2_s_blocks(), 400, "pth", seed=7)
+    for seed, (name, (t, hw, blocks, classes, fmt)) in enumerate(CASES.items()):
+        write_case(args.out / name, t, hw, blocks, classes, fmt, seed=100 + seed)
+    write_preprocess(args.out)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ The committed cases are narrow (8 to 64 channels) but take every code path: shif
 with masks on 56/28/14 maps, an unshifted whole-map window at 7x7, patch merging, SwinFace's
 multi-level features, split convolutions, channel attention and all 42 heads. SwinFace's FAM
 hard-codes its split for 2112 channels, so the narrow case swaps in SwinFace's own `ConvLayer`
-with narrow splits. `--full DIR` writes the released configurations (SwinFace: backbone +
-heads; timm swin_tiny_patch4_window7_224) for the opt-in full-size check (docs/models/swinface.md).
+with narrow splits. The released configurations (SwinFace with heads, timm's
+swin_tiny_patch4_window7_224) are checked without weights files: see `scripts/full_parity.py`,
+which builds SwinFace with `swinface_model(.., full=True)` from here.
 
     /tmp/venv/bin/pip install torch timm safetensors
     /tmp/venv/bin/python scripts/swin_reference.py --swinface ~/SwinFace/swinface_project \
@@ -204,14 +205,12 @@ def main():
                         help="the swinface_project folder of a lxq1000/SwinFace checkout")
     parser.add_argument("--out", type=pathlib.Path,
                         default=REPO / "crates/miga-backbones/tests/fixtures/swin")
-    parser.add_argument("--full", type=pathlib.Path,
-                        help="write the full-size configurations to this folder instead")
     args = parser.parse_args()
     torch.manual_seed(0)
     swin, subnets = load_swinface(args.swinface.resolve())
-    out = args.full or args.out
-    write_swinface(swin, subnets, out / "swinface", args.full is not None)
-    write_swin_t(out / "swin_t", args.full is not None)
+    out = args.out
+    write_swinface(swin, subnets, out / "swinface", False)
+    write_swin_t(out / "swin_t", False)
     print(f"wrote {out}")
 
 

@@ -4,8 +4,9 @@
 //! `scripts/`) on both.
 //!
 //! The other device is `wgpu` unless `MIGA_AGREEMENT_DEVICE` names another (`cuda`, `vulkan`).
-//! When it is not compiled in or not usable here the tests say so and pass, unless
-//! `MIGA_REQUIRE_AGREEMENT=1` (set by CI), which turns that into a failure.
+//! When it is not compiled in or not usable here the comparison with it is skipped (counted;
+//! see `miga::datasets::skip_test`), unless `MIGA_REQUIRE_AGREEMENT=1` or `MIGA_NO_SKIP=1`
+//! (CI sets both), which turn that into a failure.
 
 use burn::nn::LayerNormConfig;
 use burn::tensor::backend::Backend;
@@ -34,7 +35,7 @@ fn other_device(name: &str) -> Option<DeviceSpec> {
         Ok(_) => Some(spec),
         Err(err) => {
             assert!(!required, "{name}: {err}");
-            eprintln!("skipping {name} on {spec}: {err}");
+            miga::datasets::skip_test(&format!("{name} on {spec}: {err}"));
             None
         }
     }
@@ -578,4 +579,183 @@ fn swin_and_swinface_match_their_references() {
         let expected: Vec<TensorData> = probe.names().iter().map(|k| io[k].clone()).collect();
         assert_matches_pytorch(case, &probe, &expected, tolerance);
     }
+}
+
+/// A full-size network whose every parameter and BatchNorm statistic comes from the parameter
+/// stream (`miga::backbones::parity`), as `scripts/full_parity.py` filled the reference's: the
+/// committed fixture is the reference outputs (a strided sample of large ones) and the names
+/// and shapes of the filled tensors. The weights are rebuilt here, written under the
+/// reference's names, and loaded through miga's strict loaders.
+struct FullSize {
+    case: &'static str,
+}
+
+impl FullSize {
+    fn file(&self, extension: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/miga-backbones/tests/fixtures/full")
+            .join(format!("{}.{extension}", self.case))
+    }
+
+    fn record(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.file("json")).unwrap()).unwrap()
+    }
+
+    /// The reference outputs, by name (sorted).
+    fn expected(&self) -> std::collections::BTreeMap<String, TensorData> {
+        miga::backbones::tensor_io::read_tensors(self.file("safetensors")).unwrap()
+    }
+
+    /// The stream's weights under the reference's names, as a safetensors file.
+    fn weights(&self) -> std::path::PathBuf {
+        use miga::backbones::parity::stream_tensor;
+        let path = std::env::temp_dir().join(format!(
+            "miga-full-{}-{}.safetensors",
+            self.case,
+            std::process::id()
+        ));
+        let tensors: std::collections::BTreeMap<String, TensorData> = self.record()["filled"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| {
+                let key = entry[0].as_str().unwrap();
+                let shape: Vec<usize> = entry[1]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect();
+                (key.to_string(), stream_tensor(key, &shape))
+            })
+            .collect();
+        miga::backbones::tensor_io::write_tensors(&path, &tensors).unwrap();
+        path
+    }
+
+    fn input<B: Backend, const D: usize>(&self, device: &B::Device) -> burn::tensor::Tensor<B, D> {
+        let shape: Vec<usize> = self.record()["input"]["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let values = miga::backbones::parity::stream_uniform("input", shape.iter().product());
+        burn::tensor::Tensor::from_data(TensorData::new(values, shape), device)
+    }
+}
+
+/// An output as the fixture keeps it: whole, or every `every`-th element when named `@every`.
+fn as_committed(name: &str, data: TensorData) -> TensorData {
+    match name.split_once('@') {
+        None => data,
+        Some((_, every)) => {
+            let every: usize = every.parse().unwrap();
+            let values: Vec<f32> = data
+                .to_vec::<f32>()
+                .unwrap()
+                .into_iter()
+                .step_by(every)
+                .collect();
+            let n = values.len();
+            TensorData::new(values, [n])
+        }
+    }
+}
+
+impl Probe for FullSize {
+    fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
+        use miga::backbones::agcn::{AgcnConfig, Graph};
+        use miga::backbones::mvit::MvitConfig;
+        use miga::backbones::swin::{SwinConfig, SwinFaceConfig};
+
+        let weights = self.weights();
+        let mut out: std::collections::BTreeMap<String, TensorData> = Default::default();
+        match self.case {
+            "mvit_v2_s" => {
+                let model = MvitConfig::mvit_v2_s(400)
+                    .load_checkpoint::<B>(&weights, device)
+                    .unwrap();
+                let o = model.try_forward(self.input::<B, 5>(device)).unwrap();
+                out.insert("logits".into(), o.logits.into_data());
+                out.insert("embedding".into(), o.embedding.into_data());
+                out.insert("tokens".into(), o.tokens.into_data());
+            }
+            "swin_t" => {
+                let model = SwinConfig::swin_t(1000)
+                    .load_checkpoint::<B>(&weights, device)
+                    .unwrap();
+                let o = model.try_forward(self.input::<B, 4>(device)).unwrap();
+                out.insert("logits".into(), o.logits.unwrap().into_data());
+                out.insert("embedding".into(), o.embedding.into_data());
+            }
+            "swinface" => {
+                let model = SwinFaceConfig::swinface()
+                    .load_checkpoint::<B>(&weights, device)
+                    .unwrap();
+                let o = model.try_forward(self.input::<B, 4>(device)).unwrap();
+                for (head, value) in miga::backbones::swin::FACE_HEADS
+                    .iter()
+                    .zip(o.heads.unwrap())
+                {
+                    out.insert(format!("head.{}", head.name), value.into_data());
+                }
+                out.insert("embedding".into(), o.embedding.into_data());
+            }
+            _ => {
+                let record = self.record();
+                let graph = Graph::layout(record["graph"].as_str().unwrap()).unwrap();
+                let classes = record["classes"].as_u64().unwrap() as usize;
+                let persons = record["persons"].as_u64().unwrap() as usize;
+                let model = AgcnConfig::new(graph, classes)
+                    .with_num_persons(persons)
+                    .init::<B>(device)
+                    .unwrap()
+                    .load_pytorch(&weights)
+                    .unwrap();
+                let o = model.try_forward(self.input::<B, 5>(device)).unwrap();
+                out.insert("logits".into(), o.logits.into_data());
+                out.insert("embedding".into(), o.embedding.into_data());
+            }
+        }
+        let _ = std::fs::remove_file(&weights);
+        // In the fixture's order (sorted names), sampled where the fixture is.
+        self.expected()
+            .keys()
+            .map(|name| {
+                let base = name.split('@').next().unwrap();
+                let data = out
+                    .remove(base)
+                    .unwrap_or_else(|| panic!("{}: no output {base}", self.case));
+                as_committed(name, data)
+            })
+            .collect()
+    }
+}
+
+fn assert_full_size(case: &'static str, tolerance: f32) {
+    let probe = FullSize { case };
+    let expected: Vec<TensorData> = probe.expected().into_values().collect();
+    assert_matches_pytorch(&format!("full {case}"), &probe, &expected, tolerance);
+}
+
+#[test]
+fn full_size_mvit_v2_s_matches_torchvision() {
+    assert_full_size("mvit_v2_s", 4e-5);
+}
+
+#[test]
+fn full_size_swin_t_matches_timm() {
+    assert_full_size("swin_t", 8e-6);
+}
+
+#[test]
+fn full_size_swinface_matches_its_reference_code() {
+    assert_full_size("swinface", 2e-5);
+}
+
+#[test]
+fn full_width_agcn_matches_the_reference_on_kinetics_and_imigue() {
+    assert_full_size("agcn_kinetics", 1e-5);
+    assert_full_size("agcn_imigue_upper_hands", 1e-5);
 }

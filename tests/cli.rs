@@ -432,10 +432,10 @@ fn bench_rejects_bad_requests_and_times_a_small_run() {
 fn video_probe_and_extract_on_a_real_mp4() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/video");
     if !dir.exists() {
-        eprintln!(
-            "skipped: {} is absent (the shared real data lives beside the repository)",
+        miga::datasets::skip_test(&format!(
+            "{} is absent (the shared real data lives beside the repository)",
             dir.display()
-        );
+        ));
         return;
     }
     let file = dir.join("carphone_pristine.mp4");

@@ -1,5 +1,7 @@
-//! How an output is compared with a reference output: the one error every parity check and
-//! backend-agreement check uses.
+//! Parity with the reference code: how an output is compared with a reference output (the
+//! one error every parity and backend-agreement check uses), and the parameter stream that
+//! fills a network's weights identically here and in `scripts/full_parity.py`, so that the
+//! full-size checks need no committed weights.
 
 use burn::tensor::TensorData;
 
@@ -34,9 +36,64 @@ pub fn scaled_error(actual: &TensorData, expected: &TensorData) -> Result<f32, S
     Ok(worst / size)
 }
 
+/// The stream's uniform values of `key`: the (i+1)-th draw of SplitMix64 seeded with
+/// FNV-1a-64(key), its top 24 bits `k`, as `k / 2^23 - 1` (exact in f32, in [-1, 1)).
+pub fn stream_uniform(key: &str, n: usize) -> Vec<f32> {
+    let seed = key.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    });
+    (1..=n as u64)
+        .map(|i| {
+            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// The stream's values of the tensor named `key` (its name in the reference's state_dict)
+/// of `shape`, by the rules of `scripts/full_parity.py`: BatchNorm running variances
+/// `1 + 0.5 u`, running means `0.1 u`, 1-D weights `1 + 0.1 u`, other 1-D tensors `0.1 u`,
+/// relative-position tables `0.5 u`, every other tensor `u sqrt(3 / fan_in)` (fan_in: the
+/// product of all but the first dimension), in f32 with the scale rounded once.
+pub fn stream_tensor(key: &str, shape: &[usize]) -> TensorData {
+    let u = stream_uniform(key, shape.iter().product());
+    let map = |a: f32, b: f32| -> Vec<f32> { u.iter().map(|&u| a * u + b).collect() };
+    let values = if key.ends_with("running_var") {
+        map(0.5, 1.0)
+    } else if key.ends_with("running_mean") {
+        map(0.1, 0.0)
+    } else if shape.len() == 1 && key.ends_with("weight") {
+        map(0.1, 1.0)
+    } else if shape.len() == 1 {
+        map(0.1, 0.0)
+    } else if key.contains("relative_position_bias_table") || key.contains("rel_pos_") {
+        map(0.5, 0.0)
+    } else {
+        let fan_in: usize = shape[1..].iter().product();
+        let scale = (3.0 / fan_in.max(1) as f64).sqrt() as f32;
+        u.iter().map(|&u| u * scale).collect()
+    };
+    TensorData::new(values, shape.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values the Python stream gives (`scripts/full_parity.py`: `uniform("input", 3)`,
+    /// `value("fc.weight", (2, 3))[0]`), so that both sides are held to one definition.
+    #[test]
+    fn the_stream_is_the_scripts() {
+        assert_eq!(
+            stream_uniform("input", 3),
+            [-0.80436337, 0.30472076, -0.5927515]
+        );
+        let weight = stream_tensor("fc.weight", &[2, 3]).to_vec::<f32>().unwrap();
+        assert_eq!(weight[..3], [-0.030708432, 0.74453926, 0.48704994]);
+    }
 
     #[test]
     fn scaled_above_one_absolute_below_and_never_finite_on_nan() {

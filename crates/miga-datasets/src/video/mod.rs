@@ -139,15 +139,38 @@ mod tests {
     use super::*;
     use crate::testing::{scratch_dir, scratch_file, shared};
 
-    const VIDEOS: [(&str, u32, u32, usize, f64); 3] = [
-        ("bigbuckbunny.mp4", 1280, 720, 132, 25.0),
-        ("bikes.mp4", 640, 272, 250, 25.0),
-        ("carphone_pristine.mp4", 176, 144, 120, 30000.0 / 1001.0),
+    /// Name, size, frames, rate, and the worst frame's PSNR against ffmpeg's decode as
+    /// measured (docs/data.md; ffmpeg 9.0 and Debian's 5.1 give the same, 2026-12-06), which the
+    /// test holds to within 0.1 dB.
+    const VIDEOS: [(&str, u32, u32, usize, f64, f64); 3] = [
+        ("bigbuckbunny.mp4", 1280, 720, 132, 25.0, 46.2),
+        ("bikes.mp4", 640, 272, 250, 25.0, 44.5),
+        (
+            "carphone_pristine.mp4",
+            176,
+            144,
+            120,
+            30000.0 / 1001.0,
+            45.8,
+        ),
     ];
 
-    /// ffmpeg's RGB24 decode of every frame, where `MIGA_FFMPEG` names an ffmpeg binary.
+    /// ffmpeg's RGB24 decode of every frame: the binary `MIGA_FFMPEG` names, else `ffmpeg` on
+    /// the `PATH`; where there is none the comparison is skipped (counted: see
+    /// [`crate::skip_test`]).
     fn ffmpeg_frames(path: &Path, width: u32, height: u32) -> Option<Vec<Frame>> {
-        let ffmpeg = std::env::var_os("MIGA_FFMPEG")?;
+        let ffmpeg = std::env::var_os("MIGA_FFMPEG").unwrap_or_else(|| "ffmpeg".into());
+        let found = std::process::Command::new(&ffmpeg)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            crate::skip_test(&format!(
+                "no ffmpeg ({}): the decode is not compared with ffmpeg's",
+                ffmpeg.to_string_lossy()
+            ));
+            return None;
+        }
         let out = std::process::Command::new(ffmpeg)
             .args(["-v", "error", "-i"])
             .arg(path)
@@ -169,12 +192,12 @@ mod tests {
     }
 
     /// The three real MP4s decode: size, rate and length from the container, every frame in
-    /// sequence, random access equal to sequential decoding, and (with `MIGA_FFMPEG` set) every
-    /// frame within 40 dB PSNR of ffmpeg's decode.
+    /// sequence, random access equal to sequential decoding, and every frame at least as close
+    /// to ffmpeg's decode as measured.
     #[test]
     fn real_videos_decode() {
         let Some(dir) = shared("video") else { return };
-        for (name, width, height, frames, fps) in VIDEOS {
+        for (name, width, height, frames, fps, psnr_floor) in VIDEOS {
             let path = dir.join(name);
             let mut video = Video::open(&path).unwrap();
             let info = video.info();
@@ -203,7 +226,7 @@ mod tests {
                     .map(|(a, b)| psnr(a, b))
                     .fold(f64::INFINITY, f64::min);
                 eprintln!("{name}: worst PSNR against ffmpeg {worst:.1} dB");
-                assert!(worst > 40.0, "{name}: {worst} dB");
+                assert!(worst >= psnr_floor - 0.1, "{name}: {worst} dB");
             }
         }
     }
