@@ -759,3 +759,434 @@ fn full_width_agcn_matches_the_reference_on_kinetics_and_imigue() {
     assert_full_size("agcn_kinetics", 1e-5);
     assert_full_size("agcn_imigue_upper_hands", 1e-5);
 }
+
+/// One training step against PyTorch autograd (`scripts/gradient_parity.py`): the loss
+/// `sum over outputs o of sum(o * W_o)` (`W_o` the parameter stream of `loss.<name>`) and every
+/// parameter's gradient, on a narrow fixture's weights and inputs, dropout and drop path at 0.
+/// The reference gradients are stored as a checkpoint (every parameter replaced by its
+/// gradient) and loaded by the same loader into the same network, so that each of miga's
+/// parameters meets its own reference gradient, whatever the names and layouts.
+struct GradientCase {
+    case: &'static str,
+}
+
+/// Each float parameter's gradient in visit order; `None` for a tensor that is not trained
+/// (BatchNorm running statistics).
+struct GradientsOf<'a, B: burn::tensor::backend::AutodiffBackend> {
+    grads: &'a B::Gradients,
+    out: Vec<Option<Option<TensorData>>>,
+    /// The module path being visited, and each parameter's.
+    path: Vec<String>,
+    names: Vec<String>,
+}
+
+impl<B: burn::tensor::backend::AutodiffBackend> burn::module::ModuleVisitor<B>
+    for GradientsOf<'_, B>
+{
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<burn::tensor::Tensor<B, D>>,
+    ) {
+        let tensor = param.val();
+        self.names.push(self.path.join("."));
+        self.out.push(
+            tensor
+                .is_require_grad()
+                .then(|| tensor.grad(self.grads).map(|g| g.into_data())),
+        );
+    }
+}
+
+/// Each float parameter's value in visit order.
+struct ValuesOf(Vec<TensorData>);
+
+impl<B: Backend> burn::module::ModuleVisitor<B> for ValuesOf {
+    fn visit_float<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<burn::tensor::Tensor<B, D>>,
+    ) {
+        self.0.push(param.val().into_data());
+    }
+}
+
+/// What one step gave: the loss, and for each trained parameter (its visit index) the scaled
+/// error of its gradient against PyTorch's.
+struct StepErrors {
+    loss: (f64, f64),
+    gradients: Vec<(String, f32)>,
+}
+
+impl GradientCase {
+    fn dir(&self) -> std::path::PathBuf {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        match self.case {
+            "mvit" => root.join("crates/miga-backbones/tests/fixtures/mvit/tiny"),
+            "agcn" => root.join("crates/miga-backbones/tests/fixtures/agcn/kinetics"),
+            "swin_t" | "swinface" => root
+                .join("crates/miga-backbones/tests/fixtures/swin")
+                .join(self.case),
+            case => root.join("crates/miga-fusion/tests/fixtures").join(case),
+        }
+    }
+
+    fn io(&self) -> std::collections::BTreeMap<String, TensorData> {
+        miga::backbones::tensor_io::read_tensors(self.dir().join("io.safetensors")).unwrap()
+    }
+
+    fn record(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.dir().join("grads.json")).unwrap())
+            .unwrap()
+    }
+}
+
+/// `sum over outputs of sum(o * W_o)`, outputs by name.
+fn stream_loss<B: Backend>(
+    outputs: Vec<(String, burn::tensor::Tensor<B, 1>)>,
+    device: &B::Device,
+) -> burn::tensor::Tensor<B, 1> {
+    outputs
+        .into_iter()
+        .map(|(name, o)| {
+            let n = o.dims()[0];
+            let w = miga::backbones::parity::stream_uniform(&format!("loss.{name}"), n);
+            (o * burn::tensor::Tensor::<B, 1>::from_data(TensorData::new(w, [n]), device)).sum()
+        })
+        .reduce(|a, b| a + b)
+        .unwrap()
+}
+
+impl miga::device::AutodiffTask for GradientCase {
+    type Output = StepErrors;
+
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> StepErrors {
+        use burn::config::Config;
+        use burn::module::Module;
+        use burn::tensor::Tensor;
+        use miga::backbones::agcn::{AgcnConfig, Graph};
+        use miga::backbones::load_checkpoint;
+        use miga::backbones::mvit::MvitConfig;
+        use miga::backbones::swin::{SwinConfig, SwinFaceConfig};
+        use miga::fusion::*;
+
+        let device = &device;
+        let dir = self.dir();
+        let io = self.io();
+        let grads_file = dir.join("grads.safetensors");
+        let input = |name: &str| io[name].clone();
+        // The forward pass of each case: its outputs (flattened, by name), and the parameters
+        // and reference gradients in visit order.
+        macro_rules! step {
+            ($model:expr, $reference:expr, $outputs:expr) => {{
+                let model = $model;
+                let outputs: Vec<(String, Tensor<B, 1>)> = $outputs(&model);
+                let mut names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+                names.sort_unstable();
+                let record = self.record();
+                let theirs: Vec<&str> = record["outputs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_str().unwrap())
+                    .collect();
+                assert_eq!(names, theirs, "{}: the outputs in the loss", self.case);
+                let loss = stream_loss(outputs, device);
+                let value = f64::from(loss.clone().into_scalar().elem::<f32>());
+                let grads = loss.backward();
+                let mut visitor = GradientsOf::<B> {
+                    grads: &grads,
+                    out: Vec::new(),
+                    path: Vec::new(),
+                    names: Vec::new(),
+                };
+                model.visit(&mut visitor);
+                let mut reference = ValuesOf(Vec::new());
+                $reference.visit(&mut reference);
+                let ours: Vec<_> = visitor.names.into_iter().zip(visitor.out).collect();
+                (value, ours, reference.0)
+            }};
+        }
+        use burn::tensor::ElementConversion;
+        let (loss, ours, theirs) = match self.case {
+            "mvit" => {
+                let mut config = MvitConfig::load(dir.join("config.json")).unwrap();
+                config.dropout = 0.0;
+                config.attention_dropout = 0.0;
+                config.stochastic_depth_prob = 0.0;
+                step!(
+                    config
+                        .load_checkpoint::<B>(dir.join("weights.pth"), device)
+                        .unwrap(),
+                    config
+                        .load_checkpoint::<B::InnerBackend>(&grads_file, device)
+                        .unwrap(),
+                    |m: &miga::backbones::mvit::Mvit<B>| {
+                        let o = m
+                            .try_forward(Tensor::from_data(input("input"), device))
+                            .unwrap();
+                        vec![("logits".to_string(), o.logits.flatten(0, 1))]
+                    }
+                )
+            }
+            "agcn" => {
+                let config =
+                    AgcnConfig::from_checkpoint(dir.join("joint.pt"), Graph::kinetics()).unwrap();
+                step!(
+                    config
+                        .init::<B>(device)
+                        .unwrap()
+                        .load_pytorch(dir.join("joint.pt"))
+                        .unwrap(),
+                    config
+                        .init::<B::InnerBackend>(device)
+                        .unwrap()
+                        .load_pytorch(&grads_file)
+                        .unwrap(),
+                    |m: &miga::backbones::agcn::Agcn<B>| {
+                        let o = m
+                            .try_forward(Tensor::from_data(input("joints"), device))
+                            .unwrap();
+                        vec![("logits".to_string(), o.logits.flatten(0, 1))]
+                    }
+                )
+            }
+            "swin_t" => {
+                let mut config = SwinConfig::load(dir.join("config.json")).unwrap();
+                config.dropout = 0.0;
+                config.attention_dropout = 0.0;
+                config.drop_path_rate = 0.0;
+                step!(
+                    config
+                        .load_checkpoint::<B>(dir.join("weights.safetensors"), device)
+                        .unwrap(),
+                    config
+                        .load_checkpoint::<B::InnerBackend>(&grads_file, device)
+                        .unwrap(),
+                    |m: &miga::backbones::swin::Swin<B>| {
+                        let o = m
+                            .try_forward(Tensor::from_data(input("input"), device))
+                            .unwrap();
+                        vec![("logits".to_string(), o.logits.unwrap().flatten(0, 1))]
+                    }
+                )
+            }
+            "swinface" => {
+                let mut config = SwinFaceConfig::load(dir.join("config.json")).unwrap();
+                config.backbone.dropout = 0.0;
+                config.backbone.attention_dropout = 0.0;
+                config.backbone.drop_path_rate = 0.0;
+                if let Some(heads) = config.heads.as_mut() {
+                    heads.dropout = 0.0;
+                }
+                step!(
+                    config
+                        .load_checkpoint::<B>(dir.join("weights.pt"), device)
+                        .unwrap(),
+                    config
+                        .load_checkpoint::<B::InnerBackend>(&grads_file, device)
+                        .unwrap(),
+                    |m: &miga::backbones::swin::SwinFace<B>| {
+                        // Four faces from the stream (scripts/gradient_parity.py says why).
+                        let faces =
+                            miga::backbones::parity::stream_uniform("input", 4 * 3 * 112 * 112);
+                        let x = TensorData::new(faces, [4, 3, 112, 112]);
+                        let o = m.try_forward(Tensor::from_data(x, device)).unwrap();
+                        let mut outputs =
+                            vec![("embedding".to_string(), o.embedding.flatten(0, 1))];
+                        for (head, value) in miga::backbones::swin::FACE_HEADS
+                            .iter()
+                            .zip(o.heads.unwrap())
+                        {
+                            outputs.push((format!("head.{}", head.name), value.flatten(0, 1)));
+                        }
+                        outputs
+                    }
+                )
+            }
+            case if case.starts_with("cmtf") => {
+                let mut config = CmtfConfig::load(dir.join("config.json")).unwrap();
+                config.dropout = 0.0;
+                config.modality_dropout = 0.0;
+                let weights = dir.join("weights.safetensors");
+                step!(
+                    load_checkpoint(config.init::<B>(device).unwrap(), &weights, None, &[], &[])
+                        .unwrap(),
+                    load_checkpoint(
+                        config.init::<B::InnerBackend>(device).unwrap(),
+                        &grads_file,
+                        None,
+                        &[],
+                        &[]
+                    )
+                    .unwrap(),
+                    |m: &Cmtf<B>| {
+                        let mask =
+                            |k: &str| Tensor::<B, 2>::from_data(input(k), device).greater_elem(0.5);
+                        let o = m
+                            .try_forward(CmtfInput {
+                                video: Some(VideoTokens {
+                                    tokens: Tensor::from_data(input("video"), device),
+                                    class_embedding: config
+                                        .video_class_token
+                                        .then(|| Tensor::from_data(input("video_class"), device)),
+                                    padding: Some(mask("video_padding")),
+                                }),
+                                skeleton: Some(SkeletonTokens {
+                                    tokens: Tensor::from_data(input("skeleton"), device),
+                                    padding: Some(mask("skeleton_padding")),
+                                    pooled: false,
+                                }),
+                            })
+                            .unwrap();
+                        vec![
+                            ("embedding".to_string(), o.embedding.flatten(0, 1)),
+                            ("logits".to_string(), o.logits.flatten(0, 1)),
+                            (
+                                "skeleton_logits".to_string(),
+                                o.skeleton_logits.flatten(0, 1),
+                            ),
+                            ("video_logits".to_string(), o.video_logits.flatten(0, 1)),
+                        ]
+                    }
+                )
+            }
+            _ => {
+                let mut config = InterFusionConfig::load(dir.join("config.json")).unwrap();
+                config.dropout = 0.0;
+                config.modality_dropout = 0.0;
+                let weights = dir.join("weights.safetensors");
+                step!(
+                    load_checkpoint(config.init::<B>(device).unwrap(), &weights, None, &[], &[])
+                        .unwrap(),
+                    load_checkpoint(
+                        config.init::<B::InnerBackend>(device).unwrap(),
+                        &grads_file,
+                        None,
+                        &[],
+                        &[]
+                    )
+                    .unwrap(),
+                    |m: &InterFusion<B>| {
+                        let float = |k: &str| Tensor::<B, 3>::from_data(input(k), device);
+                        let mask =
+                            |k: &str| Tensor::<B, 2>::from_data(input(k), device).greater_elem(0.5);
+                        let o = m
+                            .try_forward(InterFusionInput {
+                                face: Some(
+                                    Sequence::new(float("face")).with_padding(mask("face_padding")),
+                                ),
+                                expressions: io
+                                    .contains_key("expressions")
+                                    .then(|| float("expressions")),
+                                context: Some(
+                                    Sequence::new(float("context"))
+                                        .with_padding(mask("context_padding")),
+                                ),
+                            })
+                            .unwrap();
+                        let mut outputs = vec![
+                            ("embedding".to_string(), o.embedding.flatten(0, 1)),
+                            ("logits".to_string(), o.logits.flatten(0, 1)),
+                        ];
+                        if let Some(w) = o.face_weights {
+                            outputs.push(("face_weights".to_string(), w.flatten(0, 1)));
+                        }
+                        if let Some(w) = o.context_weights {
+                            outputs.push(("context_weights".to_string(), w.flatten(0, 1)));
+                        }
+                        if let Some(g) = o.gate {
+                            outputs.push(("gate".to_string(), g.flatten(0, 1)));
+                        }
+                        outputs
+                    }
+                )
+            }
+        };
+        assert_eq!(ours.len(), theirs.len(), "{}: parameter counts", self.case);
+        let gradients = ours
+            .into_iter()
+            .zip(theirs)
+            .enumerate()
+            .filter_map(|(i, ((name, ours), theirs))| {
+                let ours =
+                    ours?.unwrap_or_else(|| TensorData::zeros::<f32, _>(theirs.shape.clone()));
+                let error = miga::backbones::parity::scaled_error(&ours, &theirs)
+                    .unwrap_or_else(|e| panic!("{}: parameter {i} ({name}): {e}", self.case));
+                Some((format!("{i} {name}"), error))
+            })
+            .collect();
+        StepErrors {
+            loss: (loss, self.record()["loss"].as_f64().unwrap()),
+            gradients,
+        }
+    }
+}
+
+/// The loss and every gradient of one step within `tolerance` (scaled errors) of PyTorch's,
+/// on Flex and on the second device.
+fn assert_gradients_match(case: &'static str, tolerance: f32) {
+    let mut devices = vec![DeviceSpec::CPU];
+    devices.extend(other_device(&format!("gradients {case}")));
+    for spec in devices {
+        let step = spec.run_autodiff(GradientCase { case }).unwrap();
+        let (ours, theirs) = step.loss;
+        let loss = ((ours - theirs).abs() / theirs.abs().max(1.0)) as f32;
+        let (worst_index, worst) =
+            step.gradients
+                .iter()
+                .cloned()
+                .fold(
+                    (String::new(), 0.0f32),
+                    |a, b| if b.1 > a.1 { b } else { a },
+                );
+        for (name, error) in &step.gradients {
+            if *error > tolerance {
+                eprintln!("  {case} on {spec}: {name}: {error:e}");
+            }
+        }
+        eprintln!(
+            "measured gradients {case}: {spec} vs PyTorch: loss {loss:e}, worst of {} gradients {worst:e} (parameter {worst_index}) (tolerance {tolerance:e})",
+            step.gradients.len()
+        );
+        assert!(
+            loss <= tolerance,
+            "{case} on {spec}: loss {ours} against {theirs}"
+        );
+        assert!(
+            worst <= tolerance,
+            "{case} on {spec}: parameter {worst_index}: {worst:e}"
+        );
+    }
+}
+
+/// Tolerances: at most 10x the worst scaled error measured (loss and gradients, Flex and wgpu
+/// on the software driver, 2026-12-06; docs/testing.md gives them). SwinFace's are the largest:
+/// its BatchNorm1d layers see a batch of four faces.
+#[test]
+fn backbone_gradients_match_pytorch() {
+    for (case, tolerance) in [
+        ("mvit", 7e-5),
+        ("agcn", 7e-6),
+        ("swin_t", 1e-5),
+        ("swinface", 4e-4),
+    ] {
+        assert_gradients_match(case, tolerance);
+    }
+}
+
+#[test]
+fn fusion_gradients_match_pytorch() {
+    for (case, tolerance) in [
+        ("cmtf_cross", 4e-6),
+        ("cmtf_joint", 1e-5),
+        ("interfusion_full", 6e-6),
+        ("interfusion_late", 6e-6),
+    ] {
+        assert_gradients_match(case, tolerance);
+    }
+}

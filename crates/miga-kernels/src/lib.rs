@@ -67,10 +67,17 @@ mod primitive;
 /// ```
 pub fn on_cpu_workers<B: Backend, R: Send>(op: impl FnOnce() -> R + Send) -> R {
     #[cfg(feature = "flex")]
-    if primitive::is_flex::<B>() && rayon::current_num_threads() > 1 {
+    if primitive::is_flex::<B>() && !generic_only() && rayon::current_num_threads() > 1 {
         return rayon::scope(|_| op());
     }
     op()
+}
+
+/// Whether every operation takes its backend-generic formulation (the one the GPU backends
+/// get), the CPU kernels off: `MIGA_KERNELS=generic` in the environment, read once.
+pub fn generic_only() -> bool {
+    static GENERIC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GENERIC.get_or_init(|| std::env::var("MIGA_KERNELS").is_ok_and(|v| v == "generic"))
 }
 
 /// The matrix product `lhs @ rhs` of `[.., M, K]` and `[.., K, N]` tensors, batch axes
@@ -166,7 +173,10 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
         Ok(y) => return y,
         Err(x) => x,
     };
-    burn::tensor::activation::gelu(x)
+    // The formula written out rather than Burn's `gelu`: on Burn 0.21's cubecl backends the
+    // latter's gradient is off by up to 7e-4 (its derivative is approximated; the gradient
+    // tests found it), the composition's by 3e-7.
+    (x.clone() * ((x / std::f64::consts::SQRT_2).erf() + 1.0)) * 0.5
 }
 
 /// Softmax over the last dimension, as `burn::tensor::activation::softmax(x, D - 1)`.
@@ -198,7 +208,10 @@ pub fn masked_softmax_last<B: Backend, const D: usize>(
         "masked_softmax_last: a key mask [B, N] for scores {dims:?}"
     );
     #[cfg(feature = "flex")]
-    let scores = if primitive::is_flex::<B>() && scores.dtype() == burn::tensor::DType::F32 {
+    let scores = if primitive::is_flex::<B>()
+        && !generic_only()
+        && scores.dtype() == burn::tensor::DType::F32
+    {
         let mask = keep
             .clone()
             .into_data()
@@ -394,6 +407,57 @@ fn time_taps_by_copies<B: Backend>(x: Tensor<B, 4>, k: usize, stride: usize) -> 
         .map(|i| phases.clone().narrow(2, i % s, 1).narrow(3, i / s, t_out))
         .collect();
     Tensor::cat(taps, 2).reshape([n, c * k, t_out * v])
+}
+
+/// Burn's `conv2d` (no bias) with an input gradient that is right on every backend: on Burn
+/// 0.21's cubecl backends (wgpu; CUDA shares the kernels) the gradient of the input is wrong
+/// whenever a stride is larger than the kernel along its axis (the forward pass is right;
+/// the gradient tests of `tests/backend_agreement.rs` found it: MViTv2's key and value pooling,
+/// kernel 3 with stride 4 or 8). Such an axis is convolved at stride 1 and then subsampled.
+fn conv2d_strided<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    options: ConvOptions<2>,
+) -> Tensor<B, 4> {
+    let [_, _, kh, kw] = weight.dims();
+    let [sh, sw] = options.stride;
+    if sh <= kh && sw <= kw {
+        return conv2d(x, weight, None, options);
+    }
+    let [_, _, h, w] = x.dims();
+    let [ph, pw] = options.padding;
+    let out = |l: usize, p: usize, k: usize, s: usize| (l + 2 * p - k) / s + 1;
+    let (oh, ow) = (out(h, ph, kh, sh), out(w, pw, kw, sw));
+    let (ah, aw) = (if sh > kh { 1 } else { sh }, if sw > kw { 1 } else { sw });
+    let y = conv2d(
+        x,
+        weight,
+        None,
+        ConvOptions::new([ah, aw], options.padding, options.dilation, options.groups),
+    );
+    let y = if ah != sh { subsample(y, 2, sh, oh) } else { y };
+    if aw != sw { subsample(y, 3, sw, ow) } else { y }
+}
+
+/// Every `s`-th entry of `y` `[N, C, H, W]` along `axis` (2 or 3) from the first, `n` of them.
+fn subsample<B: Backend>(y: Tensor<B, 4>, axis: usize, s: usize, n: usize) -> Tensor<B, 4> {
+    let len = y.dims()[axis];
+    let want = n * s;
+    let y = if len >= want {
+        y.narrow(axis, 0, want)
+    } else if axis == 2 {
+        y.pad([(0, want - len), (0, 0)], PadMode::Constant(0.0))
+    } else {
+        y.pad([(0, 0), (0, want - len)], PadMode::Constant(0.0))
+    };
+    let [b, c, h, w] = y.dims();
+    if axis == 2 {
+        y.reshape([b, c, n, s * w]).narrow(3, 0, w)
+    } else {
+        y.reshape([b, c, h * n, s])
+            .narrow(3, 0, 1)
+            .reshape([b, c, h, n])
+    }
 }
 
 /// MViTv2's queries with their decomposed relative-position terms as extra columns, so that
@@ -627,7 +691,7 @@ fn depthwise_conv3d_by_taps<B: Backend>(
             .narrow(2, tap, 1)
             .expand([c, t_out, 1, kh, kw])
             .reshape([c * t_out, 1, kh, kw]);
-        conv2d(input, filter, None, options.clone())
+        conv2d_strided(input, filter, options.clone())
     });
     let sum = taps
         .reduce(|a, b| a + b)

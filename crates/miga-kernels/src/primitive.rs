@@ -18,7 +18,9 @@ pub(crate) fn is_flex<B: Backend>() -> bool {
 
 /// Whether `x` is an f32 tensor whose backend primitive is `P`.
 pub(crate) fn is_f32<P: 'static, B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
-    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<P>() && x.dtype() == DType::F32
+    !crate::generic_only()
+        && TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<P>()
+        && x.dtype() == DType::F32
 }
 
 /// The primitive behind `x`, which the caller checked is a `P` (with [`is_f32`]).

@@ -209,9 +209,15 @@ impl<B: Backend> Agcn<B> {
         }
         let [_, c_out, t_out, _] = x.dims();
         // Mean over persons, then joints and time; the reference's mean(3).mean(1) is the same.
-        let tokens = x
-            .reshape([n, m, c_out, t_out, v])
-            .mean_dim(1)
+        // The persons are added slice by slice: on Burn 0.21's cubecl backends a reduction
+        // (`mean_dim`), a reshape and then a permutation get a wrong gradient, and a permutation
+        // before the reduction a wrong value for one person (both found by the agreement
+        // tests); slices, a reshape and a permutation are right everywhere.
+        let persons = x.reshape([n, m, c_out, t_out, v]);
+        let sum = (1..m).fold(persons.clone().narrow(1, 0, 1), |sum, i| {
+            sum + persons.clone().narrow(1, i, 1)
+        });
+        let tokens = (sum / m as f64)
             .reshape([n, c_out, t_out, v])
             .permute([0, 2, 3, 1]);
         let embedding = tokens.clone().mean_dims(&[1, 2]).reshape([n, c_out]);
