@@ -33,6 +33,8 @@ import torch
 from safetensors.torch import save_file
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import provenance  # noqa: E402
 GRAPHS = REPO / "crates" / "miga-backbones" / "src" / "agcn" / "graphs"
 # layout -> (name of the reference's bone-pair list or None, persons, classes)
 LAYOUTS = {
@@ -185,6 +187,9 @@ def main():
             "fused_logits": joint_logits + bone_logits,  # ensemble.py, alpha = 1
         }
         save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, out / "io.safetensors")
+        provenance.write(out, f"lshiwjx/2s-AGCN {provenance.git_commit(args.reference)}: model/agcn.py "
+                         "Model with narrow TCN_GCN_unit layers, graph/tools.py, data_gen/gen_bone_data.py pairs",
+                         ["torch.Tensor.cuda made a no-op (unit_gcn.forward calls .cuda() on its graph)"])
         print(f"{layout}: V={nodes} M={persons} classes={classes} -> {out}")
 
 

@@ -14,6 +14,7 @@ noise), scikit-image's `SimilarityTransform` estimate (Umeyama) gives the transf
 
 import argparse
 import pathlib
+import sys
 
 import numpy as np
 import torch
@@ -21,6 +22,8 @@ from safetensors.torch import save_file
 from skimage.transform import SimilarityTransform, warp
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import provenance  # noqa: E402
 TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                      [41.5493, 92.3655], [70.7299, 92.2041]])
 
@@ -56,6 +59,8 @@ def main():
     }
     args.out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, args.out / "align.safetensors")
+    import skimage
+    provenance.write(args.out, f"scikit-image {skimage.__version__}: skimage.transform.SimilarityTransform, warp")
     print(f"wrote {args.out / 'align.safetensors'}")
 
 

@@ -41,7 +41,6 @@ import argparse
 import json
 import math
 import pathlib
-import subprocess
 import sys
 import tomllib
 
@@ -52,6 +51,11 @@ from safetensors.torch import save_file
 SCRIPTS = pathlib.Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
+
+import provenance  # noqa: E402
+
+PATCHES = ["2s-AGCN: torch.Tensor.cuda made a no-op (unit_gcn.forward calls .cuda() on its graph)",
+           "SwinFace: the analysis package imported file by file (its __init__ imports dataset code)"]
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -132,25 +136,14 @@ def committed(outputs: dict) -> dict:
     return out
 
 
-def git_commit(path: pathlib.Path) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], check=True,
-                              capture_output=True, text=True).stdout.strip()
-    except Exception:  # noqa: BLE001 - a plain folder
-        return "unknown (not a git checkout)"
-
-
 def write(out: pathlib.Path, case: str, filled, input_shape, outputs, reference, extra=None):
-    import timm
-    import torchvision
     out.mkdir(parents=True, exist_ok=True)
     record = {
         "case": case,
         "reference": reference,
-        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                     "timm": timm.__version__, "numpy": np.__version__,
-                     "python": sys.version.split()[0]},
-        "command": "scripts/full_parity.py " + " ".join(sys.argv[1:]),
+        "versions": provenance.versions(),
+        "command": provenance.command(),
+        "patches": PATCHES,
         "input": {"key": "input", "shape": list(input_shape)},
         "sample_every": SAMPLE,
         "filled": filled,
@@ -202,7 +195,7 @@ def swinface(out, root):
         outputs = model(stream_input(shape))
     outputs = {("embedding" if k == "Recognition" else f"head.{k}"): v for k, v in outputs.items()}
     write(out, "swinface", filled, shape, outputs,
-          f"lxq1000/SwinFace {git_commit(root)}: backbones/swin.py SwinTransformer(num_classes=512), "
+          f"lxq1000/SwinFace {provenance.git_commit(root)}: backbones/swin.py SwinTransformer(num_classes=512), "
           "analysis/subnets.py FeatureAttentionModule(in_chans=2112, split, CBAM, max, 11 x 2), "
           "TaskSpecificSubnets(), OutputModule(), ModelBox(feature='all')")
 
@@ -224,7 +217,7 @@ def agcn(out, root):
         logits, embedding = agcn_reference.run(model, stream_input(shape))
         write(out, f"agcn_{layout.replace('-', '_')}", filled, shape,
               {"logits": logits, "embedding": embedding},
-              f"lshiwjx/2s-AGCN {git_commit(root)}: model/agcn.py Model(num_class={classes}, "
+              f"lshiwjx/2s-AGCN {provenance.git_commit(root)}: model/agcn.py Model(num_class={classes}, "
               f"num_point={nodes}, num_person={persons}) on miga's {layout} graph",
               {"graph": layout, "persons": persons, "classes": classes})
 

@@ -25,8 +25,12 @@ import argparse
 import json
 import math
 import pathlib
+import sys
 
 import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import provenance  # noqa: E402
 from torch import nn
 from torch.nn import functional as F
 
@@ -490,6 +494,7 @@ def fixture(case, out):
     tensors = {k: v.float().contiguous() for k, v in io.items()}
     tensors.update({k: v.contiguous() for k, v in outputs.items()})
     save_file(tensors, directory / "io.safetensors")
+    provenance.write(directory, f"the PyTorch twin in scripts/fusion_reference.py ({kind})")
     print(f"wrote {directory}")
 
 

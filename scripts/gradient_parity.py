@@ -35,7 +35,6 @@ import pathlib
 import sys
 import tomllib
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -44,6 +43,7 @@ REPO = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 
 import full_parity  # noqa: E402
+import provenance  # noqa: E402
 
 BACKBONES = REPO / "crates" / "miga-backbones" / "tests" / "fixtures"
 FUSION = REPO / "crates" / "miga-fusion" / "tests" / "fixtures"
@@ -76,17 +76,14 @@ def step(model, inputs: dict, outputs_of):
 
 
 def write(directory: pathlib.Path, loss, grads, outputs, reference, prefix=""):
-    import timm
-    import torchvision
     save_file({prefix + k: v.float().contiguous() for k, v in grads.items()
                if v.dtype.is_floating_point}, directory / "grads.safetensors")
     record = {
         "loss": loss,
         "outputs": outputs,
         "reference": reference,
-        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                     "timm": timm.__version__, "numpy": np.__version__},
-        "command": "scripts/gradient_parity.py " + " ".join(sys.argv[1:]),
+        "versions": provenance.versions(),
+        "command": provenance.command(),
         "patches": ["dropout, stochastic depth and drop path probabilities set to 0",
                     "2s-AGCN: torch.Tensor.cuda made a no-op"],
     }
@@ -120,7 +117,7 @@ def agcn(root):
     io = load_file(directory / "io.safetensors")
     loss, grads, outputs = step(model, io, lambda m, io: {"logits": m(io["joints"])})
     write(directory, loss, grads, outputs,
-          f"lshiwjx/2s-AGCN {full_parity.git_commit(root)} model/agcn.py (agcn_reference.py, narrow)")
+          f"lshiwjx/2s-AGCN {provenance.git_commit(root)} model/agcn.py (agcn_reference.py, narrow)")
 
 
 def swin_t():
@@ -155,7 +152,7 @@ def swinface(root):
     # The sections' names, as miga reads a SwinFace safetensors file (`backbone.` ...).
     grads = {k: v for k, v in grads.items()}
     write(directory, loss, grads, outputs,
-          f"lxq1000/SwinFace {full_parity.git_commit(root)} (swin_reference.py, narrow)")
+          f"lxq1000/SwinFace {provenance.git_commit(root)} (swin_reference.py, narrow)")
 
 
 def fusion():

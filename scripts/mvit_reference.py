@@ -26,13 +26,17 @@ import argparse
 import json
 import math
 import pathlib
+import sys
 
 import torch
+import torchvision
 from safetensors.torch import save_file
 from torchvision.models.video import mvit as tv_mvit
 from torchvision.transforms._presets import VideoClassification
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import provenance  # noqa: E402
 
 # case -> (temporal size, (H, W), blocks as (heads, in, out, stride_q, stride_kv), classes,
 #          weights format)
@@ -177,6 +181,7 @@ def write_case(out, temporal, spatial, blocks, classes, fmt, seed, batch=2):
     save_file(run(model, x), out / "io.safetensors")
     config = miga_config(temporal, spatial, blocks, classes)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    provenance.write(out, f"torchvision {torchvision.__version__}: torchvision.models.video.mvit.MViT")
     print(f"wrote {out}")
 
 
@@ -192,6 +197,8 @@ def write_preprocess(out):
         {"frames": frames.float().contiguous(), "clip": clip.contiguous()},
         out / "preprocess.safetensors",
     )
+    provenance.write(out, f"torchvision {torchvision.__version__}: "
+                     "torchvision.transforms._presets.VideoClassification (preprocess.safetensors)")
     print(f"wrote {out / 'preprocess.safetensors'}")
 
 

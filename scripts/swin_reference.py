@@ -40,6 +40,8 @@ import torch
 from safetensors.torch import save_file
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import provenance  # noqa: E402
 
 
 def load_swinface(root: pathlib.Path):
@@ -211,6 +213,11 @@ def main():
     out = args.out
     write_swinface(swin, subnets, out / "swinface", False)
     write_swin_t(out / "swin_t", False)
+    import timm
+    provenance.write(out / "swinface", f"lxq1000/SwinFace {provenance.git_commit(args.swinface)}: "
+                     "backbones/swin.py, analysis/subnets.py (narrow, SwinFace's own ConvLayer splits)",
+                     ["the analysis package imported file by file (its __init__ imports dataset code)"])
+    provenance.write(out / "swin_t", f"timm {timm.__version__}: timm.models.swin_transformer.SwinTransformer (narrow)")
     print(f"wrote {out}")
 
 
