@@ -68,7 +68,7 @@ enum Command {
     Forward(forward::ForwardArgs),
     /// Run both tasks end to end on generated data: synthesise, extract, train, evaluate, predict
     #[command(
-        after_help = "Examples:\n  miga demo                      (into ./miga-demo)\n  miga demo --out runs/demo --config demo.toml\n  miga demo --print-config > demo.toml\n\nWrites a synthetic dataset in the MiGA layout, extracts features with small randomly\ninitialised backbones, trains every single-stream baseline and the fusion model of both tasks\n(micro-gesture: video, skeleton, fusion; emotion: face, context, late fusion, InterFusion),\nevaluates them on held-out subjects and prints one table. About 5-10 minutes on 2 cores."
+        after_help = "Examples:\n  miga demo                      (into ./miga-demo)\n  miga demo --out runs/demo --config demo.toml\n  miga demo --print-config > demo.toml\n\nWrites a synthetic dataset in the MiGA layout, extracts features with small randomly\ninitialised backbones, trains every single-stream baseline and the fusion model of both tasks\n(micro-gesture: video, skeleton, fusion; emotion: face, context, late fusion, InterFusion),\nevaluates them on held-out subjects and prints one table. About 100 s on 2 cores."
     )]
     Demo(demo::DemoArgs),
     /// Run the backbones over a dataset and write feature shards (resumable)
