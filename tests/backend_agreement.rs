@@ -429,41 +429,60 @@ impl FusionFixture {
     }
 }
 
+/// The fusion fixtures' inputs as CMTF takes them (`scripts/fusion_reference.py`).
+fn cmtf_input<B: Backend>(
+    io: &std::collections::BTreeMap<String, TensorData>,
+    config: &miga::fusion::CmtfConfig,
+    device: &B::Device,
+) -> miga::fusion::CmtfInput<B> {
+    use burn::tensor::Tensor;
+    use miga::fusion::{CmtfInput, SkeletonTokens, VideoTokens};
+    let mask = |k: &str| Tensor::<B, 2>::from_data(io[k].clone(), device).greater_elem(0.5);
+    CmtfInput {
+        video: Some(VideoTokens {
+            tokens: Tensor::from_data(io["video"].clone(), device),
+            class_embedding: config
+                .video_class_token
+                .then(|| Tensor::from_data(io["video_class"].clone(), device)),
+            padding: Some(mask("video_padding")),
+        }),
+        skeleton: Some(SkeletonTokens {
+            tokens: Tensor::from_data(io["skeleton"].clone(), device),
+            padding: Some(mask("skeleton_padding")),
+            pooled: false,
+        }),
+    }
+}
+
+/// The fusion fixtures' inputs as InterFusion takes them.
+fn interfusion_input<B: Backend>(
+    io: &std::collections::BTreeMap<String, TensorData>,
+    device: &B::Device,
+) -> miga::fusion::InterFusionInput<B> {
+    use burn::tensor::Tensor;
+    use miga::fusion::{InterFusionInput, Sequence};
+    let float = |k: &str| Tensor::<B, 3>::from_data(io[k].clone(), device);
+    let mask = |k: &str| Tensor::<B, 2>::from_data(io[k].clone(), device).greater_elem(0.5);
+    InterFusionInput {
+        face: Some(Sequence::new(float("face")).with_padding(mask("face_padding"))),
+        expressions: io.contains_key("expressions").then(|| float("expressions")),
+        context: Some(Sequence::new(float("context")).with_padding(mask("context_padding"))),
+    }
+}
+
 impl Probe for FusionFixture {
     fn run<B: Backend>(&self, device: &B::Device) -> Vec<TensorData> {
         use burn::config::Config;
-        use burn::tensor::{Bool, Tensor};
         use miga::backbones::load_checkpoint;
         use miga::fusion::*;
 
         let io = self.io();
-        let float = |k: &str| Tensor::<B, 3>::from_data(io[k].clone(), device);
-        let mask = |k: &str| -> Tensor<B, 2, Bool> {
-            Tensor::<B, 2>::from_data(io[k].clone(), device).greater_elem(0.5)
-        };
         let weights = self.file("weights.safetensors");
         if self.case.starts_with("cmtf") {
             let config = CmtfConfig::load(self.file("config.json")).unwrap();
             let model = config.init::<B>(device).unwrap();
             let model = load_checkpoint(model, &weights, None, &[], &[]).unwrap();
-            let video = VideoTokens {
-                tokens: Tensor::from_data(io["video"].clone(), device),
-                class_embedding: config
-                    .video_class_token
-                    .then(|| Tensor::from_data(io["video_class"].clone(), device)),
-                padding: Some(mask("video_padding")),
-            };
-            let skeleton = SkeletonTokens {
-                tokens: Tensor::from_data(io["skeleton"].clone(), device),
-                padding: Some(mask("skeleton_padding")),
-                pooled: false,
-            };
-            let out = model
-                .try_forward(CmtfInput {
-                    video: Some(video),
-                    skeleton: Some(skeleton),
-                })
-                .unwrap();
+            let out = model.try_forward(cmtf_input(&io, &config, device)).unwrap();
             [
                 out.logits,
                 out.embedding,
@@ -477,15 +496,7 @@ impl Probe for FusionFixture {
             let config = InterFusionConfig::load(self.file("config.json")).unwrap();
             let model = config.init::<B>(device).unwrap();
             let model = load_checkpoint(model, &weights, None, &[], &[]).unwrap();
-            let out = model
-                .try_forward(InterFusionInput {
-                    face: Some(Sequence::new(float("face")).with_padding(mask("face_padding"))),
-                    expressions: io.contains_key("expressions").then(|| float("expressions")),
-                    context: Some(
-                        Sequence::new(float("context")).with_padding(mask("context_padding")),
-                    ),
-                })
-                .unwrap();
+            let out = model.try_forward(interfusion_input(&io, device)).unwrap();
             vec![
                 out.logits.into_data(),
                 out.embedding.into_data(),
@@ -1025,24 +1036,7 @@ impl miga::device::AutodiffTask for GradientCase {
                     )
                     .unwrap(),
                     |m: &Cmtf<B>| {
-                        let mask =
-                            |k: &str| Tensor::<B, 2>::from_data(input(k), device).greater_elem(0.5);
-                        let o = m
-                            .try_forward(CmtfInput {
-                                video: Some(VideoTokens {
-                                    tokens: Tensor::from_data(input("video"), device),
-                                    class_embedding: config
-                                        .video_class_token
-                                        .then(|| Tensor::from_data(input("video_class"), device)),
-                                    padding: Some(mask("video_padding")),
-                                }),
-                                skeleton: Some(SkeletonTokens {
-                                    tokens: Tensor::from_data(input("skeleton"), device),
-                                    padding: Some(mask("skeleton_padding")),
-                                    pooled: false,
-                                }),
-                            })
-                            .unwrap();
+                        let o = m.try_forward(cmtf_input(&io, &config, device)).unwrap();
                         vec![
                             ("embedding".to_string(), o.embedding.flatten(0, 1)),
                             ("logits".to_string(), o.logits.flatten(0, 1)),
@@ -1072,23 +1066,7 @@ impl miga::device::AutodiffTask for GradientCase {
                     )
                     .unwrap(),
                     |m: &InterFusion<B>| {
-                        let float = |k: &str| Tensor::<B, 3>::from_data(input(k), device);
-                        let mask =
-                            |k: &str| Tensor::<B, 2>::from_data(input(k), device).greater_elem(0.5);
-                        let o = m
-                            .try_forward(InterFusionInput {
-                                face: Some(
-                                    Sequence::new(float("face")).with_padding(mask("face_padding")),
-                                ),
-                                expressions: io
-                                    .contains_key("expressions")
-                                    .then(|| float("expressions")),
-                                context: Some(
-                                    Sequence::new(float("context"))
-                                        .with_padding(mask("context_padding")),
-                                ),
-                            })
-                            .unwrap();
+                        let o = m.try_forward(interfusion_input(&io, device)).unwrap();
                         let mut outputs = vec![
                             ("embedding".to_string(), o.embedding.flatten(0, 1)),
                             ("logits".to_string(), o.logits.flatten(0, 1)),

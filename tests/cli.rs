@@ -864,31 +864,40 @@ fn a_skeleton_only_download_extracts_trains_and_converts() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Two writers on one output folder: the second stops at once naming the first; a killed
-/// writer's lock is taken over by the next run.
-#[test]
-fn one_writer_per_output_folder() {
-    let dir = scratch("lock");
+/// A fresh scratch folder `name` holding a synthetic MiGA dataset in `data/` (`videos` videos
+/// of `clips` clips, 128x72) and `extract` as `extract.toml`.
+fn synthetic_dataset(name: &str, videos: usize, clips: usize, extract: &str) -> std::path::PathBuf {
+    let dir = scratch(name);
     let _ = std::fs::remove_dir_all(&dir);
-    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
-    let data = path("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data").to_str().unwrap().to_string();
+    let (videos, clips) = (videos.to_string(), clips.to_string());
     let synth = [
         "synth",
         "--out",
         &data,
         "--videos",
-        "6",
+        &videos,
         "--clips-per-video",
-        "4",
+        &clips,
         "--size",
         "128x72",
     ];
     assert!(output(&synth).0);
-    std::fs::write(
-        dir.join("extract.toml"),
-        "mvit = \"mvit_v2_xs\"\nbatch = 1\nshard_items = 1\n[clip]\nframes = 4\nskeleton_frames = 16\n[clip.rgb]\nresize = 64\ncrop = 64\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("extract.toml"), extract).unwrap();
+    dir
+}
+
+/// Extraction settings slow enough to interrupt: one clip a forward pass and a shard.
+const CLIP_BY_CLIP: &str = "mvit = \"mvit_v2_xs\"\nbatch = 1\nshard_items = 1\n[clip]\nframes = 4\nskeleton_frames = 16\n[clip.rgb]\nresize = 64\ncrop = 64\n";
+
+/// Two writers on one output folder: the second stops at once naming the first; a killed
+/// writer's lock is taken over by the next run.
+#[test]
+fn one_writer_per_output_folder() {
+    let dir = synthetic_dataset("lock", 6, 4, CLIP_BY_CLIP);
+    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    let data = path("data");
     let features = path("features");
     let config = path("extract.toml");
     let extract = [
@@ -951,28 +960,9 @@ fn kill_when(args: &[&str], ready: impl Fn() -> bool) -> bool {
 
 #[test]
 fn killed_extraction_and_training_resume_with_nothing_lost_or_repeated() {
-    let dir = scratch("killed");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = synthetic_dataset("killed", 6, 4, CLIP_BY_CLIP);
     let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
     let data = path("data");
-    let synth = [
-        "synth",
-        "--out",
-        &data,
-        "--videos",
-        "6",
-        "--clips-per-video",
-        "4",
-        "--size",
-        "128x72",
-    ];
-    assert!(output(&synth).0);
-    std::fs::write(
-        dir.join("extract.toml"),
-        "mvit = \"mvit_v2_xs\"\nbatch = 1\nshard_items = 1\n[clip]\nframes = 4\nskeleton_frames = 16\n[clip.rgb]\nresize = 64\ncrop = 64\n",
-    )
-    .unwrap();
     let index = dir.join("features/index-0of1.json");
     let shards = || {
         std::fs::read_to_string(&index)

@@ -17,9 +17,9 @@ use miga_backbones::mvit::{Placement, VideoPreset};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::annotations::{LabelTable, SegmentFormat, read_segments};
+use crate::annotations::{SegmentFormat, read_segments};
 use crate::classes::MicroGesture;
-use crate::protocols::{MigaLayout, Protocol, Split};
+use crate::protocols::{MigaLayout, Split};
 use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
 use crate::skeleton::{
     BodyFrame, PersonSelection, Skeleton, read_openpose_folder, read_skeleton_xlsx,
@@ -93,44 +93,6 @@ impl ClipRecord {
             }
         }
         (records, problems)
-    }
-
-    /// The clips of the official label file in `split` of `protocol`, with videos at
-    /// `<rgb_root>/<video>.mp4` and raw OpenPose folders at `<skeleton_root>/<video>/`, where
-    /// those roots are given and the paths exist.
-    pub fn from_label_table(
-        table: &LabelTable,
-        protocol: &Protocol,
-        split: Split,
-        rgb_root: Option<&std::path::Path>,
-        skeleton_root: Option<&std::path::Path>,
-    ) -> Vec<Self> {
-        let mut index_in_video: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut records = Vec::new();
-        for clip in &table.clips {
-            let n = index_in_video.entry(clip.video).or_default();
-            let i = *n;
-            *n += 1;
-            if protocol.split(clip.video, clip.subject) != Some(split) {
-                continue;
-            }
-            let rgb = rgb_root
-                .map(|r| r.join(format!("{}.mp4", clip.video)))
-                .filter(|p| p.exists());
-            let skeleton = skeleton_root
-                .map(|r| r.join(clip.video.to_string()))
-                .filter(|p| p.is_dir());
-            records.push(Self {
-                id: format!("{}_{i}", clip.video),
-                video: clip.video.to_string(),
-                class: Some(clip.class),
-                start_frame: clip.start_frame as usize,
-                end_frame: clip.end_frame as usize,
-                rgb,
-                skeleton: skeleton.map(SkeletonSource::OpenPose),
-            });
-        }
-        records
     }
 }
 
