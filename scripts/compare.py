@@ -16,32 +16,40 @@ def key(row):
     return (row["model"], row["mode"], row["batch"], row["frames"])
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("miga", type=pathlib.Path)
-    ap.add_argument("pytorch", type=pathlib.Path)
-    ap.add_argument("--svg", type=pathlib.Path, help="also draw the time ratios as a bar chart here")
-    args = ap.parse_args()
-    ours = json.loads(args.miga.read_text())
-    theirs = {key(r): r for r in json.loads(args.pytorch.read_text())}
-    print("| model | mode | batch | miga device | PyTorch device | miga ms | PyTorch ms | time ratio | miga GFLOP/s | PyTorch GFLOP/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    missing = []
+HEADER = ["| model | mode | batch | miga device | PyTorch device | miga ms | PyTorch ms | time ratio | miga GFLOP/s | PyTorch GFLOP/s |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+
+def ratio_table(ours, theirs):
+    """The markdown ratio table of miga's rows against PyTorch's (matched by `key`), and the
+    ratios drawn by `ratio_chart`: (label, ratio) per matched row."""
+    theirs = {key(r): r for r in theirs}
+    lines, bars, missing = list(HEADER), [], []
     for r in ours:
         t = theirs.get(key(r))
         if t is None:
             missing.append(key(r))
             continue
         if r["threads"] != t["threads"]:
-            print(f"<!-- thread counts differ: miga {r['threads']}, PyTorch {t['threads']} -->")
-        print(f"| {r['model']} | {r['mode']} | {r['batch']} | {r['device']} | {t['device']} | "
-              f"{r['median_ms']:.1f} | {t['median_ms']:.1f} | {r['median_ms'] / t['median_ms']:.2f} | "
-              f"{r['gflop_per_s']:.1f} | {t['gflop_per_s']:.1f} |")
-    for k in missing:
-        print(f"<!-- no PyTorch row for {k} -->")
+            lines.append(f"<!-- thread counts differ: miga {r['threads']}, PyTorch {t['threads']} -->")
+        ratio = r["median_ms"] / t["median_ms"]
+        lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {r['device']} | {t['device']} | "
+                     f"{r['median_ms']:.1f} | {t['median_ms']:.1f} | {ratio:.2f} | "
+                     f"{r['gflop_per_s']:.1f} | {t['gflop_per_s']:.1f} |")
+        bars.append((f"{r['model']} {r['mode']} b{r['batch']} ({r['device']})", ratio))
+    lines += [f"<!-- no PyTorch row for {k} -->" for k in missing]
+    return lines, bars
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("miga", type=pathlib.Path)
+    ap.add_argument("pytorch", type=pathlib.Path)
+    ap.add_argument("--svg", type=pathlib.Path, help="also draw the time ratios as a bar chart here")
+    args = ap.parse_args()
+    lines, bars = ratio_table(json.loads(args.miga.read_text()), json.loads(args.pytorch.read_text()))
+    print("\n".join(lines))
     if args.svg:
-        bars = [(f"{r['model']} {r['mode']} b{r['batch']} ({r['device']})", r["median_ms"] / theirs[key(r)]["median_ms"])
-                for r in ours if key(r) in theirs]
         args.svg.write_text(ratio_chart(bars))
 
 

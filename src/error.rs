@@ -42,6 +42,16 @@ pub enum Error {
         /// Where they differ.
         reason: String,
     },
+    /// Parity checks (`miga check`) that did not pass.
+    #[error("{failed} of {total} checks failed: {which}")]
+    ChecksFailed {
+        /// How many failed.
+        failed: usize,
+        /// How many ran.
+        total: usize,
+        /// Each failed check and its device.
+        which: String,
+    },
     /// A command-line value or option that cannot be used.
     #[error("{0}")]
     InvalidArgument(String),

@@ -13,6 +13,7 @@
 //! - [`tasks`]: extraction, training and evaluation of the two tasks;
 //! - [`device`]: `--device` parsing and dispatch of generic work onto a compiled backend;
 //! - [`agreement`]: runs one computation on two backends and compares the outputs;
+//! - [`check`]: the parity checks against the committed reference fixtures, on any device;
 //! - [`bench`]: times models on any compiled backend.
 //!
 //! ```
@@ -24,6 +25,7 @@
 
 pub mod agreement;
 pub mod bench;
+pub mod check;
 pub mod device;
 mod error;
 

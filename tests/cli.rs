@@ -21,7 +21,7 @@ fn help_lists_every_command_and_each_has_an_example() {
     assert!(ok);
     let commands = [
         "info", "forward", "demo", "extract", "train", "runs", "eval", "predict", "faces", "video",
-        "synth", "data", "bench",
+        "synth", "data", "bench", "check",
     ];
     for command in commands {
         assert!(
@@ -104,6 +104,45 @@ fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("miga-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
+}
+
+/// `miga check` runs chosen checks against the repository's fixtures, writes their outcomes
+/// as JSON, and says clearly when there is nothing to check.
+#[test]
+fn check_runs_chosen_checks_and_writes_their_outcomes() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let json = scratch("check.json");
+    let json_arg = json.to_str().unwrap();
+    let (ok, stdout, stderr) = output(&[
+        "check",
+        "--fixtures",
+        repo,
+        "--only",
+        "forward/cmtf_cross,gradients/interfusion_late",
+        "--json",
+        json_arg,
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("2 checks: 2 passed, 0 failed"), "{stdout}");
+    let outcomes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let outcomes = outcomes.as_array().unwrap();
+    assert_eq!(outcomes.len(), 2);
+    for outcome in outcomes {
+        assert_eq!(outcome["device"], "cpu");
+        assert_eq!(outcome["passed"], true);
+        assert!(outcome["error"].as_f64().unwrap() <= outcome["tolerance"].as_f64().unwrap());
+    }
+    // `--list` names every check; `--quick` leaves out the full-size ones.
+    let (ok, all, _) = output(&["check", "--list"]);
+    let (_, quick, _) = output(&["check", "--list", "--quick"]);
+    assert!(ok && all.contains("full/mvit_v2_s") && !quick.contains("full/"));
+    assert_eq!(all.lines().count(), miga::check::CHECKS.len());
+
+    let (ok, _, stderr) = output(&["check", "--fixtures", "/nonexistent"]);
+    assert!(!ok && stderr.contains("/nonexistent/crates/miga-backbones/tests/fixtures"), "{stderr}");
+    let (ok, _, stderr) = output(&["check", "--only", "nothing/"]);
+    assert!(!ok && stderr.contains("no check starts with"), "{stderr}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The `miga` command line. Run `miga --help` for the commands.
 
 mod bench;
+mod check;
 mod data;
 mod demo;
 mod evaluate;
@@ -119,6 +120,11 @@ enum Command {
         after_help = "Examples:\n  miga bench --model mvit_v2_s --device cpu,cuda --batch 1,8 --mode forward,train --threads 2\n  miga bench --model agcn --device cpu,wgpu --batch 8,32 --mode forward,train --json bench.json"
     )]
     Bench(bench::BenchArgs),
+    /// Check the models against the committed PyTorch reference outputs and gradients
+    #[command(
+        after_help = "Examples:\n  miga check --device cpu,wgpu --quick      (from the repository)\n  miga check --device cuda --fixtures gpu-pack --json check.json\n  miga check --only gradients/,full/agcn --device wgpu\n  miga check --list\n\nEach check loads a model through miga's strict loaders from a fixture written by the\nreference code (scripts/), runs it on the device and reports the worst scaled error,\nmax |a - b| / max(1, max |reference|), against its tolerance. The exit code says whether all\npassed; a check that cannot run (no fixture, unusable device) fails and the others go on."
+    )]
+    Check(check::CheckArgs),
 }
 
 #[derive(Args)]
@@ -164,6 +170,7 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Synth(args) => data::synth(args),
         Command::Data(args) => data::data(args),
         Command::Bench(args) => bench::run(args),
+        Command::Check(args) => check::run(args),
     }
 }
 
