@@ -140,7 +140,10 @@ fn check_runs_chosen_checks_and_writes_their_outcomes() {
     assert_eq!(all.lines().count(), miga::check::CHECKS.len());
 
     let (ok, _, stderr) = output(&["check", "--fixtures", "/nonexistent"]);
-    assert!(!ok && stderr.contains("/nonexistent/crates/miga-backbones/tests/fixtures"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("/nonexistent/crates/miga-backbones/tests/fixtures"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = output(&["check", "--only", "nothing/"]);
     assert!(!ok && stderr.contains("no check starts with"), "{stderr}");
 }
