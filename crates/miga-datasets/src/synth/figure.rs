@@ -1,5 +1,9 @@
 //! The synthetic figure: a seated person behind a table, posed from a few parameters, with
 //! its 137 OpenPose points and a simple rendering.
+//!
+//! Two things are seen by one modality only, on purpose: the fingers' layout is in the hand
+//! keypoints but not drawn (a hand is a blob of skin in the pixels), and a held object is
+//! drawn but has no keypoint.
 
 use crate::sampling::SeededRng;
 use crate::skeleton::{FACE, LEFT_HAND, OPENPOSE_POINTS, RIGHT_HAND};
@@ -28,7 +32,29 @@ pub struct Pose {
     /// Mouth curve in head radii: positive lowers the middle of the mouth below its corners (a
     /// smile), negative raises it (a frown).
     pub mouth: f32,
+    /// How the fingers lie (hand keypoints only: the rendering draws no fingers).
+    pub fingers: Fingers,
+    /// An object held in the right hand (drawn only: OpenPose has no point for it).
+    pub object: bool,
+    /// A towel over the shoulders (drawn only).
+    pub towel: bool,
 }
+
+/// The fingers' layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fingers {
+    /// Spread along the forearm.
+    Open,
+    /// Pointing across the body, each hand's fingers between the other's.
+    Crossed,
+    /// Pointing up, the tips of both hands together (a steeple).
+    Steepled,
+}
+
+/// The held object's colour: saturated, outside every colour a [`Look`] draws.
+pub const OBJECT: [u8; 3] = [250, 40, 230];
+/// The towel's colour: near white, brighter than every colour a [`Look`] draws.
+pub const TOWEL: [u8; 3] = [245, 245, 238];
 
 /// Rest positions of the hands (on the table).
 pub const REST_RIGHT: P = [-0.45, 1.5];
@@ -47,6 +73,9 @@ impl Pose {
             shrug: 0.0,
             hands_hidden: false,
             mouth: 0.0,
+            fingers: Fingers::Open,
+            object: false,
+            towel: false,
         }
     }
 }
@@ -150,6 +179,12 @@ pub struct Joints {
     pub hand_direction: [P; 2],
     /// Mouth curve (see [`Pose::mouth`]).
     pub mouth: f32,
+    /// See [`Pose::fingers`].
+    pub fingers: Fingers,
+    /// See [`Pose::object`].
+    pub object: bool,
+    /// See [`Pose::towel`].
+    pub towel: bool,
 }
 
 /// Positions the skeleton for a pose.
@@ -195,6 +230,9 @@ pub fn joints(pose: &Pose, look: &Look) -> Joints {
         arms: arms.map(|(a, b, c)| (a, b, c)),
         hand_direction,
         mouth: pose.mouth,
+        fingers: pose.fingers,
+        object: pose.object,
+        towel: pose.towel,
     }
 }
 
@@ -256,10 +294,16 @@ pub fn keypoints(j: &Joints, pose: &Pose, look: &Look, rng: &mut SeededRng) -> V
     if !pose.hands_hidden {
         for (side, start) in [(0, RIGHT_HAND), (1, LEFT_HAND)] {
             let wrist = j.arms[side].2;
-            let d = j.hand_direction[side];
+            // Towards the body's midline: +x for the right hand (image left), -x for the left.
+            let inwards = if side == 0 { 1.0 } else { -1.0 };
+            let (d, fan) = match j.fingers {
+                Fingers::Open => (j.hand_direction[side], 0.25),
+                Fingers::Crossed => ([inwards, 0.15], 0.12),
+                Fingers::Steepled => (rotate([0.0, -1.0], -0.35 * inwards), 0.08),
+            };
             put(start, wrist, rng);
             for finger in 0..5 {
-                let spread = (finger as f32 - 2.0) * 0.25;
+                let spread = (finger as f32 - 2.0) * fan;
                 let dir = rotate(d, spread);
                 for joint in 0..4 {
                     let reach = 0.12 + 0.07 * joint as f32;
@@ -352,6 +396,12 @@ pub fn render(j: &Joints, look: &Look, width: u32, height: u32, out: &mut [u8]) 
         let bottom = [hip[0] - 0.5 + f, hip[1]];
         canvas.capsule(top, bottom, 0.22, look.shirt);
     }
+    if j.towel {
+        canvas.capsule(rs, neck, 0.2, TOWEL);
+        canvas.capsule(neck, ls, 0.2, TOWEL);
+        canvas.capsule(rs, [rs[0] + 0.1, rs[1] + 0.9], 0.17, TOWEL);
+        canvas.capsule(ls, [ls[0] - 0.1, ls[1] + 0.9], 0.17, TOWEL);
+    }
     canvas.capsule(neck, [neck[0], neck[1] - 0.3], 0.16, look.skin);
     let (centre, radius, roll) = j.head;
     canvas.capsule(centre, centre, radius, look.skin);
@@ -372,5 +422,14 @@ pub fn render(j: &Joints, look: &Look, width: u32, height: u32, out: &mut [u8]) 
         canvas.capsule(elbow, hand, 0.13, look.shirt);
         let d = j.hand_direction[side];
         canvas.capsule(hand, add(hand, [d[0] * 0.15, d[1] * 0.15]), 0.14, look.skin);
+    }
+    if j.object && j.body[4].is_some() {
+        let hand = j.arms[0].2;
+        canvas.capsule(
+            add(hand, [0.15, -0.15]),
+            add(hand, [0.15, -0.15]),
+            0.36,
+            OBJECT,
+        );
     }
 }

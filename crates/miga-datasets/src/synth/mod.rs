@@ -1,13 +1,30 @@
 //! Synthetic data in the MiGA 2025 layout: H.264 MP4 videos of a rendered seated figure, its
 //! OpenPose skeleton tables, per-video label files and an official-format label CSV.
 //!
-//! Each of the 32 classes is a distinct small motion (a hand to a place on the head or body,
-//! with its own oscillation; a head or torso movement), so that both the RGB and the skeleton
-//! stream can learn it. Win / Lose changes the figure's overall behaviour: a lower head,
-//! slower and smaller movements and more self-touching gestures when the player lost, and its
-//! face: a smile after a win, a frown after a loss (around a per-video mood). Per
-//! subject build and colours, per clip timing, amplitude, detector jitter and missed points
-//! keep it from being trivial. The same configuration and seed give the same bytes.
+//! # The generative model
+//!
+//! A clip of a class is a small motion of a seated figure (a hand to a place on the head or
+//! body, with its own oscillation; a head or torso movement), rendered as RGB and written as
+//! the OpenPose points a detector would give. Most classes differ in both modalities. Three
+//! pairs of classes differ in one modality only, by construction, so that each stream has a
+//! known subset it cannot tell apart and fusion a reason to win:
+//!
+//! - **seen only by the skeleton**: *crossing fingers* and *minaret* put the hands at the same
+//!   place and differ only in the fingers' layout, which is in the 21 hand points of each hand
+//!   but not drawn; *touching hat* and *scratching head* put the hand at the same place and
+//!   differ only in a fast (4.5 Hz), small (0.04 of a unit, about a pixel in a 64-pixel person
+//!   crop) circular scratch that a few low-resolution frames blur;
+//! - **seen only in the pixels**: *rubbing hands* and *playing with objects* have the same
+//!   motion; in the second the right hand holds a brightly coloured object, drawn but without
+//!   any keypoint.
+//!
+//! Win / Lose shows in two independent, noisy cues, so that neither the face nor the body
+//! settles every video: the **face** (the mouth curves up after a win, down after a loss, around
+//! a per-video mood) and the **body** (a slumped, forward-sunk posture with the head down after
+//! a loss, upright after a win, around a per-video posture), plus more self-touching gestures
+//! after a loss and slower, smaller movements. Per subject build and colours, per clip timing,
+//! amplitude, detector jitter and missed points keep it from being trivial. The same
+//! configuration and seed give the same bytes. docs/data.md ("Synthetic data") has the numbers.
 
 mod figure;
 mod writer;
@@ -24,7 +41,7 @@ use crate::protocols::{MigaLayout, Split};
 use crate::sampling::SeededRng;
 use crate::skeleton::{OPENPOSE_POINTS, Skeleton, write_skeleton_xlsx};
 use crate::{Error, Result};
-use figure::{Look, P, Pose, REST_LEFT, REST_RIGHT, joints, keypoints, render};
+use figure::{Fingers, Look, P, Pose, REST_LEFT, REST_RIGHT, joints, keypoints, render};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +103,10 @@ struct Motion {
     head: Head,
     torso: Torso,
     hidden: bool,
+    /// The fingers' layout (skeleton only).
+    fingers: Fingers,
+    /// A held object (pixels only).
+    object: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -121,6 +142,8 @@ const fn m(
         head: Head::Still,
         torso: Torso::Still,
         hidden: false,
+        fingers: Fingers::Open,
+        object: false,
     }
 }
 
@@ -134,6 +157,8 @@ const fn body(head: Head, torso: Torso, frequency: f32, amplitude: f32) -> Motio
         head,
         torso,
         hidden: false,
+        fingers: Fingers::Open,
+        object: false,
     }
 }
 
@@ -141,8 +166,8 @@ const fn body(head: Head, torso: Torso, frequency: f32, amplitude: f32) -> Motio
 const MOTIONS: [Motion; NUM_CLASSES] = [
     body(Head::Retract, Torso::Still, 0.0, 0.2), // turtle neck
     body(Head::Still, Torso::Breathe, 0.6, 0.12), // deep breath
-    m(Some([0.0, -1.45]), None, 1, 2.0, 0.08),   // touching hat
-    m(Some([0.3, -1.3]), None, 3, 2.5, 0.08),    // scratching head
+    m(Some([0.2, -1.35]), None, 0, 0.0, 0.0),    // touching hat (scratching head less the scratch)
+    m(Some([0.2, -1.35]), None, 3, 4.5, 0.1),    // scratching head
     m(Some([0.0, -1.2]), None, 2, 2.0, 0.1),     // forehead
     m(Some([-0.15, -0.95]), Some([0.15, -0.95]), 0, 0.0, 0.0), // covering face
     m(Some([-0.18, -1.05]), None, 3, 4.0, 0.05), // rubbing eyes
@@ -164,10 +189,19 @@ const MOTIONS: [Motion; NUM_CLASSES] = [
     body(Head::Still, Torso::Sway, 0.8, 0.2),    // moving torso
     body(Head::Still, Torso::Rise, 0.0, 0.15),   // sitting straightly
     m(Some([0.85, 0.85]), None, 2, 3.0, 0.1),    // scratching arms
-    m(Some([-0.08, 1.3]), Some([0.08, 1.3]), 2, 3.0, 0.08), // rubbing hands
-    m(Some([-0.02, 1.2]), Some([0.02, 1.2]), 0, 0.0, 0.0), // crossing fingers
-    m(Some([-0.05, 0.6]), Some([0.05, 0.6]), 0, 0.0, 0.0), // minaret
-    m(Some([-0.2, 1.35]), None, 3, 4.0, 0.06),   // playing with objects
+    m(Some([-0.1, 1.05]), Some([0.1, 1.05]), 2, 3.0, 0.08), // rubbing hands
+    Motion {
+        fingers: Fingers::Crossed,
+        ..m(Some([-0.05, 0.25]), Some([0.05, 0.25]), 0, 0.0, 0.0)
+    }, // crossing fingers
+    Motion {
+        fingers: Fingers::Steepled,
+        ..m(Some([-0.05, 0.25]), Some([0.05, 0.25]), 0, 0.0, 0.0)
+    }, // minaret
+    Motion {
+        object: true,
+        ..m(Some([-0.1, 1.05]), Some([0.1, 1.05]), 2, 3.0, 0.08)
+    }, // playing with objects (rubbing hands holding an object)
     m(Some([-0.3, 1.9]), Some([0.3, 1.9]), 0, 0.0, 0.0), // holding back arms
     body(Head::Up, Torso::Still, 0.0, 0.2),      // head up
     Motion {
@@ -179,9 +213,60 @@ const MOTIONS: [Motion; NUM_CLASSES] = [
     m(Some([-1.3, -0.3]), None, 2, 1.5, 0.35),   // illustrative gesture
 ];
 
+/// Which modality tells a class from the others (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cue {
+    /// Its motion shows in the skeleton and in the pixels.
+    Both,
+    /// Its twin differs only in what the skeleton holds (the fingers' layout, or a scratch the
+    /// few low-resolution frames blur).
+    SkeletonOnly,
+    /// Its twin differs only in the pixels (a held object).
+    PixelsOnly,
+}
+
+impl std::fmt::Display for Cue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Both => "both",
+            Self::SkeletonOnly => "skeleton only",
+            Self::PixelsOnly => "pixels only",
+        })
+    }
+}
+
+/// Which modality tells `class` from its twin, when all 32 classes (or both twins) are drawn.
+pub fn cue(class: MicroGesture) -> Cue {
+    let motion = MOTIONS[class.index()];
+    // Twins: the same hand targets, head and torso movement; they differ only in the hands'
+    // oscillation, the fingers or a held object.
+    let twin = |other: &Motion| {
+        other.right == motion.right
+            && other.left == motion.left
+            && other.head == motion.head
+            && other.torso == motion.torso
+            && (other.right.is_some() || other.left.is_some())
+    };
+    let twins = MOTIONS
+        .iter()
+        .enumerate()
+        .filter(|&(i, other)| i != class.index() && twin(other));
+    let mut cue = Cue::Both;
+    for (_, other) in twins {
+        cue = if other.object != motion.object {
+            Cue::PixelsOnly
+        } else {
+            Cue::SkeletonOnly
+        };
+    }
+    cue
+}
+
 /// Classes a lost (`Lose`) or won (`Win`) match makes more likely.
 const LOSE_CLASSES: [usize; 8] = [0, 5, 6, 9, 11, 16, 26, 28];
-const WIN_CLASSES: [usize; 8] = [19, 20, 24, 27, 29, 31, 13, 1];
+// (No twin of the demo's pairs is favoured: that would give a blind stream a prior.)
+const WIN_CLASSES: [usize; 8] = [19, 20, 30, 27, 29, 31, 13, 1];
 
 fn smoothstep(edge0: f32, edge1: f32, x: f32) -> f32 {
     let t = ((x - edge0) / (edge1 - edge0)).clamp(0.0, 1.0);
@@ -192,28 +277,50 @@ fn smoothstep(edge0: f32, edge1: f32, x: f32) -> f32 {
 #[derive(Clone, Copy)]
 struct Behaviour {
     head_drop: f32,
+    /// How far the neck (shoulders and head) sinks, in units: the body cue.
+    slump: f32,
     speed: f32,
     energy: f32,
+    /// The mouth curve: the face cue.
     mouth: f32,
+    /// A towel over the shoulders: the context cue.
+    towel: bool,
 }
+
+/// How often a towel is over the player's shoulders after a loss and after a win.
+const TOWEL: [f32; 2] = [0.8, 0.2];
+
+/// The body cue: mean slump after a loss and after a win, and its per-video spread (units).
+const SLUMP: [f32; 3] = [0.25, 0.0, 0.1];
+/// The face cue's per-video spread (the mood), around a mouth curve of -0.12 (loss) or 0.15
+/// (win) head radii.
+const MOOD: f32 = 0.12;
 
 impl Behaviour {
     fn of(outcome: Outcome, rng: &mut SeededRng) -> Self {
         let noise = 0.9 + 0.2 * rng.uniform();
         // A per-video mood around the outcome's: some won matches end with a straight face.
-        let mood = 0.06 * rng.normal();
+        let mood = MOOD * rng.normal();
+        // And a per-video posture, drawn independently of the mood: the face and the body are
+        // two separate, noisy witnesses of the outcome.
+        let posture = SLUMP[2] * rng.normal();
+        let towel = rng.uniform();
         match outcome {
             Outcome::Lose => Self {
                 head_drop: 0.07 * noise,
+                slump: SLUMP[0] + posture,
                 speed: 0.75 * noise,
                 energy: 0.8 * noise,
                 mouth: -0.12 * noise + mood,
+                towel: towel < TOWEL[0],
             },
             Outcome::Win => Self {
                 head_drop: -0.03 * noise,
+                slump: SLUMP[1] + posture,
                 speed: 1.1 * noise,
                 energy: 1.2 * noise,
                 mouth: 0.15 * noise + mood,
+                towel: towel < TOWEL[1],
             },
         }
     }
@@ -226,8 +333,13 @@ fn pose(class: Option<(usize, f32, f32)>, t: f32, behaviour: Behaviour, drift: &
     let idle = |k: usize| 0.04 * (t * (0.3 + 0.1 * k as f32) + drift[k]).sin();
     pose.right_hand = [REST_RIGHT[0] + idle(0), REST_RIGHT[1] + idle(1) * 0.5];
     pose.left_hand = [REST_LEFT[0] + idle(2), REST_LEFT[1] + idle(3) * 0.5];
-    pose.head = [idle(4) * 0.5, behaviour.head_drop + idle(5) * 0.3];
+    pose.head = [
+        idle(4) * 0.5,
+        behaviour.head_drop + 0.5 * behaviour.slump + idle(5) * 0.3,
+    ];
+    pose.neck[1] += behaviour.slump;
     pose.mouth = behaviour.mouth;
+    pose.towel = behaviour.towel;
     let Some((class, phase, amount)) = class else {
         return pose;
     };
@@ -251,6 +363,11 @@ fn pose(class: Option<(usize, f32, f32)>, t: f32, behaviour: Behaviour, drift: &
     pose.right_hand = reach(pose.right_hand, motion.right);
     pose.left_hand = reach(pose.left_hand, motion.left);
     pose.hands_hidden = motion.hidden && envelope > 0.5;
+    // The fingers take their layout and the object appears once the hand is mostly there.
+    if envelope > 0.5 {
+        pose.fingers = motion.fingers;
+        pose.object = motion.object;
+    }
     let level = envelope * a;
     match motion.head {
         Head::Retract => pose.head[1] += level,
@@ -554,6 +671,52 @@ pub(crate) mod tests {
         }
         out.sort();
         out
+    }
+
+    /// Twins differ in the modality their cue names and in no other: the same keypoints for
+    /// the pixels-only pair, the same pixels for the finger pair.
+    #[test]
+    fn twin_classes_differ_in_one_modality_only() {
+        let class = |code| MicroGesture::from_code(code).unwrap();
+        let cues: Vec<(u32, Cue)> = (1..=31)
+            .chain([99])
+            .map(|code| (code, cue(class(code))))
+            .filter(|(_, cue)| *cue != Cue::Both)
+            .collect();
+        use Cue::{PixelsOnly, SkeletonOnly};
+        assert_eq!(
+            cues,
+            [
+                (3, SkeletonOnly),
+                (4, SkeletonOnly),
+                (23, PixelsOnly),
+                (24, SkeletonOnly),
+                (25, SkeletonOnly),
+                (26, PixelsOnly)
+            ]
+        );
+        let mut rng = SeededRng::new(3);
+        let look = Look::random(&mut rng, 160, 90);
+        let behaviour = Behaviour::of(Outcome::Win, &mut rng);
+        let sample = |code: u32| {
+            let pose = pose(
+                Some((class(code).index(), 0.5, 1.0)),
+                1.0,
+                behaviour,
+                &[0.0; 6],
+            );
+            let j = joints(&pose, &look);
+            let points = keypoints(&j, &pose, &look, &mut SeededRng::new(7));
+            let mut rgb = vec![0u8; 160 * 90 * 3];
+            render(&j, &look, 160, 90, &mut rgb);
+            (points, rgb)
+        };
+        let (rubbing, object) = (sample(23), sample(26));
+        assert_eq!(rubbing.0, object.0, "the object has no keypoint");
+        assert_ne!(rubbing.1, object.1, "the object is drawn");
+        let (crossed, steepled) = (sample(24), sample(25));
+        assert_ne!(crossed.0, steepled.0, "the fingers are in the hand points");
+        assert_eq!(crossed.1, steepled.1, "the fingers are not drawn");
     }
 
     #[test]
