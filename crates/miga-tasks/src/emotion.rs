@@ -294,7 +294,7 @@ impl Default for EmotionTrainConfig {
             keep_checkpoints: 2,
             keep_every: 0,
             checkpoint_every: 0,
-            centre_video: false,
+            transductive_centring: false,
             fusion: InterFusionConfig::new(),
             loss: ClassificationLossConfig::new(),
         }
@@ -605,11 +605,12 @@ pub fn train_emotion<B: AutodiffBackend>(
     devices: &[B::Device],
 ) -> Result<TrainSummary> {
     let device = main_device::<B>(devices, run)?;
-    if config.centre_video {
+    if config.transductive_centring {
         return Err(Error::InvalidConfig {
             path: run.to_path_buf(),
-            reason: "centre_video is for micro-gesture clips; an emotion item is a whole video"
-                .into(),
+            reason:
+                "transductive_centring is for micro-gesture clips; an emotion item is a whole video"
+                    .into(),
         });
     }
     let labelled = |set: &FeatureSet| -> Result<Vec<EmotionFeatures>> {
@@ -908,10 +909,13 @@ pub(crate) mod tests {
             ..tiny_training(1)
         };
         let centred = EmotionTrainConfig {
-            centre_video: true,
+            transductive_centring: true,
             ..tiny_training(1)
         };
-        for (config, expected) in [(wide, "face_dim is 256"), (centred, "centre_video")] {
+        for (config, expected) in [
+            (wide, "face_dim is 256"),
+            (centred, "transductive_centring"),
+        ] {
             let message = train_emotion::<Autodiff<Flex>>(
                 &train,
                 &valid,

@@ -192,12 +192,13 @@ pub fn train_end_to_end<B: AutodiffBackend>(
     devices: &[B::Device],
 ) -> Result<(TrainSummary, usize)> {
     let device = main_device::<B>(devices, run)?;
-    if config.centre_video {
+    if config.transductive_centring {
         return Err(Error::InvalidConfig {
             path: run.to_path_buf(),
-            reason: "centre_video works on extracted features; end-to-end training sees one \
+            reason:
+                "transductive_centring works on extracted features; end-to-end training sees one \
                      clip at a time"
-                .into(),
+                    .into(),
         });
     }
     // The clips are read for the streams the model sees, and only their backbones are built.

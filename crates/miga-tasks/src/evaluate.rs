@@ -58,7 +58,7 @@ impl<B: Backend> TrainedRun<B> {
             Some(&self.config.fusion),
             self.config.streams,
         )?;
-        if self.model.centre_video {
+        if self.model.transductive_centring {
             centre_video_features(&mut items);
         }
         score_items(

@@ -111,7 +111,7 @@ impl<B: Backend> MicroGesturePipeline<B> {
     }
 
     /// Predicts each clip; a clip that cannot be read (no video, no skeleton, frames beyond
-    /// the end) is an error that names it. A run trained with `centre_video` centres the video
+    /// the end) is an error that names it. A run trained with `transductive_centring` centres the video
     /// features over the clips of each video given here.
     pub fn predict(&self, clips: &[ClipRecord]) -> Result<Vec<ClipPrediction>> {
         let (dataset, problems) = ClipDataset::new(clips.to_vec(), self.settings.clip.clone(), 0)?;
@@ -157,7 +157,7 @@ impl<B: Backend> MicroGesturePipeline<B> {
                 items.push((id, item));
             }
         }
-        if self.model.centre_video {
+        if self.model.transductive_centring {
             centre_video_features(&mut items);
         }
         let mut out = Vec::new();
@@ -219,7 +219,7 @@ mod tests {
             // Centred per video: the pipeline must centre over the clips it is given as the
             // run's scoring does over the feature set.
             &TrainConfig {
-                centre_video: true,
+                transductive_centring: true,
                 ..tiny_config(1)
             },
             &run,

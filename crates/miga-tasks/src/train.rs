@@ -115,13 +115,16 @@ pub struct TrainConfig<F = CmtfConfig, S = Streams> {
     /// fifth of the run. The last epoch always gets one; `best.mpk` is written at every epoch
     /// that improves the validation accuracy either way.
     pub checkpoint_every: usize,
-    /// Micro-gestures on extracted features only: subtract from every clip's video tokens
-    /// (and class embedding) their mean over the clips of the same video in the same feature
-    /// set (the clip id's part before its last `_`, as MiGA names clips), before
-    /// standardising. This removes what stays the same through a video (the person's look, the
-    /// room, the camera) as the skeleton's per-video body frame does for coordinates; scoring
-    /// then needs the clips of a video together (one clip alone keeps no video signal).
-    pub centre_video: bool,
+    /// **Transductive** (off by default; `centre_video` in earlier runs): on extracted
+    /// micro-gesture features only, subtract from every clip's video tokens (and class
+    /// embedding) their mean over the clips of the same video in the same feature set (the clip
+    /// id's part before its last `_`, as MiGA names clips), before standardising. This removes
+    /// what stays the same through a video (the person's look, the room, the camera), but at
+    /// scoring time it uses the unlabelled test clips' statistics: a score with it is not an
+    /// inductive score, must be reported as transductive, and needs the clips of a video
+    /// together (one clip alone keeps no video signal).
+    #[serde(alias = "centre_video")]
+    pub transductive_centring: bool,
     /// Fusion module (its input widths must match the features).
     pub fusion: F,
     /// Loss.
@@ -143,7 +146,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             keep_every: 0,
             checkpoint_every: 0,
-            centre_video: false,
+            transductive_centring: false,
             fusion: CmtfConfig::new(),
             loss: ClassificationLossConfig::new(),
         }
@@ -359,7 +362,7 @@ fn average_parts(
 }
 
 /// Subtracts from each item's video tokens and class embedding their per-channel means over
-/// the items of the same video (see [`TrainConfig::centre_video`]).
+/// the items of the same video (see [`TrainConfig::transductive_centring`]).
 pub fn centre_video_features(items: &mut [(String, FeatureItem)]) {
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, (id, _)) in items.iter().enumerate() {
@@ -403,9 +406,9 @@ pub struct MicroGestureModel<B: Backend> {
     loss: ClassificationLossConfig,
     #[module(skip)]
     streams: Streams,
-    /// Whether scored features are centred per video first ([`TrainConfig::centre_video`]).
+    /// Whether scored features are centred per video first ([`TrainConfig::transductive_centring`]).
     #[module(skip)]
-    pub centre_video: bool,
+    pub transductive_centring: bool,
 }
 
 impl<B: Backend> MicroGestureModel<B> {
@@ -424,7 +427,7 @@ impl<B: Backend> MicroGestureModel<B> {
             skeleton_norm: Standardise::identity(config.fusion.skeleton_dim, device),
             loss: config.loss.clone(),
             streams: config.streams,
-            centre_video: config.centre_video,
+            transductive_centring: config.transductive_centring,
         })
     }
 
@@ -725,7 +728,7 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
     // that average, so the statistics come from the tokens as extracted.
     let labelled = |set: &FeatureSet| -> Result<Vec<FeatureItem>> {
         let mut items = feature_items(set, run, Some(&config.fusion), config.streams)?;
-        if config.centre_video {
+        if config.transductive_centring {
             centre_video_features(&mut items);
         }
         Ok(items
