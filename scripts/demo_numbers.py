@@ -48,9 +48,10 @@ def readme_block(run, study, where):
     text = (
         f"e.g. micro-gesture video-only {test('micro-gesture', 'video')}, skeleton-only "
         f"{test('micro-gesture', 'skeleton')} and fused {test('micro-gesture', 'fusion')} top-1 on "
-        f"8 classes (chance {pct(run['chance'][0])}), and Win/Lose accuracy face-only "
-        f"{test('emotion', 'face')}, context-only {test('emotion', 'context')} and fused "
-        f"(InterFusion) {test('emotion', 'fusion')} (chance 50%), on the test split (seed "
+        f"{round(1 / run['chance'][0])} classes (chance {pct(run['chance'][0])}), and Win/Lose "
+        f"accuracy face-only {test('emotion', 'face')}, context-only {test('emotion', 'context')} "
+        f"and fused (InterFusion) {test('emotion', 'fusion')} (chance {pct(run['chance'][1])}), "
+        f"on the test split (seed "
         f"{seeds['data']}, {where}, {run['seconds']:.0f} s)."
     )
     if study:

@@ -8,10 +8,18 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
+/// Settings renamed since earlier builds, (old, new): a file (or a run's recorded settings)
+/// with the old name still loads, under the new one.
+const RENAMED: [(&str, &str); 1] = [("centre_video", "transductive_centring")];
+
 fn merge(base: &mut toml::Value, over: toml::Value) {
     match (base, over) {
         (toml::Value::Table(base), toml::Value::Table(over)) => {
             for (key, value) in over {
+                let key = match RENAMED.iter().find(|(old, _)| *old == key) {
+                    Some((_, new)) if base.contains_key(*new) => new.to_string(),
+                    _ => key,
+                };
                 match base.get_mut(&key) {
                     Some(slot) => merge(slot, value),
                     None => {
@@ -77,5 +85,16 @@ mod tests {
             "{message}"
         );
         assert!(from_toml(&<TrainConfig>::default(), "epochs = \"x\"\n", path).is_err());
+    }
+
+    #[test]
+    fn renamed_settings_still_load() {
+        let config: TrainConfig = from_toml(
+            &<TrainConfig>::default(),
+            "centre_video = true\n",
+            Path::new("run.json"),
+        )
+        .unwrap();
+        assert!(config.transductive_centring);
     }
 }

@@ -115,7 +115,7 @@ pub struct TrainConfig<F = CmtfConfig, S = Streams> {
     /// fifth of the run. The last epoch always gets one; `best.mpk` is written at every epoch
     /// that improves the validation accuracy either way.
     pub checkpoint_every: usize,
-    /// **Transductive** (off by default; `centre_video` in earlier runs): on extracted
+    /// **Transductive** (off by default; `centre_video` in earlier runs, still read): on extracted
     /// micro-gesture features only, subtract from every clip's video tokens (and class
     /// embedding) their mean over the clips of the same video in the same feature set (the clip
     /// id's part before its last `_`, as MiGA names clips), before standardising. This removes
@@ -123,7 +123,6 @@ pub struct TrainConfig<F = CmtfConfig, S = Streams> {
     /// scoring time it uses the unlabelled test clips' statistics: a score with it is not an
     /// inductive score, must be reported as transductive, and needs the clips of a video
     /// together (one clip alone keeps no video signal).
-    #[serde(alias = "centre_video")]
     pub transductive_centring: bool,
     /// Fusion module (its input widths must match the features).
     pub fusion: F,

@@ -29,7 +29,7 @@ pub struct DemoArgs {
     /// Repeat the whole demo (new data, new random backbones, new training seeds) this many
     /// times, into OUT/seed-S, and report every row's mean and standard deviation and a paired
     /// comparison of fusion with the best single stream (OUT/seeds.md, seeds.json)
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
     /// The first seed (data, backbones and training; default: the config's data seed)
     #[arg(long)]
@@ -99,10 +99,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         return Ok(());
     };
     if args.small {
-        config = DemoConfig {
-            data: DemoConfig::small().data,
-            ..config
-        };
+        config.data.videos = DemoConfig::small().data.videos;
     }
     if args.validation_only {
         config.test = false;
@@ -134,11 +131,19 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     }
     if !config.test {
         return Err(Error::InvalidArgument(
-            "--seeds compares test scores over seeds: leave out --validation-only".into(),
+            "--seeds compares test scores over seeds: leave out --validation-only (and \
+             `test = false` in the config)"
+                .into(),
         ));
     }
+    let last = first.checked_add(args.seeds).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "--seed {first} with --seeds {} runs past the last seed",
+            args.seeds
+        ))
+    })?;
     let mut runs = Vec::new();
-    for seed in first..first + args.seeds {
+    for seed in first..last {
         let out = args.out.join(format!("seed-{seed}"));
         eprintln!(
             "miga demo, seed {seed} ({} of {}): {} synthetic videos, both tasks, on {} -> {}",
@@ -162,12 +167,9 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         miga::datasets::io::write_atomic(&args.out.join(name), text).map_err(Error::from)
     };
     write("seeds.md", table.as_bytes())?;
-    write(
-        "seeds.json",
-        serde_json::to_string_pretty(&study)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
+    let json = serde_json::to_string_pretty(&study)
+        .map_err(|e| Error::InvalidArgument(format!("seeds.json: {e}")))?;
+    write("seeds.json", json.as_bytes())?;
     println!(
         "Everything is in {}: seed-S/ per seed, seeds.md, seeds.json.",
         args.out.display()

@@ -12,16 +12,17 @@
 //! - **seen only by the skeleton**: *crossing fingers* and *minaret* put the hands at the same
 //!   place and differ only in the fingers' layout, which is in the 21 hand points of each hand
 //!   but not drawn; *touching hat* and *scratching head* put the hand at the same place and
-//!   differ only in a fast (4.5 Hz), small (0.04 of a unit, about a pixel in a 64-pixel person
-//!   crop) circular scratch that a few low-resolution frames blur;
+//!   differ only in a fast (4.5 Hz), small (0.1 of a unit, about two pixels in a 64-pixel
+//!   person crop) circular scratch that a few low-resolution frames blur;
 //! - **seen only in the pixels**: *rubbing hands* and *playing with objects* have the same
 //!   motion; in the second the right hand holds a brightly coloured object, drawn but without
 //!   any keypoint.
 //!
 //! Win / Lose shows in two independent, noisy cues, so that neither the face nor the body
 //! settles every video: the **face** (the mouth curves up after a win, down after a loss, around
-//! a per-video mood) and the **body** (a slumped, forward-sunk posture with the head down after
-//! a loss, upright after a win, around a per-video posture), plus more self-touching gestures
+//! a per-video mood) and the **body and context** (a towel over the shoulders after 80% of
+//! lost and 20% of won matches; a slumped posture with the head down after a loss, upright
+//! after a win, around a per-video posture), plus more self-touching gestures
 //! after a loss and slower, smaller movements. Per subject build and colours, per clip timing,
 //! amplitude, detector jitter and missed points keep it from being trivial. The same
 //! configuration and seed give the same bytes. docs/data.md ("Synthetic data") has the numbers.

@@ -254,14 +254,15 @@ pub struct DemoSummary {
     pub chance: [f64; 2],
 }
 
-/// The seeds a demo run used.
+/// The seeds a demo run used (micro-gesture extraction and training; [`DemoConfig::with_seed`]
+/// sets the emotion ones to the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DemoSeeds {
     /// The synthetic data.
     pub data: u64,
-    /// The random backbones of both extractions.
+    /// The random backbones of the micro-gesture extraction.
     pub extraction: u64,
-    /// Initialisation and shuffling of every training.
+    /// Initialisation and shuffling of the micro-gesture trainings.
     pub training: u64,
 }
 

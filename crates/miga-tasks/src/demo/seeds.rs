@@ -47,7 +47,8 @@ impl SeedRow {
 }
 
 /// A task's fusion against its best single stream, seed by seed, on the test split's first
-/// metric. The best single stream is the one with the higher mean validation score.
+/// metric. The best single stream is the one with the higher mean validation score (on a tie,
+/// the first in the demo's order: video, face).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Paired {
     /// The task.
@@ -116,7 +117,8 @@ impl SeedStudy {
                         && r.streams != TRANSDUCTIVE
                 })
             };
-            let Some(single) = of_task(false).max_by(|a, b| {
+            // `max_by` keeps the last of equal maxima: reversed, the first in row order.
+            let Some(single) = of_task(false).rev().max_by(|a, b| {
                 a.validation_moments()
                     .0
                     .total_cmp(&b.validation_moments().0)
@@ -132,7 +134,7 @@ impl SeedStudy {
                 .zip(&single.test)
                 .map(|(f, s)| f[0] - s[0])
                 .collect();
-            // Level within half an item's worth is level: scores are counts over a split.
+            // Scores are counts over the same split: equal up to rounding is level.
             let mut above_level_below = [0; 3];
             for d in &differences {
                 above_level_below[if d.abs() < 1e-9 {
