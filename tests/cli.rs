@@ -45,12 +45,14 @@ fn info_lists_backends_and_the_cpu_device() {
         assert!(stdout.contains(name), "info lacks {name}:\n{stdout}");
     }
     assert!(stdout.contains("usable   flex"), "{stdout}");
+    assert!(stdout.contains("H.264 decoder: OpenH264"), "{stdout}");
 
     let (ok, json, _) = output(&["info", "--device", "cpu", "--json"]);
     assert!(ok);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["devices"][0]["usable"], true);
     assert_eq!(value["backends"].as_array().unwrap().len(), 6);
+    assert_eq!(value["h264_decoder"], miga::datasets::video::DECODER);
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -215,12 +215,14 @@ fn info(args: InfoArgs) -> Result<(), Error> {
         let out = serde_json::json!({
             "version": miga::VERSION,
             "burn": "0.21.0",
+            "h264_decoder": miga::datasets::video::DECODER,
             "backends": backends,
             "devices": devices,
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         println!("miga {} (burn 0.21.0)", miga::VERSION);
+        println!("H.264 decoder: {}", miga::datasets::video::DECODER);
         println!("\nbackends:");
         for kind in BackendKind::ALL {
             let state = if kind.is_compiled() {

@@ -18,6 +18,15 @@ use crate::{Error, Result};
 /// An RGB8 frame.
 pub type Frame = image::RgbImage;
 
+/// The H.264 decoder this build has: OpenH264 compiled from source, with its x86 assembly when
+/// the build found nasm, else its C code only (several times slower; install nasm and
+/// rebuild).
+pub const DECODER: &str = if env!("MIGA_OPENH264_ASSEMBLY").as_bytes()[0] == b'1' {
+    "OpenH264 with x86 assembly (nasm found at build time)"
+} else {
+    "OpenH264, C code only (no nasm at build time: install nasm and rebuild for its assembly)"
+};
+
 /// What a video holds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct VideoInfo {
