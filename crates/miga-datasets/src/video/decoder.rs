@@ -31,14 +31,16 @@ impl TaggedDecoder {
     }
 
     /// Feeds Annex-B NAL units tagged `tag`; returns the picture that became ready, if any,
-    /// with its tag. OpenH264 completes a picture when the next one starts: after the last
-    /// packet, [`Step::EndOfStream`] completes it and [`Step::Flush`] drains the pictures held
-    /// for reordering, one a call.
+    /// with its tag, converted to RGB when `keep(its tag)` (a picture decoded only as a
+    /// reference for later ones is never converted). OpenH264 completes a picture when the next
+    /// one starts: after the last packet, [`Step::EndOfStream`] completes it and
+    /// [`Step::Flush`] drains the pictures held for reordering, one a call.
     pub(super) fn decode(
         &mut self,
         step: Step<'_>,
         tag: u64,
-    ) -> Result<Option<(u64, Frame)>, String> {
+        keep: impl Fn(u64) -> bool,
+    ) -> Result<Option<(u64, Option<Frame>)>, String> {
         let mut planes = [null_mut::<u8>(); 3];
         let mut info = SBufferInfo {
             uiInBsTimeStamp: tag,
@@ -68,6 +70,10 @@ impl TaggedDecoder {
         if info.iBufferStatus != 1 {
             return Ok(None);
         }
+        let tag = info.uiOutYuvTimeStamp;
+        if !keep(tag) {
+            return Ok(Some((tag, None)));
+        }
         // SAFETY: with iBufferStatus 1 the decoder filled the system-buffer member of the union
         // and the three plane pointers, valid until the next call on this decoder.
         let frame = unsafe {
@@ -83,7 +89,7 @@ impl TaggedDecoder {
             let v = std::slice::from_raw_parts(planes[2], chroma_stride * height.div_ceil(2));
             yuv420_to_rgb(y, u, v, width, height, luma_stride, chroma_stride)
         };
-        Ok(Some((info.uiOutYuvTimeStamp, frame)))
+        Ok(Some((tag, Some(frame))))
     }
 
     /// Number of pictures still buffered for reordering.

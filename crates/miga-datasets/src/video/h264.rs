@@ -262,7 +262,7 @@ impl Mp4Video {
             if !matches!(&state, Some((_, next)) if *next >= start) {
                 let mut decoder = TaggedDecoder::new().map_err(|e| error("decoder".into(), e))?;
                 decoder
-                    .decode(Step::Packet(&self.parameter_sets), u64::MAX)
+                    .decode(Step::Packet(&self.parameter_sets), u64::MAX, |_| false)
                     .map_err(|e| error("SPS/PPS".into(), e))?;
                 state = Some((decoder, start));
                 pending.clear();
@@ -270,24 +270,30 @@ impl Mp4Video {
             let Some((decoder, next)) = state.as_mut() else {
                 unreachable!("set above")
             };
+            // Only the wanted pictures are converted to RGB: the others are decoded as
+            // references and dropped.
+            let keep = |tag: u64| {
+                let display = tag as usize;
+                display >= target && wanted.binary_search(&display).is_ok()
+            };
             while !pending.contains_key(&target) {
                 let output = if *next < self.info.frames {
                     let packet = self.annex_b(*next)?;
                     let tag = self.display_of_sample[*next] as u64;
                     *next += 1;
                     decoder
-                        .decode(Step::Packet(&packet), tag)
+                        .decode(Step::Packet(&packet), tag, keep)
                         .map_err(|e| error(format!("frame sample {next}"), e))?
                 } else if *next == self.info.frames {
                     *next += 1;
                     decoder
-                        .decode(Step::EndOfStream, 0)
+                        .decode(Step::EndOfStream, 0, keep)
                         .map_err(|e| error("end of stream".into(), e))?
                 } else {
                     let drained = match decoder.buffered() {
                         0 => None,
                         _ => decoder
-                            .decode(Step::Flush, 0)
+                            .decode(Step::Flush, 0, keep)
                             .map_err(|e| error("end of stream".into(), e))?,
                     };
                     if drained.is_none() {
@@ -298,11 +304,8 @@ impl Mp4Video {
                     }
                     drained
                 };
-                if let Some((tag, frame)) = output {
-                    let display = tag as usize;
-                    if display >= target && wanted.binary_search(&display).is_ok() {
-                        pending.insert(display, frame);
-                    }
+                if let Some((tag, Some(frame))) = output {
+                    pending.insert(tag as usize, frame);
                 }
             }
             frames.push(pending.remove(&target).expect("loop ends when present"));
