@@ -25,7 +25,7 @@ use crate::emotion::{
     EMOTION, EmotionEvaluation, EmotionExtraction, EmotionRun, EmotionStreams, EmotionTrainConfig,
     emotion_csv, evaluate_emotion, extract_emotion, train_emotion,
 };
-use crate::evaluate::{Evaluation, TrainedRun, evaluate, submission_csv};
+use crate::evaluate::{Evaluation, Scores, TrainedRun, evaluate, submission_csv};
 use crate::extract::{MICRO_GESTURE, MicroGestureExtraction, Weights, extract_micro_gesture};
 use crate::features::FeatureSet;
 use crate::train::{Streams, TrainConfig, train_micro_gesture};
@@ -443,6 +443,82 @@ fn outcome_scores(evaluation: &EmotionEvaluation) -> Vec<ClassScore> {
         .collect()
 }
 
+/// A task's metrics as the demo reports them.
+trait DemoMetrics {
+    /// Top-1, top-5, mean class accuracy; or accuracy, F1, AUROC.
+    fn metrics(&self) -> [f64; 3];
+    /// Labelled items scored.
+    fn items(&self) -> usize;
+    /// Per class or per outcome.
+    fn per_class(&self) -> Vec<ClassScore>;
+    /// Writes `metrics.json` (and friends) into a folder.
+    fn write(&self, dir: &Path) -> Result<()>;
+}
+
+impl DemoMetrics for Evaluation {
+    fn metrics(&self) -> [f64; 3] {
+        [self.top1, self.top5, self.mean_class_accuracy]
+    }
+    fn items(&self) -> usize {
+        self.clips
+    }
+    fn per_class(&self) -> Vec<ClassScore> {
+        class_scores(self)
+    }
+    fn write(&self, dir: &Path) -> Result<()> {
+        Evaluation::write(self, dir)
+    }
+}
+
+impl DemoMetrics for EmotionEvaluation {
+    fn metrics(&self) -> [f64; 3] {
+        [self.accuracy, self.f1, self.auroc]
+    }
+    fn items(&self) -> usize {
+        self.videos
+    }
+    fn per_class(&self) -> Vec<ClassScore> {
+        outcome_scores(self)
+    }
+    fn write(&self, dir: &Path) -> Result<()> {
+        EmotionEvaluation::write(self, dir)
+    }
+}
+
+/// A trained run's row: scored (`score`) and evaluated (`evaluate`) on the validation features,
+/// then on the test features when there are any; each evaluation is written into the run's
+/// `eval-validate/` or `eval-test/`. Returns the row and the test scores.
+fn demo_row<E: DemoMetrics>(
+    (task, streams, run): (&str, &str, &Path),
+    score: impl Fn(&FeatureSet, &Path) -> Result<Scores>,
+    evaluate: impl Fn(&[i64], &[Vec<f32>]) -> E,
+    valid: (&FeatureSet, &Path),
+    test: Option<&(FeatureSet, PathBuf)>,
+) -> Result<(DemoRow, Option<Scores>)> {
+    let scores = score(valid.0, valid.1)?;
+    let validation = evaluate(&scores.labels, &scores.scores);
+    validation.write(&run.join("eval-validate"))?;
+    let mut row = DemoRow {
+        task: task.into(),
+        streams: streams.into(),
+        run: run.to_path_buf(),
+        validation: validation.metrics(),
+        items: 0,
+        metrics: None,
+        per_class: Vec::new(),
+    };
+    let Some((test, test_path)) = test else {
+        return Ok((row, None));
+    };
+    let scores = score(test, test_path)?;
+    let evaluation = evaluate(&scores.labels, &scores.scores);
+    evaluation.write(&run.join("eval-test"))?;
+    row.items = evaluation.items();
+    row.metrics = Some(evaluation.metrics());
+    row.per_class = evaluation.per_class();
+    Ok((row, Some(scores)))
+}
+
 /// Runs the demo into `dir` on backend `B` (extraction on its inner backend): data, features,
 /// the runs (micro-gesture: video, skeleton, fusion, and with
 /// [`DemoConfig::transductive_row`] the transductive fusion; emotion: face, context, late
@@ -497,19 +573,16 @@ pub fn run_demo<B: AutodiffBackend>(
             &mut |done, total| progress(stage, done, total),
         )?;
     }
-    let read = |task: &str, split: Split| -> Result<Option<(FeatureSet, PathBuf)>> {
-        if !splits.contains(&split) {
-            return Ok(None);
-        }
+    let read = |task: &str, split: Split| -> Result<(FeatureSet, PathBuf)> {
         let path = features(task, split);
-        Ok(Some((FeatureSet::read(&path)?, path)))
+        Ok((FeatureSet::read(&path)?, path))
     };
+    let read_test = |task: &str| config.test.then(|| read(task, Split::Test)).transpose();
     let predictions = dir.join("predictions");
     let mut rows = Vec::new();
-    let mut classes = config.classes();
-    let (train, _) = read(MICRO_GESTURE, Split::Train)?.expect("train is extracted");
-    let (valid, valid_path) = read(MICRO_GESTURE, Split::Validate)?.expect("validate is too");
-    let test = read(MICRO_GESTURE, Split::Test)?;
+    let (train, _) = read(MICRO_GESTURE, Split::Train)?;
+    let (valid, valid_path) = read(MICRO_GESTURE, Split::Validate)?;
+    let test = read_test(MICRO_GESTURE)?;
     let mut micro_gesture_runs = vec![
         (Streams::Video, "video", false),
         (Streams::Skeleton, "skeleton", false),
@@ -539,51 +612,24 @@ pub fn run_demo<B: AutodiffBackend>(
         )?;
         progress(Stage::Train(MICRO_GESTURE, name), 1, 1);
         let trained = TrainedRun::<B::InnerBackend>::load(&run, inner)?;
-        let scores = trained.scores(&valid, &valid_path, inner)?;
-        let validation = evaluate(&scores.labels, &scores.scores);
-        validation.write(&run.join("eval-validate"))?;
-        let mut row = DemoRow {
-            task: MICRO_GESTURE.into(),
-            streams: name.into(),
-            run: run.clone(),
-            validation: [
-                validation.top1,
-                validation.top5,
-                validation.mean_class_accuracy,
-            ],
-            items: 0,
-            metrics: None,
-            per_class: Vec::new(),
-        };
-        if let Some((test, test_path)) = &test {
-            let scores = trained.scores(test, test_path, inner)?;
-            let evaluation = evaluate(&scores.labels, &scores.scores);
-            evaluation.write(&run.join("eval-test"))?;
-            classes = evaluation
-                .per_class
-                .iter()
-                .filter(|c| c.clips > 0)
-                .count()
-                .max(1);
-            if name == "fusion" {
-                miga_datasets::io::write_atomic(
-                    &predictions.join("micro_gesture.csv"),
-                    submission_csv(&scores.ids, &scores.scores).as_bytes(),
-                )?;
-            }
-            row.items = evaluation.clips;
-            row.metrics = Some([
-                evaluation.top1,
-                evaluation.top5,
-                evaluation.mean_class_accuracy,
-            ]);
-            row.per_class = class_scores(&evaluation);
+        let (row, test_scores) = demo_row(
+            (MICRO_GESTURE, name, &run),
+            |features, path| trained.scores(features, path, inner),
+            evaluate,
+            (&valid, &valid_path),
+            test.as_ref(),
+        )?;
+        if let (Some(scores), "fusion") = (test_scores, name) {
+            miga_datasets::io::write_atomic(
+                &predictions.join("micro_gesture.csv"),
+                submission_csv(&scores.ids, &scores.scores).as_bytes(),
+            )?;
         }
         rows.push(row);
     }
-    let (train, _) = read(EMOTION, Split::Train)?.expect("train is extracted");
-    let (valid, valid_path) = read(EMOTION, Split::Validate)?.expect("validate is too");
-    let test = read(EMOTION, Split::Test)?;
+    let (train, _) = read(EMOTION, Split::Train)?;
+    let (valid, valid_path) = read(EMOTION, Split::Validate)?;
+    let test = read_test(EMOTION)?;
     for (streams, name) in [
         (EmotionStreams::Face, "face"),
         (EmotionStreams::Context, "context"),
@@ -606,34 +652,29 @@ pub fn run_demo<B: AutodiffBackend>(
         )?;
         progress(Stage::Train(EMOTION, name), 1, 1);
         let trained = EmotionRun::<B::InnerBackend>::load(&run, inner)?;
-        let scores = trained.scores(&valid, &valid_path, inner)?;
-        let validation = evaluate_emotion(&scores.labels, &scores.scores);
-        validation.write(&run.join("eval-validate"))?;
-        let mut row = DemoRow {
-            task: EMOTION.into(),
-            streams: name.into(),
-            run: run.clone(),
-            validation: [validation.accuracy, validation.f1, validation.auroc],
-            items: 0,
-            metrics: None,
-            per_class: Vec::new(),
-        };
-        if let Some((test, test_path)) = &test {
-            let scores = trained.scores(test, test_path, inner)?;
-            let evaluation = evaluate_emotion(&scores.labels, &scores.scores);
-            evaluation.write(&run.join("eval-test"))?;
-            if streams == EmotionStreams::Both {
-                miga_datasets::io::write_atomic(
-                    &predictions.join("emotion.csv"),
-                    emotion_csv(&scores.ids, &scores.scores).as_bytes(),
-                )?;
-            }
-            row.items = evaluation.videos;
-            row.metrics = Some([evaluation.accuracy, evaluation.f1, evaluation.auroc]);
-            row.per_class = outcome_scores(&evaluation);
+        let (row, test_scores) = demo_row(
+            (EMOTION, name, &run),
+            |features, path| trained.scores(features, path, inner),
+            evaluate_emotion,
+            (&valid, &valid_path),
+            test.as_ref(),
+        )?;
+        if let (Some(scores), EmotionStreams::Both) = (test_scores, streams) {
+            miga_datasets::io::write_atomic(
+                &predictions.join("emotion.csv"),
+                emotion_csv(&scores.ids, &scores.scores).as_bytes(),
+            )?;
         }
         rows.push(row);
     }
+    // Chance: one over the classes the test split has (all the config's when it is not scored).
+    let classes = rows
+        .iter()
+        .find(|r| r.task == MICRO_GESTURE && r.metrics.is_some())
+        .map_or(config.classes(), |r| {
+            r.per_class.iter().filter(|c| c.items > 0).count()
+        })
+        .max(1);
     let summary = DemoSummary {
         dir: dir.to_path_buf(),
         seeds: config.seeds(),
