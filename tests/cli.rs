@@ -555,6 +555,32 @@ fn synth_then_data_check_and_bench() {
         "{stdout}"
     );
     assert_eq!(report["classes"].as_array().map(Vec::len), Some(32));
+    // The loading rates, with each stage's share and ffmpeg beside them.
+    let (ok, stdout, stderr) = output(&[
+        "data",
+        "bench",
+        root,
+        "--clips",
+        "4",
+        "--threads",
+        "1",
+        "--batch",
+        "2",
+        "--augment",
+        "--ffmpeg",
+    ]);
+    assert!(ok, "{stderr}");
+    for line in [
+        "rgb:",
+        "skeleton:",
+        "decode ",
+        "resize/crop ",
+        "pictures decoded a clip",
+        "ffmpeg:",
+    ] {
+        assert!(stdout.contains(line), "no `{line}`:\n{stdout}");
+    }
+    assert!(stdout.contains("0 failed"), "{stdout}");
     // A broken label file and a missing video are reported, not fatal.
     std::fs::write(
         out.join("imigue_skeleton_train/0001/0001_label.csv"),

@@ -13,18 +13,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use miga_backbones::mvit::{Placement, VideoPreset};
+use miga_backbones::mvit::{Placement, RgbSource, VideoPreset, Window};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::annotations::{SegmentFormat, read_segments};
 use crate::classes::MicroGesture;
 use crate::protocols::{MigaLayout, Split};
-use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
+use crate::sampling::{SeededRng, TemporalSampling, item_key, sample_frames};
 use crate::skeleton::{
     BodyFrame, PersonSelection, Skeleton, read_openpose_folder, read_skeleton_xlsx,
 };
-use crate::video::{Frame, Video};
+use crate::stages::{Stage, timed};
+use crate::video::{Picture, Video};
 use crate::{Error, Result};
 
 /// Where a video's skeleton is.
@@ -183,37 +184,46 @@ impl FrameTransform {
         [start(body.centre[1], h), start(body.centre[0], w), side]
     }
 
-    /// Decodes `frames` (absolute indices) of a video and transforms them to `[3, T, crop, crop]`;
-    /// `body` places the person crop (needed when [`FrameTransform::crops_person`]).
+    /// Decodes `frames` (absolute indices) of a video and transforms them to `[3, T, crop, crop]`,
+    /// cut as `cut` says; `body` places the person crop (needed when
+    /// [`FrameTransform::crops_person`]).
     pub fn load(
         &self,
         path: &std::path::Path,
         frames: &[usize],
-        placement: Placement,
+        cut: Cut,
         body: Option<&BodyFrame>,
     ) -> Result<TensorData> {
-        self.apply(&Video::open(path)?.frames(frames)?, path, placement, body)
+        self.apply(&Video::open(path)?.pictures(frames)?, path, cut, body)
     }
 
-    /// Transforms decoded frames (of the video at `path`, named in errors) to
-    /// `[3, T, crop, crop]`; `body` places the person crop (needed when
-    /// [`FrameTransform::crops_person`]).
+    /// Transforms decoded pictures (of the video at `path`, named in errors) to
+    /// `[3, T, crop, crop]`, reading only the pixels the resize uses; `body` places the person
+    /// crop (needed when [`FrameTransform::crops_person`]).
     pub fn apply(
         &self,
-        decoded: &[Frame],
+        decoded: &[Picture],
         path: &std::path::Path,
-        placement: Placement,
+        cut: Cut,
         body: Option<&BodyFrame>,
     ) -> Result<TensorData> {
-        let first = decoded
+        timed(Stage::Transform, || self.cut(decoded, path, cut, body))
+    }
+
+    fn cut(
+        &self,
+        decoded: &[Picture],
+        path: &std::path::Path,
+        cut: Cut,
+        body: Option<&BodyFrame>,
+    ) -> Result<TensorData> {
+        let [h, w] = decoded
             .first()
-            .ok_or_else(|| Error::request(path, "no frames to transform"))?;
-        let (mut w, mut h) = (first.width() as usize, first.height() as usize);
-        let bytes: Vec<u8> = match (self.crops_person(), body) {
-            (false, _) => decoded
-                .iter()
-                .flat_map(|f| f.as_raw().iter().copied())
-                .collect(),
+            .ok_or_else(|| Error::request(path, "no frames to transform"))?
+            .size();
+        // The frame the preset sees: the person's square, or the whole frame.
+        let (corner, size) = match (self.crops_person(), body) {
+            (false, _) => ([0, 0], [h, w]),
             (true, None) => {
                 return Err(Error::request(
                     path,
@@ -223,16 +233,7 @@ impl FrameTransform {
             }
             (true, Some(body)) => {
                 let [top, left, side] = self.person_square(body, h, w);
-                let row = |f: &Frame, y: usize| {
-                    let start = ((top + y) * w + left) * 3;
-                    f.as_raw()[start..start + side * 3].to_vec()
-                };
-                let cut = decoded
-                    .iter()
-                    .flat_map(|f| (0..side).flat_map(move |y| row(f, y)))
-                    .collect();
-                (w, h) = (side, side);
-                cut
+                ([top, left], [side, side])
             }
         };
         let preset = VideoPreset::new()
@@ -240,9 +241,83 @@ impl FrameTransform {
             .with_crop([self.crop; 2])
             .with_mean(self.mean)
             .with_std(self.std);
-        preset
-            .apply_at(&bytes, [decoded.len(), h, w], placement)
-            .map_err(|e| Error::request(path, e.to_string()))
+        let window = |corner: [usize; 2], size: [usize; 2]| -> Vec<Window<'_, Picture>> {
+            decoded
+                .iter()
+                .map(|source| Window {
+                    source,
+                    corner,
+                    size,
+                })
+                .collect()
+        };
+        let out = match cut {
+            Cut::Centre => preset.transform(&window(corner, size), Placement::default()),
+            Cut::Random(draw) => {
+                let ([top, left], region) = draw.region(size);
+                let corner = [corner[0] + top, corner[1] + left];
+                preset.stretch(&window(corner, region), draw.flip)
+            }
+        };
+        out.map_err(|e| Error::request(path, e.to_string()))
+    }
+}
+
+/// How a clip's frames are cut to the crop.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Cut {
+    /// torchvision's evaluation preset: short side resized, centre crop.
+    #[default]
+    Centre,
+    /// Training-time augmentation: a random region resized to the crop, maybe mirrored.
+    Random(RandomCut),
+}
+
+/// The draws of a random resized crop (as torchvision's `RandomResizedCrop`, with one draw
+/// clamped to the frame instead of ten tries) and a flip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomCut {
+    /// Fraction of the frame's area the region covers.
+    pub area: f32,
+    /// Width over height of the region.
+    pub aspect: f32,
+    /// Where the region sits in the free margin (0..=1, vertical then horizontal).
+    pub at: [f32; 2],
+    /// Mirror left-right.
+    pub flip: bool,
+}
+
+impl RandomCut {
+    /// Draws a cut: area uniform in `area`, aspect log-uniform in `aspect`, place uniform, a flip
+    /// with probability `flip`.
+    pub fn draw(rng: &mut SeededRng, area: [f32; 2], aspect: [f32; 2], flip: f32) -> Self {
+        let area = area[0] + (area[1] - area[0]) * rng.uniform();
+        let (low, high) = (aspect[0].ln(), aspect[1].ln());
+        let aspect = (low + (high - low) * rng.uniform()).exp();
+        let at = [rng.uniform(), rng.uniform()];
+        let flip = rng.uniform() < flip;
+        Self {
+            area,
+            aspect,
+            at,
+            flip,
+        }
+    }
+
+    /// The region `([top, left], [height, width])` of a `[h, w]` frame: `area` of its pixels
+    /// at width/height `aspect`, each side clamped to the frame.
+    pub fn region(&self, [h, w]: [usize; 2]) -> ([usize; 2], [usize; 2]) {
+        let target = (h * w) as f32 * self.area;
+        let side = |value: f32, limit: usize| (value.round() as usize).clamp(1, limit);
+        let (rw, rh) = (
+            side((target * self.aspect).sqrt(), w),
+            side((target / self.aspect).sqrt(), h),
+        );
+        let place = |at: f32, free: usize| (at.clamp(0.0, 1.0) * free as f32).round() as usize;
+        (
+            [place(self.at[0], h - rh), place(self.at[1], w - rw)],
+            [rh, rw],
+        )
     }
 }
 
@@ -346,11 +421,16 @@ pub struct ClipConfig {
     pub rgb: FrameTransform,
     /// Skeleton preparation.
     pub skeleton: SkeletonTransform,
-    /// Training-time randomness: random frames within segments, random crop position,
-    /// left-right flips (`flip_probability`), for RGB and skeleton alike.
+    /// Training-time randomness: random frames within segments (RGB and skeleton alike), a
+    /// random resized crop (`crop_area`, `crop_aspect`; RGB only: skeleton coordinates are
+    /// body-normalised), left-right flips (`flip_probability`) of RGB and skeleton together.
     pub augment: bool,
     /// Probability of a left-right flip when augmenting.
     pub flip_probability: f32,
+    /// Range of the fraction of the frame (or person square) the random crop covers.
+    pub crop_area: [f32; 2],
+    /// Range of the random crop's width over height (drawn log-uniform).
+    pub crop_aspect: [f32; 2],
 }
 
 impl Default for ClipConfig {
@@ -363,7 +443,51 @@ impl Default for ClipConfig {
             skeleton: SkeletonTransform::default(),
             augment: false,
             flip_probability: 0.5,
+            crop_area: [0.25, 1.0],
+            crop_aspect: [0.75, 4.0 / 3.0],
         }
+    }
+}
+
+impl ClipConfig {
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.frames == 0
+            || self.skeleton_frames == 0
+            || !self.skeleton_frames.is_multiple_of(self.frames)
+        {
+            return Err(format!(
+                "skeleton_frames ({}) must be a positive multiple of frames ({})",
+                self.skeleton_frames, self.frames
+            ));
+        }
+        self.rgb.check()?;
+        self.skeleton.check()?;
+        let [a0, a1] = self.crop_area;
+        let [r0, r1] = self.crop_aspect;
+        let area_ok = 0.0 < a0 && a0 <= a1 && a1 <= 1.0;
+        let aspect_ok = 0.0 < r0 && r0 <= r1 && r1.is_finite();
+        if !(area_ok && aspect_ok) {
+            return Err(format!(
+                "crop_area {:?} must rise within (0, 1] and crop_aspect {:?} be positive and \
+                 rising",
+                self.crop_area, self.crop_aspect
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.flip_probability) {
+            return Err(format!(
+                "flip_probability {} is not a probability",
+                self.flip_probability
+            ));
+        }
+        let flips = self.augment && self.flip_probability > 0.0;
+        if flips && self.modalities.skeleton() && !self.skeleton.normalise {
+            return Err(
+                "flip augmentation mirrors the skeleton about the neck, which needs \
+                 normalised coordinates: set skeleton.normalise = true or flip_probability = 0"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -408,18 +532,9 @@ impl ClipDataset {
         config: ClipConfig,
         seed: u64,
     ) -> Result<(Self, Vec<Error>)> {
-        let bad = |reason: String| Error::request("clip configuration", reason);
-        if config.frames == 0
-            || config.skeleton_frames == 0
-            || !config.skeleton_frames.is_multiple_of(config.frames)
-        {
-            return Err(bad(format!(
-                "skeleton_frames ({}) must be a positive multiple of frames ({})",
-                config.skeleton_frames, config.frames
-            )));
-        }
-        config.rgb.check().map_err(bad)?;
-        config.skeleton.check().map_err(bad)?;
+        config
+            .check()
+            .map_err(|reason| Error::request("clip configuration", reason))?;
         let mut skeletons = vec![None; records.len()];
         let mut bodies = vec![None; records.len()];
         let person = config.modalities.rgb() && config.rgb.crops_person();
@@ -507,8 +622,12 @@ impl ClipDataset {
     fn load(&self, index: usize) -> Result<ClipData> {
         let record = &self.records[index];
         let config = &self.config;
-        let mut rng =
-            SeededRng::for_item(self.seed, self.epoch.load(Ordering::Relaxed), index as u64);
+        // A clip's draws follow from the seed, the epoch and its id: the same in any dataset.
+        let mut rng = SeededRng::for_item(
+            self.seed,
+            self.epoch.load(Ordering::Relaxed),
+            item_key(&record.id),
+        );
         let sampling = if config.augment {
             TemporalSampling::Random
         } else {
@@ -528,8 +647,16 @@ impl ClipDataset {
             .step_by(step)
             .copied()
             .collect();
-        let flip = config.augment && rng.uniform() < config.flip_probability;
-        let offset = config.augment.then(|| [rng.uniform(), rng.uniform()]);
+        let cut = match config.augment {
+            true => Cut::Random(RandomCut::draw(
+                &mut rng,
+                config.crop_area,
+                config.crop_aspect,
+                config.flip_probability,
+            )),
+            false => Cut::Centre,
+        };
+        let flip = matches!(cut, Cut::Random(RandomCut { flip: true, .. }));
         let rgb = match (config.modalities.rgb(), &record.rgb) {
             (false, _) => None,
             (true, None) => {
@@ -542,11 +669,7 @@ impl ClipDataset {
                 let absolute: Vec<usize> =
                     rgb_indices.iter().map(|i| record.start_frame + i).collect();
                 let body = self.bodies[index].as_ref();
-                Some(
-                    config
-                        .rgb
-                        .load(path, &absolute, Placement { offset, flip }, body)?,
-                )
+                Some(config.rgb.load(path, &absolute, cut, body)?)
             }
         };
         let skeleton = match config.modalities.skeleton() {
@@ -610,12 +733,19 @@ pub struct ClipBatch<B: Backend> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClipBatcher;
 
+/// Clips of one shape stacked along a new first axis, one copy into one tensor.
 fn stack<B: Backend>(parts: Vec<TensorData>, device: &B::Device) -> Option<Tensor<B, 5>> {
-    let tensors: Vec<Tensor<B, 5>> = parts
-        .into_iter()
-        .map(|d| Tensor::<B, 4>::from_data(d, device).unsqueeze())
-        .collect();
-    (!tensors.is_empty()).then(|| Tensor::cat(tensors, 0))
+    let first = parts.first()?;
+    let dims: [usize; 4] = first.shape.dims();
+    let mut values: Vec<f32> = Vec::with_capacity(parts.len() * first.num_elements());
+    for part in &parts {
+        values.extend_from_slice(part.as_slice::<f32>().ok()?);
+    }
+    let [c, t, h, w] = dims;
+    Some(Tensor::from_data(
+        TensorData::new(values, [parts.len(), c, t, h, w]),
+        device,
+    ))
 }
 
 /// The good items of a batch (ids, labels, data) and the failed ones (id, why).
@@ -661,6 +791,12 @@ impl<D> Sorted<D> {
 
 impl<B: Backend> Batcher<B, ClipItem, ClipBatch<B>> for ClipBatcher {
     fn batch(&self, items: Vec<ClipItem>, device: &B::Device) -> ClipBatch<B> {
+        timed(Stage::Batch, || self.stack(items, device))
+    }
+}
+
+impl ClipBatcher {
+    fn stack<B: Backend>(&self, items: Vec<ClipItem>, device: &B::Device) -> ClipBatch<B> {
         let sorted = Sorted::new(items.into_iter().map(|i| (i.id, i.label, i.data)));
         let labels = sorted.label_tensor(device);
         let (rgb, skeleton): (Vec<_>, Vec<_>) =
@@ -735,11 +871,202 @@ mod tests {
             data.rgb,
             "a new epoch draws new crops"
         );
+        // A clip's draws follow its id, not its place: alone in a dataset, the same clip.
+        let (alone, _) =
+            ClipDataset::new(vec![records[2].clone()], dataset.config.clone(), 9).unwrap();
+        alone.set_epoch(1);
+        dataset.set_epoch(1);
+        assert_eq!(
+            alone.get(0).unwrap().data.unwrap().rgb,
+            dataset.get(2).unwrap().data.unwrap().rgb
+        );
         let (plain, _) = ClipDataset::new(records, config(), 9).unwrap();
         assert_eq!(
             plain.get(2).unwrap().data.unwrap().skeleton.unwrap().shape,
             [3, 8, 137, 1].into()
         );
+    }
+
+    #[test]
+    fn a_flipped_clip_mirrors_pixels_and_skeleton_alike() {
+        use crate::skeleton::write_openpose_folder;
+        // Four 96x64 frames: a red square on the person's left wrist, a green one on the right
+        // wrist; the neck at the frame's centre line (pixel 47.5), shoulders 24 apart.
+        const NECK: usize = 1;
+        const RIGHT_SHOULDER: usize = 2;
+        const RIGHT_WRIST: usize = 4;
+        const LEFT_SHOULDER: usize = 5;
+        const LEFT_WRIST: usize = 7;
+        let (w, h, t) = (96u32, 64u32, 4);
+        let (left_wrist, right_wrist) = ([70.0, 40.0], [20.0, 44.0]);
+        let dir = crate::testing::scratch_dir();
+        let frames = dir.join("frames");
+        std::fs::create_dir_all(&frames).unwrap();
+        let square = |at: [f32; 2], x: u32, y: u32| {
+            (x as f32 - at[0]).abs() <= 2.0 && (y as f32 - at[1]).abs() <= 2.0
+        };
+        let frame = crate::video::Frame::from_fn(w, h, |x, y| {
+            match (square(left_wrist, x, y), square(right_wrist, x, y)) {
+                (true, _) => image::Rgb([255, 0, 0]),
+                (_, true) => image::Rgb([0, 255, 0]),
+                _ => image::Rgb([0, 0, 0]),
+            }
+        });
+        for i in 0..t {
+            crate::video::write_png(&frames.join(format!("img_{:05}.png", i + 1)), &frame).unwrap();
+        }
+        let mut skeleton = Skeleton::empty(t, crate::skeleton::OPENPOSE_POINTS);
+        for i in 0..t {
+            let f = skeleton.frame_mut(i);
+            for (v, [x, y]) in [
+                (NECK, [47.5, 20.0]),
+                (RIGHT_SHOULDER, [35.5, 20.0]),
+                (LEFT_SHOULDER, [59.5, 20.0]),
+                (LEFT_WRIST, left_wrist),
+                (RIGHT_WRIST, right_wrist),
+            ] {
+                f[v * 3..v * 3 + 3].copy_from_slice(&[x, y, 1.0]);
+            }
+        }
+        let poses = dir.join("poses");
+        write_openpose_folder(&poses, "clip", &skeleton).unwrap();
+        let record = ClipRecord {
+            id: "clip_0".into(),
+            video: "clip".into(),
+            class: None,
+            start_frame: 0,
+            end_frame: t - 1,
+            rgb: Some(frames),
+            skeleton: Some(SkeletonSource::OpenPose(poses)),
+        };
+        let crop = 32;
+        // Whole-frame region (its area and aspect), so that only the flip moves pixels.
+        let load = |flip_probability: f32| {
+            let config = ClipConfig {
+                frames: t,
+                skeleton_frames: t,
+                rgb: FrameTransform {
+                    resize: crop,
+                    crop,
+                    mean: [0.0; 3],
+                    std: [1.0; 3],
+                    person_box: 0.0,
+                },
+                augment: true,
+                flip_probability,
+                crop_area: [1.0, 1.0],
+                crop_aspect: [1.5, 1.5],
+                ..ClipConfig::default()
+            };
+            let (dataset, problems) = ClipDataset::new(vec![record.clone()], config, 3).unwrap();
+            assert!(problems.is_empty(), "{problems:?}");
+            dataset.get(0).unwrap().data.unwrap()
+        };
+        for flip in [false, true] {
+            let data = load(if flip { 1.0 } else { 0.0 });
+            let rgb = data.rgb.unwrap().to_vec::<f32>().unwrap();
+            let points = data.skeleton.unwrap().to_vec::<f32>().unwrap();
+            let plane = crop * crop;
+            // Where a colour is in the first frame (output pixels, centroid).
+            let centroid = |channel: usize| {
+                let (mut sum, mut weight) = ([0.0f32; 2], 0.0);
+                for i in 0..plane {
+                    let value = rgb[channel * t * plane + i];
+                    sum[0] += value * (i % crop) as f32;
+                    sum[1] += value * (i / crop) as f32;
+                    weight += value;
+                }
+                [sum[0] / weight, sum[1] / weight]
+            };
+            // Where the skeleton puts a point in the first frame, in the same output pixels
+            // (normalised by the neck and shoulder width: back to frame pixels, then scaled).
+            let scale = 24.0;
+            let at = |v: usize| {
+                let [x, y] = [points[v], points[t * 137 + v]];
+                let pixel = |n: f32, centre: f32, size: u32| {
+                    ((n * scale + centre) + 0.5) * crop as f32 / size as f32 - 0.5
+                };
+                [pixel(x, 47.5, w), pixel(y, 20.0, h)]
+            };
+            // The red square is the left wrist; in a mirrored video the person's hands swap
+            // sides, and OpenPose would call it the right wrist.
+            let (red_is, green_is) = match flip {
+                false => (LEFT_WRIST, RIGHT_WRIST),
+                true => (RIGHT_WRIST, LEFT_WRIST),
+            };
+            for (channel, point) in [(0, red_is), (1, green_is)] {
+                let (seen, placed) = (centroid(channel), at(point));
+                assert!(
+                    (seen[0] - placed[0]).abs() < 0.5 && (seen[1] - placed[1]).abs() < 0.5,
+                    "flip {flip}: colour {channel} at {seen:?}, skeleton point {point} at \
+                     {placed:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn decoded_pictures_read_in_place_equal_converted_frames() {
+        // The YUV pictures, converted only where the resize reads, give the clip that whole
+        // RGB frames give: centre and random cuts, with and without the person crop.
+        let record = &train_records()[1];
+        let path = record.rgb.as_ref().unwrap();
+        let frames = [3, 9, 10, 30];
+        let mut video = Video::open(path).unwrap();
+        let pictures = video.pictures(&frames).unwrap();
+        assert!(matches!(pictures[0], Picture::Yuv(_)));
+        let rgb: Vec<Picture> = video
+            .frames(&frames)
+            .unwrap()
+            .into_iter()
+            .map(Picture::Rgb)
+            .collect();
+        let body = BodyFrame {
+            centre: [60.0, 40.0],
+            scale: 30.0,
+        };
+        let random = Cut::Random(RandomCut {
+            area: 0.4,
+            aspect: 0.8,
+            at: [0.3, 0.9],
+            flip: true,
+        });
+        for person_box in [0.0, 1.5] {
+            let transform = FrameTransform {
+                resize: 40,
+                crop: 32,
+                person_box,
+                ..FrameTransform::default()
+            };
+            for cut in [Cut::Centre, random] {
+                let clip = |pictures: &[Picture]| {
+                    transform.apply(pictures, path, cut, Some(&body)).unwrap()
+                };
+                assert_eq!(clip(&pictures), clip(&rgb), "{person_box} {cut:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn skeleton_flips_need_normalised_coordinates() {
+        let config = ClipConfig {
+            augment: true,
+            skeleton: SkeletonTransform {
+                normalise: false,
+                ..SkeletonTransform::default()
+            },
+            ..config()
+        };
+        let error = ClipDataset::new(train_records(), config.clone(), 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("normalise"), "{error}");
+        let no_flips = ClipConfig {
+            flip_probability: 0.0,
+            ..config
+        };
+        assert!(ClipDataset::new(train_records(), no_flips, 0).is_ok());
     }
 
     #[test]
@@ -784,7 +1111,9 @@ mod tests {
     #[test]
     fn person_crops_cut_the_square_around_the_neck_inside_the_frame() {
         // An 8x6 frame whose red channel is 10 x column and green channel 10 x row.
-        let frame = Frame::from_fn(8, 6, |x, y| image::Rgb([x as u8 * 10, y as u8 * 10, 0]));
+        let frame = Picture::Rgb(crate::video::Frame::from_fn(8, 6, |x, y| {
+            image::Rgb([x as u8 * 10, y as u8 * 10, 0])
+        }));
         let transform = |person_box: f32| FrameTransform {
             resize: 3,
             crop: 3,
@@ -796,12 +1125,7 @@ mod tests {
         let cut = |person_box: f32, centre: [f32; 2]| {
             let body = BodyFrame { centre, scale: 2.0 };
             let out = transform(person_box)
-                .apply(
-                    std::slice::from_ref(&frame),
-                    path,
-                    Placement::default(),
-                    Some(&body),
-                )
+                .apply(std::slice::from_ref(&frame), path, Cut::Centre, Some(&body))
                 .unwrap();
             let v = out
                 .to_vec::<f32>()
@@ -818,12 +1142,7 @@ mod tests {
         assert_eq!(cut(1.5, [8.0, 6.0]).1, [5, 3]);
         // No body: an error naming the file, not the whole frame.
         let error = transform(1.5)
-            .apply(
-                std::slice::from_ref(&frame),
-                path,
-                Placement::default(),
-                None,
-            )
+            .apply(std::slice::from_ref(&frame), path, Cut::Centre, None)
             .unwrap_err();
         assert!(error.to_string().contains("clip.mp4"), "{error}");
     }
@@ -880,6 +1199,18 @@ mod tests {
                     person_box: f32::NAN,
                     ..FrameTransform::default()
                 },
+                ..config()
+            },
+            ClipConfig {
+                crop_area: [0.5, 0.25],
+                ..config()
+            },
+            ClipConfig {
+                crop_aspect: [0.0, 1.0],
+                ..config()
+            },
+            ClipConfig {
+                flip_probability: 1.5,
                 ..config()
             },
         ] {

@@ -8,18 +8,17 @@ use std::path::PathBuf;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use miga_backbones::mvit::Placement;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::annotations::LabelTable;
 use crate::classes::Outcome;
-use crate::clips::{FrameTransform, SkeletonSource, SkeletonTransform, Sorted, source_path};
+use crate::clips::{Cut, FrameTransform, SkeletonSource, SkeletonTransform, Sorted, source_path};
 use crate::faces::{CROP_SIZE, align, landmarks};
 use crate::protocols::{MigaLayout, Split};
 use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
 use crate::skeleton::Skeleton;
-use crate::video::Video;
+use crate::video::{Picture, Video};
 use crate::{Error, Result};
 
 /// One video of the emotion task and where its data is.
@@ -235,14 +234,17 @@ impl EmotionDataset {
             .collect();
         let context_frames = frames.len();
         let frames: Vec<usize> = frames.into_iter().chain(face_frames.clone()).collect();
-        let decoded = video.frames(&frames)?;
-        let (context, faces) = decoded.split_at(context_frames);
+        let mut decoded = video.pictures(&frames)?;
+        let faces: Vec<_> = decoded
+            .split_off(context_frames)
+            .into_iter()
+            .map(Picture::into_rgb)
+            .collect();
+        let context = decoded;
         let mut values = Vec::new();
         let mut dims = vec![config.windows];
         for window in context.chunks(config.frames) {
-            let clip = config
-                .rgb
-                .apply(window, path, Placement::default(), body.as_ref())?;
+            let clip = config.rgb.apply(window, path, Cut::Centre, body.as_ref())?;
             if dims.len() == 1 {
                 dims.extend(clip.shape.iter());
             }

@@ -17,6 +17,7 @@ pub mod protocols;
 pub mod sampling;
 pub mod skeleton;
 pub mod source;
+pub mod stages;
 pub mod synth;
 #[cfg(test)]
 mod testing;

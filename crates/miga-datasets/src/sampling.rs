@@ -46,6 +46,13 @@ impl SeededRng {
     }
 }
 
+/// A stable 64-bit key of an item's name (FNV-1a), to draw an item's randomness by its name.
+pub fn item_key(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// How `T` frames are chosen from a clip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -632,7 +632,7 @@ pub fn train_emotion<B: AutodiffBackend>(
         spec,
         build,
         (train_items, valid_items),
-        EmotionFeatureBatcher,
+        (EmotionFeatureBatcher, EmotionFeatureBatcher),
         valid_batch,
         Metrics::Binary,
         devices,

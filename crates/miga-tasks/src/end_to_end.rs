@@ -15,6 +15,7 @@ use miga_datasets::clips::{
 };
 
 use crate::extract::{Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones};
+use crate::loader::EpochClock;
 use crate::train::{
     FeatureBatch, Metrics, MicroGestureModel, RunSpec, TrainConfig, TrainSummary, fit, main_device,
 };
@@ -106,16 +107,37 @@ impl<B: Backend> InferenceStep for EndToEndModel<B> {
     }
 }
 
-/// Decodes a batch of clip records (video frames and skeleton) into a [`ClipBatch`].
+/// Decodes a batch of clip records (video frames and skeleton) into a [`ClipBatch`]; with
+/// augmentation, each clip's random draws follow from the seed, the epoch being trained and the
+/// clip's id (so a resumed run draws as an uninterrupted one).
 #[derive(Debug, Clone)]
 pub struct RawClipBatcher {
     config: ClipConfig,
+    seed: u64,
+    epoch: Option<EpochClock>,
+}
+
+impl RawClipBatcher {
+    /// Evaluation batches: centre crops, uniform frames.
+    fn evaluation(config: &ClipConfig) -> Self {
+        Self {
+            config: ClipConfig {
+                augment: false,
+                ..config.clone()
+            },
+            seed: 0,
+            epoch: None,
+        }
+    }
 }
 
 impl<B: Backend> Batcher<B, ClipRecord, ClipBatch<B>> for RawClipBatcher {
     fn batch(&self, records: Vec<ClipRecord>, device: &B::Device) -> ClipBatch<B> {
-        let (dataset, _) = ClipDataset::new(records, self.config.clone(), 0)
+        let (dataset, _) = ClipDataset::new(records, self.config.clone(), self.seed)
             .expect("the clip settings were checked when training started");
+        if let Some(clock) = &self.epoch {
+            dataset.set_epoch(clock.epoch() as u64);
+        }
         let items = (0..dataset.len()).filter_map(|i| dataset.get(i)).collect();
         ClipBatcher.batch(items, device)
     }
@@ -204,7 +226,10 @@ pub fn train_end_to_end<B: AutodiffBackend>(
     // The clips are read for the streams the model sees, and only their backbones are built.
     let mut extraction = extraction.clone();
     extraction.clip.modalities = config.streams.modalities();
-    let (graph, settings) = extraction.prepared()?;
+    let (graph, mut settings) = extraction.prepared()?;
+    // Training clips are augmented as the clip settings say (extraction never is); the run
+    // records the settings with it, so a resumed run augments alike.
+    settings.clip.augment = extraction.clip.augment;
     let (train, left_train) = usable(train, &settings.clip)?;
     let (valid, left_valid) = usable(valid, &settings.clip)?;
     let inputs = FeatureDescription {
@@ -223,14 +248,19 @@ pub fn train_end_to_end<B: AutodiffBackend>(
             stop,
         })
     };
-    let batcher = RawClipBatcher {
-        config: settings.clip.clone(),
-    };
+    let batchers = (
+        RawClipBatcher {
+            config: settings.clip.clone(),
+            seed: config.seed,
+            epoch: Some(spec.clock.clone()),
+        },
+        RawClipBatcher::evaluation(&settings.clip),
+    );
     let summary = fit(
         spec,
         build,
         (train, valid),
-        batcher,
+        batchers,
         config.batch,
         Metrics::Classes,
         devices,
@@ -298,11 +328,14 @@ mod tests {
         let (valid, _) = ClipRecord::from_miga(&layout, Split::Validate);
         let run = root.join("run");
         let device = Default::default();
+        // Training clips augmented (random frames, resized crops, flips), validation not.
+        let mut settings = tiny_settings();
+        settings.clip.augment = true;
         let train_on = |run: &Path, resume: bool| {
             train_end_to_end::<Autodiff<Flex>>(
                 train.clone(),
                 valid.clone(),
-                &tiny_settings(),
+                &settings,
                 &Weights::default(),
                 &tiny_config(1),
                 run,
@@ -338,6 +371,50 @@ mod tests {
             .to_string();
         assert!(message.contains("micro-gesture-end-to-end"), "{message}");
         // Two runs with backbone checkpoints: hundreds of MB.
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn training_batches_draw_by_epoch_and_validation_batches_do_not() {
+        let root = std::env::temp_dir().join(format!("miga-e2e-draws-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let config = SynthConfig {
+            seed: 5,
+            videos: 2,
+            clips_per_video: 2,
+            width: 128,
+            height: 72,
+            classes: Vec::new(),
+        };
+        synthesise(&config, &root, &|_, _| {}).unwrap();
+        let layout = MigaLayout::scan(&root).unwrap();
+        let (records, _) = ClipRecord::from_miga(&layout, Split::Train);
+        let (_, settings) = tiny_settings().prepared().unwrap();
+        let clip = ClipConfig {
+            augment: true,
+            ..settings.clip
+        };
+        let rgb = |batcher: &RawClipBatcher| {
+            let batch: ClipBatch<Flex> = batcher.batch(records.clone(), &Default::default());
+            batch.rgb.unwrap().into_data()
+        };
+        let training = |epoch: usize| RawClipBatcher {
+            config: clip.clone(),
+            seed: 1,
+            epoch: Some(EpochClock::at(epoch)),
+        };
+        assert_eq!(rgb(&training(1)), rgb(&training(1)), "reproducible");
+        assert_ne!(rgb(&training(1)), rgb(&training(2)), "new draws each epoch");
+        let evaluation = RawClipBatcher::evaluation(&clip);
+        let plain = RawClipBatcher {
+            config: ClipConfig {
+                augment: false,
+                ..clip.clone()
+            },
+            seed: 0,
+            epoch: None,
+        };
+        assert_eq!(rgb(&evaluation), rgb(&plain));
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -16,22 +16,40 @@ use burn::data::dataset::Dataset;
 use burn::data::dataset::transform::{PartialDataset, ShuffledDataset};
 use burn::prelude::*;
 
-/// When the epoch being trained started: set as its first batch is asked for, taken when its
-/// validation ends (the time an epoch line reports, checkpoint writing excluded).
+/// Which epoch is being trained (its number, for training-time augmentation) and when it
+/// started: set as its first batch is asked for, the time taken when its validation ends (the
+/// time an epoch line reports, checkpoint writing excluded).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct EpochClock(Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+pub(crate) struct EpochClock {
+    started: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    epoch: Arc<AtomicUsize>,
+}
 
 impl EpochClock {
-    fn start(&self) {
-        self.0
+    fn start(&self, epoch: usize) {
+        self.epoch.store(epoch, Ordering::SeqCst);
+        self.started
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert_with(std::time::Instant::now);
     }
 
+    /// A clock in epoch `epoch`.
+    #[cfg(test)]
+    pub(crate) fn at(epoch: usize) -> Self {
+        let clock = Self::default();
+        clock.start(epoch);
+        clock
+    }
+
+    /// The number (1-based) of the epoch being trained; 0 before the first.
+    pub(crate) fn epoch(&self) -> usize {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
     /// Seconds since the epoch started (0 if it did not), and a reset for the next.
     pub(crate) fn take(&self) -> f64 {
-        self.0
+        self.started
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
@@ -98,8 +116,9 @@ where
     O: Send + 'static,
 {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<O> + 'a> {
-        self.clock.start();
-        let seed = epoch_seed(self.seed, self.next_epoch.fetch_add(1, Ordering::SeqCst));
+        let epoch = self.next_epoch.fetch_add(1, Ordering::SeqCst);
+        self.clock.start(epoch);
+        let seed = epoch_seed(self.seed, epoch);
         // The epoch's dropout draws.
         B::seed(&self.device, seed);
         Box::new(Batches {

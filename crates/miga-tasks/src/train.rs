@@ -755,7 +755,7 @@ pub fn train_micro_gesture<B: AutodiffBackend>(
         run_spec,
         build,
         (train_items, valid_items),
-        FeatureBatcher,
+        (FeatureBatcher, FeatureBatcher),
         config.batch,
         Metrics::Classes,
         devices,
@@ -792,6 +792,8 @@ pub(crate) struct RunSpec<'a> {
     /// Stops the run from inside a training step; its message becomes the error [`fit`]
     /// returns.
     pub(crate) interrupter: Interrupter,
+    /// The epoch being trained, and when it started (training batchers read its number).
+    pub(crate) clock: EpochClock,
 }
 
 impl<'a> RunSpec<'a> {
@@ -861,6 +863,7 @@ impl<'a> RunSpec<'a> {
             },
             _lock: lock,
             interrupter: Interrupter::new(),
+            clock: EpochClock::default(),
         })
     }
 }
@@ -1103,13 +1106,14 @@ fn best_of_earlier_run<B: AutodiffBackend, M: AutodiffModule<B>>(
 
 /// Trains `model` with burn-train as `spec` says: AdamW, warm-up then cosine, a checkpoint
 /// every epoch, early stopping, then `best.mpk` (best validation accuracy) and `training.svg`.
-/// `build` makes the model (from the training items) after the backend is seeded. Validation batches hold `valid_batch`
-/// items.
-pub(crate) fn fit<B, M, I, T>(
+/// `build` makes the model (from the training items) after the backend is seeded. The training
+/// batches are made by the first batcher, the validation batches (of `valid_batch` items) by the
+/// second.
+pub(crate) fn fit<B, M, I, T, V>(
     spec: RunSpec<'_>,
     build: impl FnOnce(&[I]) -> Result<M>,
     (train, valid): (Vec<I>, Vec<I>),
-    batcher: T,
+    (batcher, valid_batcher): (T, V),
     valid_batch: usize,
     metrics: Metrics,
     devices: &[B::Device],
@@ -1122,10 +1126,8 @@ where
         + 'static,
     M::InnerModule: InferenceStep<Output = ClassificationOutput<B::InnerBackend>>,
     I: Clone + core::fmt::Debug + Send + Sync + 'static,
-    T: Batcher<B, I, <M as TrainStep>::Input>
-        + Batcher<B::InnerBackend, I, <M::InnerModule as InferenceStep>::Input>
-        + Clone
-        + 'static,
+    T: Batcher<B, I, <M as TrainStep>::Input> + 'static,
+    V: Batcher<B::InnerBackend, I, <M::InnerModule as InferenceStep>::Input> + 'static,
     <M as TrainStep>::Input: Clone + core::fmt::Debug + Send + 'static,
     <M::InnerModule as InferenceStep>::Input: Clone + core::fmt::Debug + Send + 'static,
 {
@@ -1156,17 +1158,17 @@ where
             )
     });
     let first = start.map_or(1, |epoch| epoch + 1);
-    let clock = EpochClock::default();
+    let clock = spec.clock.clone();
     let loader_train: Arc<dyn DataLoader<B, <M as TrainStep>::Input>> = Arc::new(EpochLoader::new(
         Arc::new(InMemDataset::new(train)),
-        Arc::new(batcher.clone()),
+        Arc::new(batcher),
         (spec.batch, spec.seed, first),
         device.clone(),
         clock.clone(),
     ));
     let loader_valid: Arc<
         dyn DataLoader<B::InnerBackend, <M::InnerModule as InferenceStep>::Input>,
-    > = DataLoaderBuilder::new(batcher)
+    > = DataLoaderBuilder::new(valid_batcher)
         .batch_size(valid_batch.max(1))
         .build(InMemDataset::new(valid));
     let bad = |e: String| Error::InvalidConfig {

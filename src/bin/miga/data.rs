@@ -221,9 +221,18 @@ struct BenchArgs {
     /// Skeleton frames per clip
     #[arg(long, default_value_t = 64)]
     skeleton_frames: usize,
-    /// Training-time augmentation (random frames, crops, flips)
+    /// Training-time augmentation (random frames, resized crops, flips)
     #[arg(long)]
     augment: bool,
+    /// Clips a batch (batch assembly is timed as its own stage)
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Where batches are assembled: cpu, ndarray, wgpu, cuda (what the build has)
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Also time ffmpeg (from PATH) decoding the same videos on one thread, for comparison
+    #[arg(long)]
+    ffmpeg: bool,
 }
 
 #[derive(Args)]
@@ -242,9 +251,7 @@ enum Format {
 }
 
 fn bench(args: BenchArgs) -> Result<(), Error> {
-    use miga::datasets::clips::{ClipConfig, ClipDataset, Modalities};
     use miga::datasets::{DataSource, Split};
-    use rayon::prelude::*;
     let (mut records, problems) = DataSource::open(&args.root)?.clips(Split::Train);
     if let Some(problem) = problems.into_iter().next() {
         return Err(problem.into());
@@ -256,46 +263,142 @@ fn bench(args: BenchArgs) -> Result<(), Error> {
             args.root.display()
         )));
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
-        .build()
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    println!(
-        "{} clips, {} threads, {} RGB / {} skeleton frames a clip",
-        records.len(),
-        args.threads,
-        args.frames,
-        args.skeleton_frames
-    );
-    for modalities in [Modalities::Rgb, Modalities::Skeleton] {
-        let config = ClipConfig {
-            modalities,
-            frames: args.frames,
-            skeleton_frames: args.skeleton_frames,
-            augment: args.augment,
-            ..ClipConfig::default()
-        };
-        let start = std::time::Instant::now();
-        let (dataset, _) = pool.install(|| ClipDataset::new(records.clone(), config, 0))?;
-        let setup = start.elapsed().as_secs_f64();
-        let start = std::time::Instant::now();
-        let failed = pool.install(|| {
-            (0..records.len())
-                .into_par_iter()
-                .filter(|&i| {
-                    burn::data::dataset::Dataset::get(&dataset, i)
-                        .is_none_or(|item| item.data.is_err())
-                })
-                .count()
-        });
-        let seconds = start.elapsed().as_secs_f64();
-        println!(
-            "{:>9}: {:7.2} clips/s ({:.3} s a clip a thread; {failed} failed; set-up {setup:.2} s)",
-            format!("{modalities:?}").to_lowercase(),
-            records.len() as f64 / seconds,
-            seconds * args.threads as f64 / records.len() as f64
-        );
+    if args.threads == 0 || args.batch == 0 {
+        return Err(Error::InvalidArgument(
+            "--threads and --batch must be at least 1".into(),
+        ));
     }
+    let device = miga::device::parse_devices(&args.device)?;
+    let [device] = device[..] else {
+        return Err(Error::InvalidArgument(format!(
+            "--device `{}`: one device",
+            args.device
+        )));
+    };
+    let ffmpeg = args.ffmpeg;
+    let videos: std::collections::BTreeSet<PathBuf> =
+        records.iter().filter_map(|r| r.rgb.clone()).collect();
+    device.run(DataBench { args, records })??;
+    if ffmpeg {
+        ffmpeg_rate(&videos)?;
+    }
+    Ok(())
+}
+
+/// The clip pipelines timed on one backend (batches are assembled on its device).
+struct DataBench {
+    args: BenchArgs,
+    records: Vec<miga::datasets::clips::ClipRecord>,
+}
+
+impl miga::device::BackendTask for DataBench {
+    type Output = Result<(), Error>;
+
+    fn run<B: burn::prelude::Backend>(self, device: B::Device) -> Self::Output {
+        use burn::data::dataloader::batcher::Batcher;
+        use burn::data::dataset::Dataset;
+        use miga::datasets::clips::{ClipBatch, ClipBatcher, ClipConfig, ClipDataset, Modalities};
+        use miga::datasets::stages;
+        use rayon::prelude::*;
+        let (args, records) = (self.args, self.records);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(args.threads)
+            .build()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        println!(
+            "{} clips in batches of {}, {} threads, {} RGB / {} skeleton frames a clip{}",
+            records.len(),
+            args.batch,
+            args.threads,
+            args.frames,
+            args.skeleton_frames,
+            if args.augment { ", augmented" } else { "" }
+        );
+        for modalities in [Modalities::Rgb, Modalities::Skeleton] {
+            let config = ClipConfig {
+                modalities,
+                frames: args.frames,
+                skeleton_frames: args.skeleton_frames,
+                augment: args.augment,
+                ..ClipConfig::default()
+            };
+            let start = std::time::Instant::now();
+            let (dataset, _) = pool.install(|| ClipDataset::new(records.clone(), config, 0))?;
+            let setup = start.elapsed().as_secs_f64();
+            stages::start();
+            let start = std::time::Instant::now();
+            let indices: Vec<usize> = (0..records.len()).collect();
+            let failed: usize = pool.install(|| {
+                indices
+                    .par_chunks(args.batch)
+                    .map(|chunk| {
+                        let items = chunk.iter().filter_map(|&i| dataset.get(i)).collect();
+                        let batch: ClipBatch<B> = ClipBatcher.batch(items, &device);
+                        batch.skipped.len()
+                    })
+                    .sum()
+            });
+            let seconds = start.elapsed().as_secs_f64();
+            let totals = stages::stop();
+            let busy = seconds * args.threads as f64;
+            let share = |part: f64| 100.0 * part / busy;
+            let known = totals.container + totals.decode + totals.convert + totals.resize;
+            println!(
+                "{:>9}: {:8.2} clips/s, {:.2} a thread ({:.3} s a clip a thread; {failed} failed; \
+                 set-up {setup:.2} s)",
+                format!("{modalities:?}").to_lowercase(),
+                records.len() as f64 / seconds,
+                records.len() as f64 / busy,
+                busy / records.len() as f64,
+            );
+            println!(
+                "           container {:.0}%, decode {:.0}%, convert {:.0}%, resize/crop {:.0}%, \
+                 batch {:.0}%, rest {:.0}% (sampling, skeleton, waiting)",
+                share(totals.container),
+                share(totals.decode),
+                share(totals.convert),
+                share(totals.resize),
+                share(totals.batch),
+                share((busy - known - totals.batch).max(0.0)),
+            );
+            if totals.pictures > 0 {
+                println!(
+                    "           {:.1} pictures decoded a clip, {:.0} pictures/s a thread in decode",
+                    totals.pictures as f64 / records.len() as f64,
+                    totals.pictures as f64 / totals.decode.max(1e-9),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// ffmpeg's single-thread decode rate of `videos` (every frame, output discarded).
+fn ffmpeg_rate(videos: &std::collections::BTreeSet<PathBuf>) -> Result<(), Error> {
+    let mut frames = 0;
+    let start = std::time::Instant::now();
+    for video in videos {
+        frames += miga::datasets::video::Video::open(video)?.info().frames;
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-threads", "1", "-i"])
+            .arg(video)
+            .args(["-f", "null", "-"])
+            .status()
+            .map_err(|e| Error::InvalidArgument(format!("--ffmpeg: cannot run ffmpeg: {e}")))?;
+        if !status.success() {
+            return Err(Error::InvalidArgument(format!(
+                "--ffmpeg: ffmpeg failed on {}",
+                video.display()
+            )));
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "   ffmpeg: {:8.0} frames/s on one thread ({frames} frames of {} videos in {seconds:.2} s, \
+         whole files)",
+        frames as f64 / seconds,
+        videos.len()
+    );
     Ok(())
 }
 

@@ -41,4 +41,4 @@ pub use attention::{AttentionPool, Grid, MultiscaleAttention};
 pub use block::MultiscaleBlock;
 pub use config::{MultiscaleBlockConfig, MvitConfig};
 pub use model::{Mvit, MvitOutput};
-pub use preprocess::{Placement, VideoPreset};
+pub use preprocess::{Placement, RgbFrame, RgbSource, VideoPreset, Window};

@@ -1,5 +1,10 @@
 //! torchvision's video classification preset (`VideoClassification`, the transforms of
-//! `MViT_V2_S_Weights.KINETICS400_V1`) on decoded frames.
+//! `MViT_V2_S_Weights.KINETICS400_V1`) on decoded frames, and the resized crop of training-time
+//! augmentation.
+//!
+//! Frames are read through [`RgbSource`]: the preset asks a frame for the pixels its bilinear
+//! taps touch and nothing else, so a decoder can convert only those (a 720p frame resized to
+//! 256 and cropped to 224 needs about a fifth of its pixels).
 
 use burn::config::Config;
 use burn::tensor::TensorData;
@@ -35,9 +40,80 @@ pub struct Placement {
     pub flip: bool,
 }
 
+/// An RGB8 frame the preset reads pixels from.
+pub trait RgbSource {
+    /// Height and width in pixels.
+    fn size(&self) -> [usize; 2];
+    /// Appends the pixels at every (row, column) of `rows` x `cols` to `out`, row-major, three
+    /// bytes (R, G, B) a pixel. Rows and columns are ascending and inside the frame.
+    fn gather(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>);
+}
+
+/// A frame held as RGB8 bytes, row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct RgbFrame<'a> {
+    pixels: &'a [u8],
+    size: [usize; 2],
+}
+
+impl<'a> RgbFrame<'a> {
+    /// `pixels` of a `height` x `width` frame (three bytes a pixel); `None` when the length
+    /// differs.
+    pub fn new(pixels: &'a [u8], [height, width]: [usize; 2]) -> Option<Self> {
+        (pixels.len() == height * width * 3).then_some(Self {
+            pixels,
+            size: [height, width],
+        })
+    }
+}
+
+impl RgbSource for RgbFrame<'_> {
+    fn size(&self) -> [usize; 2] {
+        self.size
+    }
+
+    fn gather(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>) {
+        let width = self.size[1];
+        for &y in rows {
+            let row = &self.pixels[y * width * 3..(y + 1) * width * 3];
+            for &x in cols {
+                out.extend_from_slice(&row[x * 3..x * 3 + 3]);
+            }
+        }
+    }
+}
+
+/// The rectangle `[top, left]` + `[height, width]` of a frame, read as a frame of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a, S> {
+    /// The whole frame.
+    pub source: &'a S,
+    /// Top-left corner in the frame.
+    pub corner: [usize; 2],
+    /// Height and width (inside the frame).
+    pub size: [usize; 2],
+}
+
+impl<S: RgbSource> RgbSource for Window<'_, S> {
+    fn size(&self) -> [usize; 2] {
+        self.size
+    }
+
+    fn gather(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>) {
+        let shift = |indices: &[usize], by: usize| indices.iter().map(|i| i + by).collect();
+        let (rows, cols): (Vec<usize>, Vec<usize>) =
+            (shift(rows, self.corner[0]), shift(cols, self.corner[1]));
+        self.source.gather(&rows, &cols, out);
+    }
+}
+
+/// One output position of a bilinear resize along an axis: the two source indices and their
+/// weights.
+type Tap = (usize, usize, f32, f32);
+
 /// For each output position along one axis of a bilinear resize: the two source indices and
 /// their weights, as PyTorch computes them in f32 (align_corners=false).
-fn taps(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
+fn taps(input: usize, output: usize) -> Vec<Tap> {
     let scale = input as f32 / output as f32;
     (0..output)
         .map(|i| {
@@ -48,6 +124,27 @@ fn taps(input: usize, output: usize) -> Vec<(usize, usize, f32, f32)> {
             (i0, i1, 1.0 - l1, l1)
         })
         .collect()
+}
+
+/// The source indices `taps` read (ascending, once each), and the taps re-indexed into them.
+fn compact(taps: &[Tap]) -> (Vec<usize>, Vec<Tap>) {
+    let mut used: Vec<usize> = taps.iter().flat_map(|&(a, b, _, _)| [a, b]).collect();
+    used.sort_unstable();
+    used.dedup();
+    let at = |i: usize| used.binary_search(&i).unwrap_or_default();
+    let local = taps
+        .iter()
+        .map(|&(a, b, wa, wb)| (at(a), at(b), wa, wb))
+        .collect();
+    (used, local)
+}
+
+/// `v` rounded to the nearest integer, ties to even, for `|v| < 2^22` (the 8-bit values here):
+/// adding and removing 1.5 x 2^23 leaves no fractional bits, and IEEE addition rounds to even.
+/// (`f32::round_ties_even` is a libm call on x86-64 without SSE4.1.)
+fn round_ties_even(v: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0;
+    (v + SHIFT) - SHIFT
 }
 
 impl VideoPreset {
@@ -77,11 +174,7 @@ impl VideoPreset {
         [t, h, w]: [usize; 3],
         placement: Placement,
     ) -> crate::Result<TensorData> {
-        let invalid = |reason: String| Error::InvalidInput {
-            model: "mvit",
-            reason,
-        };
-        if t == 0 || h == 0 || w == 0 {
+        if t * h * w == 0 {
             return Err(invalid(format!("no frames to preprocess ({t}x{h}x{w})")));
         }
         if frames.len() != t * h * w * 3 {
@@ -91,6 +184,21 @@ impl VideoPreset {
                 t * h * w * 3
             )));
         }
+        let views: Vec<RgbFrame<'_>> = frames
+            .chunks_exact(h * w * 3)
+            .filter_map(|f| RgbFrame::new(f, [h, w]))
+            .collect();
+        self.transform(&views, placement)
+    }
+
+    /// The preset on frames of one size read through [`RgbSource`]: short side resized, crop
+    /// placed as `placement` says, to `[3, T, crop H, crop W]`.
+    pub fn transform<S: RgbSource>(
+        &self,
+        frames: &[S],
+        placement: Placement,
+    ) -> crate::Result<TensorData> {
+        let [h, w] = frames_size(frames)?;
         let [rh, rw] = self.resized_size(h, w);
         let [ch, cw] = self.crop;
         if rh < ch || rw < cw {
@@ -108,27 +216,89 @@ impl VideoPreset {
             ),
         };
         let rows = &taps(h, rh)[top..top + ch];
-        let mut cols = taps(w, rw)[left..left + cw].to_vec();
-        if placement.flip {
+        let cols = &taps(w, rw)[left..left + cw];
+        Ok(self.resample(frames, rows, cols, placement.flip))
+    }
+
+    /// Every frame resized (bilinear, as [`VideoPreset::transform`]) to exactly the crop size,
+    /// optionally mirrored, to `[3, T, crop H, crop W]`: the second half of a random resized
+    /// crop, whose first half is the [`Window`] the frames are.
+    pub fn stretch<S: RgbSource>(&self, frames: &[S], flip: bool) -> crate::Result<TensorData> {
+        let [h, w] = frames_size(frames)?;
+        let [ch, cw] = self.crop;
+        Ok(self.resample(frames, &taps(h, ch), &taps(w, cw), flip))
+    }
+
+    /// Bilinear resampling at `rows` x `cols` (mirrored when `flip`), rounded to 8 bits and
+    /// normalised, one frame after another, each asked only for the pixels the taps read.
+    fn resample<S: RgbSource>(
+        &self,
+        frames: &[S],
+        rows: &[Tap],
+        cols: &[Tap],
+        flip: bool,
+    ) -> TensorData {
+        let (t, ch, cw) = (frames.len(), rows.len(), cols.len());
+        let (ys, rows) = compact(rows);
+        let (xs, mut cols) = compact(cols);
+        if flip {
             cols.reverse();
         }
+        let stride = xs.len() * 3;
+        let mut pixels = Vec::with_capacity(ys.len() * stride);
         let mut out = vec![0.0f32; 3 * t * ch * cw];
-        for f in 0..t {
-            let frame = &frames[f * h * w * 3..(f + 1) * h * w * 3];
-            let px = |y: usize, x: usize, c: usize| frame[(y * w + x) * 3 + c] as f32;
+        for (f, frame) in frames.iter().enumerate() {
+            pixels.clear();
+            frame.gather(&ys, &xs, &mut pixels);
             for (oy, &(y0, y1, wy0, wy1)) in rows.iter().enumerate() {
-                for (ox, &(x0, x1, wx0, wx1)) in cols.iter().enumerate() {
-                    for c in 0..3 {
-                        let top_row = px(y0, x0, c) * wx0 + px(y0, x1, c) * wx1;
-                        let bottom_row = px(y1, x0, c) * wx0 + px(y1, x1, c) * wx1;
-                        let value = (top_row * wy0 + bottom_row * wy1).round_ties_even();
-                        out[((c * t + f) * ch + oy) * cw + ox] =
-                            (value / 255.0 - self.mean[c]) / self.std[c];
+                let upper = &pixels[y0 * stride..(y0 + 1) * stride];
+                let lower = &pixels[y1 * stride..(y1 + 1) * stride];
+                for c in 0..3 {
+                    let plane = (c * t + f) * ch * cw + oy * cw;
+                    let out_row = &mut out[plane..plane + cw];
+                    let (mean, std) = (self.mean[c], self.std[c]);
+                    for (o, &(x0, x1, wx0, wx1)) in out_row.iter_mut().zip(&cols) {
+                        let px = |row: &[u8], x: usize| f32::from(row[x * 3 + c]);
+                        let top_row = px(upper, x0) * wx0 + px(upper, x1) * wx1;
+                        let bottom_row = px(lower, x0) * wx0 + px(lower, x1) * wx1;
+                        let value = round_ties_even(top_row * wy0 + bottom_row * wy1);
+                        *o = (value / 255.0 - mean) / std;
                     }
                 }
             }
         }
-        Ok(TensorData::new(out, [3, t, ch, cw]))
+        TensorData::new(out, [3, t, ch, cw])
+    }
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidInput {
+        model: "mvit",
+        reason,
+    }
+}
+
+/// The size all `frames` share; an error when there are none, one is empty or sizes differ.
+fn frames_size<S: RgbSource>(frames: &[S]) -> crate::Result<[usize; 2]> {
+    let first = frames
+        .first()
+        .map(RgbSource::size)
+        .ok_or_else(|| invalid("no frames to preprocess".into()))?;
+    if first.contains(&0) {
+        return Err(invalid(format!(
+            "an empty frame ({}x{})",
+            first[0], first[1]
+        )));
+    }
+    match frames.iter().find(|f| f.size() != first) {
+        Some(other) => Err(invalid(format!(
+            "frames of {}x{} and {}x{} in one clip",
+            first[0],
+            first[1],
+            other.size()[0],
+            other.size()[1]
+        ))),
+        None => Ok(first),
     }
 }
 
@@ -209,6 +379,66 @@ mod tests {
             }),
             [30.0, 20.0]
         );
+    }
+
+    #[test]
+    fn the_rounding_shortcut_is_rounding_half_to_even() {
+        // Every quarter from -300 to 300 (ties included) and values between.
+        for i in -1200..=1200 {
+            for v in [i as f32 / 4.0, i as f32 / 4.0 + 0.013] {
+                assert_eq!(round_ties_even(v), v.round_ties_even(), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn windows_and_stretches_read_only_their_pixels() {
+        let preset = VideoPreset::new()
+            .with_resize(4)
+            .with_crop([2, 2])
+            .with_mean([0.0; 3])
+            .with_std([1.0 / 255.0; 3]);
+        // A 6x8 frame whose red channel is 10 x column and green channel 10 x row.
+        let (h, w) = (6, 8);
+        let frame: Vec<u8> = (0..h * w)
+            .flat_map(|i| [(i % w) as u8 * 10, (i / w) as u8 * 10, 0])
+            .collect();
+        let whole = RgbFrame::new(&frame, [h, w]).unwrap();
+        // The window [1, 2] + 4x4 through the preset is the preset on those bytes.
+        let cut: Vec<u8> = (1..5)
+            .flat_map(|y| frame[(y * w + 2) * 3..(y * w + 6) * 3].to_vec())
+            .collect();
+        let window = Window {
+            source: &whole,
+            corner: [1, 2],
+            size: [4, 4],
+        };
+        let flip = Placement {
+            offset: None,
+            flip: true,
+        };
+        assert_eq!(
+            preset.transform(&[window], flip).unwrap(),
+            preset.apply_at(&cut, [1, 4, 4], flip).unwrap()
+        );
+        // Stretched: the 4x4 window to the 2x2 crop, every pixel the mean of a 2x2 block.
+        let red_green = |data: TensorData| {
+            let v: Vec<f32> = data.to_vec::<f32>().unwrap();
+            let v: Vec<f32> = v.iter().map(|x| x.round()).collect();
+            (v[..4].to_vec(), v[4..8].to_vec())
+        };
+        assert_eq!(
+            red_green(preset.stretch(&[window], false).unwrap()),
+            (vec![25.0, 45.0, 25.0, 45.0], vec![15.0, 15.0, 35.0, 35.0])
+        );
+        assert_eq!(
+            red_green(preset.stretch(&[window], true).unwrap()).0,
+            vec![45.0, 25.0, 45.0, 25.0]
+        );
+        // Frames of two sizes in one clip are refused.
+        let small = RgbFrame::new(&frame[..4 * 4 * 3], [4, 4]).unwrap();
+        let error = preset.transform(&[whole, small], flip).unwrap_err();
+        assert!(error.to_string().contains("6x8 and 4x4"), "{error}");
     }
 
     #[test]

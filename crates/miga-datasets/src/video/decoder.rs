@@ -10,7 +10,8 @@ use openh264_sys2::{
     DECODER_OPTION, DECODER_OPTION_NUM_OF_FRAMES_REMAINING_IN_BUFFER, SBufferInfo,
 };
 
-use super::Frame;
+use super::picture::Yuv420;
+use crate::stages::{Stage, timed};
 
 /// What to give the decoder.
 pub(super) enum Step<'a> {
@@ -31,8 +32,8 @@ impl TaggedDecoder {
     }
 
     /// Feeds Annex-B NAL units tagged `tag`; returns the picture that became ready, if any,
-    /// with its tag, converted to RGB when `keep(its tag)` (a picture decoded only as a
-    /// reference for later ones is never converted). OpenH264 completes a picture when the next
+    /// with its tag, copied out of the decoder when `keep(its tag)` (a picture decoded only as a
+    /// reference for later ones is never copied). OpenH264 completes a picture when the next
     /// one starts: after the last packet, [`Step::EndOfStream`] completes it and
     /// [`Step::Flush`] drains the pictures held for reordering, one a call.
     pub(super) fn decode(
@@ -40,7 +41,7 @@ impl TaggedDecoder {
         step: Step<'_>,
         tag: u64,
         keep: impl Fn(u64) -> bool,
-    ) -> Result<Option<(u64, Option<Frame>)>, String> {
+    ) -> Result<Option<(u64, Option<Yuv420>)>, String> {
         let mut planes = [null_mut::<u8>(); 3];
         let mut info = SBufferInfo {
             uiInBsTimeStamp: tag,
@@ -49,7 +50,7 @@ impl TaggedDecoder {
         // SAFETY: `planes` and `info` outlive the call; the source pointer and length describe a
         // live slice (or are null and 0, OpenH264's end-of-stream call). The decoder is
         // initialised by `Decoder::new`.
-        let state = unsafe {
+        let state = timed(Stage::Decode, || unsafe {
             let api = self.0.raw_api();
             match step {
                 Step::Packet(p) => api.decode_frame2(
@@ -63,35 +64,36 @@ impl TaggedDecoder {
                 }
                 Step::Flush => api.flush_frame(planes.as_mut_ptr(), &raw mut info),
             }
-        };
+        });
         if state != 0 {
             return Err(format!("OpenH264 decoding state {state:#x}"));
         }
         if info.iBufferStatus != 1 {
             return Ok(None);
         }
+        crate::stages::decoded_picture();
         let tag = info.uiOutYuvTimeStamp;
         if !keep(tag) {
             return Ok(Some((tag, None)));
         }
         // SAFETY: with iBufferStatus 1 the decoder filled the system-buffer member of the union
         // and the three plane pointers, valid until the next call on this decoder.
-        let frame = unsafe {
+        let picture = timed(Stage::Decode, || unsafe {
             let buffer = info.UsrData.sSystemBuffer;
             let (width, height) = (buffer.iWidth as usize, buffer.iHeight as usize);
             let (luma_stride, chroma_stride) =
                 (buffer.iStride[0] as usize, buffer.iStride[1] as usize);
             if planes.iter().any(|p| p.is_null()) || width == 0 || height == 0 {
-                return Err("OpenH264 returned an empty picture".to_string());
+                return None;
             }
             let y = std::slice::from_raw_parts(planes[0], luma_stride * height);
             let u = std::slice::from_raw_parts(planes[1], chroma_stride * height.div_ceil(2));
             let v = std::slice::from_raw_parts(planes[2], chroma_stride * height.div_ceil(2));
-            yuv420_to_rgb(y, u, v, width, height, luma_stride, chroma_stride)
-        };
-        Ok(Some((tag, Some(frame))))
+            Yuv420::copy([y, u, v], [width, height], [luma_stride, chroma_stride])
+        })
+        .ok_or_else(|| "OpenH264 returned an empty or inconsistent picture".to_string())?;
+        Ok(Some((tag, Some(picture))))
     }
-
     /// Number of pictures still buffered for reordering.
     pub(super) fn buffered(&mut self) -> usize {
         let mut count: DECODER_OPTION = 0;
@@ -104,43 +106,4 @@ impl TaggedDecoder {
         };
         if status == 0 { count as usize } else { 0 }
     }
-}
-
-/// BT.601 limited-range YUV 4:2:0 to RGB8, each chroma sample covering 2x2 pixels: the
-/// conversion ffmpeg applies to untagged yuv420p video (fixed point, 16 fractional bits).
-fn yuv420_to_rgb(
-    y: &[u8],
-    u: &[u8],
-    v: &[u8],
-    width: usize,
-    height: usize,
-    ys: usize,
-    cs: usize,
-) -> Frame {
-    const ONE: i32 = 1 << 16;
-    let coef = |c: f64| (c * f64::from(ONE)).round() as i32;
-    let (cy, crv, cgu, cgv, cbu) = (
-        coef(255.0 / 219.0),
-        coef(1.596_027),
-        coef(0.391_762),
-        coef(0.812_968),
-        coef(2.017_232),
-    );
-    let mut rgb = vec![0u8; width * height * 3];
-    let clamp = |value: i32| ((value + ONE / 2) >> 16).clamp(0, 255) as u8;
-    for row in 0..height {
-        let (luma, chroma) = (&y[row * ys..], row / 2 * cs);
-        let out = &mut rgb[row * width * 3..(row + 1) * width * 3];
-        for (col, pixel) in out.chunks_exact_mut(3).enumerate() {
-            let l = cy * (i32::from(luma[col]) - 16);
-            let (cu, cv) = (
-                i32::from(u[chroma + col / 2]) - 128,
-                i32::from(v[chroma + col / 2]) - 128,
-            );
-            pixel[0] = clamp(l + crv * cv);
-            pixel[1] = clamp(l - cgu * cu - cgv * cv);
-            pixel[2] = clamp(l + cbu * cu);
-        }
-    }
-    Frame::from_raw(width as u32, height as u32, rgb).expect("buffer sized for the frame")
 }

@@ -11,8 +11,10 @@ use std::fs::File;
 use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
 
+use super::VideoInfo;
 use super::decoder::{Step, TaggedDecoder};
-use super::{Frame, VideoInfo};
+use super::picture::Picture;
+use crate::stages::{Stage, timed};
 use crate::{Error, Result};
 use ::mp4::{Mp4Reader, TrackType};
 
@@ -211,6 +213,10 @@ impl Mp4Video {
 
     /// The sample at decode position `s` as Annex-B NAL units.
     fn annex_b(&mut self, s: usize) -> Result<Vec<u8>> {
+        timed(Stage::Container, || self.read_annex_b(s))
+    }
+
+    fn read_annex_b(&mut self, s: usize) -> Result<Vec<u8>> {
         let place = || format!("frame sample {}", s + 1);
         let (reader, track) = (&mut self.reader, self.track);
         let sample = crate::error::guarded(&self.path, &place(), || {
@@ -246,11 +252,11 @@ impl Mp4Video {
 
     /// Decodes the frames at sorted, unique display indices, going on from the previous frame
     /// when it is at or past the target's sync sample.
-    pub(super) fn decode_sorted(&mut self, wanted: &[usize]) -> Result<Vec<Frame>> {
+    pub(super) fn decode_sorted(&mut self, wanted: &[usize]) -> Result<Vec<Picture>> {
         let mut frames = Vec::with_capacity(wanted.len());
         // (decoder, next sample to feed; the sample count itself stands for the end-of-stream call)
         let mut state: Option<(TaggedDecoder, usize)> = None;
-        let mut pending: BTreeMap<usize, Frame> = BTreeMap::new();
+        let mut pending: BTreeMap<usize, Picture> = BTreeMap::new();
         let path = self.path.clone();
         let error = |place: String, reason: String| Error::format(&path, place, reason);
         for &target in wanted {
@@ -270,8 +276,8 @@ impl Mp4Video {
             let Some((decoder, next)) = state.as_mut() else {
                 unreachable!("set above")
             };
-            // Only the wanted pictures are converted to RGB: the others are decoded as
-            // references and dropped.
+            // Only the wanted pictures are copied out: the others are decoded as references
+            // and dropped.
             let keep = |tag: u64| {
                 let display = tag as usize;
                 display >= target && wanted.binary_search(&display).is_ok()
@@ -304,8 +310,8 @@ impl Mp4Video {
                     }
                     drained
                 };
-                if let Some((tag, Some(frame))) = output {
-                    pending.insert(tag as usize, frame);
+                if let Some((tag, Some(picture))) = output {
+                    pending.insert(tag as usize, Picture::Yuv(picture));
                 }
             }
             frames.push(pending.remove(&target).expect("loop ends when present"));

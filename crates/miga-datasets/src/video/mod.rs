@@ -5,6 +5,7 @@
 mod decoder;
 mod folder;
 mod h264;
+mod picture;
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 pub use folder::FrameFolder;
 pub use h264::Mp4Video;
+pub use picture::{Picture, Yuv420};
 
 use crate::{Error, Result};
 
@@ -76,9 +78,19 @@ impl Video {
         }
     }
 
-    /// The frames at `indices` (0-based, display order), in the order asked; an index may repeat.
-    /// An index beyond the last frame is an error naming it.
+    /// The frames at `indices` (0-based, display order) as RGB8, in the order asked; an index may
+    /// repeat. An index beyond the last frame is an error naming it.
     pub fn frames(&mut self, indices: &[usize]) -> Result<Vec<Frame>> {
+        Ok(self
+            .pictures(indices)?
+            .into_iter()
+            .map(Picture::into_rgb)
+            .collect())
+    }
+
+    /// The pictures at `indices` as decoded (YUV for H.264: converted where read), in the order
+    /// asked; an index may repeat. An index beyond the last frame is an error naming it.
+    pub fn pictures(&mut self, indices: &[usize]) -> Result<Vec<Picture>> {
         let count = self.info().frames;
         if let Some(&bad) = indices.iter().find(|&&i| i >= count) {
             return Err(Error::request(
@@ -91,7 +103,11 @@ impl Video {
         unique.dedup();
         let decoded = match self {
             Self::Mp4(v) => v.decode_sorted(&unique)?,
-            Self::Folder(v) => v.read_sorted(&unique)?,
+            Self::Folder(v) => v
+                .read_sorted(&unique)?
+                .into_iter()
+                .map(Picture::Rgb)
+                .collect(),
         };
         if unique == indices {
             return Ok(decoded); // already in order, each once: no copies

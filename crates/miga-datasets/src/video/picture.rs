@@ -1,0 +1,229 @@
+//! Decoded pictures: RGB8 frames, and H.264's YUV 4:2:0 kept as decoded, converted to RGB
+//! only where read (a clip's preset reads a fifth of a 720p frame's pixels).
+
+use miga_backbones::mvit::RgbSource;
+
+use super::Frame;
+use crate::stages::{Stage, timed};
+
+/// A decoded picture.
+#[derive(Debug, Clone)]
+pub enum Picture {
+    /// RGB8 (image files).
+    Rgb(Frame),
+    /// YUV 4:2:0 (H.264).
+    Yuv(Yuv420),
+}
+
+impl Picture {
+    /// The picture as an RGB8 frame (every pixel converted).
+    pub fn into_rgb(self) -> Frame {
+        match self {
+            Self::Rgb(frame) => frame,
+            Self::Yuv(picture) => timed(Stage::Convert, || picture.to_rgb()),
+        }
+    }
+}
+
+impl RgbSource for Picture {
+    fn size(&self) -> [usize; 2] {
+        match self {
+            Self::Rgb(frame) => [frame.height() as usize, frame.width() as usize],
+            Self::Yuv(picture) => [picture.height, picture.width],
+        }
+    }
+
+    fn gather(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>) {
+        match self {
+            Self::Rgb(frame) => {
+                let width = frame.width() as usize;
+                let pixels = frame.as_raw();
+                for &y in rows {
+                    let row = &pixels[y * width * 3..(y + 1) * width * 3];
+                    for &x in cols {
+                        out.extend_from_slice(&row[x * 3..x * 3 + 3]);
+                    }
+                }
+            }
+            Self::Yuv(picture) => timed(Stage::Convert, || picture.gather(rows, cols, out)),
+        }
+    }
+}
+
+/// A YUV 4:2:0 picture, planes packed (luma `width` bytes a row, chroma `width / 2` rounded up).
+#[derive(Debug, Clone)]
+pub struct Yuv420 {
+    width: usize,
+    height: usize,
+    y: Vec<u8>,
+    u: Vec<u8>,
+    v: Vec<u8>,
+}
+
+impl Yuv420 {
+    /// Copies a `width` x `height` picture out of planes with row strides `strides` (luma,
+    /// chroma); `None` when a plane is shorter than its size and stride say.
+    pub(super) fn copy(
+        [y, u, v]: [&[u8]; 3],
+        [width, height]: [usize; 2],
+        [luma_stride, chroma_stride]: [usize; 2],
+    ) -> Option<Self> {
+        let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
+        let plane = |data: &[u8], w: usize, h: usize, stride: usize| -> Option<Vec<u8>> {
+            if stride < w || data.len() < stride * (h - 1) + w {
+                return None;
+            }
+            let mut out = Vec::with_capacity(w * h);
+            for row in 0..h {
+                out.extend_from_slice(&data[row * stride..row * stride + w]);
+            }
+            Some(out)
+        };
+        Some(Self {
+            width,
+            height,
+            y: plane(y, width, height, luma_stride)?,
+            u: plane(u, chroma_width, chroma_height, chroma_stride)?,
+            v: plane(v, chroma_width, chroma_height, chroma_stride)?,
+        })
+    }
+
+    /// Every pixel as RGB8.
+    pub fn to_rgb(&self) -> Frame {
+        let (width, chroma_width) = (self.width, self.width.div_ceil(2));
+        let mut rgb = vec![0u8; width * self.height * 3];
+        for (row, out) in rgb.chunks_exact_mut(width * 3).enumerate() {
+            let luma = &self.y[row * width..(row + 1) * width];
+            let chroma = row / 2 * chroma_width;
+            let (u, v) = (
+                &self.u[chroma..chroma + chroma_width],
+                &self.v[chroma..chroma + chroma_width],
+            );
+            // Two pixels a chroma sample: pairs, then the odd last column.
+            let pairs = width / 2;
+            for (i, (px, l)) in out
+                .chunks_exact_mut(6)
+                .zip(luma.chunks_exact(2))
+                .take(pairs)
+                .enumerate()
+            {
+                let chroma = Chroma::new(u[i], v[i]);
+                px[..3].copy_from_slice(&chroma.rgb(l[0]));
+                px[3..].copy_from_slice(&chroma.rgb(l[1]));
+            }
+            if width % 2 == 1 {
+                let last = width - 1;
+                let rgb = Chroma::new(u[last / 2], v[last / 2]).rgb(luma[last]);
+                out[last * 3..].copy_from_slice(&rgb);
+            }
+        }
+        Frame::from_raw(width as u32, self.height as u32, rgb).expect("buffer sized for the frame")
+    }
+
+    fn gather(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>) {
+        let chroma_width = self.width.div_ceil(2);
+        let start = out.len();
+        out.resize(start + rows.len() * cols.len() * 3, 0);
+        let lines = out[start..].chunks_exact_mut(cols.len() * 3);
+        for (&row, line) in rows.iter().zip(lines) {
+            let luma = &self.y[row * self.width..(row + 1) * self.width];
+            let chroma = row / 2 * chroma_width;
+            let (u, v) = (
+                &self.u[chroma..chroma + chroma_width],
+                &self.v[chroma..chroma + chroma_width],
+            );
+            let mut last = (usize::MAX, Chroma::new(128, 128));
+            for (&col, pixel) in cols.iter().zip(line.chunks_exact_mut(3)) {
+                // Neighbouring columns share a chroma sample: its terms are computed once.
+                if last.0 != col / 2 {
+                    last = (col / 2, Chroma::new(u[col / 2], v[col / 2]));
+                }
+                pixel.copy_from_slice(&last.1.rgb(luma[col]));
+            }
+        }
+    }
+}
+
+/// BT.601 limited-range YUV to RGB, the conversion ffmpeg applies to untagged yuv420p video, in
+/// fixed point with 16 fractional bits; rounded coefficients:
+/// 255/219, 1.596027, 0.391762, 0.812968, 2.017232.
+const ONE: i32 = 1 << 16;
+const LUMA: i32 = 76_309;
+const RED_V: i32 = 104_597;
+const GREEN_U: i32 = 25_675;
+const GREEN_V: i32 = 53_279;
+const BLUE_U: i32 = 132_201;
+
+/// A chroma sample's terms, shared by the pixels it covers.
+#[derive(Debug, Clone, Copy)]
+struct Chroma {
+    red: i32,
+    green: i32,
+    blue: i32,
+}
+
+impl Chroma {
+    fn new(u: u8, v: u8) -> Self {
+        let (u, v) = (i32::from(u) - 128, i32::from(v) - 128);
+        Self {
+            red: RED_V * v + ONE / 2,
+            green: -GREEN_U * u - GREEN_V * v + ONE / 2,
+            blue: BLUE_U * u + ONE / 2,
+        }
+    }
+
+    fn rgb(self, luma: u8) -> [u8; 3] {
+        let l = LUMA * (i32::from(luma) - 16);
+        let clamp = |value: i32| (value >> 16).clamp(0, 255) as u8;
+        [
+            clamp(l + self.red),
+            clamp(l + self.green),
+            clamp(l + self.blue),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coefficients_are_bt601_rounded() {
+        let coef = |c: f64| (c * f64::from(ONE)).round() as i32;
+        assert_eq!(
+            [LUMA, RED_V, GREEN_U, GREEN_V, BLUE_U],
+            [
+                coef(255.0 / 219.0),
+                coef(1.596_027),
+                coef(0.391_762),
+                coef(0.812_968),
+                coef(2.017_232)
+            ]
+        );
+    }
+
+    #[test]
+    fn gathered_pixels_are_the_converted_frames() {
+        // A 5x3 picture (odd width and height) in padded planes.
+        let (width, height) = (5, 3);
+        let y: Vec<u8> = (0..8 * height).map(|i| (i * 37 % 256) as u8).collect();
+        let u: Vec<u8> = (0..4 * 2).map(|i| (60 + i * 23) as u8).collect();
+        let v: Vec<u8> = (0..4 * 2).map(|i| (200 - i * 19) as u8).collect();
+        let picture = Yuv420::copy([&y, &u, &v], [width, height], [8, 4]).unwrap();
+        let rgb = picture.to_rgb();
+        // Each pixel as the formula says (a saturated one included).
+        for (x, yy) in [(0, 0), (3, 1), (4, 2)] {
+            let (l, c) = (y[yy * 8 + x], yy / 2 * 4 + x / 2);
+            let want = Chroma::new(u[c], v[c]).rgb(l);
+            assert_eq!(rgb.get_pixel(x as u32, yy as u32).0, want);
+        }
+        let rows = [0, 2];
+        let cols = [1, 2, 4];
+        let (mut yuv, mut direct) = (Vec::new(), Vec::new());
+        Picture::Yuv(picture.clone()).gather(&rows, &cols, &mut yuv);
+        Picture::Rgb(rgb).gather(&rows, &cols, &mut direct);
+        assert_eq!(yuv, direct);
+        // Planes shorter than their size says are refused.
+        assert!(Yuv420::copy([&y[..20], &u, &v], [width, height], [8, 4]).is_none());
+    }
+}
