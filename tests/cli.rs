@@ -581,6 +581,32 @@ fn synth_then_data_check_and_bench() {
         assert!(stdout.contains(line), "no `{line}`:\n{stdout}");
     }
     assert!(stdout.contains("0 failed"), "{stdout}");
+    // Through a clip cache: stored on the first run, read on the second (nothing decoded).
+    let cache = scratch("clip-cache");
+    let bench_cached = || {
+        output(&[
+            "data",
+            "bench",
+            root,
+            "--clips",
+            "4",
+            "--threads",
+            "1",
+            "--cache",
+            cache.to_str().unwrap(),
+        ])
+    };
+    let (ok, first, stderr) = bench_cached();
+    assert!(
+        ok && first.contains("pictures decoded a clip"),
+        "{stderr}{first}"
+    );
+    let (ok, second, stderr) = bench_cached();
+    assert!(
+        ok && !second.contains("pictures decoded a clip"),
+        "{stderr}{second}"
+    );
+    assert!(cache.join("index.json").exists() && cache.join("shard-000000.bin").exists());
     // A broken label file and a missing video are reported, not fatal.
     std::fs::write(
         out.join("imigue_skeleton_train/0001/0001_label.csv"),

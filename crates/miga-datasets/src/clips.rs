@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::annotations::{SegmentFormat, read_segments};
+use crate::cache::ClipCache;
 use crate::classes::MicroGesture;
 use crate::protocols::{MigaLayout, Split};
 use crate::sampling::{SeededRng, TemporalSampling, item_key, sample_frames};
@@ -210,6 +211,62 @@ impl FrameTransform {
         timed(Stage::Transform, || self.cut(decoded, path, cut, body))
     }
 
+    /// The pictures cut to the person (when [`FrameTransform::crops_person`]) and resized to
+    /// the short side `resize`, not cropped: `[T, H, W, 3]` bytes and `[T, H, W]`, what a clip
+    /// cache stores ([`crate::cache`]).
+    pub fn resized(
+        &self,
+        decoded: &[Picture],
+        path: &std::path::Path,
+        body: Option<&BodyFrame>,
+    ) -> Result<crate::cache::CachedFrames> {
+        let (corner, size) = self.frame_window(decoded, path, body)?;
+        let windows: Vec<Window<'_, Picture>> = decoded
+            .iter()
+            .map(|source| Window {
+                source,
+                corner,
+                size,
+            })
+            .collect();
+        timed(Stage::Transform, || self.preset().resize(&windows))
+            .map_err(|e| Error::request(path, e.to_string()))
+    }
+
+    fn preset(&self) -> VideoPreset {
+        VideoPreset::new()
+            .with_resize(self.resize)
+            .with_crop([self.crop; 2])
+            .with_mean(self.mean)
+            .with_std(self.std)
+    }
+
+    /// The part of the frames the preset sees `(corner, size)`: the person's square, or the
+    /// whole frame.
+    fn frame_window(
+        &self,
+        decoded: &[Picture],
+        path: &std::path::Path,
+        body: Option<&BodyFrame>,
+    ) -> Result<([usize; 2], [usize; 2])> {
+        let [h, w] = decoded
+            .first()
+            .ok_or_else(|| Error::request(path, "no frames to transform"))?
+            .size();
+        match (self.crops_person(), body) {
+            (false, _) => Ok(([0, 0], [h, w])),
+            (true, None) => Err(Error::request(
+                path,
+                "the person crop needs the neck and shoulders from the video's skeleton, and \
+                 none were seen",
+            )),
+            (true, Some(body)) => {
+                let [top, left, side] = self.person_square(body, h, w);
+                Ok(([top, left], [side, side]))
+            }
+        }
+    }
+
     fn cut(
         &self,
         decoded: &[Picture],
@@ -217,30 +274,8 @@ impl FrameTransform {
         cut: Cut,
         body: Option<&BodyFrame>,
     ) -> Result<TensorData> {
-        let [h, w] = decoded
-            .first()
-            .ok_or_else(|| Error::request(path, "no frames to transform"))?
-            .size();
-        // The frame the preset sees: the person's square, or the whole frame.
-        let (corner, size) = match (self.crops_person(), body) {
-            (false, _) => ([0, 0], [h, w]),
-            (true, None) => {
-                return Err(Error::request(
-                    path,
-                    "the person crop needs the neck and shoulders from the video's skeleton, \
-                     and none were seen",
-                ));
-            }
-            (true, Some(body)) => {
-                let [top, left, side] = self.person_square(body, h, w);
-                ([top, left], [side, side])
-            }
-        };
-        let preset = VideoPreset::new()
-            .with_resize(self.resize)
-            .with_crop([self.crop; 2])
-            .with_mean(self.mean)
-            .with_std(self.std);
+        let (corner, size) = self.frame_window(decoded, path, body)?;
+        let preset = self.preset();
         let window = |corner: [usize; 2], size: [usize; 2]| -> Vec<Window<'_, Picture>> {
             decoded
                 .iter()
@@ -431,6 +466,12 @@ pub struct ClipConfig {
     pub crop_area: [f32; 2],
     /// Range of the random crop's width over height (drawn log-uniform).
     pub crop_aspect: [f32; 2],
+    /// A clip cache folder ([`crate::cache`]): RGB frames are read from it, and decoded and
+    /// stored when absent. With a cache, frames are sampled uniformly even when augmenting
+    /// (crops and flips stay random). Where the cache is, not how clips look: not saved with
+    /// the settings.
+    #[serde(skip)]
+    pub cache: Option<PathBuf>,
 }
 
 impl Default for ClipConfig {
@@ -445,6 +486,7 @@ impl Default for ClipConfig {
             flip_probability: 0.5,
             crop_area: [0.25, 1.0],
             crop_aspect: [0.75, 4.0 / 3.0],
+            cache: None,
         }
     }
 }
@@ -520,6 +562,7 @@ pub struct ClipDataset {
     config: ClipConfig,
     seed: u64,
     epoch: AtomicU64,
+    cache: Option<Arc<ClipCache>>,
 }
 
 impl ClipDataset {
@@ -591,6 +634,17 @@ impl ClipDataset {
                 }
             }
         }
+        let cache = match (&config.cache, config.modalities.rgb()) {
+            (Some(dir), true) => {
+                let settings = serde_json::json!({
+                    "frames": config.frames,
+                    "skeleton_frames": config.skeleton_frames,
+                    "rgb": config.rgb,
+                });
+                Some(ClipCache::shared(dir, &settings.to_string())?)
+            }
+            _ => None,
+        };
         Ok((
             Self {
                 records,
@@ -599,6 +653,7 @@ impl ClipDataset {
                 config,
                 seed,
                 epoch: AtomicU64::new(0),
+                cache,
             },
             problems,
         ))
@@ -628,7 +683,7 @@ impl ClipDataset {
             self.epoch.load(Ordering::Relaxed),
             item_key(&record.id),
         );
-        let sampling = if config.augment {
+        let sampling = if config.augment && self.cache.is_none() {
             TemporalSampling::Random
         } else {
             TemporalSampling::Uniform
@@ -669,7 +724,10 @@ impl ClipDataset {
                 let absolute: Vec<usize> =
                     rgb_indices.iter().map(|i| record.start_frame + i).collect();
                 let body = self.bodies[index].as_ref();
-                Some(config.rgb.load(path, &absolute, cut, body)?)
+                Some(match &self.cache {
+                    None => config.rgb.load(path, &absolute, cut, body)?,
+                    Some(cache) => self.cached(cache, record, &absolute, cut, body)?,
+                })
             }
         };
         let skeleton = match config.modalities.skeleton() {
@@ -690,6 +748,44 @@ impl ClipDataset {
             }
         };
         Ok(ClipData { rgb, skeleton })
+    }
+}
+
+impl ClipDataset {
+    /// The clip's RGB tensor from the cache's frames, decoded and stored first when absent.
+    fn cached(
+        &self,
+        cache: &ClipCache,
+        record: &ClipRecord,
+        frames: &[usize],
+        cut: Cut,
+        body: Option<&BodyFrame>,
+    ) -> Result<TensorData> {
+        let path = record.rgb.as_deref().unwrap_or(std::path::Path::new(""));
+        let (bytes, [t, h, w]) = match cache.get(record)? {
+            Some(stored) => stored,
+            None => {
+                let pictures = Video::open(path)?.pictures(frames)?;
+                let resized = self.config.rgb.resized(&pictures, path, body)?;
+                cache.put(record, resized.clone())?;
+                resized
+            }
+        };
+        let pictures: Vec<Picture> = bytes
+            .chunks_exact(h * w * 3)
+            .take(t)
+            .map(|frame| {
+                crate::video::Frame::from_raw(w as u32, h as u32, frame.to_vec())
+                    .map(Picture::Rgb)
+                    .ok_or_else(|| Error::request(path, "a cached frame of the wrong size"))
+            })
+            .collect::<Result<_>>()?;
+        // Already cut to the person and resized: the transform crops.
+        let transform = FrameTransform {
+            person_box: 0.0,
+            ..self.config.rgb.clone()
+        };
+        transform.apply(&pictures, path, cut, None)
     }
 }
 
@@ -1044,6 +1140,49 @@ mod tests {
                 };
                 assert_eq!(clip(&pictures), clip(&rgb), "{person_box} {cut:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_clip_cache_gives_the_decoded_clips() {
+        let records = train_records();
+        for person_box in [0.0, 2.0] {
+            let plain = ClipConfig {
+                rgb: FrameTransform {
+                    person_box,
+                    ..config().rgb
+                },
+                ..config()
+            };
+            let dir = crate::testing::scratch_dir().join("cache");
+            let cached = ClipConfig {
+                cache: Some(dir.clone()),
+                ..plain.clone()
+            };
+            let rgb = |config: &ClipConfig| {
+                let (dataset, _) = ClipDataset::new(records.clone(), config.clone(), 0).unwrap();
+                (0..dataset.len())
+                    .map(|i| dataset.get(i).unwrap().data.unwrap().rgb.unwrap())
+                    .collect::<Vec<_>>()
+            };
+            let want = rgb(&plain);
+            // Decoded and stored, then read from memory, then from the shard on disk.
+            assert_eq!(rgb(&cached), want);
+            assert_eq!(rgb(&cached), want);
+            ClipCache::shared(&dir, "").err().unwrap();
+            let (dataset, _) = ClipDataset::new(records.clone(), cached.clone(), 0).unwrap();
+            dataset.cache.as_ref().unwrap().flush().unwrap();
+            assert!(dir.join("shard-000000.bin").exists());
+            assert_eq!(rgb(&cached), want);
+            // Augmented from the cache: random crops and flips of the stored frames.
+            let augmented = ClipConfig {
+                augment: true,
+                ..cached
+            };
+            let (dataset, _) = ClipDataset::new(records.clone(), augmented, 0).unwrap();
+            let clip = dataset.get(0).unwrap().data.unwrap().rgb.unwrap();
+            assert_eq!(clip.shape, want[0].shape);
+            assert_ne!(clip, want[0]);
         }
     }
 

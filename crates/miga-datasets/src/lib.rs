@@ -4,6 +4,7 @@
 //! Every reader reports bad input as an [`Error`] naming the file and the place in it.
 
 pub mod annotations;
+pub mod cache;
 pub mod check;
 pub mod classes;
 pub mod clips;

@@ -265,6 +265,7 @@ pub fn train_end_to_end<B: AutodiffBackend>(
         Metrics::Classes,
         devices,
     )?;
+    miga_datasets::cache::flush_all()?;
     Ok((summary, left_train + left_valid))
 }
 

@@ -377,6 +377,7 @@ pub fn extract_micro_gesture<B: Backend>(
         progress(end, total);
     }
     writer.finish()?;
+    miga_datasets::cache::flush_all()?;
     Ok(ExtractSummary {
         clips,
         resumed,

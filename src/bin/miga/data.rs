@@ -233,6 +233,10 @@ struct BenchArgs {
     /// Also time ffmpeg (from PATH) decoding the same videos on one thread, for comparison
     #[arg(long)]
     ffmpeg: bool,
+    /// A clip cache folder: RGB clips are read from it (stored first when absent; run twice to
+    /// time reading)
+    #[arg(long)]
+    cache: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -320,6 +324,7 @@ impl miga::device::BackendTask for DataBench {
                 frames: args.frames,
                 skeleton_frames: args.skeleton_frames,
                 augment: args.augment,
+                cache: args.cache.clone(),
                 ..ClipConfig::default()
             };
             let start = std::time::Instant::now();
@@ -338,6 +343,7 @@ impl miga::device::BackendTask for DataBench {
                     })
                     .sum()
             });
+            miga::datasets::cache::flush_all()?;
             let seconds = start.elapsed().as_secs_f64();
             let totals = stages::stop();
             let busy = seconds * args.threads as f64;

@@ -90,6 +90,10 @@ pub struct ExtractArgs {
     /// Device (cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Micro-gestures: a clip cache folder; clips are read from it, or decoded and stored (the
+    /// features are the same either way)
+    #[arg(long)]
+    clip_cache: Option<PathBuf>,
 }
 
 enum Job {
@@ -205,6 +209,7 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
     let source = DataSource::open(&data)?;
     let (job, unit) = match job {
         Job::MicroGesture(_, mut settings) => {
+            settings.clip.cache = args.clip_cache.clone();
             if let Some(modalities) = args.modalities {
                 settings.clip.modalities = match modalities {
                     ModalitiesArg::Both => Modalities::Both,

@@ -59,6 +59,11 @@ pub struct TrainArgs {
     /// With --end-to-end: the backbone and clip settings (as `miga extract --config`)
     #[arg(long)]
     extract_config: Option<PathBuf>,
+    /// With --end-to-end: a clip cache folder; clips are decoded once, stored as 8-bit frames,
+    /// and read from it in later epochs (frames then sampled uniformly; crops and flips stay
+    /// random)
+    #[arg(long, requires = "end_to_end")]
+    clip_cache: Option<PathBuf>,
     /// With --end-to-end: torchvision MViTv2 checkpoint to start from
     #[arg(long)]
     mvit_weights: Option<PathBuf>,
@@ -188,11 +193,12 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
                 Some(_) => return wrong("micro-gesture"),
             };
             if args.end_to_end {
-                let extraction = crate::settings::load::<MicroGestureExtraction>(
+                let mut extraction = crate::settings::load::<MicroGestureExtraction>(
                     args.extract_config.as_deref(),
                     false,
                 )?
                 .unwrap_or_default();
+                extraction.clip.cache = args.clip_cache.clone();
                 let Some(data) = &args.data else {
                     return Err(Error::InvalidArgument("--end-to-end needs --data".into()));
                 };

@@ -229,8 +229,27 @@ impl VideoPreset {
         Ok(self.resample(frames, &taps(h, ch), &taps(w, cw), flip))
     }
 
+    /// Every frame with its short side resized (bilinear, rounded to 8 bits, as
+    /// [`VideoPreset::transform`]) and not cropped: `[T, H, W, 3]` bytes and `[T, H, W]`. The
+    /// preset on these frames gives what it gives on the originals (resizing a frame already of
+    /// the size reads each pixel with weight one), so they can be stored and cropped later.
+    pub fn resize<S: RgbSource>(&self, frames: &[S]) -> crate::Result<(Vec<u8>, [usize; 3])> {
+        let [h, w] = frames_size(frames)?;
+        let [rh, rw] = self.resized_size(h, w);
+        let t = frames.len();
+        let mut out = vec![0u8; t * rh * rw * 3];
+        let (rows, cols) = (taps(h, rh), taps(w, rw));
+        resample(frames, &rows, &cols, false, |f, oy, c, values| {
+            let start = (f * rh + oy) * rw * 3 + c;
+            for (o, v) in out[start..].iter_mut().step_by(3).zip(values) {
+                *o = *v as u8;
+            }
+        });
+        Ok((out, [t, rh, rw]))
+    }
+
     /// Bilinear resampling at `rows` x `cols` (mirrored when `flip`), rounded to 8 bits and
-    /// normalised, one frame after another, each asked only for the pixels the taps read.
+    /// normalised, to `[3, T, rows, cols]`.
     fn resample<S: RgbSource>(
         &self,
         frames: &[S],
@@ -239,35 +258,52 @@ impl VideoPreset {
         flip: bool,
     ) -> TensorData {
         let (t, ch, cw) = (frames.len(), rows.len(), cols.len());
-        let (ys, rows) = compact(rows);
-        let (xs, mut cols) = compact(cols);
-        if flip {
-            cols.reverse();
-        }
-        let stride = xs.len() * 3;
-        let mut pixels = Vec::with_capacity(ys.len() * stride);
         let mut out = vec![0.0f32; 3 * t * ch * cw];
-        for (f, frame) in frames.iter().enumerate() {
-            pixels.clear();
-            frame.gather(&ys, &xs, &mut pixels);
-            for (oy, &(y0, y1, wy0, wy1)) in rows.iter().enumerate() {
-                let upper = &pixels[y0 * stride..(y0 + 1) * stride];
-                let lower = &pixels[y1 * stride..(y1 + 1) * stride];
-                for c in 0..3 {
-                    let plane = (c * t + f) * ch * cw + oy * cw;
-                    let out_row = &mut out[plane..plane + cw];
-                    let (mean, std) = (self.mean[c], self.std[c]);
-                    for (o, &(x0, x1, wx0, wx1)) in out_row.iter_mut().zip(&cols) {
-                        let px = |row: &[u8], x: usize| f32::from(row[x * 3 + c]);
-                        let top_row = px(upper, x0) * wx0 + px(upper, x1) * wx1;
-                        let bottom_row = px(lower, x0) * wx0 + px(lower, x1) * wx1;
-                        let value = round_ties_even(top_row * wy0 + bottom_row * wy1);
-                        *o = (value / 255.0 - mean) / std;
-                    }
+        resample(frames, rows, cols, flip, |f, oy, c, values| {
+            let start = (c * t + f) * ch * cw + oy * cw;
+            let (mean, std) = (self.mean[c], self.std[c]);
+            for (o, v) in out[start..start + cw].iter_mut().zip(values) {
+                *o = (v / 255.0 - mean) / std;
+            }
+        });
+        TensorData::new(out, [3, t, ch, cw])
+    }
+}
+
+/// Bilinear resampling of each frame at `rows` x `cols` (mirrored when `flip`), rounded to 8
+/// bits; each frame is asked only for the pixels the taps read. Every output row of every
+/// channel goes to `emit(frame, row, channel, values)`.
+fn resample<S: RgbSource>(
+    frames: &[S],
+    rows: &[Tap],
+    cols: &[Tap],
+    flip: bool,
+    mut emit: impl FnMut(usize, usize, usize, &[f32]),
+) {
+    let (ys, rows) = compact(rows);
+    let (xs, mut cols) = compact(cols);
+    if flip {
+        cols.reverse();
+    }
+    let stride = xs.len() * 3;
+    let mut pixels = Vec::with_capacity(ys.len() * stride);
+    let mut values = vec![0.0f32; cols.len()];
+    for (f, frame) in frames.iter().enumerate() {
+        pixels.clear();
+        frame.gather(&ys, &xs, &mut pixels);
+        for (oy, &(y0, y1, wy0, wy1)) in rows.iter().enumerate() {
+            let upper = &pixels[y0 * stride..(y0 + 1) * stride];
+            let lower = &pixels[y1 * stride..(y1 + 1) * stride];
+            for c in 0..3 {
+                for (o, &(x0, x1, wx0, wx1)) in values.iter_mut().zip(&cols) {
+                    let px = |row: &[u8], x: usize| f32::from(row[x * 3 + c]);
+                    let top_row = px(upper, x0) * wx0 + px(upper, x1) * wx1;
+                    let bottom_row = px(lower, x0) * wx0 + px(lower, x1) * wx1;
+                    *o = round_ties_even(top_row * wy0 + bottom_row * wy1);
                 }
+                emit(f, oy, c, &values);
             }
         }
-        TensorData::new(out, [3, t, ch, cw])
     }
 }
 
@@ -434,6 +470,14 @@ mod tests {
         assert_eq!(
             red_green(preset.stretch(&[window], true).unwrap()).0,
             vec![45.0, 25.0, 45.0, 25.0]
+        );
+        // Resized and stored as bytes, then through the preset: the same clip.
+        let centre = Placement::default();
+        let (bytes, [t, rh, rw]) = preset.resize(&[whole]).unwrap();
+        assert_eq!([t, rh, rw], [1, 4, 5]);
+        assert_eq!(
+            preset.apply_at(&bytes, [t, rh, rw], centre).unwrap(),
+            preset.transform(&[whole], centre).unwrap()
         );
         // Frames of two sizes in one clip are refused.
         let small = RgbFrame::new(&frame[..4 * 4 * 3], [4, 4]).unwrap();
