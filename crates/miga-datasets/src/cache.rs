@@ -56,11 +56,13 @@ struct State {
     pending: Vec<(Entry, Vec<u8>)>,
 }
 
-/// A clip cache folder, shared by every dataset of the process that names it.
+/// A clip cache folder, shared by every dataset of the process that names it; one process a
+/// folder (its lock names the holder to another).
 #[derive(Debug)]
 pub struct ClipCache {
     dir: PathBuf,
     state: Mutex<State>,
+    _lock: crate::lock::FolderLock,
 }
 
 /// What a clip's cached frames are: `[T, H, W, 3]` bytes and `[T, H, W]`.
@@ -105,6 +107,7 @@ impl ClipCache {
 
     fn open(dir: &Path, settings: &str) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock = crate::lock::FolderLock::folder(dir, None, "the clip cache")?;
         let path = dir.join("index.json");
         let index = match std::fs::read(&path) {
             Ok(bytes) => {
@@ -133,6 +136,7 @@ impl ClipCache {
         Ok(Self {
             dir: dir.to_path_buf(),
             state: Mutex::new(state),
+            _lock: lock,
         })
     }
 
@@ -274,11 +278,20 @@ mod tests {
         // One shard on disk; the rest wait, readable in memory.
         assert_eq!(cache.len(), SHARD_CLIPS);
         assert_eq!(cache.get(&record("c65")).unwrap(), Some(frames(65)));
+        // Another opener (as another process would) is refused while it is held.
+        let error = ClipCache::open(&dir, "a").unwrap_err().to_string();
+        assert!(error.contains("clip cache"), "{error}");
         // A process killed now: a new one sees the whole shard only.
+        let index = std::fs::read(dir.join("index.json")).unwrap();
+        cache.flush().unwrap();
+        let flushed = std::fs::read(dir.join("index.json")).unwrap();
+        std::fs::write(dir.join("index.json"), &index).unwrap();
+        drop(cache);
         let reopened = ClipCache::open(&dir, "a").unwrap();
         assert_eq!(reopened.get(&record("c7")).unwrap(), Some(frames(7)));
         assert_eq!(reopened.get(&record("c65")).unwrap(), None);
-        cache.flush().unwrap();
+        drop(reopened);
+        std::fs::write(dir.join("index.json"), &flushed).unwrap();
         let reopened = ClipCache::open(&dir, "a").unwrap();
         assert_eq!(reopened.len(), SHARD_CLIPS + 3);
         assert_eq!(reopened.get(&record("c65")).unwrap(), Some(frames(65)));
@@ -287,9 +300,11 @@ mod tests {
         moved.start_frame = 4;
         assert_eq!(reopened.get(&moved).unwrap(), None);
         // Other settings: an error naming the folder.
+        drop(reopened);
         let error = ClipCache::open(&dir, "b").unwrap_err().to_string();
         assert!(error.contains("other clip settings") && error.contains("cache"));
         // A damaged shard: an error naming it and the clip.
+        let reopened = ClipCache::open(&dir, "a").unwrap();
         std::fs::write(dir.join("shard-000000.bin"), [0u8; 5]).unwrap();
         let error = reopened.get(&record("c9")).unwrap_err().to_string();
         assert!(
