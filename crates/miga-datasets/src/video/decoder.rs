@@ -28,6 +28,7 @@ pub(super) struct TaggedDecoder(Decoder);
 
 impl TaggedDecoder {
     pub(super) fn new() -> Result<Self, String> {
+        keep_c_heap_blocks();
         Decoder::new().map(Self).map_err(|e| e.to_string())
     }
 
@@ -105,5 +106,25 @@ impl TaggedDecoder {
             )
         };
         if status == 0 { count as usize } else { 0 }
+    }
+}
+
+/// OpenH264 allocates its picture buffers (several frames) with the C allocator, for every
+/// decoder: one a clip. glibc maps blocks over its threshold (128 KiB at first) straight from
+/// the kernel and unmaps them when freed, so every clip faulted its buffers in and zeroed them
+/// again, and page faults serialise the threads of a process: 156,689 faults over 96 720p clips
+/// on 2 threads, 25 clips/s, where two single-thread processes made 26-27 together. A 64 MiB
+/// threshold (and trimming above 256 MiB) keeps such blocks on the heap for reuse: 10,532
+/// faults, 31 clips/s (docs/benchmarks.md). Set once, when the first decoder is made; the
+/// process's other C allocations are served the same way. glibc only.
+fn keep_c_heap_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt sets two of glibc's allocator parameters; valid at any time.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        });
     }
 }
