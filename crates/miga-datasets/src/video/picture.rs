@@ -121,10 +121,29 @@ impl Yuv420 {
     }
 
     fn gather(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked above.
+            return unsafe { self.gather_avx2(rows, cols, out) };
+        }
+        self.gather_rows(rows, cols, out);
+    }
+
+    /// [`Yuv420::gather_rows`] compiled for AVX2 (the same integer arithmetic, eight pixels an
+    /// instruction where the compiler vectorises it).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn gather_avx2(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>) {
+        self.gather_rows(rows, cols, out);
+    }
+
+    #[inline(always)]
+    fn gather_rows(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>) {
         let chroma_width = self.width.div_ceil(2);
         let start = out.len();
         out.resize(start + rows.len() * cols.len() * 3, 0);
         let lines = out[start..].chunks_exact_mut(cols.len() * 3);
+        let columns: Vec<(u32, u32)> = cols.iter().map(|&c| (c as u32, c as u32 / 2)).collect();
         for (&row, line) in rows.iter().zip(lines) {
             let luma = &self.y[row * self.width..(row + 1) * self.width];
             let chroma = row / 2 * chroma_width;
@@ -132,17 +151,29 @@ impl Yuv420 {
                 &self.u[chroma..chroma + chroma_width],
                 &self.v[chroma..chroma + chroma_width],
             );
-            let mut last = (usize::MAX, Chroma::new(128, 128));
-            for (&col, pixel) in cols.iter().zip(line.chunks_exact_mut(3)) {
-                // Neighbouring columns share a chroma sample: its terms are computed once.
-                if last.0 != col / 2 {
-                    last = (col / 2, Chroma::new(u[col / 2], v[col / 2]));
+            // Eight pixels at a time: loads and stores one by one, the arithmetic on arrays
+            // (which the compiler vectorises).
+            for (block, pixels) in columns.chunks(LANES).zip(line.chunks_mut(LANES * 3)) {
+                let (mut y8, mut u8, mut v8) = ([16i32; LANES], [128i32; LANES], [128i32; LANES]);
+                for (k, &(col, half)) in block.iter().enumerate() {
+                    let (col, half) = (col as usize, half as usize);
+                    (y8[k], u8[k], v8[k]) =
+                        (i32::from(luma[col]), i32::from(u[half]), i32::from(v[half]));
                 }
-                pixel.copy_from_slice(&last.1.rgb(luma[col]));
+                let mut rgb = [[0u8; 3]; LANES];
+                for k in 0..LANES {
+                    rgb[k] = Chroma::new(u8[k] as u8, v8[k] as u8).rgb(y8[k] as u8);
+                }
+                for (pixel, rgb) in pixels.chunks_exact_mut(3).zip(&rgb) {
+                    pixel.copy_from_slice(rgb);
+                }
             }
         }
     }
 }
+
+/// Pixels converted together.
+const LANES: usize = 8;
 
 /// BT.601 limited-range YUV to RGB, the conversion ffmpeg applies to untagged yuv420p video, in
 /// fixed point with 16 fractional bits; rounded coefficients:
