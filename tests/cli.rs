@@ -556,19 +556,11 @@ fn synth_then_data_check_and_bench() {
     );
     assert_eq!(report["classes"].as_array().map(Vec::len), Some(32));
     // The loading rates, with each stage's share and ffmpeg beside them.
-    let (ok, stdout, stderr) = output(&[
-        "data",
-        "bench",
-        root,
-        "--clips",
-        "4",
-        "--threads",
-        "1",
-        "--batch",
-        "2",
-        "--augment",
-        "--ffmpeg",
-    ]);
+    let bench = |more: &[&str]| {
+        let args = ["data", "bench", root, "--clips", "4", "--threads", "1"];
+        output(&[&args[..], more].concat())
+    };
+    let (ok, stdout, stderr) = bench(&["--batch", "2", "--augment", "--ffmpeg"]);
     assert!(ok, "{stderr}");
     for line in [
         "rgb:",
@@ -583,19 +575,7 @@ fn synth_then_data_check_and_bench() {
     assert!(stdout.contains("0 failed"), "{stdout}");
     // Through a clip cache: stored on the first run, read on the second (nothing decoded).
     let cache = scratch("clip-cache");
-    let bench_cached = || {
-        output(&[
-            "data",
-            "bench",
-            root,
-            "--clips",
-            "4",
-            "--threads",
-            "1",
-            "--cache",
-            cache.to_str().unwrap(),
-        ])
-    };
+    let bench_cached = || bench(&["--cache", cache.to_str().unwrap()]);
     let (ok, first, stderr) = bench_cached();
     assert!(
         ok && first.contains("pictures decoded a clip"),

@@ -208,7 +208,11 @@ impl FrameTransform {
         cut: Cut,
         body: Option<&BodyFrame>,
     ) -> Result<TensorData> {
-        timed(Stage::Transform, || self.cut(decoded, path, cut, body))
+        timed(Stage::Transform, || {
+            let (corner, size) = self.frame_window(decoded, path, body)?;
+            self.cut_window(decoded, corner, size, cut)
+                .map_err(|e| Error::request(path, e.to_string()))
+        })
     }
 
     /// The pictures cut to the person (when [`FrameTransform::crops_person`]) and resized to
@@ -221,16 +225,10 @@ impl FrameTransform {
         body: Option<&BodyFrame>,
     ) -> Result<crate::cache::CachedFrames> {
         let (corner, size) = self.frame_window(decoded, path, body)?;
-        let windows: Vec<Window<'_, Picture>> = decoded
-            .iter()
-            .map(|source| Window {
-                source,
-                corner,
-                size,
-            })
-            .collect();
-        timed(Stage::Transform, || self.preset().resize(&windows))
-            .map_err(|e| Error::request(path, e.to_string()))
+        timed(Stage::Transform, || {
+            self.preset().resize(&windows(decoded, corner, size))
+        })
+        .map_err(|e| Error::request(path, e.to_string()))
     }
 
     fn preset(&self) -> VideoPreset {
@@ -267,35 +265,36 @@ impl FrameTransform {
         }
     }
 
-    fn cut(
+    /// The preset on the `corner` + `size` window of each picture, cut as `cut` says.
+    fn cut_window(
         &self,
         decoded: &[Picture],
-        path: &std::path::Path,
+        corner: [usize; 2],
+        size: [usize; 2],
         cut: Cut,
-        body: Option<&BodyFrame>,
-    ) -> Result<TensorData> {
-        let (corner, size) = self.frame_window(decoded, path, body)?;
+    ) -> miga_backbones::Result<TensorData> {
         let preset = self.preset();
-        let window = |corner: [usize; 2], size: [usize; 2]| -> Vec<Window<'_, Picture>> {
-            decoded
-                .iter()
-                .map(|source| Window {
-                    source,
-                    corner,
-                    size,
-                })
-                .collect()
-        };
-        let out = match cut {
-            Cut::Centre => preset.transform(&window(corner, size), Placement::default()),
+        match cut {
+            Cut::Centre => preset.transform(&windows(decoded, corner, size), Placement::default()),
             Cut::Random(draw) => {
                 let ([top, left], region) = draw.region(size);
                 let corner = [corner[0] + top, corner[1] + left];
-                preset.stretch(&window(corner, region), draw.flip)
+                preset.stretch(&windows(decoded, corner, region), draw.flip)
             }
-        };
-        out.map_err(|e| Error::request(path, e.to_string()))
+        }
     }
+}
+
+/// The `corner` + `size` window of each picture.
+fn windows(decoded: &[Picture], corner: [usize; 2], size: [usize; 2]) -> Vec<Window<'_, Picture>> {
+    decoded
+        .iter()
+        .map(|source| Window {
+            source,
+            corner,
+            size,
+        })
+        .collect()
 }
 
 /// How a clip's frames are cut to the crop.
