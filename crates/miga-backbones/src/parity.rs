@@ -39,18 +39,8 @@ pub fn scaled_error(actual: &TensorData, expected: &TensorData) -> Result<f32, S
 /// The stream's uniform values of `key`: the (i+1)-th draw of SplitMix64 seeded with
 /// FNV-1a-64(key), its top 24 bits `k`, as `k / 2^23 - 1` (exact in f32, in [-1, 1)).
 pub fn stream_uniform(key: &str, n: usize) -> Vec<f32> {
-    let seed = key.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
-    });
-    (1..=n as u64)
-        .map(|i| {
-            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 40) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
+    let mut stream = miga_kernels::random::SplitMix64::new(miga_kernels::random::name_seed(key));
+    (0..n).map(|_| stream.symmetric()).collect()
 }
 
 /// The stream's values of the tensor named `key` (its name in the reference's state_dict)

@@ -1,36 +1,34 @@
 //! Temporal sampling of clips and a small seeded random number generator, so that every random
 //! choice of the data pipeline (frames, crops, flips) is the same under the same seed.
 
-/// A seeded random number generator (SplitMix64): the same seed gives the same numbers on
-/// every platform.
+use miga_kernels::random::SplitMix64;
+
+/// A seeded random number generator: miga's one stream ([`SplitMix64`]), with the draws the
+/// data pipeline needs. The same seed gives the same numbers on every platform.
 #[derive(Debug, Clone)]
-pub struct SeededRng(u64);
+pub struct SeededRng(SplitMix64);
 
 impl SeededRng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
 
     /// A generator for one draw of a data pipeline: mixes the run seed, the epoch and the item.
     pub fn for_item(seed: u64, epoch: u64, item: u64) -> Self {
-        let mut rng = Self(seed ^ 0x9e37_79b9_7f4a_7c15);
-        let a = rng.next_u64() ^ epoch.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        Self(a ^ item.wrapping_mul(0x94d0_49bb_1331_11eb))
+        let mixed = SplitMix64::new(seed ^ 0x9e37_79b9_7f4a_7c15).next_u64()
+            ^ epoch.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        Self::new(mixed ^ item.wrapping_mul(0x94d0_49bb_1331_11eb))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A uniform number in [0, 1).
     pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+        self.0.unit()
     }
 
     /// A uniform integer in `0..n` (`n` > 0).
@@ -46,11 +44,9 @@ impl SeededRng {
     }
 }
 
-/// A stable 64-bit key of an item's name (FNV-1a), to draw an item's randomness by its name.
+/// A stable 64-bit key of an item's name, to draw an item's randomness by its name.
 pub fn item_key(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    miga_kernels::random::name_seed(name)
 }
 
 /// How `T` frames are chosen from a clip.

@@ -41,6 +41,7 @@ mod autodiff;
 mod flex;
 #[cfg(feature = "flex")]
 mod primitive;
+pub mod random;
 
 /// Runs `op` on a worker thread of rayon's global pool when `B` is Flex (alone or under
 /// autodiff) and the pool has more than one thread; on the calling thread otherwise.

@@ -59,19 +59,11 @@ pub fn modality_dropout<B: Backend>(
 mod host {
     use burn::tensor::backend::Backend;
     use burn::tensor::{Distribution, Int, Tensor, TensorData};
+    use miga_kernels::random::SplitMix64;
     use rayon::prelude::*;
 
     /// Elements per independently seeded chunk.
     const CHUNK: usize = 1 << 14;
-
-    /// SplitMix64's step: a well-mixed 64-bit value for each state.
-    fn split_mix(state: &mut u64) -> u64 {
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 
     /// A mask of `shape` whose elements are `1 / keep` with probability `keep`, else 0.
     pub(super) fn mask<B: Backend, const D: usize>(
@@ -100,9 +92,9 @@ mod host {
             .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(chunk, out)| {
-                let mut state = seed ^ split_mix(&mut (chunk as u64));
+                let mut stream = SplitMix64::new(seed ^ SplitMix64::new(chunk as u64).next_u64());
                 for pair in out.chunks_mut(2) {
-                    let bits = split_mix(&mut state);
+                    let bits = stream.next_u64();
                     for (v, half) in pair.iter_mut().zip([bits >> 32, bits & 0xFFFF_FFFF]) {
                         *v = if half < threshold { scale } else { 0.0 };
                     }
