@@ -8,7 +8,8 @@
 //!
 //! Written a shard at a time: the shard file atomically, then the index atomically, so a kill
 //! loses at most the clips of the shard being filled (decoded again next time), never a clip
-//! the index names.
+//! the index names. The shard file is written outside the cache's lock, so the loader's other
+//! threads go on reading and storing meanwhile.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -54,6 +55,8 @@ struct State {
     by_id: HashMap<String, (usize, usize)>,
     /// Clips waiting for a full shard: the entry (offset not yet set) and its bytes.
     pending: Vec<(Entry, Vec<u8>)>,
+    /// The number of the next shard file (those being written included).
+    next_shard: usize,
 }
 
 /// A clip cache folder, shared by every dataset of the process that names it; one process a
@@ -70,15 +73,16 @@ pub type CachedFrames = (Vec<u8>, [usize; 3]);
 
 static OPEN: OnceLock<Mutex<HashMap<PathBuf, Arc<ClipCache>>>> = OnceLock::new();
 
-/// Writes the waiting clips of every cache the process opened (at the end of an extraction or
-/// a training run: a shard is otherwise written when full).
-pub fn flush_all() -> Result<()> {
+/// Writes the waiting clips of every cache the process opened and closes them (at the end of an
+/// extraction, a training run or a bench): a cache's folder lock is released when the last
+/// dataset using it is dropped, and a later open reads the folder afresh.
+pub fn close_all() -> Result<()> {
     let open: Vec<Arc<ClipCache>> = OPEN
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .cloned()
+        .drain()
+        .map(|(_, cache)| cache)
         .collect();
     open.iter().try_for_each(|cache| cache.flush())
 }
@@ -125,11 +129,19 @@ impl ClipCache {
             Err(e) => return Err(Error::io(&path, e)),
         };
         let mut state = State {
+            next_shard: index.shards.len(),
             index,
             ..State::default()
         };
         for (s, shard) in state.index.shards.iter().enumerate() {
             for (e, entry) in shard.clips.iter().enumerate() {
+                if entry_bytes(entry).is_none() {
+                    return Err(Error::format(
+                        &path,
+                        format!("clip {}", entry.id),
+                        format!("frames of {:?} pixels", entry.dims),
+                    ));
+                }
                 state.by_id.insert(entry.id.clone(), (s, e));
             }
         }
@@ -173,8 +185,7 @@ impl ClipCache {
         if !matches(&entry, record) {
             return Ok(None);
         }
-        let [t, h, w] = entry.dims;
-        let mut bytes = vec![0u8; t * h * w * 3];
+        let mut bytes = vec![0u8; entry_bytes(&entry).unwrap_or_default()];
         let mut reader = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
         reader
             .seek(SeekFrom::Start(entry.offset))
@@ -193,53 +204,78 @@ impl ClipCache {
     pub fn put(&self, record: &ClipRecord, (bytes, dims): CachedFrames) -> Result<()> {
         let entry = Entry {
             id: record.id.clone(),
-            video: record.rgb.clone().unwrap_or_default(),
+            video: absolute(record.rgb.as_deref().unwrap_or(Path::new(""))),
             frames: [record.start_frame, record.end_frame],
             dims,
             offset: 0,
         };
-        let mut state = self.lock();
-        if state.pending.iter().any(|(e, _)| e.id == entry.id) {
-            return Ok(());
+        let full = {
+            let mut state = self.lock();
+            if state.pending.iter().any(|(e, _)| e.id == entry.id) {
+                return Ok(());
+            }
+            state.pending.push((entry, bytes));
+            state.pending.len() >= SHARD_CLIPS
+        };
+        match full {
+            true => self.flush(),
+            false => Ok(()),
         }
-        state.pending.push((entry, bytes));
-        if state.pending.len() >= SHARD_CLIPS {
-            self.write_shard(&mut state)?;
-        }
-        Ok(())
     }
 
     /// Writes the clips waiting for a full shard as a shard of their own.
     pub fn flush(&self) -> Result<()> {
-        let mut state = self.lock();
-        self.write_shard(&mut state)
-    }
-
-    fn write_shard(&self, state: &mut State) -> Result<()> {
-        if state.pending.is_empty() {
-            return Ok(());
-        }
-        let file = format!("shard-{:06}.bin", state.index.shards.len());
+        let (number, waiting) = {
+            let mut state = self.lock();
+            if state.pending.is_empty() {
+                return Ok(());
+            }
+            state.next_shard += 1;
+            (state.next_shard - 1, std::mem::take(&mut state.pending))
+        };
+        let file = format!("shard-{number:06}.bin");
         let mut data = Vec::new();
         let mut clips = Vec::new();
-        for (mut entry, bytes) in std::mem::take(&mut state.pending) {
+        for (mut entry, bytes) in waiting {
             entry.offset = data.len() as u64;
             data.extend_from_slice(&bytes);
             clips.push(entry);
         }
         crate::io::write_atomic(&self.dir.join(&file), &data)?;
+        let mut state = self.lock();
         let s = state.index.shards.len();
         for (e, entry) in clips.iter().enumerate() {
             state.by_id.insert(entry.id.clone(), (s, e));
         }
         state.index.shards.push(Shard { file, clips });
-        let json = serde_json::to_vec(&state.index).unwrap_or_default();
-        crate::io::write_atomic(&self.dir.join("index.json"), &json)
+        let path = self.dir.join("index.json");
+        let json = serde_json::to_vec(&state.index)
+            .map_err(|e| Error::format(&path, "index", e.to_string()))?;
+        crate::io::write_atomic(&path, &json)
     }
 }
 
+impl Drop for ClipCache {
+    /// Writes the waiting clips (best effort: a failure here loses only their decoding).
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// The bytes of an entry's frames, when its shape is a real one.
+fn entry_bytes(entry: &Entry) -> Option<usize> {
+    let [t, h, w] = entry.dims;
+    let bytes = t.checked_mul(h)?.checked_mul(w)?.checked_mul(3)?;
+    (bytes > 0).then_some(bytes)
+}
+
+/// `path` made absolute (a relative and an absolute `--data` name the same clips).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 fn matches(entry: &Entry, record: &ClipRecord) -> bool {
-    record.rgb.as_ref() == Some(&entry.video)
+    record.rgb.as_deref().map(absolute).as_ref() == Some(&entry.video)
         && entry.frames == [record.start_frame, record.end_frame]
 }
 
@@ -303,6 +339,19 @@ mod tests {
         drop(reopened);
         let error = ClipCache::open(&dir, "b").unwrap_err().to_string();
         assert!(error.contains("other clip settings") && error.contains("cache"));
+        // An index entry of no pixels: an error naming the index and the clip.
+        let good = std::fs::read_to_string(dir.join("index.json")).unwrap();
+        std::fs::write(
+            dir.join("index.json"),
+            good.replacen("\"dims\":[1,2,2]", "\"dims\":[1,0,2]", 1),
+        )
+        .unwrap();
+        let error = ClipCache::open(&dir, "a").unwrap_err().to_string();
+        assert!(
+            error.contains("index.json") && error.contains("c0"),
+            "{error}"
+        );
+        std::fs::write(dir.join("index.json"), good).unwrap();
         // A damaged shard: an error naming it and the clip.
         let reopened = ClipCache::open(&dir, "a").unwrap();
         std::fs::write(dir.join("shard-000000.bin"), [0u8; 5]).unwrap();

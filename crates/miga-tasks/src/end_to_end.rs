@@ -133,8 +133,23 @@ impl RawClipBatcher {
 
 impl<B: Backend> Batcher<B, ClipRecord, ClipBatch<B>> for RawClipBatcher {
     fn batch(&self, records: Vec<ClipRecord>, device: &B::Device) -> ClipBatch<B> {
-        let (dataset, _) = ClipDataset::new(records, self.config.clone(), self.seed)
-            .expect("the clip settings were checked when training started");
+        // The settings were checked when training started; what can still fail (the clip
+        // cache's folder) fails every clip, and the training step stops the run naming it.
+        let (dataset, _) = match ClipDataset::new(records.clone(), self.config.clone(), self.seed) {
+            Ok(made) => made,
+            Err(error) => {
+                return ClipBatch {
+                    ids: Vec::new(),
+                    labels: None,
+                    rgb: None,
+                    skeleton: None,
+                    skipped: records
+                        .into_iter()
+                        .map(|r| (r.id, error.to_string()))
+                        .collect(),
+                };
+            }
+        };
         if let Some(clock) = &self.epoch {
             dataset.set_epoch(clock.epoch() as u64);
         }
@@ -265,7 +280,7 @@ pub fn train_end_to_end<B: AutodiffBackend>(
         Metrics::Classes,
         devices,
     )?;
-    miga_datasets::cache::flush_all()?;
+    miga_datasets::cache::close_all()?;
     Ok((summary, left_train + left_valid))
 }
 

@@ -377,7 +377,7 @@ pub fn extract_micro_gesture<B: Backend>(
         progress(end, total);
     }
     writer.finish()?;
-    miga_datasets::cache::flush_all()?;
+    miga_datasets::cache::close_all()?;
     Ok(ExtractSummary {
         clips,
         resumed,

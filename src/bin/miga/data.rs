@@ -343,7 +343,7 @@ impl miga::device::BackendTask for DataBench {
                     })
                     .sum()
             });
-            miga::datasets::cache::flush_all()?;
+            miga::datasets::cache::close_all()?;
             let seconds = start.elapsed().as_secs_f64();
             let totals = stages::stop();
             let busy = seconds * args.threads as f64;

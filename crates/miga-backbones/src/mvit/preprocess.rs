@@ -100,6 +100,10 @@ impl<S: RgbSource> RgbSource for Window<'_, S> {
     }
 
     fn gather(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>) {
+        debug_assert!(
+            (0..2).all(|a| self.corner[a] + self.size[a] <= self.source.size()[a]),
+            "a window beyond its frame"
+        );
         let shift = |indices: &[usize], by: usize| indices.iter().map(|i| i + by).collect();
         let (rows, cols): (Vec<usize>, Vec<usize>) =
             (shift(rows, self.corner[0]), shift(cols, self.corner[1]));

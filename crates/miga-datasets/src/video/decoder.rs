@@ -115,13 +115,17 @@ impl TaggedDecoder {
 /// again, and page faults serialise the threads of a process: 156,689 faults over 96 720p clips
 /// on 2 threads, 25 clips/s, where two single-thread processes made 26-27 together. A 64 MiB
 /// threshold (and trimming above 256 MiB) keeps such blocks on the heap for reuse: 10,532
-/// faults, 31 clips/s (docs/benchmarks.md). Set once, when the first decoder is made; the
-/// process's other C allocations are served the same way. glibc only.
+/// faults, 31 clips/s (docs/benchmarks.md). Set once, when the first decoder is made. It holds
+/// for the process's other C-allocator blocks too (and for Rust's where the program keeps the
+/// system allocator, which the `miga` binary does not): freed memory up to 256 MiB stays with
+/// the process instead of going back to the kernel. glibc only; where glibc refuses a value it
+/// keeps its default, and decoding only runs slower.
 fn keep_c_heap_blocks() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         static ONCE: std::sync::Once = std::sync::Once::new();
-        // SAFETY: mallopt sets two of glibc's allocator parameters; valid at any time.
+        // SAFETY: mallopt sets two of glibc's allocator parameters; valid at any time. Its
+        // result (1 set, 0 refused) changes nothing here: refused, the default stays.
         ONCE.call_once(|| unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);

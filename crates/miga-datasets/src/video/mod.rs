@@ -101,7 +101,7 @@ impl Video {
         let mut unique: Vec<usize> = indices.to_vec();
         unique.sort_unstable();
         unique.dedup();
-        let decoded = match self {
+        let decoded: Vec<Picture> = match self {
             Self::Mp4(v) => v.decode_sorted(&unique)?,
             Self::Folder(v) => v
                 .read_sorted(&unique)?
@@ -109,6 +109,22 @@ impl Video {
                 .map(Picture::Rgb)
                 .collect(),
         };
+        // A stream whose pictures change size (a new SPS mid-stream) is refused here: a clip's
+        // frames are read as one size.
+        use miga_backbones::mvit::RgbSource;
+        let size = decoded.first().map(RgbSource::size);
+        if let Some((frame, picture)) = unique
+            .iter()
+            .zip(&decoded)
+            .find(|(_, p)| Some(p.size()) != size)
+        {
+            let ([h, w], [h0, w0]) = (picture.size(), size.unwrap_or_default());
+            return Err(Error::format(
+                self.path(),
+                format!("frame {frame}"),
+                format!("a {w}x{h} picture after a {w0}x{h0} one: the size changes mid-stream"),
+            ));
+        }
         if unique == indices {
             return Ok(decoded); // already in order, each once: no copies
         }

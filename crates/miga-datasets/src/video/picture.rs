@@ -1,7 +1,7 @@
 //! Decoded pictures: RGB8 frames, and H.264's YUV 4:2:0 kept as decoded, converted to RGB
 //! only where read (a clip's preset reads a fifth of a 720p frame's pixels).
 
-use miga_backbones::mvit::RgbSource;
+use miga_backbones::mvit::{RgbFrame, RgbSource};
 
 use super::Frame;
 use crate::stages::{Stage, timed};
@@ -36,13 +36,8 @@ impl RgbSource for Picture {
     fn gather(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>) {
         match self {
             Self::Rgb(frame) => {
-                let width = frame.width() as usize;
-                let pixels = frame.as_raw();
-                for &y in rows {
-                    let row = &pixels[y * width * 3..(y + 1) * width * 3];
-                    for &x in cols {
-                        out.extend_from_slice(&row[x * 3..x * 3 + 3]);
-                    }
+                if let Some(view) = RgbFrame::new(frame.as_raw(), self.size()) {
+                    view.gather(rows, cols, out);
                 }
             }
             Self::Yuv(picture) => timed(Stage::Convert, || picture.gather(rows, cols, out)),
@@ -68,6 +63,9 @@ impl Yuv420 {
         [width, height]: [usize; 2],
         [luma_stride, chroma_stride]: [usize; 2],
     ) -> Option<Self> {
+        if width == 0 || height == 0 {
+            return None;
+        }
         let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
         let plane = |data: &[u8], w: usize, h: usize, stride: usize| -> Option<Vec<u8>> {
             if stride < w || data.len() < stride * (h - 1) + w {
@@ -139,6 +137,9 @@ impl Yuv420 {
 
     #[inline(always)]
     fn gather_rows(&self, rows: &[usize], cols: &[usize], out: &mut Vec<u8>) {
+        if rows.is_empty() || cols.is_empty() {
+            return;
+        }
         let chroma_width = self.width.div_ceil(2);
         let start = out.len();
         out.resize(start + rows.len() * cols.len() * 3, 0);
