@@ -52,6 +52,14 @@ pub enum Error {
         /// Each failed check and its device.
         which: String,
     },
+    /// `miga data check` found problems (listed in its report).
+    #[error("{count} problems found in {source_name} (listed above)")]
+    DataProblems {
+        /// How many.
+        count: usize,
+        /// The folder or file checked.
+        source_name: String,
+    },
     /// A command-line value or option that cannot be used.
     #[error("{0}")]
     InvalidArgument(String),

@@ -595,20 +595,41 @@ fn synth_then_data_check_and_bench() {
         "{stderr}{second}"
     );
     assert!(cache.join("index.json").exists() && cache.join("shard-000000.bin").exists());
-    // A broken label file and a missing video are reported, not fatal.
+    // A skeleton-only download is a note, not a problem: the check passes.
+    let rgb = out.join("imigue_rgb_phase1");
+    let kept = out.join("rgb-aside");
+    std::fs::rename(&rgb, &kept).unwrap();
+    let (ok, stdout, stderr) = output(&["data", "check", root]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("notes:") && stdout.contains("skeleton-only download"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("problems: 0"), "{stdout}");
+    std::fs::rename(&kept, &rgb).unwrap();
+    // Test videos without MP4, as MiGA 2025 distributes them: a note too.
+    std::fs::rename(rgb.join("test_data"), &kept).unwrap();
+    let (ok, stdout, stderr) = output(&["data", "check", root]);
+    assert!(ok && stdout.contains("test videos have no MP4"), "{stderr}{stdout}");
+    std::fs::rename(&kept, rgb.join("test_data")).unwrap();
+    // A broken label file and a train video without its MP4 are all reported, and the check
+    // fails.
     std::fs::write(
         out.join("imigue_skeleton_train/0001/0001_label.csv"),
         "4,10,5\n",
     )
     .unwrap();
-    std::fs::remove_file(out.join("imigue_rgb_phase1/train_data/0002/0002.mp4")).unwrap();
+    std::fs::remove_file(rgb.join("train_data/0002/0002.mp4")).unwrap();
     let (ok, stdout, stderr) = output(&["data", "check", root]);
-    assert!(ok, "{stderr}");
+    assert!(!ok && stderr.contains("2 problems found"), "{stderr}");
     assert!(
         stdout.contains("0001_label.csv:line 1") && stdout.contains("before it starts"),
         "{stdout}"
     );
-    assert!(stdout.contains("have no MP4"), "{stdout}");
+    assert!(
+        stdout.contains("have no MP4 while others have theirs (first: 0002)"),
+        "{stdout}"
+    );
     let (ok, _, stderr) = output(&["synth", "--out", root, "--size", "100"]);
     assert!(!ok && stderr.contains("WIDTHxHEIGHT"), "{stderr}");
     let (ok, _, stderr) = output(&["data", "check", "/nonexistent/labels.csv"]);

@@ -67,7 +67,11 @@ pub struct Report {
     pub splits: Vec<SplitCount>,
     /// Skeleton frames per video (videos with a skeleton).
     pub skeleton_frames: BTreeMap<String, SkeletonCount>,
-    /// Every problem found, with file and place.
+    /// What is worth knowing and is not wrong (a skeleton-only download, test videos without
+    /// MP4 as MiGA 2025 distributes them).
+    pub notes: Vec<String>,
+    /// Every problem found, with file and place (`miga data check` exits non-zero when there is
+    /// one).
     pub problems: Vec<String>,
 }
 
@@ -177,6 +181,7 @@ fn check_label_csv(path: &Path) -> Result<Report> {
         classes: class_counts(table.clips.iter().map(|c| c.class)),
         splits,
         skeleton_frames,
+        notes: Vec::new(),
         problems,
     })
 }
@@ -284,14 +289,8 @@ fn check_layout(root: &Path) -> Result<Report> {
             clips,
         });
     }
-    let no_rgb = layout.videos.values().filter(|v| v.video.is_none()).count();
-    if no_rgb > 0 {
-        problems.push(format!(
-            "{}: {no_rgb} of {} videos have no MP4 (the RGB stream is unavailable for them)",
-            root.display(),
-            layout.videos.len()
-        ));
-    }
+    let (notes, missing) = rgb_coverage(&layout, root);
+    problems.extend(missing);
     for (id, check) in &checks {
         problems.extend(check.problems.iter().cloned());
         if let Some(count) = &check.skeleton {
@@ -306,8 +305,56 @@ fn check_layout(root: &Path) -> Result<Report> {
         classes: class_counts(checks.iter().flat_map(|(_, c)| c.classes.iter().copied())),
         splits,
         skeleton_frames,
+        notes,
         problems,
     })
+}
+
+/// Which videos have an MP4: none (a skeleton-only download) and test videos without one (MiGA
+/// 2025's RGB covers train and validation) are notes; train or validation videos without one
+/// while others have theirs is a problem (an incomplete download), naming the first few.
+fn rgb_coverage(layout: &MigaLayout, root: &Path) -> (Vec<String>, Vec<String>) {
+    let (mut notes, mut problems) = (Vec::new(), Vec::new());
+    let total = layout.videos.len();
+    let without: Vec<&String> = layout
+        .videos
+        .iter()
+        .filter(|(_, v)| v.video.is_none())
+        .map(|(id, _)| id)
+        .collect();
+    if without.is_empty() {
+        return (notes, problems);
+    }
+    if without.len() == total {
+        notes.push(format!(
+            "{}: no video has an MP4: a skeleton-only download (the RGB stream is unavailable; \
+             train and extract with the skeleton stream)",
+            root.display()
+        ));
+        return (notes, problems);
+    }
+    let test = layout.ids(Split::Test);
+    let (in_test, elsewhere): (Vec<&String>, Vec<&String>) =
+        without.iter().partition(|id| test.contains(id.as_str()));
+    if !in_test.is_empty() {
+        notes.push(format!(
+            "{}: {} test videos have no MP4 (MiGA 2025 distributes RGB for train and validation \
+             only)",
+            root.display(),
+            in_test.len()
+        ));
+    }
+    if !elsewhere.is_empty() {
+        let first: Vec<&str> = elsewhere.iter().take(5).map(|id| id.as_str()).collect();
+        problems.push(format!(
+            "{}: {} of {total} train and validation videos have no MP4 while others have theirs \
+             (first: {}): an incomplete RGB download",
+            root.display(),
+            elsewhere.len(),
+            first.join(", ")
+        ));
+    }
+    (notes, problems)
 }
 
 impl Report {
@@ -352,6 +399,12 @@ impl Report {
                 "  ... ({} more; --format json lists all)",
                 self.skeleton_frames.len() - 20
             );
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(s, "\nnotes:");
+            for n in &self.notes {
+                let _ = writeln!(s, "  {n}");
+            }
         }
         let _ = writeln!(s, "\nproblems: {}", self.problems.len());
         for p in &self.problems {

@@ -421,7 +421,13 @@ pub fn data(args: DataArgs) -> Result<(), Error> {
                 ),
                 Format::Text => print!("{}", report.to_text()),
             }
-            Ok(())
+            match report.problems.len() {
+                0 => Ok(()),
+                count => Err(Error::DataProblems {
+                    count,
+                    source_name: report.source,
+                }),
+            }
         }
     }
 }
