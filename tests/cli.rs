@@ -610,7 +610,10 @@ fn synth_then_data_check_and_bench() {
     // Test videos without MP4, as MiGA 2025 distributes them: a note too.
     std::fs::rename(rgb.join("test_data"), &kept).unwrap();
     let (ok, stdout, stderr) = output(&["data", "check", root]);
-    assert!(ok && stdout.contains("test videos have no MP4"), "{stderr}{stdout}");
+    assert!(
+        ok && stdout.contains("test videos have no MP4"),
+        "{stderr}{stdout}"
+    );
     std::fs::rename(&kept, rgb.join("test_data")).unwrap();
     // A broken label file and a train video without its MP4 are all reported, and the check
     // fails.
