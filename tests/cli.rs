@@ -714,6 +714,19 @@ fn extract_train_eval_predict_on_synthetic_data() {
     let (ok, stdout, stderr) = output(&train);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("2 epochs"), "{stdout}");
+    // What a command says besides its result is information: shown by default, hidden by -q.
+    assert!(
+        stderr.contains("read 4 items") && stderr.contains("epoch 2/2 done"),
+        "{stderr}"
+    );
+    let quiet = path("run-quiet");
+    let (ok, stdout, stderr) =
+        output(&[&["-q"], &train[..5], &["--out", &quiet], &train[7..]].concat());
+    assert!(ok && stdout.contains("2 epochs"), "{stderr}");
+    assert!(
+        !stderr.contains("read ") && !stderr.contains("epoch "),
+        "{stderr}"
+    );
     let (ok, _, stderr) = output(&train);
     assert!(!ok && stderr.contains("--resume"), "{stderr}");
     let (ok, stdout, stderr) = output(&[

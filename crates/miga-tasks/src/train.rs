@@ -572,13 +572,16 @@ impl MetricsRendererTraining for EpochLines {
                     loss: mean("Loss"),
                 },
             );
-            // On a terminal one line is rewritten; in a log each epoch has its line.
+            // An information event (the program's subscriber decides: `miga -q` hides it). On a
+            // terminal one line is rewritten, like a progress bar; in a log each epoch has its
+            // line.
             let seconds = self.clock.take();
-            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            if !tracing::enabled!(tracing::Level::INFO) {
+            } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 let end = if done == total { "\n" } else { "" };
                 eprint!("\repoch {done}/{total} done ({seconds:.2} s){end}");
             } else {
-                eprintln!("epoch {done}/{total} done ({seconds:.2} s)");
+                tracing::info!("epoch {done}/{total} done ({seconds:.2} s)");
             }
         }
     }

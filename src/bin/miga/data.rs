@@ -197,7 +197,7 @@ fn convert(args: ConvertArgs) -> Result<(), Error> {
     );
     let without = release.videos_without_data().len();
     if without > 0 {
-        eprintln!(
+        tracing::info!(
             "note: {without} videos of the label file have neither a skeleton folder nor a video \
              and were left out"
         );

@@ -68,7 +68,7 @@ impl Demo {
                 if current.as_ref().is_none_or(|(s, _)| *s != stage) {
                     if let Some((previous, bar)) = current.take() {
                         bar.finish_and_clear();
-                        eprintln!("{previous}: {:.1} s", started.elapsed().as_secs_f64());
+                        tracing::info!("{previous}: {:.1} s", started.elapsed().as_secs_f64());
                     }
                     started = Instant::now();
                     let unit = match stage {
@@ -86,7 +86,7 @@ impl Demo {
         );
         if let Some((previous, bar)) = current {
             bar.finish_and_clear();
-            eprintln!("{previous}: {:.1} s", started.elapsed().as_secs_f64());
+            tracing::info!("{previous}: {:.1} s", started.elapsed().as_secs_f64());
         }
         Ok(summary?)
     }
@@ -106,7 +106,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     }
     let first = args.seed.unwrap_or(config.data.seed);
     if args.seeds <= 1 {
-        eprintln!(
+        tracing::info!(
             "miga demo: {} synthetic videos, both tasks, on {} -> {}",
             config.data.videos,
             args.device,
@@ -145,7 +145,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     let mut runs = Vec::new();
     for seed in first..last {
         let out = args.out.join(format!("seed-{seed}"));
-        eprintln!(
+        tracing::info!(
             "miga demo, seed {seed} ({} of {}): {} synthetic videos, both tasks, on {} -> {}",
             seed - first + 1,
             args.seeds,

@@ -96,7 +96,7 @@ impl Input {
             (None, Some(data)) => {
                 let (clips, problems) = DataSource::open(&data)?.clips(split.split());
                 for problem in &problems {
-                    eprintln!("warning: {problem}");
+                    tracing::warn!("{problem}");
                 }
                 Ok(Self::Clips(clips))
             }

@@ -219,7 +219,7 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
             }
             let (records, problems) = source.clips(split);
             for problem in &problems {
-                eprintln!("warning: {problem}");
+                tracing::warn!("{problem}");
             }
             check_streams(&records, settings.clip.modalities, &data)?;
             let (video, skeleton) = (
@@ -227,7 +227,7 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
                 settings.clip.modalities != Modalities::Rgb,
             );
             if (video && args.mvit_weights.is_none()) || (skeleton && args.agcn_weights.is_none()) {
-                eprintln!(
+                tracing::info!(
                     "note: a backbone without --mvit-weights / --agcn-weights is randomly initialised (seed {})",
                     settings.seed
                 );
@@ -250,7 +250,7 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
                     let records = source.emotion(split, Some(&table));
                     let unknown = records.iter().filter(|r| r.outcome.is_none()).count();
                     if unknown > 0 {
-                        eprintln!(
+                        tracing::info!(
                             "note: {unknown} videos have no Win/Lose in {} (extracted unlabelled)",
                             labels.display()
                         );
@@ -259,7 +259,7 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
                 }
             };
             if args.mvit_weights.is_none() || args.swinface_weights.is_none() {
-                eprintln!(
+                tracing::info!(
                     "note: a backbone without --mvit-weights / --swinface-weights is randomly initialised (seed {})",
                     settings.seed
                 );
@@ -289,7 +289,7 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
         out.display()
     );
     for (id, why) in &summary.failed {
-        eprintln!("failed: {id}: {why}");
+        tracing::warn!("failed: {id}: {why}");
     }
     Ok(())
 }

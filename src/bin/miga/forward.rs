@@ -302,7 +302,7 @@ impl BackendTask for SwinForward {
             SwinNet::Face(base) => {
                 let config = SwinFaceConfig::from_checkpoint(&self.weights, base)?;
                 if config.heads.is_none() {
-                    eprintln!(
+                    tracing::info!(
                         "note: {} has no face-analysis heads; writing the embedding alone",
                         self.weights.display()
                     );

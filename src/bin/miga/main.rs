@@ -8,6 +8,7 @@ mod evaluate;
 mod extract;
 mod faces;
 mod forward;
+mod log;
 mod progress;
 mod settings;
 mod train;
@@ -55,6 +56,12 @@ fn keep_freed_memory() {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print warnings and errors only (progress bars stay)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more: -v adds debugging detail, -vv trace events
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +148,7 @@ struct InfoArgs {
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
+    log::init(cli.quiet, cli.verbose);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -142,7 +142,7 @@ impl ManyAutodiffTask for Training {
                     &devices,
                 )?;
                 if left_out > 0 {
-                    eprintln!(
+                    tracing::info!(
                         "note: {left_out} clips without a label or a stream the model sees were left out"
                     );
                 }
@@ -159,7 +159,7 @@ fn features_of(path: &Option<PathBuf>) -> Result<FeatureSet, Error> {
         .ok_or_else(|| Error::InvalidArgument("--features and --valid are needed".into()))?;
     let started = std::time::Instant::now();
     let set = FeatureSet::read(path)?;
-    eprintln!(
+    tracing::info!(
         "read {} items of {} in {:.1} s",
         set.items.len(),
         path.display(),
