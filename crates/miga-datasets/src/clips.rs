@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use miga_backbones::mvit::{Placement, RgbSource, VideoPreset, Window};
+use miga_backbones::mvit::{Placement, RgbFrame, RgbSource, VideoPreset, Window};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,7 @@ use crate::annotations::{SegmentFormat, read_segments};
 use crate::cache::ClipCache;
 use crate::classes::MicroGesture;
 use crate::protocols::{MigaLayout, Split};
-use crate::sampling::{SeededRng, TemporalSampling, item_key, sample_frames};
+use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
 use crate::skeleton::{
     BodyFrame, PersonSelection, Skeleton, read_openpose_folder, read_skeleton_xlsx,
 };
@@ -265,10 +265,10 @@ impl FrameTransform {
         }
     }
 
-    /// The preset on the `corner` + `size` window of each picture, cut as `cut` says.
-    fn cut_window(
+    /// The preset on the `corner` + `size` window of each frame, cut as `cut` says.
+    fn cut_window<S: RgbSource>(
         &self,
-        decoded: &[Picture],
+        decoded: &[S],
         corner: [usize; 2],
         size: [usize; 2],
         cut: Cut,
@@ -285,8 +285,12 @@ impl FrameTransform {
     }
 }
 
-/// The `corner` + `size` window of each picture.
-fn windows(decoded: &[Picture], corner: [usize; 2], size: [usize; 2]) -> Vec<Window<'_, Picture>> {
+/// The `corner` + `size` window of each frame.
+fn windows<S: RgbSource>(
+    decoded: &[S],
+    corner: [usize; 2],
+    size: [usize; 2],
+) -> Vec<Window<'_, S>> {
     decoded
         .iter()
         .map(|source| Window {
@@ -680,7 +684,7 @@ impl ClipDataset {
         let mut rng = SeededRng::for_item(
             self.seed,
             self.epoch.load(Ordering::Relaxed),
-            item_key(&record.id),
+            miga_kernels::random::name_seed(&record.id),
         );
         let sampling = if config.augment && self.cache.is_none() {
             TemporalSampling::Random
@@ -761,30 +765,28 @@ impl ClipDataset {
         body: Option<&BodyFrame>,
     ) -> Result<TensorData> {
         let path = record.rgb.as_deref().unwrap_or(std::path::Path::new(""));
-        let (bytes, [t, h, w]) = match cache.get(record)? {
-            Some(stored) => stored,
+        let (stored, fresh) = match cache.get(record)? {
+            Some(stored) => (stored, false),
             None => {
                 let pictures = Video::open(path)?.pictures(frames)?;
-                let resized = self.config.rgb.resized(&pictures, path, body)?;
-                cache.put(record, resized.clone())?;
-                resized
+                (self.config.rgb.resized(&pictures, path, body)?, true)
             }
         };
-        let pictures: Vec<Picture> = bytes
+        let (bytes, [t, h, w]) = &stored;
+        let frames: Vec<RgbFrame<'_>> = bytes
             .chunks_exact(h * w * 3)
-            .take(t)
-            .map(|frame| {
-                crate::video::Frame::from_raw(w as u32, h as u32, frame.to_vec())
-                    .map(Picture::Rgb)
-                    .ok_or_else(|| Error::request(path, "a cached frame of the wrong size"))
-            })
-            .collect::<Result<_>>()?;
-        // Already cut to the person and resized: the transform crops.
-        let transform = FrameTransform {
-            person_box: 0.0,
-            ..self.config.rgb.clone()
-        };
-        transform.apply(&pictures, path, cut, None)
+            .take(*t)
+            .filter_map(|frame| RgbFrame::new(frame, [*h, *w]))
+            .collect();
+        // Already cut to the person and resized: the transform crops, reading the bytes in place.
+        let clip = timed(Stage::Transform, || {
+            self.config.rgb.cut_window(&frames, [0, 0], [*h, *w], cut)
+        })
+        .map_err(|e| Error::request(path, e.to_string()))?;
+        if fresh {
+            cache.put(record, stored)?;
+        }
+        Ok(clip)
     }
 }
 
@@ -1089,6 +1091,9 @@ mod tests {
                 false => (LEFT_WRIST, RIGHT_WRIST),
                 true => (RIGHT_WRIST, LEFT_WRIST),
             };
+            // Within half an output pixel: the worst measured is 0.17 (a 5-pixel square's
+            // centroid on the resized grid against its centre point); with the skeleton left
+            // unmirrored, the wrist found is 1.7-2.0 pixels off.
             for (channel, point) in [(0, red_is), (1, green_is)] {
                 let (seen, placed) = (centroid(channel), at(point));
                 assert!(

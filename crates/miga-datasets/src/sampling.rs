@@ -44,11 +44,6 @@ impl SeededRng {
     }
 }
 
-/// A stable 64-bit key of an item's name, to draw an item's randomness by its name.
-pub fn item_key(name: &str) -> u64 {
-    miga_kernels::random::name_seed(name)
-}
-
 /// How `T` frames are chosen from a clip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
