@@ -3,15 +3,16 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, LinearConfig};
+use burn::nn::LinearConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
+use miga_kernels::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 
 use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
     CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding, grid_regions,
-    masked_mean, modality_dropout, norm, norm_layer, pool_regions,
+    masked_mean, modality_dropout, norm_layer, pool_regions,
 };
 use crate::loss::ClassificationLoss;
 
@@ -362,12 +363,16 @@ impl CmtfConfig {
             CmtfVariant::Cross => (self.layers, 0),
             CmtfVariant::Joint => (0, self.layers),
         };
-        let head = |width: usize| LinearConfig::new(width, self.num_classes).init(device);
+        let head = |width: usize| {
+            LinearConfig::new(width, self.num_classes)
+                .init(device)
+                .into()
+        };
         let fused = self.fused_width();
         let cells = self.video_grid * self.video_grid;
         Ok(Cmtf {
-            video_projection: LinearConfig::new(self.video_dim, d).init(device),
-            skeleton_projection: LinearConfig::new(self.skeleton_dim, d).init(device),
+            video_projection: LinearConfig::new(self.video_dim, d).init(device).into(),
+            skeleton_projection: LinearConfig::new(self.skeleton_dim, d).init(device).into(),
             modality: embedding([2, d], device),
             video_class: self.video_class_token.then(|| embedding([d], device)),
             video_cells: (cells > 1).then(|| embedding([cells, d], device)),
@@ -617,7 +622,7 @@ impl<B: Backend> Cmtf<B> {
         match (v.class_embedding, &self.video_class) {
             (Some(class), Some(e)) => {
                 let d = e.dims()[0];
-                let token = miga_kernels::linear(&self.video_projection, class)
+                let token = self.video_projection.forward(class)
                     + e.val().reshape([1, d])
                     + self.modality.val().narrow(0, 0, 1);
                 Stream {
@@ -727,8 +732,8 @@ impl<B: Backend> Cmtf<B> {
                 )
             }
         };
-        let (zv, video_present) = masked_mean(norm(&self.video_norm, v.tokens), v.padding);
-        let (zs, skeleton_present) = masked_mean(norm(&self.skeleton_norm, s.tokens), s.padding);
+        let (zv, video_present) = masked_mean(self.video_norm.forward(v.tokens), v.padding);
+        let (zs, skeleton_present) = masked_mean(self.skeleton_norm.forward(s.tokens), s.padding);
         let fused = fused.unwrap_or_else(|| {
             let (av, as_) = (
                 video_present.clone().float().reshape([b, 1]),
@@ -736,10 +741,8 @@ impl<B: Backend> Cmtf<B> {
             );
             Tensor::cat(vec![zv.clone() * av, zs.clone() * as_], 1)
         });
-        let embedding = norm(&self.fused_norm, fused);
-        let head = |h: &Linear<B>, x: Tensor<B, 2>| {
-            miga_kernels::linear(h, crate::layers::dropout(&self.dropout, x))
-        };
+        let embedding = self.fused_norm.forward(fused);
+        let head = |h: &Linear<B>, x: Tensor<B, 2>| h.forward(self.dropout.forward(x));
         (
             CmtfOutput {
                 logits: head(&self.head, embedding.clone()),

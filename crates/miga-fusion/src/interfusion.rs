@@ -3,18 +3,18 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, LinearConfig};
+use burn::nn::LinearConfig;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
+use miga_kernels::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 
 use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
     AttentionPool, CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding,
-    modality_dropout, norm, norm_layer,
+    modality_dropout, norm_layer,
 };
-use miga_kernels::linear;
 
 const MODULE: &str = "interfusion";
 
@@ -271,11 +271,11 @@ impl InterFusionConfig {
         let d = self.d_model;
         let layer = LayerConfig::new(d, self.heads, self.ff_dim, self.dropout);
         let full = self.variant == Full;
-        let head = || LinearConfig::new(d, self.num_classes).init(device);
+        let head = || LinearConfig::new(d, self.num_classes).init(device).into();
         let branch = |input: usize, expressions: usize| SequenceBranch {
-            projection: LinearConfig::new(input, d).init(device),
+            projection: LinearConfig::new(input, d).init(device).into(),
             expression_projection: (expressions > 0)
-                .then(|| LinearConfig::new(expressions, d).init(device)),
+                .then(|| LinearConfig::new(expressions, d).init(device).into()),
             encoder: (0..self.intra_layers)
                 .map(|_| layer.encoder(device))
                 .collect(),
@@ -295,7 +295,7 @@ impl InterFusionConfig {
             } else {
                 Vec::new()
             },
-            gate: full.then(|| LinearConfig::new(2 * d, d).init(device)),
+            gate: full.then(|| LinearConfig::new(2 * d, d).init(device).into()),
             fused_norm: full.then(|| norm_layer(d, device)),
             head: full.then(head),
             dropout: DropoutConfig::new(self.dropout).init(),
@@ -331,7 +331,7 @@ impl<B: Backend> SequenceBranch<B> {
             clock_scale,
         );
         if let (Some(p), Some(e)) = (&self.expression_projection, expressions) {
-            stream.tokens = stream.tokens + linear(p, e);
+            stream.tokens = stream.tokens + p.forward(e);
         }
         let mut maps = Vec::new();
         for encoder in &self.encoder {
@@ -348,11 +348,11 @@ impl<B: Backend> SequenceBranch<B> {
         s: Stream<B>,
         dropout: &Dropout,
     ) -> (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 2>>) {
-        let (z, weights) = self.pool.forward(norm(&self.norm, s.tokens), s.padding);
+        let (z, weights) = self.pool.forward(self.norm.forward(s.tokens), s.padding);
         let logits = self
             .head
             .as_ref()
-            .map(|h| linear(h, crate::layers::dropout(dropout, z.clone())));
+            .map(|h| h.forward(dropout.forward(z.clone())));
         (z, weights, logits)
     }
 }
@@ -588,14 +588,15 @@ impl<B: Backend> InterFusion<B> {
             (Some((zf, wf, lf, af)), Some((zc, wc, lc, ac))) => match (&self.gate, lf, lc) {
                 (Some(gate), _, _) => {
                     // A missing stream hands the whole embedding to the other one.
-                    let g = sigmoid(linear(gate, Tensor::cat(vec![zf.clone(), zc.clone()], 1)));
+                    let g = sigmoid(gate.forward(Tensor::cat(vec![zf.clone(), zc.clone()], 1)));
                     let g = g * (af.clone() * ac.clone()) + af * (-ac + 1.0);
                     let fused = zf * g.clone() + zc * (-g.clone() + 1.0);
-                    let embedding = norm(self.fused_norm.as_ref().expect("full"), fused);
-                    let logits = linear(
-                        self.head.as_ref().expect("full"),
-                        crate::layers::dropout(&self.dropout, embedding.clone()),
-                    );
+                    let embedding = self.fused_norm.as_ref().expect("full").forward(fused);
+                    let logits = self
+                        .head
+                        .as_ref()
+                        .expect("full")
+                        .forward(self.dropout.forward(embedding.clone()));
                     InterFusionOutput {
                         logits,
                         embedding,

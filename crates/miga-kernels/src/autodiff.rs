@@ -373,15 +373,15 @@ impl Backward<Flex, 2> for Matmul {
 
 /// [`super::linear`] under `Autodiff<Flex>`; gives the input back on any other backend.
 pub(super) fn linear<B: Backend, const D: usize>(
-    layer: &burn::nn::Linear<B>,
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
     x: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    let weight = layer.weight.val();
     if !(is_f32::<AutodiffFlexTensor, B, D>(&x) && weight.dtype() == DType::F32) {
         return Err(x);
     }
-    let (x, weight): (AutodiffFlexTensor, AutodiffFlexTensor) = (unwrap(x), unwrap(weight));
-    let bias: Option<AutodiffFlexTensor> = layer.bias.as_ref().map(|b| unwrap(b.val()));
+    let (x, weight): (AutodiffFlexTensor, AutodiffFlexTensor) = (unwrap(x), unwrap(weight.clone()));
+    let bias: Option<AutodiffFlexTensor> = bias.map(|b| unwrap(b.clone()));
     let y = flex::linear_forward(
         &x.primitive,
         &weight.primitive,

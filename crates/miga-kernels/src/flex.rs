@@ -1,7 +1,6 @@
 //! The Flex fast paths of [`super`]: vectorised kernels over a Flex tensor's buffer, reached
 //! by downcasting the backend's tensor primitive (other backends are handed back untouched).
 
-use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bytes, DType, Shape, Tensor};
 use burn_flex::{FlexTensor, Layout};
@@ -96,15 +95,15 @@ pub(super) fn matmul<B: Backend, const D: usize>(
 
 /// [`super::linear`] on Flex; gives the input back on any other backend.
 pub(super) fn linear<B: Backend, const D: usize>(
-    layer: &Linear<B>,
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
     x: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    let weight = layer.weight.val();
     if !(is_f32::<FlexTensor, B, D>(&x) && weight.dtype() == DType::F32) {
         return Err(x);
     }
-    let weight: FlexTensor = unwrap(weight);
-    let bias: Option<FlexTensor> = layer.bias.as_ref().map(|b| unwrap(b.val()));
+    let weight: FlexTensor = unwrap(weight.clone());
+    let bias: Option<FlexTensor> = bias.map(|b| unwrap(b.clone()));
     let x: FlexTensor = unwrap(x);
     Ok(wrap(linear_forward(&x, &weight, bias.as_ref())))
 }

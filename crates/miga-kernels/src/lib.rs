@@ -1,8 +1,11 @@
-//! Operations with fast paths on the CPU backend, shared by miga's models: matrix products
-//! and linear layers, exact GELU, softmax over the last axis (also with a per-sample key mask),
-//! layer normalisation, layout copies (the head swap of attention, any view made contiguous),
-//! the time-shifted columns of temporal convolutions, the depthwise Conv3d of MViTv2's pooling
-//! and AdamW's update; and [`on_cpu_workers`], which runs a step on the CPU pool's threads.
+//! Operations with fast paths on the CPU backend, shared by miga's models, and the layers built
+//! on them ([`nn`]: linear, layer and batch norm, dropout, depthwise Conv3d, temporal
+//! convolution), which choose their formulation for the backend in one place
+//! ([`nn::formulation`]). The operations: matrix products, exact GELU, softmax over the last
+//! axis (also with a per-sample key mask), layer normalisation, layout copies (the head swap of
+//! attention, any view made contiguous), the time-shifted columns of temporal convolutions, the
+//! depthwise Conv3d of MViTv2's pooling and AdamW's update; and [`on_cpu_workers`], which runs a
+//! step on the CPU pool's threads.
 //!
 //! Burn 0.21's CPU backend (Flex) runs element-wise maps one element at a time on one thread:
 //! exact GELU costs about 11 ns per element there (a scalar `erf`), 13% of an MViTv2-S
@@ -39,6 +42,7 @@ use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 mod autodiff;
 #[cfg(feature = "flex")]
 mod flex;
+pub mod nn;
 #[cfg(feature = "flex")]
 mod primitive;
 pub mod random;
@@ -118,7 +122,8 @@ pub fn matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) 
     lhs.matmul(rhs)
 }
 
-/// `layer` on `x` `[.., in]`, as `layer.forward(x)`.
+/// `x @ weight + bias` for `x` `[.., in]`, `weight` `[in, out]` (Burn's layout), as Burn's
+/// linear layer ([`nn::Linear`] is the module).
 ///
 /// On Flex Burn's linear layer is a product (whose output is zeroed and copied before it is
 /// written, as in [`matmul`]) and then a pass adding the bias; under autodiff the weight's
@@ -129,40 +134,31 @@ pub fn matmul<B: Backend, const D: usize>(lhs: Tensor<B, D>, rhs: Tensor<B, D>) 
 /// weight gradient for a `[B, .., in]` input is a `[B, in, out]` batch of products summed
 /// afterwards, a buffer that grows with the batch (192 MiB for a CMTF training step at batch
 /// 32, more than Mesa's software Vulkan driver binds), where one `[in, out]` product does.
-///
-/// ```
-/// use burn::backend::Flex;
-/// use burn::nn::LinearConfig;
-/// use burn::tensor::Tensor;
-///
-/// let device = Default::default();
-/// let layer = LinearConfig::new(4, 3).init::<Flex>(&device);
-/// let x = Tensor::<Flex, 3>::ones([2, 5, 4], &device);
-/// let y = miga_kernels::linear(&layer, x.clone());
-/// y.into_data().assert_approx_eq::<f32>(&layer.forward(x).into_data(), Default::default());
-/// ```
-pub fn linear<B: Backend, const D: usize>(
-    layer: &burn::nn::Linear<B>,
+pub(crate) fn linear<B: Backend, const D: usize>(
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {
     #[cfg(feature = "flex")]
-    let x = match flex::linear(layer, x).or_else(|x| autodiff::linear(layer, x)) {
+    let x = match flex::linear(weight, bias, x).or_else(|x| autodiff::linear(weight, bias, x)) {
         Ok(y) => return y,
         Err(x) => x,
     };
-    burn_linear_on_rows(layer, x)
+    linear_on_rows(weight, bias, x)
 }
 
-/// Burn's `layer` on `x` `[.., in]` flattened to `[rows, in]`, then shaped back.
-fn burn_linear_on_rows<B: Backend, const D: usize>(
-    layer: &burn::nn::Linear<B>,
+/// Burn's linear on `x` `[.., in]` flattened to `[rows, in]`, then shaped back.
+pub(crate) fn linear_on_rows<B: Backend, const D: usize>(
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {
+    let (weight, bias) = (weight.clone(), bias.cloned());
     if D <= 2 {
-        return layer.forward(x);
+        return burn::tensor::module::linear(x, weight, bias);
     }
     let mut dims = x.dims();
-    let y = layer.forward(x.flatten::<2>(0, D - 2));
+    let y = burn::tensor::module::linear(x.flatten::<2>(0, D - 2), weight, bias);
     dims[D - 1] = y.dims()[1];
     y.reshape(dims)
 }
@@ -415,7 +411,7 @@ fn time_taps_by_copies<B: Backend>(x: Tensor<B, 4>, k: usize, stride: usize) -> 
 /// whenever a stride is larger than the kernel along its axis (the forward pass is right;
 /// the gradient tests of `tests/backend_agreement.rs` found it: MViTv2's key and value pooling,
 /// kernel 3 with stride 4 or 8). Such an axis is convolved at stride 1 and then subsampled.
-fn conv2d_strided<B: Backend>(
+pub(crate) fn conv2d_strided<B: Backend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     options: ConvOptions<2>,
@@ -442,22 +438,86 @@ fn conv2d_strided<B: Backend>(
 
 /// Every `s`-th entry of `y` `[N, C, H, W]` along `axis` (2 or 3) from the first, `n` of them.
 fn subsample<B: Backend>(y: Tensor<B, 4>, axis: usize, s: usize, n: usize) -> Tensor<B, 4> {
-    let len = y.dims()[axis];
+    let [b, c, h, w] = y.dims();
+    let [rows, len, cols] = if axis == 2 {
+        [b * c, h, w]
+    } else {
+        [b * c * h, w, 1]
+    };
+    let picked = subsample_rows(y.reshape([rows, len, cols]), s, n);
+    if axis == 2 {
+        picked.reshape([b, c, n, w])
+    } else {
+        picked.reshape([b, c, h, n])
+    }
+}
+
+/// Every `s`-th entry along the middle axis of `y` `[R, L, K]` from the first, `n` of them
+/// (zeros past the end).
+fn subsample_rows<B: Backend>(y: Tensor<B, 3>, s: usize, n: usize) -> Tensor<B, 3> {
+    let [r, len, k] = y.dims();
     let want = n * s;
     let y = if len >= want {
-        y.narrow(axis, 0, want)
-    } else if axis == 2 {
+        y.narrow(1, 0, want)
+    } else {
         y.pad([(0, want - len), (0, 0)], PadMode::Constant(0.0))
-    } else {
-        y.pad([(0, 0), (0, want - len)], PadMode::Constant(0.0))
     };
-    let [b, c, h, w] = y.dims();
-    if axis == 2 {
-        y.reshape([b, c, n, s * w]).narrow(3, 0, w)
-    } else {
-        y.reshape([b, c, h * n, s])
-            .narrow(3, 0, 1)
-            .reshape([b, c, h, n])
+    y.reshape([r, n, s * k]).narrow(2, 0, k)
+}
+
+/// Burn's grouped `conv3d` of `x` `[N, C, T, H, W]` with the depthwise `weight`
+/// `[C, 1, kt, kh, kw]` (no bias), with the input gradient right on every backend: an axis whose
+/// stride is larger than its kernel is convolved at stride 1 and then subsampled, as in
+/// [`conv2d_strided`].
+pub(crate) fn grouped_conv3d<B: Backend>(
+    x: Tensor<B, 5>,
+    weight: Tensor<B, 5>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> Tensor<B, 5> {
+    let [_, c, t, h, w] = x.dims();
+    let [_, _, kt, kh, kw] = weight.dims();
+    let kernel = [kt, kh, kw];
+    let applied = std::array::from_fn(|a| if stride[a] > kernel[a] { 1 } else { stride[a] });
+    let options = ConvOptions::new(applied, padding, [1, 1, 1], c);
+    let mut y = burn::tensor::module::conv3d(x, weight, None, options);
+    for (a, len) in [t, h, w].into_iter().enumerate() {
+        if applied[a] != stride[a] {
+            let n = (len + 2 * padding[a] - kernel[a]) / stride[a] + 1;
+            let dims = y.dims();
+            let (before, after) = (
+                dims[..2 + a].iter().product::<usize>(),
+                dims[3 + a..].iter().product::<usize>(),
+            );
+            let picked = subsample_rows(y.reshape([before, dims[2 + a], after]), stride[a], n);
+            let mut shape = dims;
+            shape[2 + a] = n;
+            y = picked.reshape(shape);
+        }
+    }
+    y
+}
+
+/// The product of `weight` rows `[out, K]` with `columns` `[N, K, L]`, `bias` `[out]` added
+/// to each output row: `[N, out, L]` (a convolution written as a product with its columns).
+pub fn project<B: Backend>(
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    columns: Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    let [n, _, l] = columns.dims();
+    let out = weight.dims()[0];
+    let y = matmul(weight.unsqueeze::<3>(), columns);
+    match bias {
+        // The bias as a column of the `[N * out, L]` rows: a broadcast Flex runs row by row.
+        Some(bias) => {
+            let column = bias
+                .reshape([1, out])
+                .expand([n, out])
+                .reshape([n * out, 1]);
+            (y.reshape([n * out, l]) + column).reshape([n, out, l])
+        }
+        None => y,
     }
 }
 
@@ -598,18 +658,30 @@ pub fn batch_norm_train<B: Backend, const D: usize>(
     beta: Tensor<B, 1>,
     epsilon: f64,
 ) -> (Tensor<B, D>, Tensor<B, 1>, Tensor<B, 1>) {
-    let c = gamma.dims()[0];
     #[cfg(feature = "flex")]
     let (x, gamma, beta) = match autodiff::batch_norm_train(x, gamma, beta, epsilon) {
         Ok((y, mean, var)) => {
             let device = y.device();
-            let stat = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [c]), &device);
+            let stat = |v: Vec<f32>| {
+                let c = v.len();
+                Tensor::from_data(TensorData::new(v, [c]), &device)
+            };
             return (y, stat(mean), stat(var));
         }
         Err(inputs) => inputs,
     };
-    // Burn's operations on the `[N * C, L]` rows: each row's mean, then each channel's (rows
-    // have equal lengths), so no step copies a transposed activation.
+    batch_norm_by_rows(x, gamma, beta, epsilon)
+}
+
+/// [`batch_norm_train`] from Burn's operations on the `[N * C, L]` rows: each row's mean, then
+/// each channel's (rows have equal lengths), so no step copies a transposed activation.
+pub(crate) fn batch_norm_by_rows<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    epsilon: f64,
+) -> (Tensor<B, D>, Tensor<B, 1>, Tensor<B, 1>) {
+    let c = gamma.dims()[0];
     let dims = x.dims();
     let n = dims[0];
     let rows = x.reshape([n * c, dims[2..].iter().product::<usize>()]);
@@ -705,7 +777,6 @@ fn depthwise_conv3d_by_taps<B: Backend>(
 mod tests {
     use super::*;
     use burn::backend::Flex;
-    use burn::module::AutodiffModule;
     use burn::tensor::{Distribution, TensorData, Tolerance};
 
     #[test]
@@ -826,69 +897,6 @@ mod tests {
             matmul(lhs.clone().inner(), rhs.clone().inner())
                 .into_data()
                 .assert_approx_eq::<f32>(&theirs[0], Tolerance::rel_abs(1e-4, 1e-4));
-        }
-    }
-
-    #[test]
-    fn linear_values_and_gradients_match_burns() {
-        use burn::nn::LinearConfig;
-        let device = Default::default();
-        // With and without a bias; a strided input; one large enough for a threaded product.
-        for (bias, [b, n, d_in, d_out]) in [
-            (true, [3, 7, 5, 4]),
-            (false, [2, 9, 6, 3]),
-            (true, [4, 300, 96, 384]),
-        ] {
-            let layer = LinearConfig::new(d_in, d_out)
-                .with_bias(bias)
-                .init::<Ad>(&device);
-            let x = Tensor::<Ad, 3>::random([b, d_in, n], Distribution::Normal(0.0, 1.0), &device)
-                .swap_dims(1, 2);
-            let upstream =
-                Tensor::<Ad, 3>::random([b, n, d_out], Distribution::Normal(0.0, 1.0), &device);
-            let run = |f: &dyn Fn(Tensor<Ad, 3>) -> Tensor<Ad, 3>| {
-                let x = x.clone().require_grad();
-                let y = f(x.clone());
-                let grads = (y.clone() * upstream.clone()).sum().backward();
-                let bias = layer
-                    .bias
-                    .as_ref()
-                    .map(|b| b.val().grad(&grads).unwrap().into_data());
-                (
-                    [
-                        y.into_data(),
-                        x.grad(&grads).unwrap().into_data(),
-                        layer.weight.val().grad(&grads).unwrap().into_data(),
-                    ],
-                    bias,
-                )
-            };
-            let theirs = run(&|x| layer.forward(x));
-            let tolerance = Tolerance::rel_abs(1e-4, 1e-4);
-            // The Flex kernel, and the flattened rows other backends get.
-            for ours in [
-                run(&|x| linear(&layer, x)),
-                run(&|x| burn_linear_on_rows(&layer, x)),
-            ] {
-                for (a, b) in ours.0.iter().zip(&theirs.0) {
-                    assert_eq!(a.shape, b.shape);
-                    a.assert_approx_eq::<f32>(b, tolerance);
-                }
-                assert_eq!(ours.1.is_some(), bias);
-                if let (Some(a), Some(b)) = (ours.1, &theirs.1) {
-                    a.assert_approx_eq::<f32>(b, tolerance);
-                }
-            }
-            // On Flex alone, and a rank-2 input: the same values.
-            let plain = layer.valid();
-            let x = x.inner();
-            linear(&plain, x.clone())
-                .into_data()
-                .assert_approx_eq::<f32>(&plain.forward(x.clone()).into_data(), tolerance);
-            let x = x.reshape([b * n, d_in]);
-            linear(&plain, x.clone())
-                .into_data()
-                .assert_approx_eq::<f32>(&plain.forward(x).into_data(), tolerance);
         }
     }
 

@@ -25,6 +25,8 @@ pub(crate) fn is_f32<P: 'static, B: Backend, const D: usize>(x: &Tensor<B, D>) -
 
 /// The primitive behind `x`, which the caller checked is a `P` (with [`is_f32`]).
 pub(crate) fn unwrap<P: 'static, B: Backend, const D: usize>(x: Tensor<B, D>) -> P {
+    #[cfg(test)]
+    crate::nn::note_cpu_kernel();
     let TensorPrimitive::Float(primitive) = x.into_primitive() else {
         unreachable!("an f32 tensor is not quantized")
     };

@@ -2,13 +2,14 @@
 
 use burn::config::Config;
 use burn::module::{Initializer, Module};
-use burn::nn::{BatchNorm, Linear, LinearConfig};
+use burn::nn::LinearConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::Graph;
 use super::unit::{TcnGcnUnit, TcnGcnUnitConfig, batch_norm_scaled};
 use crate::Error;
+use crate::kernels::nn::{BatchNorm, Linear};
 
 /// Configuration of one 2s-AGCN stream.
 #[derive(Config, Debug)]
@@ -116,7 +117,8 @@ impl AgcnConfig {
             layers,
             fc: LinearConfig::new(in_channels, self.num_classes)
                 .with_initializer(Initializer::Normal { mean: 0.0, std })
-                .init(device),
+                .init(device)
+                .into(),
             num_persons: self.num_persons,
             in_channels: self.in_channels,
             num_nodes: v,
@@ -199,7 +201,7 @@ impl<B: Backend> Agcn<B> {
         let [n, c, t, v, m] = x.dims();
         // Reference order: (N, M, V, C, T) for data_bn, then (N*M, C, T, V).
         let x = x.permute([0, 4, 3, 1, 2]).reshape([n, m * v * c, t]);
-        let x = crate::layers::batch_norm(&self.data_bn, x);
+        let x = self.data_bn.forward(x);
         let mut x = x
             .reshape([n, m, v, c, t])
             .permute([0, 1, 3, 4, 2])
@@ -222,7 +224,7 @@ impl<B: Backend> Agcn<B> {
             .permute([0, 2, 3, 1]);
         let embedding = tokens.clone().mean_dims(&[1, 2]).reshape([n, c_out]);
         AgcnOutput {
-            logits: crate::kernels::linear(&self.fc, embedding.clone()),
+            logits: self.fc.forward(embedding.clone()),
             embedding,
             tokens,
         }

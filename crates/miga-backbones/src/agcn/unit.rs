@@ -4,13 +4,14 @@
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
+use burn::nn::BatchNormConfig;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::kernels::{matmul, time_taps};
+use crate::kernels::nn::{BatchNorm, TemporalConv, TemporalConvConfig};
+use crate::kernels::{matmul, project};
 
 /// Configuration of the adaptive graph convolution `unit_gcn`.
 #[derive(Config, Debug)]
@@ -48,8 +49,8 @@ pub struct UnitGcn<B: Backend> {
 /// A 1x1 convolution followed by batch norm (the reference's `down` Sequential).
 #[derive(Module, Debug)]
 pub struct ConvBn<B: Backend> {
-    /// The convolution (`down.0`).
-    pub conv: Conv2d<B>,
+    /// The 1x1 convolution (`down.0`).
+    pub conv: TemporalConv<B>,
     /// The norm (`down.1`).
     pub bn: BatchNorm<B>,
 }
@@ -88,8 +89,10 @@ impl UnitGcnConfig {
             })
             .collect();
         let down = (self.in_channels != self.out_channels).then(|| ConvBn {
-            conv: conv(self.out_channels, kaiming_fan_out()),
-            bn: BatchNormConfig::new(self.out_channels).init(device),
+            conv: TemporalConvConfig::new([self.in_channels, self.out_channels], 1)
+                .with_initializer(kaiming_fan_out())
+                .init(device),
+            bn: BatchNormConfig::new(self.out_channels).init(device).into(),
         });
         UnitGcn {
             a,
@@ -144,7 +147,7 @@ impl<B: Backend> UnitGcn<B> {
                 let (weight, bias) = affine_rows(weight, bias, scale, shift);
                 project(weight, bias, mixed)
             }
-            None => crate::layers::batch_norm(&self.bn, project(weight, bias, mixed)),
+            None => self.bn.forward(project(weight, bias, mixed)),
         };
         let y = y.reshape([n, out, t, v]);
         let residual = match &self.down {
@@ -173,25 +176,6 @@ fn biases<B: Backend>(convs: &[&Conv2d<B>]) -> Vec<Tensor<B, 1>> {
         .collect()
 }
 
-/// The product of `weight` `[out, K]` with `columns` `[N, K, L]`, `bias` added to each output
-/// row: `[N, out, L]`.
-fn project<B: Backend>(
-    weight: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
-    columns: Tensor<B, 3>,
-) -> Tensor<B, 3> {
-    let [n, _, l] = columns.dims();
-    let out = weight.dims()[0];
-    let y = matmul(weight.unsqueeze::<3>(), columns);
-    match bias {
-        Some(bias) => {
-            let bias = crate::layers::channel_rows(bias.reshape([1, out]), n);
-            (y.reshape([n * out, l]) + bias).reshape([n, out, l])
-        }
-        None => y,
-    }
-}
-
 /// Configuration of the temporal convolution `unit_tcn`: a `(k, 1)` convolution and batch norm.
 #[derive(Config, Debug)]
 pub struct UnitTcnConfig {
@@ -211,7 +195,7 @@ pub struct UnitTcnConfig {
 #[derive(Module, Debug)]
 pub struct UnitTcn<B: Backend> {
     /// `(k, 1)` convolution with padding `(k - 1) / 2` on time.
-    pub conv: Conv2d<B>,
+    pub conv: TemporalConv<B>,
     /// Norm.
     pub bn: BatchNorm<B>,
 }
@@ -219,15 +203,13 @@ pub struct UnitTcn<B: Backend> {
 impl UnitTcnConfig {
     /// Builds the unit with the reference's initialisation.
     pub fn init<B: Backend>(&self, device: &B::Device) -> UnitTcn<B> {
-        let pad = (self.kernel_size - 1) / 2;
-        let conv = Conv2dConfig::new([self.in_channels, self.out_channels], [self.kernel_size, 1])
-            .with_stride([self.stride, 1])
-            .with_padding(PaddingConfig2d::Explicit(pad, 0, pad, 0))
+        let conv = TemporalConvConfig::new([self.in_channels, self.out_channels], self.kernel_size)
+            .with_stride(self.stride)
             .with_initializer(kaiming_fan_out())
             .init(device);
         UnitTcn {
             conv,
-            bn: BatchNormConfig::new(self.out_channels).init(device),
+            bn: BatchNormConfig::new(self.out_channels).init(device).into(),
         }
     }
 }
@@ -319,39 +301,11 @@ impl<B: Backend> TcnGcnUnit<B> {
 /// is folded into the convolution's weights and bias, which saves a pass over the activations
 /// (four broadcast operations, the costliest part of the network on CPU backends); in training
 /// it runs as is, with batch statistics.
-fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+fn conv_bn<B: Backend>(conv: &TemporalConv<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     match folded_norm(bn, &x.device()) {
-        Some((scale, shift)) => conv2d(&with_affine(conv, scale, shift), x),
-        None => crate::layers::batch_norm(bn, conv2d(conv, x)),
+        Some((scale, shift)) => with_affine(conv, scale, shift).forward(x),
+        None => bn.forward(conv.forward(x)),
     }
-}
-
-/// `conv` on `x`. A `(k, 1)` convolution with `k / 2` padding on time (k odd, any temporal
-/// stride: every convolution of the network) runs as one matrix product of the weight as
-/// `[out, C * k]` with the k time-shifted copies of `x` stacked under each channel
-/// ([`time_taps`]; 1x1 of stride 1: `x` itself), and the bias is added to the rows of the
-/// `[N * out, T * V]` view. On the CPU backend this beats Burn's convolution, whose layout changes walk the
-/// activations element by element (a fifth of the forward pass), and under autodiff its
-/// backward pass transposes no activation either. Other shapes go to Burn's convolution.
-fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [n, _, _, v] = x.dims();
-    let [out, _, k, _] = conv.weight.dims();
-    let (p, s) = (k / 2, conv.stride[0]);
-    if k % 2 == 0
-        || conv.kernel_size[1] != 1
-        || conv.stride[1] != 1
-        || conv.dilation != [1, 1]
-        || conv.groups != 1
-        || !(conv.padding == PaddingConfig2d::Explicit(p, 0, p, 0)
-            || (p == 0 && conv.padding == PaddingConfig2d::Valid))
-    {
-        return conv.forward(x);
-    }
-    // Channel-major rows, the order of the weight's own `[out, C, k, 1]` layout.
-    let bias = conv.bias.as_ref().map(|b| b.val());
-    let y = project(weight_rows(conv), bias, time_taps(x, k, s));
-    let frames = y.dims()[2] / v;
-    y.reshape([n, out, frames, v])
 }
 
 /// Inference batch norm as a per-channel affine map `(scale, shift)`; `None` in training.
@@ -359,26 +313,27 @@ fn folded_norm<B: Backend>(
     bn: &BatchNorm<B>,
     device: &B::Device,
 ) -> Option<(Tensor<B, 1>, Tensor<B, 1>)> {
-    if B::ad_enabled(device) {
-        return None;
-    }
-    let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
-    let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
-    Some((scale, shift))
+    (!B::ad_enabled(device)).then(|| bn.folded())
 }
 
 /// `conv` followed by the per-channel affine map `(scale, shift)`.
 fn with_affine<B: Backend>(
-    conv: &Conv2d<B>,
+    conv: &TemporalConv<B>,
     scale: Tensor<B, 1>,
     shift: Tensor<B, 1>,
-) -> Conv2d<B> {
+) -> TemporalConv<B> {
+    let dims = conv.weight.dims();
+    let rows = conv
+        .weight
+        .val()
+        .reshape([dims[0], dims[1] * dims[2] * dims[3]]);
     let bias = conv.bias.as_ref().map(|b| b.val());
-    let (weight, bias) = affine_rows(weight_rows(conv), bias, scale, shift);
-    let mut folded = conv.clone();
-    folded.weight = Param::from_tensor(weight.reshape(conv.weight.dims()));
-    folded.bias = bias.map(Param::from_tensor);
-    folded
+    let (weight, bias) = affine_rows(rows, bias, scale, shift);
+    TemporalConv {
+        weight: Param::from_tensor(weight.reshape(dims)),
+        bias: bias.map(Param::from_tensor),
+        stride: conv.stride,
+    }
 }
 
 /// Weight rows `[out, K]` and bias of a product followed by the per-channel affine map: each
@@ -412,7 +367,7 @@ pub(crate) fn batch_norm_scaled<B: Backend>(
     gamma: f64,
     device: &B::Device,
 ) -> BatchNorm<B> {
-    let mut bn = BatchNormConfig::new(channels).init(device);
+    let mut bn: BatchNorm<B> = BatchNormConfig::new(channels).init(device).into();
     bn.gamma = Param::from_tensor(Tensor::full([channels], gamma, device));
     bn
 }
@@ -423,63 +378,6 @@ mod tests {
     use burn::tensor::Distribution;
 
     use super::*;
-
-    type ConvFn<'a> =
-        &'a dyn Fn(&Conv2d<Autodiff<Flex>>, Tensor<Autodiff<Flex>, 4>) -> Tensor<Autodiff<Flex>, 4>;
-
-    /// `conv2d` (one matrix product with the time-shifted copies, bias on rows) gives Burn's
-    /// convolution's output and gradients, for 1x1 and 9x1 convolutions of stride 1 and 2, on
-    /// an even and an odd number of frames.
-    #[test]
-    fn training_convolution_matches_burns() {
-        type A = Autodiff<Flex>;
-        let device = Default::default();
-        for (kernel, stride, frames) in [(1, 1, 10), (9, 1, 10), (1, 2, 10), (9, 2, 10), (9, 2, 11)]
-        {
-            let x = Tensor::<A, 4>::random([2, 6, frames, 5], Distribution::Default, &device);
-            let weights = Tensor::<A, 4>::random([2, 4, frames, 5], Distribution::Default, &device);
-            let conv = Conv2dConfig::new([6, 4], [kernel, 1])
-                .with_stride([stride, 1])
-                // 1x1 with Burn's default padding, as the graph convolutions have.
-                .with_padding(match kernel {
-                    1 => PaddingConfig2d::Valid,
-                    k => PaddingConfig2d::Explicit(k / 2, 0, k / 2, 0),
-                })
-                .init::<A>(&device);
-            let (weight, bias) = (
-                conv.weight.val().to_data(),
-                conv.bias.clone().unwrap().val(),
-            );
-            let bias = bias.to_data();
-            // Each run on its own graph: fresh leaves for the input and the parameters.
-            let run = |f: ConvFn| {
-                let leaf = |data: &burn::tensor::TensorData| {
-                    Tensor::<A, 4>::from_data(data.clone(), &device).require_grad()
-                };
-                let x = leaf(&x.to_data());
-                let mut conv = conv.clone();
-                conv.weight = Param::from_tensor(leaf(&weight));
-                let b = Tensor::<A, 1>::from_data(bias.clone(), &device).require_grad();
-                conv.bias = Some(Param::from_tensor(b.clone()));
-                let y = f(&conv, x.clone());
-                let w = weights.clone().narrow(2, 0, y.dims()[2]);
-                let grads = (y.clone() * w).sum().backward();
-                (
-                    y.to_data(),
-                    x.grad(&grads).unwrap().to_data(),
-                    conv.weight.val().grad(&grads).unwrap().to_data(),
-                    b.grad(&grads).unwrap().to_data(),
-                )
-            };
-            let ours = run(&|conv, x| conv2d(conv, x));
-            let burn = run(&|conv, x| conv.forward(x));
-            let tolerance = burn::tensor::Tolerance::<f32>::absolute(1e-4);
-            ours.0.assert_approx_eq::<f32>(&burn.0, tolerance);
-            ours.1.assert_approx_eq::<f32>(&burn.1, tolerance);
-            ours.2.assert_approx_eq::<f32>(&burn.2, tolerance);
-            ours.3.assert_approx_eq::<f32>(&burn.3, tolerance);
-        }
-    }
 
     /// The graph convolution written as the reference's `unit_gcn.forward`, one partition
     /// at a time with Burn's own operations.
@@ -505,10 +403,10 @@ mod tests {
             .reduce(|y, z| y + z)
             .unwrap();
         let residual = match &unit.down {
-            Some(down) => crate::layers::batch_norm(&down.bn, down.conv.forward(x)),
+            Some(down) => down.bn.forward(down.conv.forward(x)),
             None => x,
         };
-        relu(crate::layers::batch_norm(&unit.bn, y) + residual)
+        relu(unit.bn.forward(y) + residual)
     }
 
     /// The graph convolution (all partitions batched, its own matrix products) gives the

@@ -3,7 +3,6 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{max_pool1d, max_pool2d};
@@ -11,7 +10,8 @@ use burn::tensor::module::{max_pool1d, max_pool2d};
 use super::attention::{Grid, MultiscaleAttention, swap_last_two};
 use super::config::MultiscaleBlockConfig;
 use crate::kernels::narrow;
-use crate::layers::{Mlp, drop_path, init_linear, layer_norm};
+use crate::kernels::nn::{LayerNorm, LayerNormConfig, Linear};
+use crate::layers::{Mlp, drop_path, init_linear};
 
 /// What a block needs beyond its table row.
 #[derive(Config, Debug)]
@@ -43,7 +43,6 @@ pub struct MultiscaleBlock<B: Backend> {
     pub project: Option<Linear<B>>,
     stride_q: [usize; 3],
     drop_path: f64,
-    norm_eps: f64,
 }
 
 impl MultiscaleBlockInit {
@@ -64,7 +63,6 @@ impl MultiscaleBlockInit {
             project: (c_in != c_out).then(|| init_linear(c_in, c_out, true, device)),
             stride_q: b.stride_q,
             drop_path: self.drop_path,
-            norm_eps: self.norm_eps,
         }
     }
 }
@@ -72,7 +70,7 @@ impl MultiscaleBlockInit {
 impl<B: Backend> MultiscaleBlock<B> {
     /// `[B, 1 + T*H*W, C_in]` on grid `thw` to `[B, 1 + T'*H'*W', C_out]` and its grid.
     pub fn forward(&self, x: Tensor<B, 3>, thw: Grid) -> (Tensor<B, 3>, Grid) {
-        let x_norm1 = layer_norm(&self.norm1, self.norm_eps, x.clone());
+        let x_norm1 = self.norm1.forward(x.clone());
         let (x_attn, thw_out) = self.attn.forward(x_norm1.clone(), thw);
         let x = match &self.project {
             Some(project) => project.forward(x_norm1),
@@ -84,9 +82,7 @@ impl<B: Backend> MultiscaleBlock<B> {
             x
         };
         let x = x_skip + drop_path(x_attn, self.drop_path);
-        let x_mlp = self
-            .mlp
-            .forward(layer_norm(&self.norm2, self.norm_eps, x.clone()));
+        let x_mlp = self.mlp.forward(self.norm2.forward(x.clone()));
         (x + drop_path(x_mlp, self.drop_path), thw_out)
     }
 }

@@ -2,8 +2,8 @@
 //! multiscale blocks, final norm and head.
 
 use burn::module::{Initializer, Module, Param};
+use burn::nn::PaddingConfig3d;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, PaddingConfig3d};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
@@ -12,7 +12,8 @@ use super::block::{MultiscaleBlock, MultiscaleBlockInit};
 use super::config::{MvitConfig, conv_grid};
 use crate::Error;
 use crate::kernels::narrow;
-use crate::layers::{init_linear, layer_norm};
+use crate::kernels::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
+use crate::layers::init_linear;
 
 /// An MViTv2 network.
 #[derive(Module, Debug)]
@@ -31,7 +32,6 @@ pub struct Mvit<B: Backend> {
     clip: [usize; 3],
     patch_padding: [usize; 3],
     grid: Grid,
-    norm_eps: f64,
 }
 
 /// What the network computes for a batch of clips.
@@ -94,7 +94,6 @@ impl MvitConfig {
             clip: self.clip_size(),
             patch_padding: self.patch_padding,
             grid: self.token_grid(),
-            norm_eps: self.norm_eps,
         })
     }
 }
@@ -151,15 +150,14 @@ impl<B: Backend> Mvit<B> {
         for block in &self.blocks {
             (x, thw) = block.forward(x, thw);
         }
-        let x = layer_norm(&self.norm, self.norm_eps, x);
+        let x = self.norm.forward(x);
         let [b, n, c] = x.dims();
         let embedding = narrow(x.clone(), 1, 0, 1).reshape([b, c]);
         let tokens = narrow(x, 1, 1, n - 1).reshape([b, thw[0], thw[1], thw[2], c]);
         MvitOutput {
-            logits: crate::kernels::linear(
-                &self.head,
-                self.head_dropout.forward(embedding.clone()),
-            ),
+            logits: self
+                .head
+                .forward(self.head_dropout.forward(embedding.clone())),
             embedding,
             tokens,
         }

@@ -1,9 +1,9 @@
 //! Window attention with a learned relative position bias (W-MSA), and the window partition
 //! and attention mask of shifted windows (SW-MSA).
 
-use crate::kernels::{linear, matmul, softmax_last, swap_heads};
+use crate::kernels::nn::{Dropout, DropoutConfig, Linear};
+use crate::kernels::{matmul, softmax_last, swap_heads};
 use burn::module::{Initializer, Module, Param};
-use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -75,7 +75,7 @@ impl<B: Backend> WindowAttention<B> {
         let heads = self.heads;
         let head_dim = c / heads;
         // [B*nW, N, 3 heads, Dh] -> [B*nW, 3 heads, N, Dh], contiguous: q, k and v are runs.
-        let qkv = swap_heads(linear(&self.qkv, x).reshape([bw, n, 3 * heads, head_dim]));
+        let qkv = swap_heads(self.qkv.forward(x).reshape([bw, n, 3 * heads, head_dim]));
         let q = qkv.clone().narrow(1, 0, heads);
         let k = qkv.clone().narrow(1, heads, heads);
         let v = qkv.narrow(1, 2 * heads, heads);
@@ -95,7 +95,7 @@ impl<B: Backend> WindowAttention<B> {
         let weights = softmax_last(scores.reshape([bw, heads, n, n]));
         let x = matmul(self.attn_dropout.forward(weights), v);
         let x = swap_heads(x).reshape([bw, n, c]);
-        self.proj_dropout.forward(linear(&self.proj, x))
+        self.proj_dropout.forward(self.proj.forward(x))
     }
 
     /// The relative position bias `[heads, w^4]`, head-major and contiguous (the table is

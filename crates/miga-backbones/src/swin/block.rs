@@ -1,12 +1,12 @@
 //! A Swin block (pre-norm window attention, then a pre-norm MLP), patch merging, and a stage.
 
 use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use super::attention::{WindowAttention, window_partition, window_reverse};
 use super::config::{StageGeometry, SwinConfig};
+use crate::kernels::nn::{Formulation, LayerNorm, LayerNormConfig, Linear, formulation};
 use crate::kernels::{contiguous, swap_heads};
 use crate::layers::{Mlp, drop_path, init_linear};
 
@@ -46,10 +46,20 @@ impl<B: Backend> SwinBlock<B> {
 }
 
 /// `x` `[B, H, W, C]` shifted cyclically by `[sh, sw]` towards the top left (row `sh` to row
-/// 0, column `sw` to column 0: PyTorch's `roll((-sh, -sw), (1, 2))`). Each axis is two
-/// blocks swapped, each block copied in runs of the rows it spans ([`contiguous`]; Burn's `roll`
-/// concatenates strided views, which Flex copies element by element).
-fn roll<B: Backend>(x: Tensor<B, 4>, [sh, sw]: [usize; 2]) -> Tensor<B, 4> {
+/// 0, column `sw` to column 0: PyTorch's `roll((-sh, -sw), (1, 2))`). On the CPU each axis is
+/// two blocks swapped, each block copied in runs of the rows it spans ([`contiguous`]; Burn's
+/// `roll` concatenates strided views, which Flex copies element by element); elsewhere Burn's
+/// `roll`.
+fn roll<B: Backend>(x: Tensor<B, 4>, shifts: [usize; 2]) -> Tensor<B, 4> {
+    roll_as(formulation::<B>(), x, shifts)
+}
+
+/// [`roll`] in the given formulation.
+fn roll_as<B: Backend>(how: Formulation, x: Tensor<B, 4>, [sh, sw]: [usize; 2]) -> Tensor<B, 4> {
+    if how == Formulation::Burn {
+        // Burn's `roll` by `s` brings entry `s` to the front: PyTorch's `roll(-s)`.
+        return x.roll(&[sh, sw], &[1, 2]);
+    }
     let swap = |x: Tensor<B, 4>, axis: usize, shift: usize| {
         let size = x.dims()[axis];
         if shift == 0 {
@@ -84,7 +94,7 @@ impl<B: Backend> PatchMerging<B> {
         // [B * H/2, dh, W/2 * dw, C] -> [B * H/2, W/2 * dw, dh, C]: dh varies fastest, as in
         // the references' concatenation.
         let x = swap_heads(x.reshape([b * h / 2, 2, w, c])).reshape([b, h / 2, w / 2, 4 * c]);
-        crate::kernels::linear(&self.reduction, self.norm.forward(x))
+        self.reduction.forward(self.norm.forward(x))
     }
 }
 
@@ -150,6 +160,33 @@ impl<B: Backend> SwinStage<B> {
         match &self.downsample {
             Some(merge) => merge.forward(x),
             None => x,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    /// Both formulations shift towards the top left as PyTorch's `roll((-sh, -sw), (1, 2))`:
+    /// entry `(i, j)` of the result is entry `((i + sh) % H, (j + sw) % W)` of the input.
+    #[test]
+    fn both_formulations_roll_as_pytorch() {
+        let device = Default::default();
+        let (h, w) = (5, 7);
+        let values: Vec<f32> = (0..h * w).map(|i| i as f32).collect();
+        let x = Tensor::<Flex, 4>::from_data(TensorData::new(values, [1, h, w, 1]), &device);
+        for shifts in [[2, 3], [0, 1], [4, 0]] {
+            let expected: Vec<f32> = (0..h * w)
+                .map(|k| (((k / w + shifts[0]) % h) * w + (k % w + shifts[1]) % w) as f32)
+                .collect();
+            for how in [Formulation::Cpu, Formulation::Burn] {
+                let y = roll_as(how, x.clone(), shifts).into_data();
+                assert_eq!(y.to_vec::<f32>().unwrap(), expected, "{how:?} {shifts:?}");
+            }
         }
     }
 }

@@ -9,7 +9,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, PaddingConfig2d};
+use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::tensor::Tensor;
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::backend::Backend;
@@ -18,7 +18,8 @@ use burn::tensor::ops::PadMode;
 
 use super::config::{StageGeometry, SwinConfig};
 use super::model::Swin;
-use crate::kernels::{contiguous, linear, matmul};
+use crate::kernels::nn::{BatchNorm, Dropout, DropoutConfig, Linear};
+use crate::kernels::{contiguous, matmul};
 use crate::layers::init_linear;
 
 /// One output head of SwinFace.
@@ -308,7 +309,10 @@ impl FaceAnalysisConfig {
                     .collect(),
                 gate_fc1: init_linear(dim, hidden, true, device),
                 gate_fc2: init_linear(hidden, dim, true, device),
-                norm: BatchNormConfig::new(dim).with_epsilon(2e-5).init(device),
+                norm: BatchNormConfig::new(dim)
+                    .with_epsilon(2e-5)
+                    .init(device)
+                    .into(),
             })
             .collect();
         let fam = FeatureAttentionModule { nets };
@@ -353,7 +357,7 @@ impl<B: Backend> FeatureAttentionNet<B> {
         let [b, f, _] = flat.dims();
         // CBAM channel gate: one MLP on the average- and on the max-pooled features, summed.
         let gate =
-            |pooled: Tensor<B, 2>| linear(&self.gate_fc2, relu(linear(&self.gate_fc1, pooled)));
+            |pooled: Tensor<B, 2>| self.gate_fc2.forward(relu(self.gate_fc1.forward(pooled)));
         let avg = gate(flat.clone().mean_dim(2).reshape([b, f]));
         let max = gate(flat.clone().max_dim(2).reshape([b, f]));
         let scale = sigmoid(avg + max).reshape([b, f, 1]);
@@ -383,8 +387,8 @@ fn unfold_same<B: Backend>(x: Tensor<B, 4>, k: usize) -> Tensor<B, 3> {
 impl<B: Backend> TaskSpecificSubnet<B> {
     /// `[B, F]` to `[B, F]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let x = self.dropout.forward(relu(linear(&self.fc1, x)));
-        self.dropout.forward(relu(linear(&self.fc2, x)))
+        let x = self.dropout.forward(relu(self.fc1.forward(x)));
+        self.dropout.forward(relu(self.fc2.forward(x)))
     }
 }
 
@@ -403,7 +407,7 @@ impl<B: Backend> FaceAnalysis<B> {
         FACE_HEADS
             .iter()
             .zip(&self.om.output_fcs)
-            .map(|(h, fc)| linear(fc, features[h.branch].clone()))
+            .map(|(h, fc)| fc.forward(features[h.branch].clone()))
             .collect()
     }
 }

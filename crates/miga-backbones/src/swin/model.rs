@@ -1,14 +1,14 @@
 //! The network: patch embedding, stages, final norm, average pool and head.
 
 use burn::module::Module;
+use burn::nn::BatchNormConfig;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use super::block::SwinStage;
 use super::config::{SwinConfig, SwinHead};
-use crate::kernels::linear;
+use crate::kernels::nn::{BatchNorm, LayerNorm, LayerNormConfig, Linear};
 use crate::layers::init_linear;
 use crate::{Error, Result};
 
@@ -95,7 +95,12 @@ impl SwinConfig {
                 .init(device)
         };
         let c = self.num_features();
-        let bn = |d: usize| BatchNormConfig::new(d).with_epsilon(2e-5).init(device);
+        let bn = |d: usize| {
+            BatchNormConfig::new(d)
+                .with_epsilon(2e-5)
+                .init(device)
+                .into()
+        };
         let (head, feature) = match self.head {
             SwinHead::Classifier { num_classes } => {
                 (Some(init_linear(c, num_classes, true, device)), None)
@@ -161,11 +166,11 @@ impl<B: Backend> Swin<B> {
             .forward(x.reshape([b, h * w, c]))
             .mean_dim(1)
             .reshape([b, c]);
-        let logits = (self.head.as_ref()).map(|head| linear(head, pooled.clone()));
+        let logits = (self.head.as_ref()).map(|head| head.forward(pooled.clone()));
         let embedding = match &self.feature {
             Some(f) => {
-                let x = f.bn1.forward(linear(&f.fc1, pooled));
-                f.bn2.forward(linear(&f.fc2, x))
+                let x = f.bn1.forward(f.fc1.forward(pooled));
+                f.bn2.forward(f.fc2.forward(x))
             }
             None => pooled,
         };

@@ -2,10 +2,11 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::LinearConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
-use miga_kernels::{linear, masked_softmax_last, matmul, softmax_last, swap_heads};
+use miga_kernels::nn::Linear;
+use miga_kernels::{masked_softmax_last, matmul, softmax_last, swap_heads};
 
 /// Configuration of [`MaskedAttention`].
 #[derive(Config, Debug)]
@@ -45,7 +46,11 @@ impl MaskedAttentionConfig {
             self.d_model,
             self.heads
         );
-        let layer = || LinearConfig::new(self.d_model, self.d_model).init(device);
+        let layer = || {
+            LinearConfig::new(self.d_model, self.d_model)
+                .init(device)
+                .into()
+        };
         MaskedAttention {
             query: layer(),
             key: layer(),
@@ -71,9 +76,9 @@ impl<B: Backend> MaskedAttention<B> {
         let nk = context.dims()[1];
         let (h, dh) = (self.heads, d / self.heads);
         let split = |x: Tensor<B, 3>, n: usize| swap_heads(x.reshape([b, n, h, dh]));
-        let q = split(linear(&self.query, query), nq);
-        let k = split(linear(&self.key, context.clone()), nk);
-        let v = split(linear(&self.value, context), nk);
+        let q = split(self.query.forward(query), nq);
+        let k = split(self.key.forward(context.clone()), nk);
+        let v = split(self.value.forward(context), nk);
         let scores = matmul(q, k.swap_dims(2, 3)) * (1.0 / (dh as f64).sqrt());
         let (probs, any_key) = match padding {
             Some(padding) => {
@@ -91,7 +96,7 @@ impl<B: Backend> MaskedAttention<B> {
             None => (softmax_last(scores), None),
         };
         let out = swap_heads(matmul(probs.clone(), v)).reshape([b, nq, d]);
-        let out = linear(&self.output, out);
+        let out = self.output.forward(out);
         let out = match any_key {
             Some(any_key) => out * any_key,
             None => out,

@@ -12,9 +12,9 @@ mod tokens;
 
 pub use attention::{MaskedAttention, MaskedAttentionConfig};
 pub use cross::{CrossBlock, CrossMaps, Stream};
-pub use dropout::{dropout, modality_dropout};
+pub use dropout::modality_dropout;
 pub use encoder::EncoderLayer;
-pub use norm::{NORM_EPSILON, norm, norm_layer};
+pub use norm::{NORM_EPSILON, norm_layer};
 pub use pool::{AttentionPool, grid_regions, masked_mean, pool_regions};
 pub use sublayer::{AttentionSublayer, FeedForwardSublayer, LayerConfig};
 pub use time::clock_code;

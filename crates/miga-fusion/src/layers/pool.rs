@@ -2,11 +2,12 @@
 //! (a spatial grid of video tokens, body parts of skeleton joints).
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::LinearConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
+use miga_kernels::nn::Linear;
 
-use miga_kernels::{linear, matmul};
+use miga_kernels::matmul;
 
 /// Mean of the valid tokens of `x` `[B, N, D]` (`padding` `[B, N]` true = ignore), and whether
 /// each sample has any valid token `[B]`. A sample with none pools to zeros.
@@ -34,7 +35,10 @@ impl<B: Backend> AttentionPool<B> {
     /// A pool over `d_model`-wide tokens.
     pub fn new(d_model: usize, device: &B::Device) -> Self {
         Self {
-            score: LinearConfig::new(d_model, 1).with_bias(false).init(device),
+            score: LinearConfig::new(d_model, 1)
+                .with_bias(false)
+                .init(device)
+                .into(),
         }
     }
 
@@ -46,7 +50,7 @@ impl<B: Backend> AttentionPool<B> {
         padding: Tensor<B, 2, Bool>,
     ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let [b, n, d] = x.dims();
-        let scores = linear(&self.score, x.clone()).reshape([b, n]);
+        let scores = self.score.forward(x.clone()).reshape([b, n]);
         let weights = miga_kernels::masked_softmax_last(scores, padding.bool_not().float());
         let pooled = matmul(weights.clone().unsqueeze_dim::<3>(1), x).reshape([b, d]);
         (pooled, weights)

@@ -2,14 +2,13 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear, LinearConfig};
+use burn::nn::LinearConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
+use miga_kernels::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 
 use super::attention::{MaskedAttention, MaskedAttentionConfig};
-use super::dropout::dropout;
-use super::norm::{norm, norm_layer};
-use miga_kernels::linear;
+use super::norm::norm_layer;
 
 /// Widths shared by every transformer layer of a fusion module.
 #[derive(Config, Debug)]
@@ -39,8 +38,12 @@ impl LayerConfig {
     pub fn feed_forward<B: Backend>(&self, device: &B::Device) -> FeedForwardSublayer<B> {
         FeedForwardSublayer {
             norm: norm_layer(self.d_model, device),
-            fc1: LinearConfig::new(self.d_model, self.ff_dim).init(device),
-            fc2: LinearConfig::new(self.ff_dim, self.d_model).init(device),
+            fc1: LinearConfig::new(self.d_model, self.ff_dim)
+                .init(device)
+                .into(),
+            fc2: LinearConfig::new(self.ff_dim, self.d_model)
+                .init(device)
+                .into(),
             dropout: DropoutConfig::new(self.dropout).init(),
         }
     }
@@ -69,16 +72,16 @@ impl<B: Backend> AttentionSublayer<B> {
         padding: Option<Tensor<B, 2, Bool>>,
         weights: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
-        let normed = norm(&self.norm, x.clone());
+        let normed = self.norm.forward(x.clone());
         let context = match (context, &self.context_norm) {
-            (Some(context), Some(context_norm)) => norm(context_norm, context),
+            (Some(context), Some(context_norm)) => context_norm.forward(context),
             (None, None) => normed.clone(),
             _ => panic!(
                 "cross-attention takes a context and has a context norm; self-attention neither"
             ),
         };
         let (out, w) = self.attention.forward(normed, context, padding, weights);
-        (x + dropout(&self.dropout, out), w)
+        (x + self.dropout.forward(out), w)
     }
 }
 
@@ -97,8 +100,8 @@ pub struct FeedForwardSublayer<B: Backend> {
 impl<B: Backend> FeedForwardSublayer<B> {
     /// Applies the sub-layer to `[B, N, D]` tokens.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = miga_kernels::gelu(linear(&self.fc1, norm(&self.norm, x.clone())));
-        let h = linear(&self.fc2, dropout(&self.dropout, h));
-        x + dropout(&self.dropout, h)
+        let h = miga_kernels::gelu(self.fc1.forward(self.norm.forward(x.clone())));
+        let h = self.fc2.forward(self.dropout.forward(h));
+        x + self.dropout.forward(h)
     }
 }

@@ -1,13 +1,12 @@
 //! Turning a modality's features into fusion tokens.
 
 use burn::module::{Initializer, Param};
-use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
+use miga_kernels::nn::Linear;
 
 use super::cross::Stream;
 use super::time::clock_code;
-use miga_kernels::linear;
 
 /// Projects features `[B, T, R, C]` (R tokens per time step: grid cells, body parts, or 1)
 /// to `[B, T * R, D]` tokens in time-major order, adding `embedding` `[R, D]` (modality plus
@@ -29,7 +28,7 @@ pub fn embed_steps<B: Backend>(
         padding.clone().reshape([b, t, 1, 1]).expand([b, t, r, c]),
         0.0,
     );
-    let tokens = linear(projection, x) + clock + embedding.reshape([1, 1, r, d]);
+    let tokens = projection.forward(x) + clock + embedding.reshape([1, 1, r, d]);
     Stream {
         tokens: tokens.reshape([b, t * r, d]),
         padding: padding
