@@ -184,6 +184,14 @@ def bench(args, model_name, mode, batch, frames):
         x = torch.randn(batch, 3, frames, v, 1, device=device)
         y = torch.arange(batch, device=device) % 32
         forward = forward_flops(v, frames, batch, UNITS)
+    # Half precision as miga computes it: every weight, input and activation in that type.
+    dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[args.precision]
+    model = model.to(dtype)
+    if x is not None:
+        x = x.to(dtype)
+    if model_name in ("cmtf", "interfusion"):
+        for name in inputs:
+            inputs[name] = inputs[name].to(dtype)
     if mode == "forward":
         model.eval()
 
@@ -216,6 +224,7 @@ def bench(args, model_name, mode, batch, frames):
         "framework": "pytorch",
         "backend": f"torch {torch.__version__}",
         "device": device,
+        "precision": args.precision,
         "mode": mode,
         "batch": batch,
         "frames": frames,
@@ -238,6 +247,8 @@ def main():
     ap.add_argument("--swinface", type=pathlib.Path,
                     help="the swinface_project folder of a lxq1000/SwinFace checkout")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="f32", choices=["f32", "f16", "bf16"],
+                    help="every weight, input and activation in this type (as miga --precision)")
     ap.add_argument("--batch", default="8")
     ap.add_argument("--mode", default="forward")
     ap.add_argument("--frames", type=int, help="default: 16 for mvit_v2_s, 64 for agcn, 8 for cmtf, 32 for interfusion")

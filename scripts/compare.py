@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Joins `miga bench --json` and `scripts/bench_pytorch.py --json` results into a ratio table
-(markdown), matching rows on model, mode, batch and frames.
+(markdown), matching rows on model, mode, batch, frames and precision (f32 where a row has
+none).
 
     python3 scripts/compare.py bench-miga.json bench-pytorch.json [--svg ratios.svg]
 
@@ -13,7 +14,7 @@ import pathlib
 
 
 def key(row):
-    return (row["model"], row["mode"], row["batch"], row["frames"])
+    return (row["model"], row["mode"], row["batch"], row["frames"], row.get("precision", "f32"))
 
 
 HEADER = ["| model | mode | batch | miga device | PyTorch device | miga ms | PyTorch ms | time ratio | miga GFLOP/s | PyTorch GFLOP/s |",
@@ -33,10 +34,11 @@ def ratio_table(ours, theirs):
         if r["threads"] != t["threads"]:
             lines.append(f"<!-- thread counts differ: miga {r['threads']}, PyTorch {t['threads']} -->")
         ratio = r["median_ms"] / t["median_ms"]
-        lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {r['device']} | {t['device']} | "
+        precision = "" if r.get("precision", "f32") == "f32" else f" {r['precision']}"
+        lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {r['device']}{precision} | {t['device']} | "
                      f"{r['median_ms']:.1f} | {t['median_ms']:.1f} | {ratio:.2f} | "
                      f"{r['gflop_per_s']:.1f} | {t['gflop_per_s']:.1f} |")
-        bars.append((f"{r['model']} {r['mode']} b{r['batch']} ({r['device']})", ratio))
+        bars.append((f"{r['model']} {r['mode']} b{r['batch']} ({r['device']}{precision})", ratio))
     lines += [f"<!-- no PyTorch row for {k} -->" for k in missing]
     return lines, bars
 

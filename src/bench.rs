@@ -168,6 +168,8 @@ pub struct BenchResult {
     pub backend: String,
     /// The device as given on the command line.
     pub device: String,
+    /// The floating-point type it computed in.
+    pub precision: String,
     /// `forward` or `train`.
     pub mode: String,
     /// Items per iteration.
@@ -230,6 +232,7 @@ pub fn run(spec: &BenchSpec, device: DeviceSpec) -> Result<BenchResult, Error> {
         framework: "miga".into(),
         backend,
         device: device.to_string(),
+        precision: device.precision.to_string(),
         mode: spec.mode.to_string(),
         batch: spec.batch,
         frames: spec.frames,

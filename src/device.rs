@@ -5,7 +5,8 @@
 //! (`cpu`, `ndarray`, `wgpu[:N]`, `vulkan[:N]`, `metal[:N]`, `cuda[:N]`), and
 //! [`DeviceSpec::run`] / [`DeviceSpec::run_autodiff`] call a generic [`BackendTask`] with the
 //! matching backend type, or fail with the cargo feature to enable when that backend is not
-//! compiled in.
+//! compiled in. A spec also carries the floating-point [`Precision`] its work computes in
+//! (`--precision f32|f16|bf16`; f32 unless asked).
 //!
 //! ```
 //! use burn::tensor::{Tensor, backend::Backend};
@@ -97,13 +98,73 @@ impl BackendKind {
     }
 }
 
-/// A `--device` value: a backend and, for GPU backends, an optional device index.
+/// The floating-point type a device computes in (`--precision`).
+///
+/// Half precision runs on the GPU backends: every float tensor the work creates on the device
+/// (weights as they load, inputs, activations, gradients, optimiser state) is f16 or bf16,
+/// through Burn's per-device default data type. Burn 0.21 has no mixed-precision training, so
+/// half-precision training keeps its weights in half precision too (no f32 master copy).
+/// wgpu offers f16 where the adapter has 16-bit shader floats (Mesa's software Vulkan driver
+/// does) and no bf16; CUDA offers both. A device is set to one precision for the life of the
+/// process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats, the default.
+    #[default]
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl Precision {
+    /// Burn's data type for it.
+    pub fn dtype(self) -> burn::tensor::DType {
+        match self {
+            Precision::F32 => burn::tensor::DType::F32,
+            Precision::F16 => burn::tensor::DType::F16,
+            Precision::Bf16 => burn::tensor::DType::BF16,
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "f16" | "fp16" | "half" | "float16" => Ok(Precision::F16),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            _ => Err(Error::InvalidArgument(format!(
+                "invalid precision `{s}`: expected f32, f16 or bf16"
+            ))),
+        }
+    }
+}
+
+/// A `--device` value: a backend and, for GPU backends, an optional device index; and the
+/// precision to compute in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DeviceSpec {
     /// Which backend runs the work.
     pub kind: BackendKind,
     /// Device index for GPU backends (`cuda:1`); `None` lets the backend choose.
     pub index: Option<usize>,
+    /// The floating-point type the work computes in.
+    pub precision: Precision,
 }
 
 impl DeviceSpec {
@@ -111,7 +172,22 @@ impl DeviceSpec {
     pub const CPU: DeviceSpec = DeviceSpec {
         kind: BackendKind::Flex,
         index: None,
+        precision: Precision::F32,
     };
+
+    /// A spec for `kind`'s default device, in f32.
+    pub fn new(kind: BackendKind) -> Self {
+        DeviceSpec {
+            kind,
+            index: None,
+            precision: Precision::F32,
+        }
+    }
+
+    /// The same device computing in `precision`.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        DeviceSpec { precision, ..self }
+    }
 
     /// Runs `task` on this device's backend, for inference.
     pub fn run<T: BackendTask>(&self, task: T) -> Result<T::Output, Error> {
@@ -191,6 +267,16 @@ fn dispatch_many<T: ManyDeviceTask>(specs: &[DeviceSpec], task: T) -> Result<T::
             feature: first.kind.feature(),
         });
     }
+    let precision = first.precision;
+    if precision != Precision::F32 && !first.kind.indexed() {
+        return Err(Error::PrecisionUnsupported {
+            device: first.to_string(),
+            precision,
+            reason: "the CPU backends compute in f32; half precision runs on the GPU backends \
+                     (wgpu, vulkan, metal, cuda)"
+                .into(),
+        });
+    }
     #[allow(unused_variables)]
     let indices: Vec<Option<usize>> = specs.iter().map(|s| s.index).collect();
     match first.kind {
@@ -207,7 +293,8 @@ fn dispatch_many<T: ManyDeviceTask>(specs: &[DeviceSpec], task: T) -> Result<T::
             let devices = indices
                 .iter()
                 .map(|&i| wgpu::device(i, wgpu::Api::Auto))
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
+            set_precision::<burn::backend::Wgpu>(specs, &devices)?;
             Ok(task.run::<burn::backend::Wgpu>(devices))
         }
         #[cfg(feature = "vulkan")]
@@ -215,7 +302,8 @@ fn dispatch_many<T: ManyDeviceTask>(specs: &[DeviceSpec], task: T) -> Result<T::
             let devices = indices
                 .iter()
                 .map(|&i| wgpu::device(i, wgpu::Api::Vulkan))
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
+            set_precision::<burn::backend::Vulkan>(specs, &devices)?;
             Ok(task.run::<burn::backend::Vulkan>(devices))
         }
         #[cfg(feature = "metal")]
@@ -223,7 +311,8 @@ fn dispatch_many<T: ManyDeviceTask>(specs: &[DeviceSpec], task: T) -> Result<T::
             let devices = indices
                 .iter()
                 .map(|&i| wgpu::device(i, wgpu::Api::Metal))
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
+            set_precision::<burn::backend::Metal>(specs, &devices)?;
             Ok(task.run::<burn::backend::Metal>(devices))
         }
         #[cfg(feature = "cuda")]
@@ -231,12 +320,63 @@ fn dispatch_many<T: ManyDeviceTask>(specs: &[DeviceSpec], task: T) -> Result<T::
             let devices = indices
                 .iter()
                 .map(|&i| burn::backend::cuda::CudaDevice::new(i.unwrap_or(0)))
-                .collect();
+                .collect::<Vec<_>>();
+            quietly(|| set_precision::<burn::backend::Cuda>(specs, &devices)).map_err(
+                |reason| Error::DeviceUnavailable {
+                    device: first.to_string(),
+                    reason: format!("no CUDA driver or device could be initialised ({reason})"),
+                },
+            )??;
             Ok(task.run::<burn::backend::Cuda>(devices))
         }
         #[allow(unreachable_patterns)]
         _ => unreachable!("is_compiled() covers every backend that is not compiled in"),
     }
+}
+
+/// Sets each GPU device's default float type to the specs' precision before any tensor is made
+/// on it (Burn fixes a device's default types at its first tensor, for the life of the
+/// process). A device already in use at the same precision is fine; at another, or one the
+/// adapter cannot compute in, is an error that says so.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn set_precision<B: Backend>(specs: &[DeviceSpec], devices: &[B::Device]) -> Result<(), Error> {
+    use burn::tensor::backend::DeviceError;
+    use burn::tensor::backend::set_default_float_dtype;
+    use burn::tensor::get_device_settings;
+    for (spec, device) in specs.iter().zip(devices) {
+        let dtype = spec.precision.dtype();
+        let unsupported = |reason: String| Error::PrecisionUnsupported {
+            device: spec.to_string(),
+            precision: spec.precision,
+            reason,
+        };
+        if !B::supports_dtype(device, dtype) {
+            return Err(unsupported(format!(
+                "the backend ({}) has no {} arithmetic on this adapter{}",
+                B::name(device),
+                spec.precision,
+                if matches!(spec.kind, BackendKind::Cuda) {
+                    ""
+                } else {
+                    " (wgpu has no bf16; f16 needs 16-bit shader floats)"
+                }
+            )));
+        }
+        match set_default_float_dtype::<B>(device, dtype) {
+            Ok(()) => {}
+            Err(DeviceError::AlreadyInitialized { .. }) => {
+                let current = get_device_settings::<B>(device).float_dtype;
+                if burn::tensor::DType::from(current) != dtype {
+                    return Err(unsupported(format!(
+                        "this process already computes on it in {current:?}; a device keeps \
+                         one precision for the life of a process (run another process)"
+                    )));
+                }
+            }
+            Err(err) => return Err(unsupported(err.to_string())),
+        }
+    }
+    Ok(())
 }
 
 impl Default for DeviceSpec {
@@ -289,7 +429,11 @@ impl FromStr for DeviceSpec {
         if index.is_some() && !kind.indexed() {
             return Err(invalid("CPU backends take no device index"));
         }
-        Ok(DeviceSpec { kind, index })
+        Ok(DeviceSpec {
+            kind,
+            index,
+            precision: Precision::F32,
+        })
     }
 }
 
@@ -441,12 +585,12 @@ mod wgpu {
             })
             .map_err(|reason| Error::DeviceUnavailable {
                 device: DeviceSpec {
-                    kind: match api {
+                    index,
+                    ..DeviceSpec::new(match api {
                         Api::Auto => BackendKind::Wgpu,
                         Api::Vulkan => BackendKind::Vulkan,
                         Api::Metal => BackendKind::Metal,
-                    },
-                    index,
+                    })
                 }
                 .to_string(),
                 reason,
@@ -489,7 +633,14 @@ mod tests {
         ];
         for (text, kind, index) in cases {
             let spec: DeviceSpec = text.parse().unwrap();
-            assert_eq!(spec, DeviceSpec { kind, index }, "{text}");
+            assert_eq!(
+                spec,
+                DeviceSpec {
+                    index,
+                    ..DeviceSpec::new(kind)
+                },
+                "{text}"
+            );
         }
         assert_eq!(
             "cuda:3".parse::<DeviceSpec>().unwrap().to_string(),

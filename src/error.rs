@@ -32,6 +32,16 @@ pub enum Error {
         /// What the backend reported.
         reason: String,
     },
+    /// The device cannot compute at the requested precision.
+    #[error("device `{device}` cannot compute in {precision}: {reason}")]
+    PrecisionUnsupported {
+        /// The requested device.
+        device: String,
+        /// The requested precision.
+        precision: crate::device::Precision,
+        /// Why not, and what to do.
+        reason: String,
+    },
     /// Two backends gave different results for the same computation.
     #[error("`{other}` disagrees with `{reference}`: {reason}")]
     Disagreement {

@@ -472,6 +472,89 @@ fn bench_rejects_bad_requests_and_times_a_small_run() {
     );
 }
 
+/// Half precision: f16 on wgpu (Mesa's software driver has 16-bit shader floats) runs the
+/// parity checks within the f16 tolerances, with top-1 agreement, and a training step; bf16 on
+/// wgpu and f16 on the CPU are refused with a reason. Each run is its own process: a device
+/// keeps one precision for the life of a process.
+#[test]
+fn half_precision_checks_and_trains_on_wgpu_and_is_refused_where_it_cannot_run() {
+    let (ok, _, stderr) = output(&["bench", "--model", "cmtf", "--precision", "f8"]);
+    assert!(!ok && stderr.contains("invalid precision `f8`"), "{stderr}");
+    let (ok, _, stderr) = output(&["bench", "--model", "cmtf", "--precision", "f16"]);
+    assert!(
+        !ok && stderr.contains("device `cpu` cannot compute in f16"),
+        "{stderr}"
+    );
+    let wgpu: miga::device::DeviceSpec = "wgpu".parse().unwrap();
+    if let Err(err) = miga::device::probe(wgpu) {
+        miga::datasets::skip_test(&format!("half precision on wgpu: {err}"));
+        return;
+    }
+    let (ok, _, stderr) = output(&[
+        "bench",
+        "--model",
+        "cmtf",
+        "--device",
+        "wgpu",
+        "--precision",
+        "bf16",
+    ]);
+    assert!(
+        !ok && stderr.contains("device `wgpu` cannot compute in bf16"),
+        "{stderr}"
+    );
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let json = scratch("check-f16.json");
+    let (ok, stdout, stderr) = output(&[
+        "check",
+        "--device",
+        "wgpu",
+        "--precision",
+        "f16",
+        "--fixtures",
+        repo,
+        "--only",
+        "forward/cmtf_cross,forward/agcn/kinetics,gradients/interfusion_late",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let outcomes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for outcome in outcomes.as_array().unwrap() {
+        assert_eq!(outcome["precision"], "f16", "{outcome}");
+        let error = outcome["error"].as_f64().unwrap();
+        // Half precision really ran: errors far above f32's (below 1e-5 here).
+        assert!(
+            error > 1e-4 && error <= outcome["tolerance"].as_f64().unwrap(),
+            "{outcome}"
+        );
+        if outcome["kind"] == "forward" {
+            assert_eq!(outcome["top1"], 1.0, "{outcome}");
+        }
+    }
+    let (ok, stdout, stderr) = output(&[
+        "bench",
+        "--model",
+        "cmtf",
+        "--device",
+        "wgpu",
+        "--precision",
+        "f16",
+        "--mode",
+        "train",
+        "--batch",
+        "2",
+        "--frames",
+        "2",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+    ]);
+    assert!(ok && stdout.contains(" f16 "), "{stdout}{stderr}");
+}
+
 #[test]
 fn video_probe_and_extract_on_a_real_mp4() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/video");

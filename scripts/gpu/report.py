@@ -99,12 +99,14 @@ def main():
     md += ["", "## Steps", "", "| step | seconds | result |", "| --- | --- | --- |"]
     md += [f"| {s['step']} | {s['seconds']} | {s['status'].replace('|', '/')} |" for s in all_steps]
     md += ["", "## Parity (scaled error: max |a - b| / max(1, max |reference|))", "",
-           "| check | device | error | tolerance | worst at | seconds | result |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+           "| check | device | precision | error | tolerance | top-1 | worst at | seconds | result |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in checks:
         error = f"{c['error']:.2e}" if c["error"] is not None else "-"
+        top1 = f"{100 * c['top1']:.1f}%" if c.get("top1") is not None else "-"
         result = "ok" if c["passed"] else f"FAILED{': ' + c['failure'] if c['failure'] else ''}"
-        md.append(f"| {c['check']} | {c['device']} | {error} | {c['tolerance']:.0e} | {c['worst'] or '-'} | "
+        md.append(f"| {c['check']} | {c['device']} | {c.get('precision', 'f32')} | {error} | "
+                  f"{c['tolerance']:.0e} | {top1} | {c['worst'] or '-'} | "
                   f"{c['seconds']:.1f} | {result.replace('|', '/')} |")
     md += ["", "## Time, miga against PyTorch (time ratio below 1: miga faster)", ""]
     md += lines if bars else ["No row of miga's has a PyTorch row to compare with."]

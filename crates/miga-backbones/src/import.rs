@@ -10,8 +10,9 @@
 
 use std::path::Path;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, get_device_settings};
 use burn_store::{
     ApplyResult, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
     SafetensorsStore,
@@ -71,7 +72,31 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
             .load_from(&mut store)
             .map_err(|err| checkpoint_error(err.to_string()))?
     };
-    strict(module, result, ignorable).map_err(checkpoint_error)
+    let module = strict(module, result, ignorable).map_err(checkpoint_error)?;
+    Ok(in_device_precision(module))
+}
+
+/// `module` with every float tensor (parameters and running statistics) in its device's default
+/// float type: the stores keep a file's f32 values as f32, where a device set to half precision
+/// (`burn::tensor::backend::set_default_float_dtype`, `miga --precision f16`) makes every other
+/// tensor f16, and Burn's operations do not mix the two. A no-op at f32.
+pub fn in_device_precision<B: Backend, M: Module<B>>(module: M) -> M {
+    struct Cast;
+    impl<B: Backend> ModuleMapper<B> for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, tensor, mapper) = param.consume();
+            let wanted = get_device_settings::<B>(&tensor.device()).float_dtype;
+            let tensor = if tensor.dtype() == DType::from(wanted) {
+                tensor
+            } else {
+                let grad = tensor.is_require_grad();
+                let cast = tensor.cast(wanted).detach();
+                if grad { cast.require_grad() } else { cast }
+            };
+            Param::from_mapped_value(id, tensor, mapper)
+        }
+    }
+    module.map(&mut Cast)
 }
 
 /// The module if `result` applied every parameter and used every file key but `ignorable`

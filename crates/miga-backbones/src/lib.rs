@@ -21,4 +21,4 @@ pub mod swin;
 pub mod tensor_io;
 
 pub use error::{Error, Result};
-pub use import::{Remaps, load_checkpoint};
+pub use import::{Remaps, in_device_precision, load_checkpoint};

@@ -128,6 +128,7 @@ pub(crate) fn score_items<B: Backend, I: Clone>(
         let [n, k] = out.dims();
         let values = out
             .into_data()
+            .convert::<f32>()
             .to_vec::<f32>()
             .map_err(|e| Error::Mismatch {
                 path: path.to_path_buf(),

@@ -168,6 +168,7 @@ impl<B: Backend> MicroGesturePipeline<B> {
             let probabilities = softmax(self.model.logits(&features), 1);
             let values = probabilities
                 .into_data()
+                .convert::<f32>()
                 .to_vec::<f32>()
                 .map_err(|e| failed(format!("{e:?}")))?;
             let k = values.len() / n.max(1);

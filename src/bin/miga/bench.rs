@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use miga::Error;
 use miga::bench::{BenchMode, BenchModel, BenchResult, BenchSpec, run as run_bench};
-use miga::device::DeviceSpec;
+use miga::device::{DeviceSpec, Precision};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -15,6 +15,10 @@ pub struct BenchArgs {
     /// Devices, comma-separated: cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N]
     #[arg(long, value_delimiter = ',', default_value = "cpu")]
     device: Vec<DeviceSpec>,
+    /// Floating-point precision on the GPU backends: f32, f16 or bf16 (f16 and bf16: every
+    /// weight, activation and gradient in half precision; docs/backends.md)
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Batch sizes, comma-separated
     #[arg(long, value_delimiter = ',', default_value = "8")]
     batch: Vec<usize>,
@@ -66,10 +70,11 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
         .collect::<Result<_, _>>()?;
     let mut results: Vec<BenchResult> = Vec::new();
     println!(
-        "{:<10} {:<10} {:<28} {:<8} {:>5} {:>11} {:>17} {:>9} {:>9}",
+        "{:<10} {:<10} {:<28} {:<4} {:<8} {:>5} {:>11} {:>17} {:>9} {:>9}",
         "model",
         "device",
         "backend",
+        "prec",
         "mode",
         "batch",
         "median ms",
@@ -89,12 +94,13 @@ pub fn run(args: BenchArgs) -> Result<(), Error> {
                         warmup: args.warmup,
                         iters: args.iters,
                     };
-                    let r = run_bench(&spec, device)?;
+                    let r = run_bench(&spec, device.with_precision(args.precision))?;
                     println!(
-                        "{:<10} {:<10} {:<28} {:<8} {:>5} {:>11.1} {:>17} {:>9.1} {:>9.1}",
+                        "{:<10} {:<10} {:<28} {:<4} {:<8} {:>5} {:>11.1} {:>17} {:>9.1} {:>9.1}",
                         r.model,
                         r.device,
                         r.backend,
+                        r.precision,
                         r.mode,
                         r.batch,
                         r.median_ms,

@@ -5,13 +5,17 @@ use std::path::PathBuf;
 use clap::Args;
 use miga::Error;
 use miga::check::{CHECKS, Check, Fixtures, Outcome, run as run_check};
-use miga::device::DeviceSpec;
+use miga::device::{DeviceSpec, Precision};
 
 #[derive(Args)]
 pub struct CheckArgs {
     /// Devices, comma-separated: cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N]
     #[arg(long, value_delimiter = ',', default_value = "cpu")]
     device: Vec<DeviceSpec>,
+    /// Floating-point precision on the GPU backends: f32, f16 or bf16 (f16 and bf16: every
+    /// weight, activation and gradient in half precision; docs/backends.md)
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// The folder holding crates/miga-backbones/tests/fixtures and
     /// crates/miga-fusion/tests/fixtures: the repository, or a GPU pack
     #[arg(long, default_value = ".")]
@@ -53,13 +57,13 @@ pub fn run(args: CheckArgs) -> Result<(), Error> {
     }
     let fixtures = Fixtures::at(&args.fixtures)?;
     println!(
-        "{:<34} {:<8} {:>10} {:>10} {:>7}  worst at",
-        "check", "device", "error", "tolerance", "seconds"
+        "{:<34} {:<8} {:<4} {:>10} {:>10} {:>7} {:>6}  worst at",
+        "check", "device", "prec", "error", "tolerance", "seconds", "top-1"
     );
     let mut outcomes: Vec<Outcome> = Vec::new();
     for &device in &args.device {
         for check in &checks {
-            let outcome = run_check(check, &fixtures, device);
+            let outcome = run_check(check, &fixtures, device.with_precision(args.precision));
             print_row(&outcome);
             outcomes.push(outcome);
             // Written after every check, so that a run cut short keeps what it measured.
@@ -93,21 +97,27 @@ fn print_row(o: &Outcome) {
     let verdict = if o.passed { "ok" } else { "FAILED" };
     match o.error {
         Some(error) => println!(
-            "{:<34} {:<8} {:>10.2e} {:>10.0e} {:>7.1}  {} {verdict}",
+            "{:<34} {:<8} {:<4} {:>10.2e} {:>10.0e} {:>7.1} {:>6}  {} {verdict}",
             o.check,
             o.device,
+            o.precision,
             error,
             o.tolerance,
             o.seconds,
+            o.top1
+                .map(|t| format!("{:.0}%", 100.0 * t))
+                .unwrap_or_else(|| "-".into()),
             o.worst.as_deref().unwrap_or("-")
         ),
         None => println!(
-            "{:<34} {:<8} {:>10} {:>10.0e} {:>7.1}  {verdict}: {}",
+            "{:<34} {:<8} {:<4} {:>10} {:>10.0e} {:>7.1} {:>6}  {verdict}: {}",
             o.check,
             o.device,
+            o.precision,
             "-",
             o.tolerance,
             o.seconds,
+            "-",
             o.failure.as_deref().unwrap_or("no result")
         ),
     }

@@ -9,7 +9,7 @@ use miga::datasets::clips::{ClipRecord, Modalities};
 use miga::datasets::emotion::EmotionRecord;
 use miga::datasets::synth::LABELS_CSV;
 use miga::datasets::{DataSource, LabelTable, Split};
-use miga::device::{BackendTask, DeviceSpec};
+use miga::device::{BackendTask, DeviceSpec, Precision};
 use miga::tasks::emotion::{EmotionExtractStreams, EmotionExtraction, extract_emotion};
 use miga::tasks::extract::{
     ExtractSummary, MicroGestureExtraction, Weights, extract_micro_gesture,
@@ -90,6 +90,10 @@ pub struct ExtractArgs {
     /// Device (cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Floating-point precision on the GPU backends: f32, f16 or bf16 (f16 and bf16: every
+    /// weight, activation and gradient in half precision; docs/backends.md)
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Micro-gestures: a clip cache folder; clips are read from it, or decoded and stored (the
     /// features are the same either way)
     #[arg(long)]
@@ -272,12 +276,15 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
         agcn: args.agcn_weights,
         swinface: args.swinface_weights,
     };
-    let summary = args.device.run(Extraction {
-        job,
-        weights,
-        out: out.clone(),
-        part,
-    })??;
+    let summary = args
+        .device
+        .with_precision(args.precision)
+        .run(Extraction {
+            job,
+            weights,
+            out: out.clone(),
+            part,
+        })??;
     println!(
         "{} {unit} in part {}/{}: {} extracted, {} already there, {} failed -> {}",
         summary.clips,

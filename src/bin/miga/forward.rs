@@ -11,7 +11,7 @@ use miga::backbones::agcn::{Agcn, AgcnConfig, Graph, bones, fuse_scores};
 use miga::backbones::mvit::MvitConfig;
 use miga::backbones::swin::{FACE_HEADS, SwinConfig, SwinFaceConfig};
 use miga::backbones::tensor_io::{read_tensors, take_tensor, write_tensors};
-use miga::device::{BackendTask, DeviceSpec};
+use miga::device::{BackendTask, DeviceSpec, Precision};
 use miga::{Error, backbones};
 
 #[derive(Args)]
@@ -58,6 +58,10 @@ pub struct ForwardArgs {
     /// Device: cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N]
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Floating-point precision on the GPU backends: f32, f16 or bf16 (f16 and bf16: every
+    /// weight, activation and gradient in half precision; docs/backends.md)
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -92,6 +96,11 @@ pub fn run(args: ForwardArgs) -> Result<(), Error> {
         Arch::MvitV2B => mvit(&args, "mvit_v2_b")?,
         Arch::Swinface | Arch::SwinT => swin(&args)?,
     };
+    // Written as f32 whatever the precision computed in.
+    let outputs = outputs
+        .into_iter()
+        .map(|(name, data)| (name, data.convert::<f32>()))
+        .collect();
     write_tensors(&args.output, &outputs)?;
     let summary: Vec<String> = outputs
         .iter()
@@ -128,7 +137,7 @@ fn agcn(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
         alpha: args.alpha,
         joints,
     };
-    args.device.run(task)?
+    args.device.with_precision(args.precision).run(task)?
 }
 
 fn mvit(args: &ForwardArgs, preset: &str) -> Result<BTreeMap<String, TensorData>, Error> {
@@ -148,7 +157,7 @@ fn mvit(args: &ForwardArgs, preset: &str) -> Result<BTreeMap<String, TensorData>
         clips,
         tokens: args.tokens,
     };
-    args.device.run(task)?
+    args.device.with_precision(args.precision).run(task)?
 }
 
 fn swin(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
@@ -169,7 +178,7 @@ fn swin(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
         weights: args.weights.clone(),
         images,
     };
-    args.device.run(task)?
+    args.device.with_precision(args.precision).run(task)?
 }
 
 /// A network configuration from a `--config` JSON file, its errors naming the file.

@@ -188,7 +188,7 @@ fn info(args: InfoArgs) -> Result<(), Error> {
         None => BackendKind::ALL
             .into_iter()
             .filter(|kind| kind.is_compiled())
-            .map(|kind| DeviceSpec { kind, index: None })
+            .map(DeviceSpec::new)
             .collect(),
     };
     let probes: Vec<(DeviceSpec, Result<_, Error>)> =

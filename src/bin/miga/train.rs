@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use miga::Error;
 use miga::datasets::clips::ClipRecord;
 use miga::datasets::{DataSource, Split};
-use miga::device::{DeviceSpec, ManyAutodiffTask, parse_devices};
+use miga::device::{DeviceSpec, ManyAutodiffTask, Precision, parse_devices};
 use miga::tasks::emotion::{EmotionStreams, EmotionTrainConfig, train_emotion};
 use miga::tasks::end_to_end::train_end_to_end;
 use miga::tasks::extract::{MicroGestureExtraction, Weights};
@@ -88,6 +88,11 @@ pub struct TrainArgs {
     /// Device (cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])
     #[arg(long, default_value = "cpu", conflicts_with = "devices")]
     device: DeviceSpec,
+    /// Floating-point precision on the GPU backends: f32, f16 or bf16 (f16 and bf16: every
+    /// weight, activation and gradient in half precision; docs/backends.md)
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+
     /// Data-parallel training on several devices of one backend, e.g. `cuda:0,cuda:1` (the
     /// first holds the optimiser; each batch is split between them)
     #[arg(long)]
@@ -253,10 +258,13 @@ pub fn run(args: TrainArgs) -> Result<(), Error> {
     let Some(out) = args.out else {
         return Err(Error::InvalidArgument("--out is needed".into()));
     };
-    let devices = match &args.devices {
+    let devices: Vec<DeviceSpec> = match &args.devices {
         Some(list) => parse_devices(list)?,
         None => vec![args.device],
-    };
+    }
+    .into_iter()
+    .map(|d| d.with_precision(args.precision))
+    .collect();
     let summary = DeviceSpec::run_autodiff_many(
         &devices,
         Training {
