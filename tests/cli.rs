@@ -20,8 +20,8 @@ fn help_lists_every_command_and_each_has_an_example() {
     let (ok, stdout, _) = output(&["--help"]);
     assert!(ok);
     let commands = [
-        "info", "forward", "demo", "extract", "train", "runs", "eval", "predict", "faces", "video",
-        "synth", "data", "bench", "check",
+        "info", "forward", "demo", "extract", "train", "runs", "eval", "predict", "export",
+        "faces", "video", "synth", "data", "bench", "check",
     ];
     for command in commands {
         assert!(
@@ -839,6 +839,25 @@ fn extract_train_eval_predict_on_synthetic_data() {
     let prediction = std::fs::read_to_string(dir.join("prediction.csv")).unwrap();
     assert!(prediction.starts_with("Id,Target\n0003_0,"), "{prediction}");
     assert_eq!(prediction.lines().count(), 5);
+    // Exported, the run predicts the same from its safetensors file.
+    let (ok, stdout, stderr) =
+        output(&["export", "--run", &path("run"), "--out", &path("exported")]);
+    assert!(
+        ok && stdout.contains("exported a micro-gesture run"),
+        "{stdout}{stderr}"
+    );
+    let (ok, _, stderr) = output(&[
+        "predict",
+        "--run",
+        &path("exported"),
+        "--features",
+        &path("validate"),
+        "--out",
+        &path("prediction-exported.csv"),
+    ]);
+    assert!(ok, "{stderr}");
+    let exported = std::fs::read_to_string(dir.join("prediction-exported.csv")).unwrap();
+    assert_eq!(exported, prediction);
     let (ok, _, stderr) = output(&["eval", "--run", &data, "--features", &path("validate")]);
     assert!(!ok && stderr.contains("not a run folder"), "{stderr}");
 

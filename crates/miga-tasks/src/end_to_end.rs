@@ -380,7 +380,19 @@ mod tests {
         assert!(run.join("best.mpk").exists() && run.join("checkpoint/optim-1.mpk").exists());
         // The run predicts raw clips with its fine-tuned backbones.
         let pipeline = MicroGesturePipeline::<Flex>::from_run(&run, &device).unwrap();
-        assert_eq!(pipeline.predict(&valid).unwrap().len(), valid.len());
+        let predictions = pipeline.predict(&valid).unwrap();
+        assert_eq!(predictions.len(), valid.len());
+        // Exported with its backbones, it loads back (strictly) and predicts the same.
+        let exported = root.join("exported");
+        let config = crate::export::export_run::<Flex>(&run, &exported, &device).unwrap();
+        assert!(
+            config
+                .tensors
+                .iter()
+                .any(|(n, _)| n.starts_with("backbones."))
+        );
+        let pipeline = MicroGesturePipeline::<Flex>::from_run(&exported, &device).unwrap();
+        assert_eq!(pipeline.predict(&valid).unwrap(), predictions);
         let message = crate::evaluate::TrainedRun::<Flex>::load(&run, &device)
             .err()
             .unwrap()

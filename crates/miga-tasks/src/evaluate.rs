@@ -73,7 +73,8 @@ impl<B: Backend> TrainedRun<B> {
 }
 
 /// The run info, settings and best model of a run of `task`: `build` makes the model from the
-/// run's settings, then `best.mpk` is loaded into it.
+/// run's settings, then `best.mpk` is loaded into it (or, from an exported run, its
+/// `model.safetensors`, through the strict loader).
 pub(crate) fn load_best<B, M, C>(
     run: &Path,
     task: &str,
@@ -94,6 +95,11 @@ where
         });
     }
     let config: C = crate::config::from_toml(&C::default(), &info.config, &info_path)?;
+    if crate::export::is_export(run) {
+        let path = run.join(crate::export::EXPORT_MODEL);
+        let model = miga_backbones::load_checkpoint(build(&config)?, &path, None, &[], &[])?;
+        return Ok((info, config, model));
+    }
     let best = run.join("best");
     let record = crate::train::RunRecorder::new()
         .load(best.clone(), device)

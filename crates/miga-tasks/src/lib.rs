@@ -9,6 +9,7 @@ pub mod emotion;
 pub mod end_to_end;
 mod error;
 pub mod evaluate;
+pub mod export;
 pub mod extract;
 pub mod features;
 mod loader;

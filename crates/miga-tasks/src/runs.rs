@@ -31,6 +31,9 @@ impl RunStatus {
     /// The state of the run in `path`; `None` when it is not a run folder (no readable
     /// `run.json`).
     pub fn read(path: &Path) -> Option<Self> {
+        if crate::export::is_export(path) {
+            return None;
+        }
         let info = read_run_info(path).ok()?;
         let planned_epochs = info
             .config

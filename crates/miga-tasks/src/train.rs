@@ -931,6 +931,9 @@ pub(crate) enum Metrics {
 
 /// `run.json` of a run folder; a folder without one is not a run.
 pub fn read_run_info(run: &Path) -> Result<RunInfo> {
+    if crate::export::is_export(run) {
+        return Ok(crate::export::read_export(run)?.run);
+    }
     let path = run.join("run.json");
     let text = std::fs::read_to_string(&path).map_err(|_| Error::Mismatch {
         path: run.to_path_buf(),

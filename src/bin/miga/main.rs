@@ -5,6 +5,7 @@ mod check;
 mod data;
 mod demo;
 mod evaluate;
+mod export;
 mod extract;
 mod faces;
 mod forward;
@@ -97,6 +98,11 @@ enum Command {
         after_help = "Examples:\n  miga eval --run runs/mg --features features/test\n  miga eval --run runs/e2e --data miga2025/ --split validate   (an end-to-end run, on raw clips)\n  writes runs/mg/eval-test/{metrics.json, confusion.csv, confusion.svg, per_class.csv}"
     )]
     Eval(evaluate::EvalArgs),
+    /// Export a trained run as safetensors (PyTorch's conventions) and a JSON config
+    #[command(
+        after_help = "Example:\n  miga export --run runs/mg --out exported/mg\n  writes exported/mg/model.safetensors and exported/mg/config.json; `miga eval --run exported/mg`\n  loads it back\n\nKeys are miga's module paths (`fusion.video_projection.weight`); linear weights are [out, in]\nas PyTorch stores them; norms' scale and shift are `weight` and `bias`."
+    )]
+    Export(export::ExportArgs),
     /// Write predictions: the MiGA submission file (`Id,Target`)
     #[command(
         after_help = "Example:\n  miga predict --run runs/mg --features features/test --out prediction.csv"
@@ -174,6 +180,7 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Runs(args) => train::runs(args),
         Command::Eval(args) => evaluate::eval(args),
         Command::Predict(args) => evaluate::predict(args),
+        Command::Export(args) => export::run(args),
         Command::Video(args) => video::run(args),
         Command::Synth(args) => data::synth(args),
         Command::Data(args) => data::data(args),

@@ -1,0 +1,242 @@
+//! `miga export`: a trained run as files other tools open: `model.safetensors` (every tensor of
+//! the run's best model, PyTorch's conventions) and `config.json` (what the run was trained
+//! with, and every tensor's name and shape).
+//!
+//! Key names are the paths of miga's module tree, dotted as PyTorch's `state_dict` keys are
+//! (`fusion.video_projection.weight`, `fusion.video_layers.0.attention.query.bias`,
+//! `video_norm.mean`); linear weights are `[out, in]` as PyTorch stores them (Burn's are
+//! `[in, out]`), and the norms' scale and shift are `weight` and `bias` (Burn's `gamma` and
+//! `beta`), running statistics `running_mean` and `running_var`. An exported folder loads
+//! back wherever a run folder does (`miga eval --run`, `TrainedRun::load`, `EmotionRun::load`),
+//! through the strict loader: the same outputs as the run it came from (tested).
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoints::BestEpoch;
+use crate::emotion::{EMOTION, EmotionRun};
+use crate::end_to_end::{MICRO_GESTURE_END_TO_END, load_end_to_end};
+use crate::evaluate::TrainedRun;
+use crate::extract::MICRO_GESTURE;
+use crate::train::{RunInfo, read_run_info};
+use crate::{Error, Result};
+
+/// The tensors of an exported run.
+pub const EXPORT_MODEL: &str = "model.safetensors";
+/// What an exported run was trained with.
+pub const EXPORT_CONFIG: &str = "config.json";
+/// The format of [`EXPORT_CONFIG`].
+pub const EXPORT_FORMAT: &str = "miga-export/1";
+
+/// `config.json` of an exported run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportConfig {
+    /// [`EXPORT_FORMAT`].
+    pub format: String,
+    /// The task (`micro-gesture`, `micro-gesture-end-to-end`, `emotion`).
+    pub task: String,
+    /// The miga version that wrote it.
+    pub miga_version: String,
+    /// How the tensors are laid out and named.
+    pub conventions: String,
+    /// The best epoch the tensors are from, and its validation score.
+    pub best: Option<BestEpoch>,
+    /// The training settings, as a table (the same as `run.toml`).
+    pub settings: serde_json::Value,
+    /// The feature or extraction settings the model takes its inputs from.
+    pub features: serde_json::Value,
+    /// Every tensor of `model.safetensors`: its name and shape.
+    pub tensors: Vec<(String, Vec<usize>)>,
+    /// The run's own record of its settings (read back to load the model).
+    pub run: RunInfo,
+}
+
+/// Reads the `config.json` of an exported run in `dir`.
+pub fn read_export(dir: &Path) -> Result<ExportConfig> {
+    let path = dir.join(EXPORT_CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let config: ExportConfig = serde_json::from_str(&text).map_err(|e| Error::Mismatch {
+        path: path.clone(),
+        reason: format!("not an exported run: {e}"),
+    })?;
+    if config.format != EXPORT_FORMAT {
+        return Err(Error::Mismatch {
+            path,
+            reason: format!(
+                "format `{}`; this miga reads `{EXPORT_FORMAT}`",
+                config.format
+            ),
+        });
+    }
+    Ok(config)
+}
+
+/// Whether `dir` holds an exported run (and not a run folder).
+pub fn is_export(dir: &Path) -> bool {
+    dir.join(EXPORT_CONFIG).is_file() && !dir.join("run.json").is_file()
+}
+
+/// Exports the run in `run` (its best model) into `out` (created; files already there are
+/// replaced). Returns what was written.
+pub fn export_run<B: Backend>(run: &Path, out: &Path, device: &B::Device) -> Result<ExportConfig> {
+    let info = read_run_info(run)?;
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let model_path = out.join(EXPORT_MODEL);
+    match info.task.as_str() {
+        MICRO_GESTURE => write_tensors(&TrainedRun::<B>::load(run, device)?.model, &model_path)?,
+        EMOTION => write_tensors(&EmotionRun::<B>::load(run, device)?.model, &model_path)?,
+        MICRO_GESTURE_END_TO_END => {
+            write_tensors(&load_end_to_end::<B>(run, device)?.1, &model_path)?
+        }
+        other => {
+            return Err(Error::Mismatch {
+                path: run.join("run.json"),
+                reason: format!("a run of task `{other}`, which miga cannot export"),
+            });
+        }
+    }
+    let settings = info
+        .config
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| serde_json::to_value(t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let features = serde_json::from_str(&info.features)
+        .unwrap_or(serde_json::Value::String(info.features.clone()));
+    let config = ExportConfig {
+        format: EXPORT_FORMAT.into(),
+        task: info.task.clone(),
+        miga_version: env!("CARGO_PKG_VERSION").into(),
+        conventions: "safetensors, f32; keys are miga's module paths; linear weights [out, in] \
+                      (PyTorch's); norms' scale and shift `weight` and `bias`"
+            .into(),
+        best: BestEpoch::read(run),
+        settings,
+        features,
+        tensors: tensor_shapes(&model_path)?,
+        run: info,
+    };
+    let json = serde_json::to_string_pretty(&config).unwrap_or_default();
+    miga_datasets::io::write_atomic(&out.join(EXPORT_CONFIG), json.as_bytes())?;
+    Ok(config)
+}
+
+/// Writes every tensor of `module` to `path` in PyTorch's conventions, atomically.
+fn write_tensors<B: Backend, M: Module<B>>(module: &M, path: &Path) -> Result<()> {
+    let partial = path.with_extension("safetensors.partial");
+    let failed = |reason: String| Error::Mismatch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut store = SafetensorsStore::from_file(&partial)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata("format", EXPORT_FORMAT);
+    module
+        .save_into(&mut store)
+        .map_err(|e| failed(e.to_string()))?;
+    std::fs::rename(&partial, path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Every tensor's name and shape in the safetensors file `path`, by name.
+fn tensor_shapes(path: &PathBuf) -> Result<Vec<(String, Vec<usize>)>> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Mismatch {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut shapes: Vec<(String, Vec<usize>)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec()))
+        .collect();
+    shapes.sort();
+    Ok(shapes)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+
+    use super::*;
+    use crate::extract::tests::tiny_features;
+    use crate::features::FeatureSet;
+    use crate::train::tests::tiny_config;
+    use crate::train::train_micro_gesture;
+
+    /// A run exported and loaded back (strictly) scores every item exactly as the run does; its
+    /// keys follow PyTorch's conventions.
+    #[test]
+    fn an_exported_run_loads_back_with_the_same_scores() {
+        let _rng = crate::rng_lock();
+        let (train_dir, valid_dir) = tiny_features("export");
+        let (train, valid) = (
+            FeatureSet::read(&train_dir).unwrap(),
+            FeatureSet::read(&valid_dir).unwrap(),
+        );
+        let root = std::env::temp_dir().join(format!("miga-export-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (run, out) = (root.join("run"), root.join("exported"));
+        let device = Default::default();
+        train_micro_gesture::<Autodiff<Flex>>(
+            &train,
+            &valid,
+            &tiny_config(1),
+            &run,
+            false,
+            std::slice::from_ref(&device),
+        )
+        .unwrap();
+        let config = export_run::<Flex>(&run, &out, &device).unwrap();
+        assert_eq!(config.task, MICRO_GESTURE);
+        assert_eq!(read_export(&out).unwrap().tensors, config.tensors);
+        let names: Vec<&str> = config.tensors.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"video_norm.mean"), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.ends_with("gamma") && !n.ends_with("beta")),
+            "{names:?}"
+        );
+        // Linear weights are [out, in]: the head's rows are the classes.
+        let original = TrainedRun::<Flex>::load(&run, &device).unwrap();
+        let [d_in, d_out] = original.model.fusion.head.dims();
+        let head = config
+            .tensors
+            .iter()
+            .find(|(n, _)| n == "fusion.head.weight");
+        assert_eq!(head.unwrap().1, [d_out, d_in]);
+        let exported = TrainedRun::<Flex>::load(&out, &device).unwrap();
+        let scores = |r: &TrainedRun<Flex>| r.scores(&valid, &valid_dir, &device).unwrap();
+        let (ours, theirs) = (scores(&exported), scores(&original));
+        assert_eq!(ours.ids, theirs.ids);
+        assert_eq!(ours.scores, theirs.scores);
+        // Not a run folder: `miga runs` leaves it out; a damaged config is named.
+        assert!(crate::runs::RunStatus::read(&out).is_none());
+        std::fs::write(out.join(EXPORT_CONFIG), "{").unwrap();
+        let err = TrainedRun::<Flex>::load(&out, &device)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("config.json") && err.contains("not an exported run"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
