@@ -898,6 +898,17 @@ pub(crate) mod tests {
         assert_eq!(scores.ids.len(), 2);
         assert_eq!(evaluate_emotion(&scores.labels, &scores.scores).videos, 2);
         assert_eq!(emotion_csv(&scores.ids, &scores.scores).lines().count(), 3);
+        // Exported, it loads back (strictly) and scores the same.
+        let exported = root.join("exported");
+        crate::export::export_run::<Flex>(&run, &exported, &device).unwrap();
+        let again = EmotionRun::<Flex>::load(&exported, &device)
+            .unwrap()
+            .scores(&valid, &valid_dir, &device)
+            .unwrap();
+        assert_eq!(
+            (again.ids, again.scores),
+            (scores.ids.clone(), scores.scores.clone())
+        );
         // A run of the other task, and a fusion that does not fit the features, are refused.
         let message = crate::evaluate::TrainedRun::<Flex>::load(&run, &device)
             .err()
