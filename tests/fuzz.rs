@@ -316,7 +316,7 @@ fn parsers() -> Vec<Parser> {
             .unwrap()
             .into_bytes(),
     ];
-    let run_json = serde_json::to_vec_pretty(&miga::tasks::train::RunInfo {
+    let run_json = serde_json::to_vec_pretty(&miga::tasks::run_info::RunInfo {
         task: "micro-gesture".into(),
         config: String::from_utf8(configs[0].clone()).unwrap(),
         features: "{\"settings\":{}}".into(),
@@ -420,7 +420,7 @@ fn parsers() -> Vec<Parser> {
             seeds: vec![run_json],
             file: "run.json",
             binary: false,
-            read: Box::new(|p| drop(miga::tasks::train::read_run_info(p.parent().unwrap()))),
+            read: Box::new(|p| drop(miga::tasks::run_info::read_run_info(p.parent().unwrap()))),
         },
     ]
 }

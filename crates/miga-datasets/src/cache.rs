@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::clips::ClipRecord;
 use crate::{Error, Result};
 
 /// Clips a shard file holds.
@@ -166,23 +165,23 @@ impl ClipCache {
         self.len() == 0
     }
 
-    /// The cached frames of `record`, when stored (for the same video and frames); a shard that
+    /// The cached frames of `clip`, when stored (for the same video and frames); a shard that
     /// does not read is an error naming it.
-    pub fn get(&self, record: &ClipRecord) -> Result<Option<CachedFrames>> {
+    pub fn get(&self, clip: ClipKey<'_>) -> Result<Option<CachedFrames>> {
         let (file, entry) = {
             let state = self.lock();
-            if let Some((entry, bytes)) = state.pending.iter().find(|(e, _)| e.id == record.id)
-                && matches(entry, record)
+            if let Some((entry, bytes)) = state.pending.iter().find(|(e, _)| e.id == clip.id)
+                && matches(entry, clip)
             {
                 return Ok(Some((bytes.clone(), entry.dims)));
             }
-            let Some(&(s, e)) = state.by_id.get(&record.id) else {
+            let Some(&(s, e)) = state.by_id.get(clip.id) else {
                 return Ok(None);
             };
             let shard = &state.index.shards[s];
             (self.dir.join(&shard.file), shard.clips[e].clone())
         };
-        if !matches(&entry, record) {
+        if !matches(&entry, clip) {
             return Ok(None);
         }
         let mut bytes = vec![0u8; entry_bytes(&entry).unwrap_or_default()];
@@ -200,12 +199,12 @@ impl ClipCache {
         Ok(Some((bytes, entry.dims)))
     }
 
-    /// Stores `record`'s frames (written with the next full shard).
-    pub fn put(&self, record: &ClipRecord, (bytes, dims): CachedFrames) -> Result<()> {
+    /// Stores `clip`'s frames (written with the next full shard).
+    pub fn put(&self, clip: ClipKey<'_>, (bytes, dims): CachedFrames) -> Result<()> {
         let entry = Entry {
-            id: record.id.clone(),
-            video: absolute(record.rgb.as_deref().unwrap_or(Path::new(""))),
-            frames: [record.start_frame, record.end_frame],
+            id: clip.id.to_string(),
+            video: absolute(clip.video),
+            frames: clip.frames,
             dims,
             offset: 0,
         };
@@ -269,14 +268,25 @@ fn entry_bytes(entry: &Entry) -> Option<usize> {
     (bytes > 0).then_some(bytes)
 }
 
+/// Which clip a cache entry holds: its id, its video file and its frame range (a clip id
+/// stored for another video or range is not this clip).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClipKey<'a> {
+    /// The clip's id.
+    pub id: &'a str,
+    /// Its video file.
+    pub video: &'a Path,
+    /// Its first and last frame.
+    pub frames: [usize; 2],
+}
+
 /// `path` made absolute (a relative and an absolute `--data` name the same clips).
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn matches(entry: &Entry, record: &ClipRecord) -> bool {
-    record.rgb.as_deref().map(absolute).as_ref() == Some(&entry.video)
-        && entry.frames == [record.start_frame, record.end_frame]
+fn matches(entry: &Entry, clip: ClipKey<'_>) -> bool {
+    absolute(clip.video) == entry.video && entry.frames == clip.frames
 }
 
 fn other_settings(dir: &Path) -> Error {
@@ -291,15 +301,11 @@ fn other_settings(dir: &Path) -> Error {
 mod tests {
     use super::*;
 
-    fn record(id: &str) -> ClipRecord {
-        ClipRecord {
-            id: id.into(),
-            video: "v".into(),
-            class: None,
-            start_frame: 3,
-            end_frame: 9,
-            rgb: Some("v.mp4".into()),
-            skeleton: None,
+    fn record(id: &str) -> ClipKey<'_> {
+        ClipKey {
+            id,
+            video: Path::new("v.mp4"),
+            frames: [3, 9],
         }
     }
 
@@ -309,11 +315,11 @@ mod tests {
         let cache = ClipCache::open(&dir, "a").unwrap();
         let frames = |i: usize| (vec![i as u8; 2 * 2 * 3], [1, 2, 2]);
         for i in 0..SHARD_CLIPS + 3 {
-            cache.put(&record(&format!("c{i}")), frames(i)).unwrap();
+            cache.put(record(&format!("c{i}")), frames(i)).unwrap();
         }
         // One shard on disk; the rest wait, readable in memory.
         assert_eq!(cache.len(), SHARD_CLIPS);
-        assert_eq!(cache.get(&record("c65")).unwrap(), Some(frames(65)));
+        assert_eq!(cache.get(record("c65")).unwrap(), Some(frames(65)));
         // Another opener (as another process would) is refused while it is held.
         let error = ClipCache::open(&dir, "a").unwrap_err().to_string();
         assert!(error.contains("clip cache"), "{error}");
@@ -324,17 +330,17 @@ mod tests {
         std::fs::write(dir.join("index.json"), &index).unwrap();
         drop(cache);
         let reopened = ClipCache::open(&dir, "a").unwrap();
-        assert_eq!(reopened.get(&record("c7")).unwrap(), Some(frames(7)));
-        assert_eq!(reopened.get(&record("c65")).unwrap(), None);
+        assert_eq!(reopened.get(record("c7")).unwrap(), Some(frames(7)));
+        assert_eq!(reopened.get(record("c65")).unwrap(), None);
         drop(reopened);
         std::fs::write(dir.join("index.json"), &flushed).unwrap();
         let reopened = ClipCache::open(&dir, "a").unwrap();
         assert_eq!(reopened.len(), SHARD_CLIPS + 3);
-        assert_eq!(reopened.get(&record("c65")).unwrap(), Some(frames(65)));
+        assert_eq!(reopened.get(record("c65")).unwrap(), Some(frames(65)));
         // Another video or range under the same id is not this clip.
         let mut moved = record("c7");
-        moved.start_frame = 4;
-        assert_eq!(reopened.get(&moved).unwrap(), None);
+        moved.frames[0] = 4;
+        assert_eq!(reopened.get(moved).unwrap(), None);
         // Other settings: an error naming the folder.
         drop(reopened);
         let error = ClipCache::open(&dir, "b").unwrap_err().to_string();
@@ -355,7 +361,7 @@ mod tests {
         // A damaged shard: an error naming it and the clip.
         let reopened = ClipCache::open(&dir, "a").unwrap();
         std::fs::write(dir.join("shard-000000.bin"), [0u8; 5]).unwrap();
-        let error = reopened.get(&record("c9")).unwrap_err().to_string();
+        let error = reopened.get(record("c9")).unwrap_err().to_string();
         assert!(
             error.contains("shard-000000.bin") && error.contains("c9"),
             "{error}"

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::annotations::{SegmentFormat, read_segments};
-use crate::cache::ClipCache;
+use crate::cache::{ClipCache, ClipKey};
 use crate::classes::MicroGesture;
 use crate::protocols::{MigaLayout, Split};
 use crate::sampling::{SeededRng, TemporalSampling, sample_frames};
@@ -765,7 +765,12 @@ impl ClipDataset {
         body: Option<&BodyFrame>,
     ) -> Result<TensorData> {
         let path = record.rgb.as_deref().unwrap_or(std::path::Path::new(""));
-        let (stored, fresh) = match cache.get(record)? {
+        let key = ClipKey {
+            id: &record.id,
+            video: path,
+            frames: [record.start_frame, record.end_frame],
+        };
+        let (stored, fresh) = match cache.get(key)? {
             Some(stored) => (stored, false),
             None => {
                 let pictures = Video::open(path)?.pictures(frames)?;
@@ -784,7 +789,7 @@ impl ClipDataset {
         })
         .map_err(|e| Error::request(path, e.to_string()))?;
         if fresh {
-            cache.put(record, stored)?;
+            cache.put(key, stored)?;
         }
         Ok(clip)
     }

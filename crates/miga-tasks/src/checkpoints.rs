@@ -441,7 +441,7 @@ impl CheckpointingStrategy for RunCheckpoints {
             .map(|e| self.scores.metric(store, "Loss", e))
             .collect();
         let last = epoch >= self.epochs
-            || (self.patience > 0 && crate::train::no_improvement_since(&losses, self.patience));
+            || (self.patience > 0 && no_improvement_since(&losses, self.patience));
         let full = last || kept_every(epoch, self.retention) || self.due(epoch);
         {
             let mut plan = lock(&self.plan);
@@ -478,5 +478,26 @@ impl CheckpointingStrategy for RunCheckpoints {
             keep
         });
         actions
+    }
+}
+
+/// Whether the last of `losses` (one an epoch, the first first; `None` where not logged) comes
+/// `patience` or more epochs after the lowest one (the earliest of equals), as burn-train's
+/// `StoppingCondition::NoImprovementSince`; never when the last is unknown.
+pub(crate) fn no_improvement_since(losses: &[Option<f64>], patience: usize) -> bool {
+    let best = losses
+        .iter()
+        .enumerate()
+        .filter_map(|(epoch, loss)| loss.map(|loss| (epoch, loss)))
+        .fold(
+            None,
+            |best: Option<(usize, f64)>, (epoch, loss)| match best {
+                Some((_, lowest)) if loss >= lowest => best,
+                _ => Some((epoch, loss)),
+            },
+        );
+    match (best, losses.last()) {
+        (Some((best, _)), Some(Some(_))) => losses.len() - 1 - best >= patience,
+        _ => false,
     }
 }

@@ -289,7 +289,7 @@ pub(crate) fn load_end_to_end<B: Backend>(
     run: &Path,
     device: &B::Device,
 ) -> Result<(MicroGestureExtraction, EndToEndModel<B>)> {
-    let info = crate::train::read_run_info(run)?;
+    let info = crate::run_info::read_run_info(run)?;
     let description = FeatureDescription::from_json(&info.features, run)?;
     let weights = Weights {
         mvit: description.mvit_weights,

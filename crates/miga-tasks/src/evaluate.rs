@@ -13,9 +13,10 @@ use serde::Serialize;
 
 use crate::extract::MICRO_GESTURE;
 use crate::features::FeatureSet;
+use crate::run_info::{RunInfo, read_run_info};
 use crate::train::{
-    FeatureBatcher, FeatureItem, MicroGestureModel, RunInfo, TrainConfig, centre_video_features,
-    feature_items, read_run_info,
+    FeatureBatcher, FeatureItem, MicroGestureModel, TrainConfig, centre_video_features,
+    feature_items,
 };
 use crate::{Error, Result};
 
@@ -95,8 +96,8 @@ where
         });
     }
     let config: C = crate::config::from_toml(&C::default(), &info.config, &info_path)?;
-    if crate::export::is_export(run) {
-        let path = run.join(crate::export::EXPORT_MODEL);
+    if crate::run_info::is_export(run) {
+        let path = run.join(crate::run_info::EXPORT_MODEL);
         let model = miga_backbones::load_checkpoint(build(&config)?, &path, None, &[], &[])?;
         return Ok((info, config, model));
     }

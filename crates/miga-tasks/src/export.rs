@@ -15,73 +15,17 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
-use serde::{Deserialize, Serialize};
 
 use crate::checkpoints::BestEpoch;
 use crate::emotion::{EMOTION, EmotionRun};
 use crate::end_to_end::{MICRO_GESTURE_END_TO_END, load_end_to_end};
 use crate::evaluate::TrainedRun;
 use crate::extract::MICRO_GESTURE;
-use crate::train::{RunInfo, read_run_info};
+use crate::run_info::read_run_info;
+pub use crate::run_info::{
+    EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_MODEL, ExportConfig, is_export, read_export,
+};
 use crate::{Error, Result};
-
-/// The tensors of an exported run.
-pub const EXPORT_MODEL: &str = "model.safetensors";
-/// What an exported run was trained with.
-pub const EXPORT_CONFIG: &str = "config.json";
-/// The format of [`EXPORT_CONFIG`].
-pub const EXPORT_FORMAT: &str = "miga-export/1";
-
-/// `config.json` of an exported run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExportConfig {
-    /// [`EXPORT_FORMAT`].
-    pub format: String,
-    /// The task (`micro-gesture`, `micro-gesture-end-to-end`, `emotion`).
-    pub task: String,
-    /// The miga version that wrote it.
-    pub miga_version: String,
-    /// How the tensors are laid out and named.
-    pub conventions: String,
-    /// The best epoch the tensors are from, and its validation score.
-    pub best: Option<BestEpoch>,
-    /// The training settings, as a table (the same as `run.toml`).
-    pub settings: serde_json::Value,
-    /// The feature or extraction settings the model takes its inputs from.
-    pub features: serde_json::Value,
-    /// Every tensor of `model.safetensors`: its name and shape.
-    pub tensors: Vec<(String, Vec<usize>)>,
-    /// The run's own record of its settings (read back to load the model).
-    pub run: RunInfo,
-}
-
-/// Reads the `config.json` of an exported run in `dir`.
-pub fn read_export(dir: &Path) -> Result<ExportConfig> {
-    let path = dir.join(EXPORT_CONFIG);
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let config: ExportConfig = serde_json::from_str(&text).map_err(|e| Error::Mismatch {
-        path: path.clone(),
-        reason: format!("not an exported run: {e}"),
-    })?;
-    if config.format != EXPORT_FORMAT {
-        return Err(Error::Mismatch {
-            path,
-            reason: format!(
-                "format `{}`; this miga reads `{EXPORT_FORMAT}`",
-                config.format
-            ),
-        });
-    }
-    Ok(config)
-}
-
-/// Whether `dir` holds an exported run (and not a run folder).
-pub fn is_export(dir: &Path) -> bool {
-    dir.join(EXPORT_CONFIG).is_file() && !dir.join("run.json").is_file()
-}
 
 /// Exports the run in `run` (its best model) into `out` (created; files already there are
 /// replaced). Returns what was written.

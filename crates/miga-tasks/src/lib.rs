@@ -15,6 +15,7 @@ pub mod features;
 mod loader;
 pub mod pipeline;
 pub mod plot;
+pub mod run_info;
 pub mod runs;
 pub mod standardise;
 pub mod train;

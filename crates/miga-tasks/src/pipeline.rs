@@ -34,9 +34,8 @@ use crate::evaluate::TrainedRun;
 use crate::extract::{
     Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones, rows,
 };
-use crate::train::{
-    FeatureBatcher, FeatureItem, MicroGestureModel, centre_video_features, read_run_info,
-};
+use crate::run_info::read_run_info;
+use crate::train::{FeatureBatcher, FeatureItem, MicroGestureModel, centre_video_features};
 use crate::{Error, Result};
 
 /// One clip's prediction.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::checkpoints::{BestEpoch, checkpoints};
-use crate::train::read_run_info;
+use crate::run_info::read_run_info;
 
 /// A run folder's state.
 #[derive(Debug, Clone, Serialize)]
@@ -31,7 +31,7 @@ impl RunStatus {
     /// The state of the run in `path`; `None` when it is not a run folder (no readable
     /// `run.json`).
     pub fn read(path: &Path) -> Option<Self> {
-        if crate::export::is_export(path) {
+        if crate::run_info::is_export(path) {
             return None;
         }
         let info = read_run_info(path).ok()?;

@@ -42,12 +42,14 @@ use miga_fusion::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoints::no_improvement_since;
 pub use crate::checkpoints::{BestEpoch, RunRecorder};
 use crate::checkpoints::{EpochScores, Retention, RunCheckpoints, ValidScores, checkpoints, prune};
 use crate::extract::MICRO_GESTURE;
 use crate::features::{FeatureSet, item_label};
 use crate::loader::{EpochClock, EpochLoader};
 use crate::plot::{Curve, line_chart};
+use crate::run_info::{RunInfo, read_run_info};
 use crate::standardise::{Standardise, channel_moments};
 use crate::{Error, Result};
 
@@ -662,38 +664,6 @@ impl EarlyStoppingStrategy for LossPatience {
     }
 }
 
-/// Whether the last of `losses` (one an epoch, the first first; `None` where not logged) comes
-/// `patience` or more epochs after the lowest one (the earliest of equals), as burn-train's
-/// `StoppingCondition::NoImprovementSince`; never when the last is unknown.
-pub(crate) fn no_improvement_since(losses: &[Option<f64>], patience: usize) -> bool {
-    let best = losses
-        .iter()
-        .enumerate()
-        .filter_map(|(epoch, loss)| loss.map(|loss| (epoch, loss)))
-        .fold(
-            None,
-            |best: Option<(usize, f64)>, (epoch, loss)| match best {
-                Some((_, lowest)) if loss >= lowest => best,
-                _ => Some((epoch, loss)),
-            },
-        );
-    match (best, losses.last()) {
-        (Some((best, _)), Some(Some(_))) => losses.len() - 1 - best >= patience,
-        _ => false,
-    }
-}
-
-/// What a run folder holds besides burn-train's files: what was trained on what.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunInfo {
-    /// `micro-gesture`.
-    pub task: String,
-    /// The training settings, as TOML.
-    pub config: String,
-    /// The feature settings the model was trained on.
-    pub features: String,
-}
-
 /// What a training run gave.
 #[derive(Debug, Clone)]
 pub struct TrainSummary {
@@ -927,22 +897,6 @@ pub(crate) enum Metrics {
     Classes,
     /// Accuracy and AUROC (Win/Lose).
     Binary,
-}
-
-/// `run.json` of a run folder; a folder without one is not a run.
-pub fn read_run_info(run: &Path) -> Result<RunInfo> {
-    if crate::export::is_export(run) {
-        return Ok(crate::export::read_export(run)?.run);
-    }
-    let path = run.join("run.json");
-    let text = std::fs::read_to_string(&path).map_err(|_| Error::Mismatch {
-        path: run.to_path_buf(),
-        reason: "not a run folder (no run.json): train one with `miga train`".into(),
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::Mismatch {
-        path,
-        reason: format!("not a run: {e}"),
-    })
 }
 
 /// Burn's AdamW (its default betas and epsilon) with each parameter's update as one pass on

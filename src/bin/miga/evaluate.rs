@@ -13,7 +13,7 @@ use miga::tasks::emotion::{EMOTION, EmotionRun, emotion_csv, evaluate_emotion};
 use miga::tasks::evaluate::{Scores, TrainedRun, evaluate, submission_csv};
 use miga::tasks::features::FeatureSet;
 use miga::tasks::pipeline::MicroGesturePipeline;
-use miga::tasks::train::read_run_info;
+use miga::tasks::run_info::read_run_info;
 
 #[derive(Args)]
 pub struct EvalArgs {

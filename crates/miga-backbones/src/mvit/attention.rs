@@ -6,7 +6,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::block::MultiscaleBlockInit;
+use super::config::MultiscaleBlockConfig;
 use crate::kernels::nn::{
     DepthwiseConv3d, DepthwiseConv3dConfig, Dropout, DropoutConfig, Formulation, LayerNorm,
     LayerNormConfig, Linear, formulation,
@@ -93,21 +93,28 @@ pub struct MultiscaleAttention<B: Backend> {
     num_heads: usize,
 }
 
-impl MultiscaleBlockInit {
-    /// The block's attention with torchvision's initialisation: `input_channels` in,
-    /// `output_channels` wide (projection after attention).
-    pub(crate) fn attention<B: Backend>(&self, device: &B::Device) -> MultiscaleAttention<B> {
-        let b = &self.block;
+impl MultiscaleBlockConfig {
+    /// This block's attention with torchvision's initialisation: `input_channels` in,
+    /// `output_channels` wide (projection after attention), relative-position tables sized for
+    /// `input_size`, `dropout` after the projection, pooling norms with `norm_eps`.
+    pub(crate) fn attention<B: Backend>(
+        &self,
+        input_size: Grid,
+        dropout: f64,
+        norm_eps: f64,
+        device: &B::Device,
+    ) -> MultiscaleAttention<B> {
+        let b = self;
         let head_dim = b.output_channels / b.num_heads;
         let pool = |kernel: [usize; 3], stride: [usize; 3]| {
             let trivial =
                 kernel.iter().product::<usize>() == 1 && stride.iter().product::<usize>() == 1;
-            (!trivial).then(|| attention_pool(head_dim, kernel, stride, self.norm_eps, device))
+            (!trivial).then(|| attention_pool(head_dim, kernel, stride, norm_eps, device))
         };
         // torchvision sizes the spatial tables by the larger side, divided by the H stride.
-        let size = self.input_size[1].max(self.input_size[2]);
+        let size = input_size[1].max(input_size[2]);
         let spatial = 2 * (size / b.stride_q[1]).max(size / b.stride_kv[1]) - 1;
-        let temporal = 2 * self.input_size[0] - 1;
+        let temporal = 2 * input_size[0] - 1;
         let table = |rows: usize| {
             Initializer::Normal {
                 mean: 0.0,
@@ -124,7 +131,7 @@ impl MultiscaleBlockInit {
             rel_pos_h: table(spatial),
             rel_pos_w: table(spatial),
             rel_pos_t: table(temporal),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: DropoutConfig::new(dropout).init(),
             num_heads: b.num_heads,
         }
     }
@@ -279,7 +286,6 @@ mod tests {
     use burn::tensor::Distribution;
 
     use super::*;
-    use crate::mvit::MultiscaleBlockConfig;
 
     /// The batched formulation (every clip at once, as the GPU backends run it) gives the
     /// per-clip one's values and gradients, with query and key/value pooling, two heads and a
@@ -291,8 +297,7 @@ mod tests {
         let block = MultiscaleBlockConfig::new(2, 8, 16)
             .with_stride_q([1, 2, 2])
             .with_stride_kv([1, 2, 2]);
-        let attention =
-            MultiscaleBlockInit::new(block, [2, 4, 4], 0.0, 0.0, 1e-6).attention::<A>(&device);
+        let attention = block.attention::<A>([2, 4, 4], 0.0, 1e-6, &device);
         let x = Tensor::<A, 3>::random(
             [3, 1 + 2 * 4 * 4, 8],
             Distribution::Normal(0.0, 1.0),

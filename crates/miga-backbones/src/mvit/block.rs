@@ -57,7 +57,9 @@ impl MultiscaleBlockInit {
         };
         MultiscaleBlock {
             norm1: norm(c_in),
-            attn: self.attention(device),
+            attn: self
+                .block
+                .attention(self.input_size, self.dropout, self.norm_eps, device),
             norm2: norm(c_out),
             mlp: Mlp::new(c_out, 4 * c_out, self.dropout, device),
             project: (c_in != c_out).then(|| init_linear(c_in, c_out, true, device)),
