@@ -826,17 +826,21 @@ fn extract_train_eval_predict_on_synthetic_data() {
     )
     .unwrap();
     assert_eq!(metrics["clips"].as_u64(), Some(4));
-    let (ok, _, stderr) = output(&[
-        "predict",
-        "--run",
-        &path("run"),
-        "--features",
-        &path("validate"),
-        "--out",
-        &path("prediction.csv"),
-    ]);
-    assert!(ok, "{stderr}");
-    let prediction = std::fs::read_to_string(dir.join("prediction.csv")).unwrap();
+    // The submission file of a run folder (or of an exported run).
+    let predict = |run: &str, file: &str| {
+        let (ok, _, stderr) = output(&[
+            "predict",
+            "--run",
+            &path(run),
+            "--features",
+            &path("validate"),
+            "--out",
+            &path(file),
+        ]);
+        assert!(ok, "{stderr}");
+        std::fs::read_to_string(dir.join(file)).unwrap()
+    };
+    let prediction = predict("run", "prediction.csv");
     assert!(prediction.starts_with("Id,Target\n0003_0,"), "{prediction}");
     assert_eq!(prediction.lines().count(), 5);
     // Exported, the run predicts the same from its safetensors file.
@@ -846,18 +850,7 @@ fn extract_train_eval_predict_on_synthetic_data() {
         ok && stdout.contains("exported a micro-gesture run"),
         "{stdout}{stderr}"
     );
-    let (ok, _, stderr) = output(&[
-        "predict",
-        "--run",
-        &path("exported"),
-        "--features",
-        &path("validate"),
-        "--out",
-        &path("prediction-exported.csv"),
-    ]);
-    assert!(ok, "{stderr}");
-    let exported = std::fs::read_to_string(dir.join("prediction-exported.csv")).unwrap();
-    assert_eq!(exported, prediction);
+    assert_eq!(predict("exported", "prediction-exported.csv"), prediction);
     let (ok, _, stderr) = output(&["eval", "--run", &data, "--features", &path("validate")]);
     assert!(!ok && stderr.contains("not a run folder"), "{stderr}");
 

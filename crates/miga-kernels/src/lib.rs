@@ -392,7 +392,11 @@ pub fn time_taps<B: Backend>(x: Tensor<B, 4>, k: usize, stride: usize) -> Tensor
 
 /// [`time_taps`] from Burn's operations: the padded clip split into its `stride` phases, each
 /// tap a run of whole frames of one phase, concatenated.
-fn time_taps_by_copies<B: Backend>(x: Tensor<B, 4>, k: usize, stride: usize) -> Tensor<B, 3> {
+pub(crate) fn time_taps_by_copies<B: Backend>(
+    x: Tensor<B, 4>,
+    k: usize,
+    stride: usize,
+) -> Tensor<B, 3> {
     let [n, c, t, v] = x.dims();
     let (p, s) = (k / 2, stride);
     let t_out = (t + 2 * p - k) / s + 1;

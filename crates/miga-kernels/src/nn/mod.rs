@@ -135,6 +135,26 @@ pub(crate) fn assert_close(
     assert!(error <= tolerance, "{what}: {error:e} > {tolerance:e}");
 }
 
+/// The output of `f` on `x`, and the gradients of `sum(y * y)` with respect to `x` and `weight`
+/// (each run on its own graph), under autodiff on Flex.
+#[cfg(all(test, feature = "flex"))]
+pub(crate) fn values_and_gradients<const D: usize, const W: usize>(
+    x: &burn::tensor::Tensor<burn::backend::Autodiff<burn::backend::Flex>, D>,
+    weight: &burn::tensor::Tensor<burn::backend::Autodiff<burn::backend::Flex>, W>,
+    f: &dyn Fn(
+        burn::tensor::Tensor<burn::backend::Autodiff<burn::backend::Flex>, D>,
+    ) -> burn::tensor::Tensor<burn::backend::Autodiff<burn::backend::Flex>, D>,
+) -> [burn::tensor::TensorData; 3] {
+    let x = x.clone().require_grad();
+    let y = f(x.clone());
+    let grads = (y.clone() * y.clone()).sum().backward();
+    [
+        y.into_data(),
+        x.grad(&grads).unwrap().into_data(),
+        weight.grad(&grads).unwrap().into_data(),
+    ]
+}
+
 /// Checks that `forward` on Flex reaches the CPU kernels (unless `MIGA_KERNELS=generic`).
 #[cfg(all(test, feature = "flex"))]
 pub(crate) fn assert_cpu_path<R>(forward: impl FnOnce() -> R) {
