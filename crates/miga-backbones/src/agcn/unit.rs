@@ -8,7 +8,7 @@ use burn::nn::BatchNormConfig;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::kernels::nn::{BatchNorm, TemporalConv, TemporalConvConfig};
 use crate::kernels::{matmul, project};
@@ -118,23 +118,27 @@ impl<B: Backend> UnitGcn<B> {
         let (subsets, inter) = (self.conv_a.len(), self.inter_channels);
         let adjacency = (self.a.clone() + self.pa.val()).unsqueeze::<4>();
         // Every partition at once, each a batch entry: conv_a's and conv_b's embeddings as one
-        // product each (`[N, subsets, inter * T, V]`, channel-major rows), each scaled by
-        // `factor` through its weights and biases.
-        let embed = |convs: &[Conv2d<B>], factor: f64| {
+        // product each (`[N, subsets, inter * T, V]`, channel-major rows).
+        let embed = |convs: &[Conv2d<B>]| {
             let convs: Vec<_> = convs.iter().collect();
             project(
-                Tensor::cat(convs.iter().map(|conv| weight_rows(conv)).collect(), 0) * factor,
-                Some(Tensor::cat(biases(&convs), 0) * factor),
+                Tensor::cat(convs.iter().map(|conv| weight_rows(conv)).collect(), 0),
+                Some(Tensor::cat(biases(&convs), 0)),
                 x.clone().reshape([n, c, t * v]),
             )
             .reshape([n, subsets, inter * t, v])
         };
+        let (a1, a2) = (embed(&self.conv_a), embed(&self.conv_b));
         // [N, s, V, inter*T] x [N, s, inter*T, V] -> [N, s, V, V] / (inter * T), softmax over
-        // the first V. The division is folded into conv_a's weights: taken after the product,
-        // the sum of inter * T products overflows half precision's range (65504) at full width.
+        // the first V. In half precision the division comes first: the sum of inter * T
+        // products overflows f16's range (65504) at full width.
         let scale = (inter * t) as f64;
-        let (a1, a2) = (embed(&self.conv_a, 1.0 / scale), embed(&self.conv_b, 1.0));
-        let attention = softmax(matmul(a1.swap_dims(2, 3), a2), 2) + adjacency;
+        let scores = if a1.dtype() == DType::F32 {
+            matmul(a1.swap_dims(2, 3), a2) / scale
+        } else {
+            matmul((a1 / scale).swap_dims(2, 3), a2)
+        };
+        let attention = softmax(scores, 2) + adjacency;
         // The input mixed over the joints by each partition's graph: [N, s, C * T, V], as rows
         // `[N, s * C, T * V]` of the partitions stacked under each other.
         let mixed =

@@ -96,12 +96,8 @@ impl<B: Backend> TemporalConv<B> {
             }
             // Training: the product with the time-shifted copies, from Burn's operations.
             Formulation::Burn if B::ad_enabled(&x.device()) => {
-                let rows = weight.reshape([1, out, c * k]);
-                let y = rows.matmul(crate::time_taps_by_copies(x, k, self.stride));
-                let y = match bias {
-                    Some(bias) => y + bias.reshape([1, out, 1]),
-                    None => y,
-                };
+                let rows = weight.reshape([out, c * k]);
+                let y = crate::project(rows, bias, crate::time_taps_by_copies(x, k, self.stride));
                 let frames = y.dims()[2] / v;
                 y.reshape([n, out, frames, v])
             }
