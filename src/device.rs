@@ -350,20 +350,20 @@ fn set_precision<B: Backend>(specs: &[DeviceSpec], devices: &[B::Device]) -> Res
             precision: spec.precision,
             reason,
         };
-        if !B::supports_dtype(device, dtype) {
-            return Err(unsupported(format!(
-                "the backend ({}) has no {} arithmetic on this adapter{}",
-                B::name(device),
-                spec.precision,
-                if matches!(spec.kind, BackendKind::Cuda) {
-                    ""
-                } else {
-                    " (wgpu has no bf16; f16 needs 16-bit shader floats)"
-                }
-            )));
-        }
         match set_default_float_dtype::<B>(device, dtype) {
             Ok(()) => {}
+            Err(DeviceError::UnsupportedDType { .. }) => {
+                return Err(unsupported(format!(
+                    "the backend ({}) has no {} arithmetic on this adapter{}",
+                    B::name(device),
+                    spec.precision,
+                    if matches!(spec.kind, BackendKind::Cuda) {
+                        ""
+                    } else {
+                        " (wgpu has no bf16; f16 needs 16-bit shader floats)"
+                    }
+                )));
+            }
             Err(DeviceError::AlreadyInitialized { .. }) => {
                 let current = get_device_settings::<B>(device).float_dtype;
                 if burn::tensor::DType::from(current) != dtype {
@@ -373,7 +373,6 @@ fn set_precision<B: Backend>(specs: &[DeviceSpec], devices: &[B::Device]) -> Res
                     )));
                 }
             }
-            Err(err) => return Err(unsupported(err.to_string())),
         }
     }
     Ok(())
@@ -430,9 +429,8 @@ impl FromStr for DeviceSpec {
             return Err(invalid("CPU backends take no device index"));
         }
         Ok(DeviceSpec {
-            kind,
             index,
-            precision: Precision::F32,
+            ..DeviceSpec::new(kind)
         })
     }
 }

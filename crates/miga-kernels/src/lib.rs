@@ -440,20 +440,20 @@ pub(crate) fn conv2d_strided<B: Backend>(
     if aw != sw { subsample(y, 3, sw, ow) } else { y }
 }
 
-/// Every `s`-th entry of `y` `[N, C, H, W]` along `axis` (2 or 3) from the first, `n` of them.
-fn subsample<B: Backend>(y: Tensor<B, 4>, axis: usize, s: usize, n: usize) -> Tensor<B, 4> {
-    let [b, c, h, w] = y.dims();
-    let [rows, len, cols] = if axis == 2 {
-        [b * c, h, w]
-    } else {
-        [b * c * h, w, 1]
-    };
-    let picked = subsample_rows(y.reshape([rows, len, cols]), s, n);
-    if axis == 2 {
-        picked.reshape([b, c, n, w])
-    } else {
-        picked.reshape([b, c, h, n])
-    }
+/// Every `s`-th entry of `y` along `axis` from the first, `n` of them (zeros past the end).
+fn subsample<B: Backend, const D: usize>(
+    y: Tensor<B, D>,
+    axis: usize,
+    s: usize,
+    n: usize,
+) -> Tensor<B, D> {
+    let dims = y.dims();
+    let before = dims[..axis].iter().product::<usize>();
+    let after = dims[axis + 1..].iter().product::<usize>();
+    let picked = subsample_rows(y.reshape([before, dims[axis], after]), s, n);
+    let mut shape = dims;
+    shape[axis] = n;
+    picked.reshape(shape)
 }
 
 /// Every `s`-th entry along the middle axis of `y` `[R, L, K]` from the first, `n` of them
@@ -488,15 +488,7 @@ pub(crate) fn grouped_conv3d<B: Backend>(
     for (a, len) in [t, h, w].into_iter().enumerate() {
         if applied[a] != stride[a] {
             let n = (len + 2 * padding[a] - kernel[a]) / stride[a] + 1;
-            let dims = y.dims();
-            let (before, after) = (
-                dims[..2 + a].iter().product::<usize>(),
-                dims[3 + a..].iter().product::<usize>(),
-            );
-            let picked = subsample_rows(y.reshape([before, dims[2 + a], after]), stride[a], n);
-            let mut shape = dims;
-            shape[2 + a] = n;
-            y = picked.reshape(shape);
+            y = subsample(y, 2 + a, stride[a], n);
         }
     }
     y
@@ -625,6 +617,16 @@ pub fn layer_norm<B: Backend, const D: usize>(
         },
         None => (x, gamma, None),
     };
+    backend_layer_norm(x, gamma, beta, epsilon)
+}
+
+/// The backend's own layer norm ([`layer_norm`] where no CPU kernel applies).
+pub(crate) fn backend_layer_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Option<Tensor<B, 1>>,
+    epsilon: f64,
+) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
         x.into_primitive().tensor(),
         gamma.into_primitive().tensor(),

@@ -10,6 +10,8 @@
 //! back wherever a run folder does (`miga eval --run`, `TrainedRun::load`, `EmotionRun::load`),
 //! through the strict loader: the same outputs as the run it came from (tested).
 
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -94,23 +96,33 @@ fn write_tensors<B: Backend, M: Module<B>>(module: &M, path: &Path) -> Result<()
     })
 }
 
-/// Every tensor's name and shape in the safetensors file `path`, by name.
+/// Every tensor's name and shape in the safetensors file `path`, by name, from its header
+/// alone (an 8-byte little-endian length, then JSON): the tensors are not read again.
 fn tensor_shapes(path: &PathBuf) -> Result<Vec<(String, Vec<usize>)>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let malformed = |reason: String| Error::Mismatch {
+        path: path.clone(),
+        reason,
+    };
+    let io = |source| Error::Io {
         path: path.clone(),
         source,
-    })?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Mismatch {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    let mut shapes: Vec<(String, Vec<usize>)> = tensors
-        .tensors()
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).map_err(io)?;
+    let mut header = vec![0u8; u64::from_le_bytes(length) as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| malformed(e.to_string()))?;
+    header
         .into_iter()
-        .map(|(name, view)| (name, view.shape().to_vec()))
-        .collect();
-    shapes.sort();
-    Ok(shapes)
+        .filter(|(name, _)| name != "__metadata__")
+        .map(|(name, entry)| {
+            let shape = serde_json::from_value(entry["shape"].clone())
+                .map_err(|e| malformed(format!("{name}: {e}")))?;
+            Ok((name, shape))
+        })
+        .collect()
 }
 
 #[cfg(test)]

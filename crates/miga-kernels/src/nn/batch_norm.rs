@@ -105,14 +105,13 @@ impl<B: Backend> BatchNorm<B> {
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {
-    use burn::backend::{Autodiff, Flex};
     use burn::nn::BatchNormConfig;
     use burn::tensor::TensorData;
 
     use super::*;
     use crate::nn::{assert_cpu_path, reaches_cpu_kernels};
 
-    type A = Autodiff<Flex>;
+    type A = crate::nn::TestBackend;
 
     /// Both formulations in training against the definition: normalised by the biased batch
     /// statistics, running statistics moved towards the mean and the unbiased variance; the

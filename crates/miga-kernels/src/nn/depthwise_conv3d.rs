@@ -79,7 +79,6 @@ impl<B: Backend> DepthwiseConv3d<B> {
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {
-    use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
     use burn::tensor::Distribution;
 
@@ -89,7 +88,7 @@ mod tests {
     /// Scaled error; at most 3.1e-5 measured (the weight gradient, Intel Xeon VM, 2026-12-07).
     const TOLERANCE: f32 = 2e-4;
 
-    type Ad = Autodiff<Flex>;
+    type Ad = crate::nn::TestBackend;
 
     /// Both formulations give Burn's grouped Conv3d's values and gradients (MViTv2's query and
     /// key/value poolings, stride larger than the kernel included); Flex reaches the kernel.

@@ -111,12 +111,12 @@ fn mask_values(seed: u64, len: usize, keep: f64) -> Vec<f32> {
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {
-    use burn::backend::{Autodiff, Flex};
+    use burn::backend::Flex;
 
     use super::*;
     use crate::nn::{assert_cpu_path, reaches_cpu_kernels};
 
-    type A = Autodiff<Flex>;
+    type A = crate::nn::TestBackend;
 
     /// Kept elements are scaled by 1 / (1 - p), the kept fraction is 1 - p, a seed fixes the
     /// mask; under autodiff on Flex the host mask multiplies the input, at inference nothing

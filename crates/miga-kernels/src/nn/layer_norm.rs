@@ -2,8 +2,8 @@
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorPrimitive};
 
 use super::{Formulation, formulation};
 
@@ -58,12 +58,7 @@ impl<B: Backend> LayerNorm<B> {
         let (gamma, beta) = (self.gamma.val(), self.beta.as_ref().map(|b| b.val()));
         match how {
             Formulation::Cpu => crate::layer_norm(x, gamma, beta, self.epsilon),
-            Formulation::Burn => Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
-                x.into_primitive().tensor(),
-                gamma.into_primitive().tensor(),
-                beta.map(|b| b.into_primitive().tensor()),
-                self.epsilon,
-            ))),
+            Formulation::Burn => crate::backend_layer_norm(x, gamma, beta, self.epsilon),
         }
     }
 
@@ -75,7 +70,6 @@ impl<B: Backend> LayerNorm<B> {
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {
-    use burn::backend::{Autodiff, Flex};
     use burn::tensor::Distribution;
 
     use super::*;
@@ -84,7 +78,7 @@ mod tests {
     /// Scaled error; at most 1.5e-5 measured (the scale's gradient, Intel Xeon VM, 2026-12-07).
     const TOLERANCE: f32 = 4e-5;
 
-    type Ad = Autodiff<Flex>;
+    type Ad = crate::nn::TestBackend;
 
     /// Both formulations give Burn's module's values and gradients, and its values on rows of
     /// tiny variance (where epsilon matters); training on Flex reaches the CPU kernel.

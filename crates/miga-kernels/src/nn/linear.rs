@@ -63,14 +63,13 @@ impl<B: Backend> Linear<B> {
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {
-    use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
     use burn::tensor::{Distribution, Tolerance};
 
     use super::*;
     use crate::nn::{assert_cpu_path, reaches_cpu_kernels};
 
-    type Ad = Autodiff<Flex>;
+    type Ad = crate::nn::TestBackend;
 
     #[test]
     fn the_cpu_formulation_reaches_the_kernels_on_flex() {

@@ -1,12 +1,12 @@
 //! Layers whose formulation is chosen for the backend in one place, [`formulation`]: models
 //! hold these modules and call `forward`, whatever the backend.
 //!
-//! On a CPU backend (Flex, alone or under autodiff) a layer takes miga's CPU kernels and
-//! reformulations: vectorised, multi-threaded kernels over Flex's buffers, one graph node each
-//! under autodiff, a `(k, 1)` convolution as one product with time-shifted copies, a depthwise
-//! Conv3d as a direct kernel. On every other backend (wgpu, Vulkan, Metal, CUDA, ndarray) it
-//! takes Burn's own operations: Burn's linear, layer norm, batch norm, grouped Conv3d, Conv2d and
-//! dropout, which the GPU backends run as single batched kernels. `MIGA_KERNELS=generic` makes
+//! On a CPU backend (Flex or ndarray, alone or under autodiff) a layer takes miga's CPU
+//! reformulations and, on Flex, its kernels: vectorised, multi-threaded kernels over Flex's
+//! buffers, one graph node each under autodiff, a `(k, 1)` convolution as one product with
+//! time-shifted copies, a depthwise Conv3d as a direct kernel. On the GPU backends (wgpu,
+//! Vulkan, Metal, CUDA) it takes Burn's own operations: Burn's linear, layer norm, batch norm,
+//! grouped Conv3d, Conv2d (at inference) and dropout, which they run as batched kernels. `MIGA_KERNELS=generic` makes
 //! the CPU backends take Burn's formulation too (see [`crate::generic_only`]), and
 //! `forward_as` runs either formulation on any backend, so that each can be checked against the
 //! other.
@@ -135,15 +135,17 @@ pub(crate) fn assert_close(
     assert!(error <= tolerance, "{what}: {error:e} > {tolerance:e}");
 }
 
+/// The backend the layers' tests train on.
+#[cfg(all(test, feature = "flex"))]
+pub(crate) type TestBackend = burn::backend::Autodiff<burn::backend::Flex>;
+
 /// The output of `f` on `x`, and the gradients of `sum(y * y)` with respect to `x` and `weight`
 /// (each run on its own graph), under autodiff on Flex.
 #[cfg(all(test, feature = "flex"))]
 pub(crate) fn values_and_gradients<const D: usize, const W: usize>(
-    x: &burn::tensor::Tensor<burn::backend::Autodiff<burn::backend::Flex>, D>,
-    weight: &burn::tensor::Tensor<burn::backend::Autodiff<burn::backend::Flex>, W>,
-    f: &dyn Fn(
-        burn::tensor::Tensor<burn::backend::Autodiff<burn::backend::Flex>, D>,
-    ) -> burn::tensor::Tensor<burn::backend::Autodiff<burn::backend::Flex>, D>,
+    x: &burn::tensor::Tensor<TestBackend, D>,
+    weight: &burn::tensor::Tensor<TestBackend, W>,
+    f: &dyn Fn(burn::tensor::Tensor<TestBackend, D>) -> burn::tensor::Tensor<TestBackend, D>,
 ) -> [burn::tensor::TensorData; 3] {
     let x = x.clone().require_grad();
     let y = f(x.clone());

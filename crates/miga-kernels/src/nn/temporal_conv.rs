@@ -115,7 +115,6 @@ impl<B: Backend> TemporalConv<B> {
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {
-    use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
     use burn::tensor::Distribution;
 
@@ -125,7 +124,7 @@ mod tests {
     /// Scaled error; at most 1.9e-5 measured (the weight gradient, Intel Xeon VM, 2026-12-07).
     const TOLERANCE: f32 = 1e-4;
 
-    type Ad = Autodiff<Flex>;
+    type Ad = crate::nn::TestBackend;
 
     /// Both formulations give Burn's Conv2d's values and gradients (kernels 9 and 1, strides
     /// 1 and 2, with and without a bias); Flex reaches the CPU kernels, in training and not.
