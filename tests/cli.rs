@@ -152,7 +152,7 @@ fn check_runs_chosen_checks_and_writes_their_outcomes() {
 
 #[test]
 fn forward_runs_both_agcn_streams_like_the_reference() {
-    use miga::backbones::tensor_io::{read_tensors, write_tensors};
+    use miga::datasets::tensors::{read_tensors, write_tensors};
 
     let io = read_tensors(agcn_fixture("io.safetensors")).unwrap();
     let input = scratch("joints.safetensors");
@@ -225,7 +225,7 @@ fn mvit_fixture(file: &str) -> std::path::PathBuf {
 
 #[test]
 fn forward_runs_mvit_like_torchvision() {
-    use miga::backbones::tensor_io::{read_tensors, write_tensors};
+    use miga::datasets::tensors::{read_tensors, write_tensors};
 
     let io = read_tensors(mvit_fixture("io.safetensors")).unwrap();
     let input = scratch("clips.safetensors");
@@ -300,7 +300,7 @@ fn max_abs_difference(a: &burn::tensor::TensorData, b: &burn::tensor::TensorData
 
 #[test]
 fn forward_runs_swinface_heads_and_swin_like_their_references() {
-    use miga::backbones::tensor_io::{read_tensors, write_tensors};
+    use miga::datasets::tensors::{read_tensors, write_tensors};
 
     for (arch, case, weights) in [
         ("swinface", "swinface", "weights.pt"),

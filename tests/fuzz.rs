@@ -384,7 +384,7 @@ fn parsers() -> Vec<Parser> {
             ],
             file: "tensors.safetensors",
             binary: true,
-            read: Box::new(|p| drop(miga::backbones::tensor_io::read_tensors(p))),
+            read: Box::new(|p| drop(miga::datasets::tensors::read_tensors(p))),
         },
         Parser {
             name: "pytorch_checkpoint",

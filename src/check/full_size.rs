@@ -71,7 +71,7 @@ impl Weights {
             std::thread::current().id()
         ));
         let weights = Weights(path);
-        miga_backbones::tensor_io::write_tensors(&weights.0, &tensors)?;
+        miga_datasets::tensors::write_tensors(&weights.0, &tensors)?;
         Ok(weights)
     }
 }

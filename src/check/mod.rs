@@ -510,7 +510,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// A fixture's tensors.
 fn read(path: &Path) -> Result<BTreeMap<String, TensorData>, Error> {
-    Ok(miga_backbones::tensor_io::read_tensors(path)?)
+    Ok(miga_datasets::tensors::read_tensors(path)?)
 }
 
 /// A fixture's model config (a Burn `Config` JSON file).

@@ -27,14 +27,6 @@ pub enum Error {
         /// Missing, unexpected or mis-shaped keys, or why the file could not be read.
         reason: String,
     },
-    /// A tensor file (safetensors) that cannot be read or written.
-    #[error("tensor file {}: {reason}", path.display())]
-    TensorFile {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
 }
 
 /// Result of the backbones crate.

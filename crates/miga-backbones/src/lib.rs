@@ -18,7 +18,6 @@ mod layers;
 pub mod mvit;
 pub mod parity;
 pub mod swin;
-pub mod tensor_io;
 
 pub use error::{Error, Result};
 pub use import::{Remaps, in_device_precision, load_checkpoint};

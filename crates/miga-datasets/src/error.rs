@@ -31,6 +31,20 @@ pub enum Error {
         /// What cannot be done.
         reason: String,
     },
+    /// A tensor file (safetensors) that cannot be read or written.
+    #[error("tensor file {}: {reason}", path.display())]
+    TensorFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Frames a video preset cannot take (none, empty, of different sizes).
+    #[error("invalid frames: {reason}")]
+    InvalidFrames {
+        /// What is wrong, with the sizes.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -296,7 +296,7 @@ mod tests {
     fn fixture() -> BTreeMap<String, TensorData> {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faces/align.safetensors");
-        miga_backbones::tensor_io::read_tensors(path).unwrap()
+        crate::tensors::read_tensors(path).unwrap()
     }
 
     fn values(data: &TensorData) -> Vec<f32> {

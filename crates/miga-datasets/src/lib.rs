@@ -20,6 +20,7 @@ pub mod skeleton;
 pub mod source;
 pub mod stages;
 pub mod synth;
+pub mod tensors;
 #[cfg(test)]
 mod testing;
 pub mod video;

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::TensorData;
-use miga_backbones::tensor_io::{read_tensors, write_tensors};
+use miga_datasets::tensors::{read_tensors, write_tensors};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};

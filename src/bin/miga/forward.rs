@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use miga::backbones::agcn::{Agcn, AgcnConfig, Graph, bones, fuse_scores};
 use miga::backbones::mvit::MvitConfig;
 use miga::backbones::swin::{FACE_HEADS, SwinConfig, SwinFaceConfig};
-use miga::backbones::tensor_io::{read_tensors, take_tensor, write_tensors};
+use miga::datasets::tensors::{read_tensors, take_tensor, write_tensors};
 use miga::device::{BackendTask, DeviceSpec, Precision};
 use miga::{Error, backbones};
 
@@ -199,7 +199,7 @@ fn read_input(path: &Path, name: &str, rank: usize, expected: &str) -> Result<Te
         name.to_string()
     };
     let data = take_tensor(&mut tensors, &name, path)?;
-    let invalid = |reason: String| backbones::Error::TensorFile {
+    let invalid = |reason: String| miga::datasets::Error::TensorFile {
         path: path.to_path_buf(),
         reason,
     };

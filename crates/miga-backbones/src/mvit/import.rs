@@ -80,7 +80,7 @@ mod tests {
     use burn::tensor::Tensor;
 
     use super::*;
-    use crate::tensor_io::read_tensors;
+    use miga_datasets::tensors::read_tensors;
 
     fn fixture(case: &str, file: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))

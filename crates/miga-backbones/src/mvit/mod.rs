@@ -34,11 +34,9 @@ mod block;
 mod config;
 mod import;
 mod model;
-mod preprocess;
 
 pub use crate::layers::Mlp;
 pub use attention::{AttentionPool, Grid, MultiscaleAttention};
 pub use block::MultiscaleBlock;
 pub use config::{MultiscaleBlockConfig, MvitConfig};
 pub use model::{Mvit, MvitOutput};
-pub use preprocess::{Placement, RgbFrame, RgbSource, VideoPreset, Window};

@@ -292,7 +292,7 @@ mod tests {
     use super::fixtures::{file, swin_t, swinface};
     use super::*;
     use crate::swin::{FACE_HEADS, FaceAnalysisConfig, multi_level_features};
-    use crate::tensor_io::{read_tensors, write_tensors};
+    use miga_datasets::tensors::{read_tensors, write_tensors};
 
     /// Parity tolerances, scaled errors (docs/testing.md): at most 10x the worst error
     /// measured (Flex and wgpu, 2026-12-06): Swin-T 2.7e-7, SwinFace's outputs 1.5e-6, its

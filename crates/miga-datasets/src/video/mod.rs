@@ -6,6 +6,7 @@ mod decoder;
 mod folder;
 mod h264;
 mod picture;
+mod preset;
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use serde::Serialize;
 pub use folder::FrameFolder;
 pub use h264::Mp4Video;
 pub use picture::{Picture, Yuv420};
+pub use preset::{Placement, RgbFrame, RgbSource, VideoPreset, Window};
 
 use crate::{Error, Result};
 
@@ -111,7 +113,7 @@ impl Video {
         };
         // A stream whose pictures change size (a new SPS mid-stream) is refused here: a clip's
         // frames are read as one size.
-        use miga_backbones::mvit::RgbSource;
+        use crate::video::RgbSource;
         let size = decoded.first().map(RgbSource::size);
         if let Some((frame, picture)) = unique
             .iter()

@@ -1,7 +1,7 @@
 //! Decoded pictures: RGB8 frames, and H.264's YUV 4:2:0 kept as decoded, converted to RGB
 //! only where read (a clip's preset reads a fifth of a 720p frame's pixels).
 
-use miga_backbones::mvit::{RgbFrame, RgbSource};
+use super::{RgbFrame, RgbSource};
 
 use super::Frame;
 use crate::stages::{Stage, timed};

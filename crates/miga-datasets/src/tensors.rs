@@ -91,9 +91,7 @@ pub fn write_tensors(path: impl AsRef<Path>, tensors: &BTreeMap<String, TensorDa
         views.push((name.as_str(), view));
     }
     let bytes = safetensors::serialize(views, None).map_err(|e| file_error(path, e))?;
-    let tmp = path.with_extension("safetensors.partial");
-    std::fs::write(&tmp, bytes).map_err(|e| file_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| file_error(path, e))
+    crate::io::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

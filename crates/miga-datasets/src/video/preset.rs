@@ -312,10 +312,7 @@ fn resample<S: RgbSource>(
 }
 
 fn invalid(reason: String) -> Error {
-    Error::InvalidInput {
-        model: "mvit",
-        reason,
-    }
+    Error::InvalidFrames { reason }
 }
 
 /// The size all `frames` share; an error when there are none, one is empty or sizes differ.
@@ -347,12 +344,12 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::tensor_io::read_tensors;
+    use crate::tensors::read_tensors;
 
     #[test]
     fn matches_torchvisions_preset() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/mvit/preprocess.safetensors");
+            .join("../miga-backbones/tests/fixtures/mvit/preprocess.safetensors");
         let mut tensors = read_tensors(&path).unwrap();
         let frames = tensors.remove("frames").unwrap();
         let [t, h, w, _] = frames.shape.dims::<4>();
