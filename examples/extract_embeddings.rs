@@ -19,8 +19,9 @@ use miga::datasets::{LabelTable, MigaLayout, Split};
 use miga::device::{BackendTask, DeviceSpec};
 use miga::tasks::demo::DemoConfig;
 use miga::tasks::emotion::extract_emotion;
-use miga::tasks::extract::{Weights, extract_micro_gesture};
 use miga::tasks::features::FeatureSet;
+use miga::tasks::micro_gesture::extract_micro_gesture;
+use miga::tasks::models::Weights;
 
 struct Extract {
     data: PathBuf,

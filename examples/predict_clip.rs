@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use miga::datasets::clips::ClipRecord;
 use miga::datasets::{MigaLayout, Split};
 use miga::device::{BackendTask, DeviceSpec};
-use miga::tasks::pipeline::MicroGesturePipeline;
+use miga::tasks::micro_gesture::MicroGesturePipeline;
 
 struct Predict {
     run: PathBuf,

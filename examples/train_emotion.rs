@@ -14,7 +14,7 @@ use miga::device::{DeviceSpec, ManyAutodiffTask, parse_devices};
 use miga::tasks::demo::DemoConfig;
 use miga::tasks::emotion::{EmotionTrainConfig, train_emotion};
 use miga::tasks::features::FeatureSet;
-use miga::tasks::train::TrainSummary;
+use miga::tasks::training::TrainSummary;
 
 struct Train {
     train: FeatureSet,

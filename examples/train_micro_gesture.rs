@@ -13,7 +13,8 @@ use burn::tensor::backend::AutodiffBackend;
 use miga::device::{DeviceSpec, ManyAutodiffTask, parse_devices};
 use miga::tasks::demo::DemoConfig;
 use miga::tasks::features::FeatureSet;
-use miga::tasks::train::{TrainConfig, TrainSummary, train_micro_gesture};
+use miga::tasks::micro_gesture::{TrainConfig, train_micro_gesture};
+use miga::tasks::training::TrainSummary;
 
 struct Train {
     train: FeatureSet,

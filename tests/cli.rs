@@ -1273,7 +1273,7 @@ fn killed_extraction_and_training_resume_with_nothing_lost_or_repeated() {
     let text = |run: &str| std::fs::read_to_string(dir.join(run).join("best.json")).unwrap();
     assert_eq!(text("run"), text("whole"));
     let scores = |run: &str| {
-        use miga::tasks::evaluate::TrainedRun;
+        use miga::tasks::micro_gesture::TrainedRun;
         let device = Default::default();
         let features = dir.join("features");
         let set = miga::tasks::features::FeatureSet::read(&features).unwrap();

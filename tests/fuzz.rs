@@ -306,10 +306,10 @@ fn parsers() -> Vec<Parser> {
     .map(|e| read(e.unwrap().path()))
     .collect();
     let configs = vec![
-        toml::to_string(&<miga::tasks::train::TrainConfig>::default())
+        toml::to_string(&<miga::tasks::micro_gesture::TrainConfig>::default())
             .unwrap()
             .into_bytes(),
-        toml::to_string(&miga::tasks::extract::MicroGestureExtraction::default())
+        toml::to_string(&miga::tasks::micro_gesture::MicroGestureExtraction::default())
             .unwrap()
             .into_bytes(),
         toml::to_string(&miga::tasks::demo::DemoConfig::default())
@@ -407,9 +407,12 @@ fn parsers() -> Vec<Parser> {
             binary: false,
             read: Box::new(|p| {
                 use miga::tasks::config::read_toml;
-                drop(read_toml(&<miga::tasks::train::TrainConfig>::default(), p));
                 drop(read_toml(
-                    &miga::tasks::extract::MicroGestureExtraction::default(),
+                    &<miga::tasks::micro_gesture::TrainConfig>::default(),
+                    p,
+                ));
+                drop(read_toml(
+                    &miga::tasks::micro_gesture::MicroGestureExtraction::default(),
                     p,
                 ));
                 drop(read_toml(&miga::tasks::demo::DemoConfig::default(), p));

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     use miga_tasks::config::read_toml;
-    let _ = read_toml(&<miga_tasks::train::TrainConfig>::default(), path);
-    let _ = read_toml(&miga_tasks::extract::MicroGestureExtraction::default(), path);
+    let _ = read_toml(&<miga_tasks::micro_gesture::TrainConfig>::default(), path);
+    let _ = read_toml(&miga_tasks::micro_gesture::MicroGestureExtraction::default(), path);
     let _ = read_toml(&miga_tasks::demo::DemoConfig::default(), path);
 });

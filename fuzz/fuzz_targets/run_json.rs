@@ -11,5 +11,5 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(path, data).is_err() {
         return;
     }
-    let _ = miga_tasks::train::read_run_info(path.parent().expect("in a folder"));
+    let _ = miga_tasks::run_info::read_run_info(path.parent().expect("in a folder"));
 });

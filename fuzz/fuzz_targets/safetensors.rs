@@ -11,5 +11,5 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(path, data).is_err() {
         return;
     }
-    let _ = miga_backbones::tensor_io::read_tensors(path);
+    let _ = miga_datasets::tensors::read_tensors(path);
 });

@@ -61,7 +61,7 @@ pub fn read_toml<T: Serialize + DeserializeOwned>(defaults: &T, path: &Path) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::TrainConfig;
+    use crate::micro_gesture::TrainConfig;
 
     #[test]
     fn files_change_only_what_they_name() {

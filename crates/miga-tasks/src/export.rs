@@ -18,15 +18,13 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 
-use crate::checkpoints::BestEpoch;
 use crate::emotion::{EMOTION, EmotionRun};
-use crate::end_to_end::{MICRO_GESTURE_END_TO_END, load_end_to_end};
-use crate::evaluate::TrainedRun;
-use crate::extract::MICRO_GESTURE;
+use crate::micro_gesture::{MICRO_GESTURE, MICRO_GESTURE_END_TO_END, TrainedRun, load_end_to_end};
 use crate::run_info::read_run_info;
 pub use crate::run_info::{
     EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_MODEL, ExportConfig, is_export, read_export,
 };
+use crate::training::BestEpoch;
 use crate::{Error, Result};
 
 /// Exports the run in `run` (its best model) into `out` (created; files already there are
@@ -130,10 +128,10 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
 
     use super::*;
-    use crate::extract::tests::tiny_features;
     use crate::features::FeatureSet;
-    use crate::train::tests::tiny_config;
-    use crate::train::train_micro_gesture;
+    use crate::micro_gesture::train_micro_gesture;
+    use crate::testing::tiny_config;
+    use crate::testing::tiny_features;
 
     /// A run exported and loaded back (strictly) scores every item exactly as the run does; its
     /// keys follow PyTorch's conventions.

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use burn::tensor::TensorData;
+use burn::prelude::*;
 use miga_datasets::tensors::{read_tensors, write_tensors};
 use serde::{Deserialize, Serialize};
 
@@ -271,6 +271,54 @@ impl FeatureSet {
             complete,
         })
     }
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone)]
+pub struct ExtractSummary {
+    /// Clips of this part.
+    pub clips: usize,
+    /// Of those, already extracted by an earlier run (skipped).
+    pub resumed: usize,
+    /// Extracted now.
+    pub extracted: usize,
+    /// Clips that could not be extracted, with why (a later run retries them).
+    pub failed: Vec<(String, String)>,
+}
+
+/// The items of part `(i, n)` (every n-th in id order from the i-th): how many there are, and
+/// those `writer` does not have yet.
+pub(crate) fn part_todo<R>(
+    mut records: Vec<R>,
+    id: impl Fn(&R) -> &String,
+    part: (usize, usize),
+    writer: &FeatureWriter,
+) -> (usize, Vec<R>) {
+    records.sort_by(|a, b| id(a).cmp(id(b)));
+    let mine: Vec<R> = records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % part.1 == part.0)
+        .map(|(_, r)| r)
+        .collect();
+    let count = mine.len();
+    let todo = mine
+        .into_iter()
+        .filter(|r| !writer.is_done(id(r)))
+        .collect();
+    (count, todo)
+}
+
+/// The rows (along the first axis) of a batch tensor, read back from the device at once.
+pub(crate) fn rows<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<TensorData> {
+    let dims = tensor.dims();
+    let data = tensor.into_data().convert::<f32>();
+    let values = data.as_slice::<f32>().unwrap_or_default();
+    let size = (values.len() / dims[0].max(1)).max(1);
+    values
+        .chunks(size)
+        .map(|row| TensorData::new(row.to_vec(), dims[1..].to_vec()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,24 +1,27 @@
 //! Tasks of miga, built from backbones, fusion and data: micro-gesture classification
-//! (32 classes, per clip) and behaviour-based emotion prediction (Win/Lose, per video):
-//! feature extraction, training (burn-train), evaluation and prediction files.
+//! (32 classes, per clip) and behaviour-based emotion prediction (Win/Lose, per video).
+//!
+//! A clip's way through the crate: [`models`] composes the networks (backbones, their feature
+//! adapters, fusion); [`micro_gesture`] and [`emotion`] are the tasks (extract, train, evaluate,
+//! predict), each on the [`training`] core (burn-train, run folders, checkpoints) and the
+//! [`features`] store.
 
-pub mod checkpoints;
 pub mod config;
 pub mod demo;
 pub mod emotion;
-pub mod end_to_end;
 mod error;
-pub mod evaluate;
 pub mod export;
-pub mod extract;
 pub mod features;
 mod loader;
-pub mod pipeline;
+pub mod micro_gesture;
+pub mod models;
 pub mod plot;
 pub mod run_info;
 pub mod runs;
 pub mod standardise;
-pub mod train;
+#[cfg(test)]
+mod testing;
+pub mod training;
 
 pub use error::{Error, Result};
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoints::BestEpoch;
+use crate::training::BestEpoch;
 use crate::{Error, Result};
 
 /// What a run folder holds besides burn-train's files: what was trained on what.

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::checkpoints::{BestEpoch, checkpoints};
 use crate::run_info::read_run_info;
+use crate::training::checkpoints::{BestEpoch, checkpoints};
 
 /// A run folder's state.
 #[derive(Debug, Clone, Serialize)]

@@ -10,10 +10,10 @@ use miga::datasets::io::write_atomic;
 use miga::datasets::{DataSource, Split};
 use miga::device::{BackendTask, DeviceSpec};
 use miga::tasks::emotion::{EMOTION, EmotionRun, emotion_csv, evaluate_emotion};
-use miga::tasks::evaluate::{Scores, TrainedRun, evaluate, submission_csv};
 use miga::tasks::features::FeatureSet;
-use miga::tasks::pipeline::MicroGesturePipeline;
+use miga::tasks::micro_gesture::{MicroGesturePipeline, TrainedRun, evaluate, submission_csv};
 use miga::tasks::run_info::read_run_info;
+use miga::tasks::training::Scores;
 
 #[derive(Args)]
 pub struct EvalArgs {

@@ -11,9 +11,9 @@ use miga::datasets::synth::LABELS_CSV;
 use miga::datasets::{DataSource, LabelTable, Split};
 use miga::device::{BackendTask, DeviceSpec, Precision};
 use miga::tasks::emotion::{EmotionExtractStreams, EmotionExtraction, extract_emotion};
-use miga::tasks::extract::{
-    ExtractSummary, MicroGestureExtraction, Weights, extract_micro_gesture,
-};
+use miga::tasks::features::ExtractSummary;
+use miga::tasks::micro_gesture::{MicroGestureExtraction, extract_micro_gesture};
+use miga::tasks::models::Weights;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Task {

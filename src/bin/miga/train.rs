@@ -9,11 +9,13 @@ use miga::datasets::clips::ClipRecord;
 use miga::datasets::{DataSource, Split};
 use miga::device::{DeviceSpec, ManyAutodiffTask, Precision, parse_devices};
 use miga::tasks::emotion::{EmotionStreams, EmotionTrainConfig, train_emotion};
-use miga::tasks::end_to_end::train_end_to_end;
-use miga::tasks::extract::{MicroGestureExtraction, Weights};
 use miga::tasks::features::FeatureSet;
+use miga::tasks::micro_gesture::{
+    MicroGestureExtraction, Streams, TrainConfig, train_end_to_end, train_micro_gesture,
+};
+use miga::tasks::models::Weights;
 use miga::tasks::runs::{RunStatus, folder_bytes, human_bytes};
-use miga::tasks::train::{Streams, TrainConfig, TrainSummary, train_micro_gesture};
+use miga::tasks::training::TrainSummary;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Task {

@@ -25,10 +25,13 @@ use crate::emotion::{
     EMOTION, EmotionEvaluation, EmotionExtraction, EmotionRun, EmotionStreams, EmotionTrainConfig,
     emotion_csv, evaluate_emotion, extract_emotion, train_emotion,
 };
-use crate::evaluate::{Evaluation, Scores, TrainedRun, evaluate, submission_csv};
-use crate::extract::{MICRO_GESTURE, MicroGestureExtraction, Weights, extract_micro_gesture};
 use crate::features::FeatureSet;
-use crate::train::{Streams, TrainConfig, train_micro_gesture};
+use crate::micro_gesture::{
+    Evaluation, MICRO_GESTURE, MicroGestureExtraction, Streams, TrainConfig, TrainedRun, evaluate,
+    extract_micro_gesture, submission_csv, train_micro_gesture,
+};
+use crate::models::Weights;
+use crate::training::Scores;
 use crate::{Error, Result};
 
 /// iMiGUE codes of the demo's classes: three twin pairs that one modality alone tells apart
@@ -697,8 +700,7 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
 
     use super::*;
-    use crate::emotion::tests::{tiny_extraction, tiny_training};
-    use crate::extract::tests::tiny_settings;
+    use crate::testing::{tiny_extraction, tiny_settings, tiny_training};
 
     /// The score check of the demo (`DemoConfig::small`, seed 0, validation split only):
     /// every stream above chance, and each task's fusion not more than `MARGIN` below its best

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(doc)]
 use super::DemoConfig;
 use super::{DemoSummary, TRANSDUCTIVE, metric_cells, single_stream};
-use crate::extract::MICRO_GESTURE;
+use crate::micro_gesture::MICRO_GESTURE;
 
 /// Mean and sample standard deviation (0 for fewer than two values).
 fn moments(values: &[f64]) -> (f64, f64) {

@@ -7,18 +7,17 @@ use std::path::{Path, PathBuf};
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
-use burn::record::Recorder;
 use miga_datasets::classes::{MicroGesture, NUM_CLASSES};
 use serde::Serialize;
 
-use crate::extract::MICRO_GESTURE;
+use crate::Result;
 use crate::features::FeatureSet;
-use crate::run_info::{RunInfo, read_run_info};
-use crate::train::{
+use crate::models::micro_gesture::{
     FeatureBatcher, FeatureItem, MicroGestureModel, TrainConfig, centre_video_features,
     feature_items,
 };
-use crate::{Error, Result};
+use crate::run_info::RunInfo;
+use crate::training::{Scores, load_best, score_items};
 
 /// A trained micro-gesture run, loaded for inference.
 pub struct TrainedRun<B: Backend> {
@@ -39,7 +38,6 @@ impl<B: Backend> TrainedRun<B> {
     pub fn load(run: &Path, device: &B::Device) -> Result<Self> {
         let (info, config, model) = load_best(
             run,
-            MICRO_GESTURE,
             |config: &TrainConfig| MicroGestureModel::new(config, device),
             device,
         )?;
@@ -71,98 +69,6 @@ impl<B: Backend> TrainedRun<B> {
             |chunk| self.model.logits(&FeatureBatcher.batch(chunk, device)),
         )
     }
-}
-
-/// The run info, settings and best model of a run of `task`: `build` makes the model from the
-/// run's settings, then `best.mpk` is loaded into it (or, from an exported run, its
-/// `model.safetensors`, through the strict loader).
-pub(crate) fn load_best<B, M, C>(
-    run: &Path,
-    task: &str,
-    build: impl FnOnce(&C) -> Result<M>,
-    device: &B::Device,
-) -> Result<(RunInfo, C, M)>
-where
-    B: Backend,
-    M: Module<B>,
-    C: Default + serde::Serialize + serde::de::DeserializeOwned,
-{
-    let info = read_run_info(run)?;
-    let info_path = run.join("run.json");
-    if info.task != task {
-        return Err(Error::Mismatch {
-            path: info_path,
-            reason: format!("a run of task `{}`, not {task}", info.task),
-        });
-    }
-    let config: C = crate::config::from_toml(&C::default(), &info.config, &info_path)?;
-    if crate::run_info::is_export(run) {
-        let path = run.join(crate::run_info::EXPORT_MODEL);
-        let model = miga_backbones::load_checkpoint(build(&config)?, &path, None, &[], &[])?;
-        return Ok((info, config, model));
-    }
-    let best = run.join("best");
-    let record = crate::train::RunRecorder::new()
-        .load(best.clone(), device)
-        .map_err(|e| Error::Mismatch {
-            path: best.with_extension("mpk"),
-            reason: format!("does not match the run's settings: {e}"),
-        })?;
-    let model = build(&config)?.load_record(record);
-    Ok((info, config, model))
-}
-
-/// Scores of `items` (from `features`, read at `path`) by `logits`, 32 items a batch, after
-/// checking the features were extracted as the run's (`trained_on`).
-pub(crate) fn score_items<B: Backend, I: Clone>(
-    trained_on: &str,
-    features: &FeatureSet,
-    path: &Path,
-    items: &[(String, I)],
-    label: impl Fn(&I) -> i64,
-    logits: impl Fn(Vec<I>) -> Tensor<B, 2>,
-) -> Result<Scores> {
-    if features.kind.settings != trained_on {
-        return Err(Error::Mismatch {
-            path: path.to_path_buf(),
-            reason: "these features were extracted with other settings than the run was trained on"
-                .into(),
-        });
-    }
-    let (mut ids, mut labels, mut scores) = (Vec::new(), Vec::new(), Vec::new());
-    for chunk in items.chunks(32) {
-        let out = logits(chunk.iter().map(|(_, i)| i.clone()).collect());
-        let [n, k] = out.dims();
-        let values = out
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|e| Error::Mismatch {
-                path: path.to_path_buf(),
-                reason: format!("{e:?}"),
-            })?;
-        for (row, (id, item)) in chunk.iter().enumerate().take(n) {
-            ids.push(id.clone());
-            labels.push(label(item));
-            scores.push(values[row * k..(row + 1) * k].to_vec());
-        }
-    }
-    Ok(Scores {
-        ids,
-        labels,
-        scores,
-    })
-}
-
-/// Class scores of items.
-#[derive(Debug, Clone)]
-pub struct Scores {
-    /// Item ids (`<video>_<clip index>`), in id order.
-    pub ids: Vec<String>,
-    /// Class index of each item, -1 when unlabelled.
-    pub labels: Vec<i64>,
-    /// One score per class (logits) of each item.
-    pub scores: Vec<Vec<f32>>,
 }
 
 /// Accuracy of one class.
@@ -337,7 +243,6 @@ pub fn submission_csv(ids: &[String], scores: &[Vec<f32>]) -> String {
     }
     csv
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

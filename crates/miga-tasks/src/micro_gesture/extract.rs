@@ -2,306 +2,20 @@
 //! every clip, written as feature shards (see [`crate::features`]).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use burn::tensor::module::adaptive_avg_pool2d;
-use miga_backbones::agcn::{Agcn, AgcnConfig, Graph};
-use miga_backbones::mvit::{Mvit, MvitConfig};
-use miga_datasets::clips::{
-    ClipBatch, ClipBatcher, ClipConfig, ClipDataset, ClipRecord, Modalities,
-};
+use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipDataset, ClipRecord};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use crate::features::{FeatureKind, FeatureWriter};
-use crate::{Error, Result};
-
-/// Task name of micro-gesture features.
-pub const MICRO_GESTURE: &str = "micro-gesture";
-
-/// How micro-gesture features are extracted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MicroGestureExtraction {
-    /// Clip sampling and transforms (`augment` is ignored: extraction is deterministic; the
-    /// skeleton keypoints are the graph's). `clip.modalities` picks the streams extracted:
-    /// `both`, `rgb` (MViTv2 only: no skeleton needed) or `skeleton` (2s-AGCN only: no video
-    /// needed).
-    pub clip: ClipConfig,
-    /// MViTv2 preset (`mvit_v2_s`, `mvit_v2_b`, `mvit_v2_xs`).
-    pub mvit: String,
-    /// 2s-AGCN skeleton graph (a built-in layout over the OpenPose points).
-    pub graph: String,
-    /// The video token grid is average-pooled to `video_grid` x `video_grid` per time step.
-    pub video_grid: usize,
-    /// Clips a forward pass.
-    pub batch: usize,
-    /// Clips a shard.
-    pub shard_items: usize,
-    /// Seed of the backbones' random initialisation when no weights are given.
-    pub seed: u64,
-}
-
-impl MicroGestureExtraction {
-    /// The skeleton graph, and the settings as extraction uses them: no augmentation, the
-    /// graph's OpenPose keypoints.
-    pub fn prepared(&self) -> Result<(Graph, Self)> {
-        let graph = Graph::layout(&self.graph)?;
-        let keypoints = graph.openpose.clone().ok_or_else(|| Error::InvalidConfig {
-            path: PathBuf::from("graph"),
-            reason: format!("graph `{}` has no OpenPose indices", self.graph),
-        })?;
-        let clip = ClipConfig {
-            augment: false,
-            skeleton: miga_datasets::clips::SkeletonTransform {
-                keypoints,
-                ..self.clip.skeleton.clone()
-            },
-            ..self.clip.clone()
-        };
-        Ok((
-            graph,
-            Self {
-                clip,
-                ..self.clone()
-            },
-        ))
-    }
-}
-
-impl Default for MicroGestureExtraction {
-    fn default() -> Self {
-        Self {
-            clip: ClipConfig::default(),
-            mvit: "mvit_v2_s".into(),
-            graph: "imigue-upper-hands".into(),
-            video_grid: 1,
-            batch: 4,
-            shard_items: 64,
-            seed: 0,
-        }
-    }
-}
-
-/// Backbone checkpoints; a backbone without one is randomly initialised (under the seed).
-#[derive(Debug, Clone, Default)]
-pub struct Weights {
-    /// torchvision MViTv2 `.pth` / safetensors.
-    pub mvit: Option<PathBuf>,
-    /// 2s-AGCN reference `.pt`.
-    pub agcn: Option<PathBuf>,
-    /// SwinFace training checkpoint (`.pt`) or safetensors.
-    pub swinface: Option<PathBuf>,
-}
-
-/// How micro-gesture features were made, as their folder records it (`FeatureKind::settings`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureDescription {
-    /// The prepared settings.
-    pub settings: MicroGestureExtraction,
-    /// The MViTv2 checkpoint (none: random under the seed).
-    pub mvit_weights: Option<PathBuf>,
-    /// The 2s-AGCN checkpoint.
-    pub agcn_weights: Option<PathBuf>,
-}
-
-impl FeatureDescription {
-    fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// Reads a description back.
-    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| Error::Mismatch {
-            path: path.to_path_buf(),
-            reason: format!("not micro-gesture feature settings: {e}"),
-        })
-    }
-}
-
-/// What an extraction did.
-#[derive(Debug, Clone)]
-pub struct ExtractSummary {
-    /// Clips of this part.
-    pub clips: usize,
-    /// Of those, already extracted by an earlier run (skipped).
-    pub resumed: usize,
-    /// Extracted now.
-    pub extracted: usize,
-    /// Clips that could not be extracted, with why (a later run retries them).
-    pub failed: Vec<(String, String)>,
-}
-
-/// The backbones of micro-gesture extraction (and end-to-end training): those of the streams
-/// extracted.
-#[derive(Module, Debug)]
-pub struct Backbones<B: Backend> {
-    /// The video backbone.
-    pub mvit: Option<Mvit<B>>,
-    /// The skeleton backbone.
-    pub agcn: Option<Agcn<B>>,
-}
-
-/// The features of a batch of clips, of the streams extracted.
-pub struct ClipFeatures<B: Backend> {
-    /// `[B, T', k, k, C]`.
-    pub video: Option<Tensor<B, 5>>,
-    /// `[B, C]`.
-    pub class: Option<Tensor<B, 2>>,
-    /// `[B, T'', V, C_s]`.
-    pub skeleton: Option<Tensor<B, 4>>,
-}
-
-impl<B: Backend> Backbones<B> {
-    /// MViTv2 features of clips `[B, 3, T, H, W]` and 2s-AGCN features of skeletons
-    /// `[B, 3, T, V, 1]`, each where both the input and the backbone are there.
-    pub fn features(
-        &self,
-        rgb: Option<Tensor<B, 5>>,
-        skeleton: Option<Tensor<B, 5>>,
-        grid: usize,
-    ) -> Result<ClipFeatures<B>> {
-        miga_kernels::on_cpu_workers::<B, _>(|| {
-            let video = match (&self.mvit, rgb) {
-                (Some(mvit), Some(rgb)) => Some(mvit.try_forward(rgb)?),
-                _ => None,
-            };
-            let skeleton = match (&self.agcn, skeleton) {
-                (Some(agcn), Some(skeleton)) => Some(agcn.try_forward(skeleton)?.tokens),
-                _ => None,
-            };
-            let (video, class) = match video {
-                Some(v) => (Some(pool_grid(v.tokens, grid)), Some(v.embedding)),
-                None => (None, None),
-            };
-            Ok(ClipFeatures {
-                video,
-                class,
-                skeleton,
-            })
-        })
-    }
-}
-
-/// `module` with its parameters drawn now. Burn initialises parameters lazily, on first use:
-/// a module initialised right after seeding the backend's generator would otherwise draw
-/// its values whenever it first runs, after whatever else drew meanwhile.
-pub(crate) fn drawn_now<B: Backend, M: Module<B>>(module: M) -> M {
-    struct Touch;
-    impl<B: Backend> burn::module::ModuleVisitor<B> for Touch {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
-            let _ = param.val();
-        }
-    }
-    module.visit(&mut Touch);
-    module
-}
-
-/// Seeds of the randomly initialised backbones: MViTv2 draws from the settings' seed, 2s-AGCN
-/// from it mixed with this, so that each backbone is the same whichever streams are extracted.
-const AGCN_SEED: u64 = 0x5eed_a6c1;
-
-/// MViTv2 preset `name` for clips of `frames` x `crop` x `crop`, from `weights.mvit` or randomly
-/// initialised.
-pub(crate) fn mvit<B: Backend>(
-    name: &str,
-    frames: usize,
-    crop: usize,
-    weights: &Weights,
-    device: &B::Device,
-) -> Result<Mvit<B>> {
-    let config = MvitConfig::preset(name, 400)?
-        .with_temporal_size(frames)
-        .with_spatial_size([crop; 2]);
-    Ok(match &weights.mvit {
-        Some(path) => config.load_checkpoint(path, device)?,
-        None => drawn_now(config.init(device)?),
-    })
-}
-
-/// The backbones of the streams `settings` (prepared) extract, as `weights` make them; random
-/// ones are initialised under the settings' seed, so the same settings give the same backbones.
-pub(crate) fn backbones<B: Backend>(
-    settings: &MicroGestureExtraction,
-    graph: Graph,
-    weights: &Weights,
-    device: &B::Device,
-) -> Result<Backbones<B>> {
-    let clip = &settings.clip;
-    let mvit = match clip.modalities != Modalities::Skeleton {
-        true => {
-            B::seed(device, settings.seed);
-            Some(mvit(
-                &settings.mvit,
-                clip.frames,
-                clip.rgb.crop,
-                weights,
-                device,
-            )?)
-        }
-        false => None,
-    };
-    let agcn = match (clip.modalities != Modalities::Rgb, &weights.agcn) {
-        (false, _) => None,
-        (true, Some(path)) => Some(AgcnConfig::load(path, graph, device)?),
-        (true, None) => {
-            B::seed(device, settings.seed ^ AGCN_SEED);
-            Some(drawn_now(
-                AgcnConfig::new(graph, 32)
-                    .with_num_persons(1)
-                    .init(device)?,
-            ))
-        }
-    };
-    Ok(Backbones { mvit, agcn })
-}
-
-/// The items of part `(i, n)` (every n-th in id order from the i-th): how many there are, and
-/// those `writer` does not have yet.
-pub(crate) fn part_todo<R>(
-    mut records: Vec<R>,
-    id: impl Fn(&R) -> &String,
-    part: (usize, usize),
-    writer: &FeatureWriter,
-) -> (usize, Vec<R>) {
-    records.sort_by(|a, b| id(a).cmp(id(b)));
-    let mine: Vec<R> = records
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| i % part.1 == part.0)
-        .map(|(_, r)| r)
-        .collect();
-    let count = mine.len();
-    let todo = mine
-        .into_iter()
-        .filter(|r| !writer.is_done(id(r)))
-        .collect();
-    (count, todo)
-}
-
-/// The rows (along the first axis) of a batch tensor, read back from the device at once.
-pub(crate) fn rows<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<TensorData> {
-    let dims = tensor.dims();
-    let data = tensor.into_data().convert::<f32>();
-    let values = data.as_slice::<f32>().unwrap_or_default();
-    let size = (values.len() / dims[0].max(1)).max(1);
-    values
-        .chunks(size)
-        .map(|row| TensorData::new(row.to_vec(), dims[1..].to_vec()))
-        .collect()
-}
-
-/// Average-pools `[B, T, H, W, C]` tokens over space to `[B, T, k, k, C]`.
-fn pool_grid<B: Backend>(tokens: Tensor<B, 5>, k: usize) -> Tensor<B, 5> {
-    let [b, t, h, w, c] = tokens.dims();
-    let planes = tokens.permute([0, 1, 4, 2, 3]).reshape([b * t, c, h, w]);
-    adaptive_avg_pool2d(planes, [k, k])
-        .reshape([b, t, c, k, k])
-        .permute([0, 1, 3, 4, 2])
-}
+use crate::Result;
+use crate::features::{ExtractSummary, FeatureKind, FeatureWriter, part_todo, rows};
+use crate::models::Weights;
+use crate::models::micro_gesture::{
+    Backbones, FeatureDescription, MICRO_GESTURE, MicroGestureExtraction,
+};
 
 /// Extracts part `part = (i, n)` of `records` (every n-th clip from the i-th, in id order) into
 /// `out`, resuming an earlier run of the same part and settings. `progress(done, total)` is
@@ -331,7 +45,7 @@ pub fn extract_micro_gesture<B: Backend>(
     // Clips with problems (no skeleton, beyond the end) fail with their reason when loaded.
     let (dataset, _) = ClipDataset::new(todo, settings.clip.clone(), 0)?;
     let mut failed: Vec<(String, String)> = Vec::new();
-    let models = backbones::<B>(&settings, graph, weights, device)?;
+    let models = Backbones::<B>::new(&settings, graph, weights, device)?;
     let mut extracted = 0;
     let total = dataset.len();
     progress(0, total);
@@ -385,76 +99,17 @@ pub fn extract_micro_gesture<B: Backend>(
         failed,
     })
 }
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use burn::backend::Flex;
-    use miga_datasets::clips::{FrameTransform, Modalities};
+    use miga_backbones::agcn::Graph;
+    use miga_datasets::clips::Modalities;
     use miga_datasets::synth::{SynthConfig, synthesise};
     use miga_datasets::{MigaLayout, Split};
 
     use super::*;
     use crate::features::FeatureSet;
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("miga-extract-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
-    /// Settings small enough for tests: 4 frames of 64x64, mvit_v2_xs, 16 skeleton frames.
-    pub(crate) fn tiny_settings() -> MicroGestureExtraction {
-        MicroGestureExtraction {
-            clip: ClipConfig {
-                frames: 4,
-                skeleton_frames: 16,
-                rgb: FrameTransform {
-                    resize: 64,
-                    crop: 64,
-                    ..FrameTransform::default()
-                },
-                ..ClipConfig::default()
-            },
-            mvit: "mvit_v2_xs".into(),
-            batch: 2,
-            shard_items: 2,
-            ..MicroGestureExtraction::default()
-        }
-    }
-
-    /// Train and validation features of a small synthetic dataset (6 videos of 3 clips).
-    pub(crate) fn tiny_features(name: &str) -> (PathBuf, PathBuf) {
-        let data = scratch(&format!("{name}-data"));
-        let config = SynthConfig {
-            seed: 4,
-            videos: 6,
-            clips_per_video: 3,
-            width: 128,
-            height: 72,
-            classes: Vec::new(),
-        };
-        synthesise(&config, &data, &|_, _| {}).unwrap();
-        let layout = MigaLayout::scan(&data).unwrap();
-        let out: Vec<PathBuf> = [Split::Train, Split::Validate]
-            .into_iter()
-            .map(|split| {
-                let (records, _) = ClipRecord::from_miga(&layout, split);
-                let out = scratch(&format!("{name}-{split}"));
-                extract_micro_gesture::<Flex>(
-                    records,
-                    &tiny_settings(),
-                    &Weights::default(),
-                    &out,
-                    (0, 1),
-                    &Default::default(),
-                    &mut |_, _| {},
-                )
-                .unwrap();
-                out
-            })
-            .collect();
-        (out[0].clone(), out[1].clone())
-    }
+    use crate::testing::{scratch, tiny_config, tiny_settings};
 
     #[test]
     fn extracts_every_clip_once_and_resumes() {
@@ -539,9 +194,9 @@ pub(crate) mod tests {
     fn extracts_and_trains_one_modality_alone() {
         use burn::backend::Autodiff;
 
-        use crate::pipeline::MicroGesturePipeline;
-        use crate::train::tests::tiny_config;
-        use crate::train::{Streams, TrainConfig, train_micro_gesture};
+        use crate::micro_gesture::{
+            MicroGesturePipeline, Streams, TrainConfig, train_micro_gesture,
+        };
 
         let _rng = crate::rng_lock();
         let data = scratch("alone-data");
@@ -642,7 +297,7 @@ pub(crate) mod tests {
         );
         // Evaluation and prediction of the skeleton run, from features and from raw clips
         // without video.
-        let scores = crate::evaluate::TrainedRun::<Flex>::load(&run, &device)
+        let scores = crate::micro_gesture::TrainedRun::<Flex>::load(&run, &device)
             .unwrap()
             .scores(&skeletons, &skeleton_dir, &device)
             .unwrap();
@@ -671,8 +326,7 @@ pub(crate) mod tests {
         use miga_datasets::convert::release_to_miga;
         use miga_datasets::{DataSource, PersonSelection};
 
-        use crate::train::tests::tiny_config;
-        use crate::train::{Streams, TrainConfig, train_micro_gesture};
+        use crate::micro_gesture::{Streams, TrainConfig, train_micro_gesture};
 
         let Some(imigue) = crate::shared_data("imigue") else {
             return;

@@ -9,103 +9,19 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::train::{ClassificationOutput, InferenceStep, Interrupter, TrainOutput, TrainStep};
 use miga_datasets::clips::{
     ClipBatch, ClipBatcher, ClipConfig, ClipDataset, ClipRecord, Modalities,
 };
 
-use crate::extract::{Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones};
 use crate::loader::EpochClock;
-use crate::train::{
-    FeatureBatch, Metrics, MicroGestureModel, RunSpec, TrainConfig, TrainSummary, fit, main_device,
+use crate::models::Weights;
+use crate::models::micro_gesture::{
+    Backbones, EndToEndModel, FeatureDescription, MicroGestureExtraction, MicroGestureModel,
+    TrainConfig,
 };
+use crate::training::{RunSpec, TrainSummary, fit, load_best, main_device};
 use crate::{Error, Result};
-
-/// Task name of end-to-end micro-gesture runs.
-pub const MICRO_GESTURE_END_TO_END: &str = "micro-gesture-end-to-end";
-
-/// The backbones and the fusion module, trained as one model.
-#[derive(Module, Debug)]
-pub struct EndToEndModel<B: Backend> {
-    /// MViTv2 and 2s-AGCN.
-    pub backbones: Backbones<B>,
-    /// The fusion module with its loss (inputs not standardised: the backbones adapt).
-    pub head: MicroGestureModel<B>,
-    #[module(skip)]
-    video_grid: usize,
-    #[module(skip)]
-    stop: StopOnFailure,
-}
-
-/// Ends a run whose clips, all readable when it started, stop decoding (a file changed or
-/// damaged meanwhile): the first failure is the message of burn-train's interrupter, which
-/// ends the epoch unsaved, and the run's error.
-#[derive(Clone, Default)]
-struct StopOnFailure(Interrupter);
-
-impl core::fmt::Debug for StopOnFailure {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("StopOnFailure")
-    }
-}
-
-impl<B: Backend> EndToEndModel<B> {
-    /// Class scores and labels of a batch of clips, as a classification output. A batch with a
-    /// clip that did not decode stops the run and gives a zero loss with no gradient.
-    fn classify(&self, batch: ClipBatch<B>) -> ClassificationOutput<B> {
-        let needs = self.head.streams().modalities();
-        let complete = (needs == Modalities::Skeleton || batch.rgb.is_some())
-            && (needs == Modalities::Rgb || batch.skeleton.is_some());
-        let (Some(labels), true, true) = (batch.labels, batch.skipped.is_empty(), complete) else {
-            let (id, why) = batch.skipped.first().cloned().unwrap_or_default();
-            if !self.stop.0.should_stop() {
-                self.stop
-                    .0
-                    .stop(Some(&format!("clip {id} no longer reads ({why})")));
-            }
-            let device = self.head.fusion.head.weight.device();
-            // A leaf of its own, so that the training step's backward pass has a graph.
-            return ClassificationOutput::new(
-                Tensor::zeros([1], &device).require_grad(),
-                Tensor::zeros([1, self.head.fusion.num_classes()], &device),
-                Tensor::zeros([1], &device),
-            );
-        };
-        let features = self
-            .backbones
-            .features(batch.rgb, batch.skeleton, self.video_grid)
-            .expect("clip shapes follow the extraction settings");
-        self.head.classify(FeatureBatch {
-            video: features.video,
-            class: features.class,
-            skeleton: features.skeleton,
-            skeleton_pooled: false,
-            labels,
-        })
-    }
-}
-
-impl<B: AutodiffBackend> TrainStep for EndToEndModel<B> {
-    type Input = ClipBatch<B>;
-    type Output = ClassificationOutput<B>;
-
-    fn step(&self, batch: ClipBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
-        // Forward and backward on one of the CPU pool's threads (one hand-off a step).
-        miga_kernels::on_cpu_workers::<B, _>(|| {
-            let output = self.classify(batch);
-            TrainOutput::new(self, output.loss.backward(), output)
-        })
-    }
-}
-
-impl<B: Backend> InferenceStep for EndToEndModel<B> {
-    type Input = ClipBatch<B>;
-    type Output = ClassificationOutput<B>;
-
-    fn step(&self, batch: ClipBatch<B>) -> ClassificationOutput<B> {
-        miga_kernels::on_cpu_workers::<B, _>(|| self.classify(batch))
-    }
-}
+use burn::train::Interrupter;
 
 /// Decodes a batch of clip records (video frames and skeleton) into a [`ClipBatch`]; with
 /// augmentation, each clip's random draws follow from the seed, the epoch being trained and the
@@ -213,7 +129,7 @@ fn records_missing(records: &[ClipRecord], rgb: bool, skeleton: bool) -> Option<
 
 /// Fine-tunes the backbones (built from `extraction` and `weights`) and the fusion module
 /// (`config`) together on the `train` clips, validating on `valid`, in the run folder `run`;
-/// resumption, early stopping, best epoch and devices as [`crate::train::train_micro_gesture`].
+/// resumption, early stopping, best epoch and devices as [`super::train_micro_gesture`].
 /// Clips without a label, or without a stream the model sees (`config.streams`: a video, a
 /// skeleton, or both) are left out (their count is returned with the summary); only the
 /// backbones of those streams are built and read.
@@ -253,15 +169,15 @@ pub fn train_end_to_end<B: AutodiffBackend>(
         agcn_weights: weights.agcn.clone(),
     };
     let inputs = serde_json::to_string(&inputs).unwrap_or_default();
-    let spec = RunSpec::new(MICRO_GESTURE_END_TO_END, inputs, config, run, resume)?;
-    let stop = StopOnFailure(spec.interrupter.clone());
+    let spec = RunSpec::new::<EndToEndModel<B>, _, _>(inputs, config, run, resume)?;
+    let interrupter = spec.interrupter.clone();
     let build = |_: &[ClipRecord]| {
-        Ok(EndToEndModel {
-            backbones: backbones::<B>(&settings, graph, weights, device)?,
-            head: MicroGestureModel::new(config, device)?,
-            video_grid: settings.video_grid,
-            stop,
-        })
+        Ok(EndToEndModel::new(
+            Backbones::<B>::new(&settings, graph, weights, device)?,
+            MicroGestureModel::new(config, device)?,
+            settings.video_grid,
+            interrupter,
+        ))
     };
     let batchers = (
         RawClipBatcher {
@@ -271,15 +187,7 @@ pub fn train_end_to_end<B: AutodiffBackend>(
         },
         RawClipBatcher::evaluation(&settings.clip),
     );
-    let summary = fit(
-        spec,
-        build,
-        (train, valid),
-        batchers,
-        config.batch,
-        Metrics::Classes,
-        devices,
-    )?;
+    let summary = fit(spec, build, (train, valid), batchers, config.batch, devices)?;
     miga_datasets::cache::close_all()?;
     Ok((summary, left_train + left_valid))
 }
@@ -297,22 +205,20 @@ pub(crate) fn load_end_to_end<B: Backend>(
         swinface: None,
     };
     let (graph, settings) = description.settings.prepared()?;
-    let (_, _, model) = crate::evaluate::load_best(
+    let (_, _, model) = load_best(
         run,
-        MICRO_GESTURE_END_TO_END,
         |config: &TrainConfig| {
-            Ok(EndToEndModel {
-                backbones: backbones::<B>(&settings, graph, &weights, device)?,
-                head: MicroGestureModel::new(config, device)?,
-                video_grid: settings.video_grid,
-                stop: StopOnFailure::default(),
-            })
+            Ok(EndToEndModel::new(
+                Backbones::<B>::new(&settings, graph, &weights, device)?,
+                MicroGestureModel::new(config, device)?,
+                settings.video_grid,
+                Interrupter::new(),
+            ))
         },
         device,
     )?;
     Ok((settings, model))
 }
-
 #[cfg(test)]
 mod tests {
     use burn::backend::{Autodiff, Flex};
@@ -320,9 +226,8 @@ mod tests {
     use miga_datasets::{MigaLayout, Split};
 
     use super::*;
-    use crate::extract::tests::tiny_settings;
-    use crate::pipeline::MicroGesturePipeline;
-    use crate::train::tests::tiny_config;
+    use crate::micro_gesture::MicroGesturePipeline;
+    use crate::testing::{tiny_config, tiny_settings};
 
     #[test]
     fn fine_tunes_backbones_and_fusion_from_raw_clips() {
@@ -393,7 +298,7 @@ mod tests {
         );
         let pipeline = MicroGesturePipeline::<Flex>::from_run(&exported, &device).unwrap();
         assert_eq!(pipeline.predict(&valid).unwrap(), predictions);
-        let message = crate::evaluate::TrainedRun::<Flex>::load(&run, &device)
+        let message = crate::micro_gesture::TrainedRun::<Flex>::load(&run, &device)
             .err()
             .unwrap()
             .to_string();

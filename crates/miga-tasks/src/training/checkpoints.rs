@@ -501,3 +501,21 @@ pub(crate) fn no_improvement_since(losses: &[Option<f64>], patience: usize) -> b
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_stopping_counts_from_the_logged_losses() {
+        let losses = [Some(1.0), Some(0.5), Some(0.6), Some(0.5), Some(0.7)];
+        // The lowest is epoch 2 (epoch 4 only equals it).
+        let stops = |n: usize, patience| no_improvement_since(&losses[..n], patience);
+        assert!(!stops(2, 2) && !stops(3, 2) && stops(4, 2) && stops(5, 3));
+        assert!(!stops(5, 4));
+        // Decided from the logs alone: a strategy made after a resumption answers alike, and
+        // an epoch whose loss is not logged never stops the run.
+        assert!(!no_improvement_since(&[Some(1.0), Some(2.0), None], 1));
+        assert!(no_improvement_since(&[None, Some(1.0), Some(2.0)], 1));
+    }
+}

@@ -6,7 +6,7 @@
 //! use burn::backend::Flex;
 //! use miga_datasets::clips::ClipRecord;
 //! use miga_datasets::{MigaLayout, Split};
-//! use miga_tasks::pipeline::MicroGesturePipeline;
+//! use miga_tasks::micro_gesture::MicroGesturePipeline;
 //!
 //! # fn main() -> miga_tasks::Result<()> {
 //! let device = Default::default();
@@ -29,13 +29,15 @@ use burn::tensor::activation::softmax;
 use miga_datasets::classes::MicroGesture;
 use miga_datasets::clips::{ClipBatch, ClipBatcher, ClipDataset, ClipRecord};
 
-use crate::end_to_end::{MICRO_GESTURE_END_TO_END, load_end_to_end};
-use crate::evaluate::TrainedRun;
-use crate::extract::{
-    Backbones, FeatureDescription, MicroGestureExtraction, Weights, backbones, rows,
+use super::evaluate::TrainedRun;
+use super::load_end_to_end;
+use crate::features::rows;
+use crate::models::Weights;
+use crate::models::micro_gesture::{
+    Backbones, FeatureBatcher, FeatureDescription, FeatureItem, MICRO_GESTURE_END_TO_END,
+    MicroGestureExtraction, MicroGestureModel, centre_video_features,
 };
 use crate::run_info::read_run_info;
-use crate::train::{FeatureBatcher, FeatureItem, MicroGestureModel, centre_video_features};
 use crate::{Error, Result};
 
 /// One clip's prediction.
@@ -99,7 +101,7 @@ impl<B: Backend> MicroGesturePipeline<B> {
         let mut settings = settings;
         settings.clip.modalities = run.model.streams().modalities();
         let (graph, settings) = settings.prepared()?;
-        let backbones = backbones::<B>(&settings, graph, weights, device)?;
+        let backbones = Backbones::<B>::new(&settings, graph, weights, device)?;
         Ok(Self {
             settings,
             backbones,
@@ -190,17 +192,15 @@ impl<B: Backend> MicroGesturePipeline<B> {
         Ok(out)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use burn::backend::{Autodiff, Flex};
     use miga_datasets::{MigaLayout, Split};
 
     use super::*;
-    use crate::extract::tests::tiny_features;
     use crate::features::FeatureSet;
-    use crate::train::tests::tiny_config;
-    use crate::train::{TrainConfig, train_micro_gesture};
+    use crate::micro_gesture::{TrainConfig, train_micro_gesture};
+    use crate::testing::{tiny_config, tiny_features};
 
     #[test]
     fn predicts_raw_clips_as_the_run_scores_their_features() {
