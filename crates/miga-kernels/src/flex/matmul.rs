@@ -12,6 +12,35 @@ use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
 use super::{CHUNK, add_slice, tensor};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use crate::primitive::{is_f32, unwrap, unwrap_pair, wrap};
+
+/// [`crate::matmul`] on Flex; gives the operands back on any other backend.
+#[allow(clippy::type_complexity)]
+pub(crate) fn matmul<B: Backend, const D: usize>(
+    lhs: Tensor<B, D>,
+    rhs: Tensor<B, D>,
+) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
+    let (lhs, rhs): (FlexTensor, FlexTensor) = unwrap_pair(lhs, rhs)?;
+    Ok(wrap(matmul_forward(&lhs, &rhs)))
+}
+
+/// [`crate::linear`] on Flex; gives the input back on any other backend.
+pub(crate) fn linear<B: Backend, const D: usize>(
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
+    x: Tensor<B, D>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    if !(is_f32::<FlexTensor, B, D>(&x) && weight.dtype() == DType::F32) {
+        return Err(x);
+    }
+    let weight: FlexTensor = unwrap(weight.clone());
+    let bias: Option<FlexTensor> = bias.map(|b| unwrap(b.clone()));
+    let x: FlexTensor = unwrap(x);
+    Ok(wrap(linear_forward(&x, &weight, bias.as_ref())))
+}
 
 /// Multiply-adds in one product above which `gemm` splits it over the threads (Flex's).
 const PARALLEL_PRODUCT: usize = 192 * 192 * 192;

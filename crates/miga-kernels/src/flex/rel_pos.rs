@@ -8,6 +8,26 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::{CHUNK, contiguous, dot, tensor};
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use crate::primitive::{is_f32, unwrap, wrap};
+
+/// [`crate::rel_pos_query`] on Flex; gives the inputs back on any other backend.
+#[allow(clippy::type_complexity)]
+pub(crate) fn rel_pos_query<B: Backend>(
+    q: Tensor<B, 3>,
+    scale: f64,
+    tables: [Tensor<B, 3>; 3],
+) -> Result<Tensor<B, 3>, (Tensor<B, 3>, [Tensor<B, 3>; 3])> {
+    if !(is_f32::<FlexTensor, B, 3>(&q) && tables.iter().all(|t| is_f32::<FlexTensor, B, 3>(t))) {
+        return Err((q, tables));
+    }
+    let q: FlexTensor = unwrap(q);
+    let tables: [FlexTensor; 3] = tables.map(unwrap);
+    let (y, _) = rel_pos_forward(&q, tables.each_ref(), scale as f32);
+    Ok(wrap(y))
+}
 
 /// What the backward pass needs: the queries, the three tables and the scale.
 #[derive(Clone, Debug)]
