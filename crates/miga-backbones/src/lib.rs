@@ -3,6 +3,7 @@
 //! - [`mvit`]: MViTv2 (video; torchvision's `mvit_v2_s` and other presets),
 //! - [`agcn`]: 2s-AGCN (OpenPose skeletons; joint and bone streams),
 //! - [`swin`]: Swin Transformer and SwinFace (faces; timm's `swin_tiny_patch4_window7_224`),
+//! - [`catalogue`]: the published checkpoints they load (preset, file name, classes, source),
 //!
 //! and the layers they share ([`kernels`]: GELU, softmax and depthwise Conv3d with vectorised
 //! fast paths on the CPU backend). Every model is generic over `B: Backend` and names no backend;
@@ -11,6 +12,7 @@
 //! unexpected or mis-shaped is an [`Error`] that names it.
 
 pub mod agcn;
+pub mod catalogue;
 mod error;
 mod import;
 pub use miga_kernels as kernels;

@@ -8,6 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use miga::backbones::agcn::{Agcn, AgcnConfig, Graph, bones, fuse_scores};
+use miga::backbones::catalogue::{Backbone, Checkpoint};
 use miga::backbones::mvit::MvitConfig;
 use miga::backbones::swin::{FACE_HEADS, SwinConfig, SwinFaceConfig};
 use miga::datasets::tensors::{read_tensors, take_tensor, write_tensors};
@@ -146,7 +147,8 @@ fn mvit(args: &ForwardArgs, preset: &str) -> Result<BTreeMap<String, TensorData>
         Some(path) => load_config(path, "mvit")?,
         None => {
             let [_, _, t, h, w] = clips.shape.dims::<5>();
-            MvitConfig::preset(preset, 400)?
+            let classes = Checkpoint::head_classes(&args.weights, Backbone::Mvit, preset, 400)?;
+            MvitConfig::preset(preset, classes)?
                 .with_temporal_size(t)
                 .with_spatial_size([h, w])
         }
@@ -170,8 +172,16 @@ fn swin(args: &ForwardArgs) -> Result<BTreeMap<String, TensorData>, Error> {
     let config = match (&args.config, args.arch) {
         (Some(path), Arch::Swinface) => SwinNet::Face(load_config(path, "swin")?),
         (Some(path), _) => SwinNet::Plain(load_config(path, "swin")?),
-        (None, Arch::Swinface) => SwinNet::Face(SwinFaceConfig::swinface()),
-        (None, _) => SwinNet::Plain(SwinConfig::swin_t(1000)),
+        (None, Arch::Swinface) => {
+            Checkpoint::head_classes(&args.weights, Backbone::Swin, "swinface", 0)?;
+            SwinNet::Face(SwinFaceConfig::swinface())
+        }
+        (None, _) => SwinNet::Plain(SwinConfig::swin_t(Checkpoint::head_classes(
+            &args.weights,
+            Backbone::Swin,
+            "swin_t",
+            1000,
+        )?)),
     };
     let task = SwinForward {
         config,

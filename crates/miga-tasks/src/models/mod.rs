@@ -21,11 +21,14 @@ pub mod micro_gesture;
 use std::path::PathBuf;
 
 use burn::prelude::*;
+use miga_backbones::catalogue::{Backbone, Checkpoint};
 use miga_backbones::mvit::{Mvit, MvitConfig};
 
 use crate::Result;
 
-/// Backbone checkpoints; a backbone without one is randomly initialised (under the seed).
+/// The checkpoint files a user gives the backbones; a backbone without one is randomly
+/// initialised (under the seed). A published file ([`miga_backbones::catalogue`]) is checked
+/// against the preset it is loaded into before it is read.
 #[derive(Debug, Clone, Default)]
 pub struct Weights {
     /// torchvision MViTv2 `.pth` / safetensors.
@@ -51,7 +54,7 @@ pub(crate) fn drawn_now<B: Backend, M: Module<B>>(module: M) -> M {
 }
 
 /// MViTv2 preset `name` for clips of `frames` x `crop` x `crop`, from `weights.mvit` or randomly
-/// initialised.
+/// initialised (with torchvision's 400 Kinetics classes, as a published checkpoint's head).
 pub(crate) fn mvit<B: Backend>(
     name: &str,
     frames: usize,
@@ -59,11 +62,37 @@ pub(crate) fn mvit<B: Backend>(
     weights: &Weights,
     device: &B::Device,
 ) -> Result<Mvit<B>> {
-    let config = MvitConfig::preset(name, 400)?
+    let classes = match &weights.mvit {
+        Some(path) => Checkpoint::head_classes(path, Backbone::Mvit, name, 400)?,
+        None => 400,
+    };
+    let config = MvitConfig::preset(name, classes)?
         .with_temporal_size(frames)
         .with_spatial_size([crop; 2]);
     Ok(match &weights.mvit {
         Some(path) => config.load_checkpoint(path, device)?,
         None => drawn_now(config.init(device)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+
+    use super::*;
+
+    #[test]
+    fn a_published_checkpoint_is_refused_by_another_preset_before_it_is_read() {
+        let weights = Weights {
+            mvit: Some("absent/mvit_v2_s-ae3be167.pth".into()),
+            ..Weights::default()
+        };
+        let err = mvit::<Flex>("mvit_v2_xs", 4, 32, &weights, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mvit_v2_s-ae3be167.pth") && err.contains("`mvit_v2_xs`"),
+            "{err}"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! SwinFace and MViTv2 as emotion extraction builds them.
 
 use burn::prelude::*;
+use miga_backbones::catalogue::{Backbone, Checkpoint};
 use miga_backbones::mvit::Mvit;
 use miga_backbones::swin::{SwinFace, SwinFaceConfig};
 use miga_datasets::emotion::EmotionConfig;
@@ -107,7 +108,10 @@ impl<B: Backend> Backbones<B> {
             true => {
                 let face = SwinFaceConfig::preset(&settings.swinface, settings.expressions)?;
                 Some(match &weights.swinface {
-                    Some(path) => face.load_checkpoint(path, device)?,
+                    Some(path) => {
+                        Checkpoint::head_classes(path, Backbone::Swin, &settings.swinface, 0)?;
+                        face.load_checkpoint(path, device)?
+                    }
                     None => {
                         B::seed(device, settings.seed ^ SWINFACE_SEED);
                         drawn_now(face.init(device)?)
