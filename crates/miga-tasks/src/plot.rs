@@ -1,6 +1,7 @@
-//! Plots as SVG text, with no plotting dependency: training curves and confusion matrices.
+//! Charts as SVG text, drawn with plotters' SVG backend (pure Rust, no font or system library:
+//! text is left to the viewer): training curves and confusion matrices.
 
-use std::fmt::Write;
+use plotters::prelude::*;
 
 /// A named series of (x, y) points.
 #[derive(Debug, Clone)]
@@ -11,100 +12,142 @@ pub struct Curve {
     pub points: Vec<(f64, f64)>,
 }
 
-const COLOURS: [&str; 6] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-];
+/// Why a chart could not be drawn.
+type Drawn = std::result::Result<(), String>;
 
-/// Panels side by side, each `(y-axis title, curves)`, x being the epoch.
-pub fn line_chart(title: &str, panels: &[(&str, Vec<Curve>)]) -> String {
-    let (w, h, margin) = (420.0, 300.0, 50.0);
-    let total_w = w * panels.len().max(1) as f64;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="20" text-anchor="middle" font-size="15">{title}</text>"#,
-        h + 30.0,
-        total_w / 2.0
-    );
-    for (p, (axis, curves)) in panels.iter().enumerate() {
-        let x0 = p as f64 * w + margin;
-        let (pw, ph, y0) = (w - margin - 20.0, h - margin - 20.0, 40.0);
-        let points = curves.iter().flat_map(|c| c.points.iter());
-        let (mut xmin, mut xmax, mut ymin, mut ymax) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in points {
-            xmin = xmin.min(x);
-            xmax = xmax.max(x);
-            ymin = ymin.min(y);
-            ymax = ymax.max(y);
-        }
-        if xmin > xmax {
-            (xmin, xmax, ymin, ymax) = (0.0, 1.0, 0.0, 1.0);
-        }
-        if xmax - xmin < 1e-9 {
-            xmax = xmin + 1.0;
-        }
-        if ymax - ymin < 1e-9 {
-            ymax = ymin + 1.0;
-        }
-        let sx = |x: f64| x0 + (x - xmin) / (xmax - xmin) * pw;
-        let sy = |y: f64| y0 + ph - (y - ymin) / (ymax - ymin) * ph;
-        let _ = write!(
-            svg,
-            r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
-        );
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="middle">epoch</text>"#,
-            x0 + pw / 2.0,
-            y0 + ph + 32.0
-        );
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">{axis}</text>"#,
-            x0 - 38.0,
-            y0 + ph / 2.0,
-            x0 - 38.0,
-            y0 + ph / 2.0
-        );
-        for k in 0..=4 {
-            let y = ymin + (ymax - ymin) * k as f64 / 4.0;
-            let _ = write!(
-                svg,
-                r#"<text x="{}" y="{}" text-anchor="end" font-size="10">{y:.3}</text>"#,
-                x0 - 4.0,
-                sy(y) + 3.0
-            );
-            let x = xmin + (xmax - xmin) * k as f64 / 4.0;
-            let _ = write!(
-                svg,
-                r#"<text x="{}" y="{}" text-anchor="middle" font-size="10">{x:.0}</text>"#,
-                sx(x),
-                y0 + ph + 14.0
-            );
-        }
-        for (i, curve) in curves.iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
-            let path: Vec<String> = curve
-                .points
-                .iter()
-                .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
-                .collect();
-            let _ = write!(
-                svg,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
-                path.join(" ")
-            );
-            let _ = write!(
-                svg,
-                r#"<text x="{}" y="{}" fill="{colour}">{}</text>"#,
-                x0 + 8.0,
-                y0 + 14.0 + 14.0 * i as f64,
-                curve.label
-            );
-        }
+fn drawn<E: std::fmt::Debug>(result: std::result::Result<(), E>) -> Drawn {
+    result.map_err(|e| format!("{e:?}"))
+}
+
+/// The range of `values` (finite ones), widened when empty or flat.
+fn range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (low, high) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(v), h.max(v)));
+    match (low <= high, high - low) {
+        (false, _) => 0.0..1.0,
+        (true, span) if span < 1e-9 => low..low + 1.0,
+        (true, span) => low - 0.02 * span..high + 0.02 * span,
     }
-    svg.push_str("</svg>\n");
-    svg
+}
+
+/// Panels side by side, each `(y-axis title, curves)`, x being the epoch. Points that are not
+/// finite (a diverged loss) are left out.
+pub fn line_chart(title: &str, panels: &[(&str, Vec<Curve>)]) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let width = 420 * panels.len().max(1) as u32;
+        let root = SVGBackend::with_string(&mut svg, (width, 330)).into_drawing_area();
+        drawn(root.fill(&WHITE))?;
+        let root = root
+            .titled(title, ("sans-serif", 16))
+            .map_err(|e| format!("{e:?}"))?;
+        for (area, (axis, curves)) in root
+            .split_evenly((1, panels.len().max(1)))
+            .iter()
+            .zip(panels)
+        {
+            let points = || curves.iter().flat_map(|c| c.points.iter());
+            let mut chart = ChartBuilder::on(area)
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(50)
+                .build_cartesian_2d(range(points().map(|p| p.0)), range(points().map(|p| p.1)))
+                .map_err(|e| format!("{e:?}"))?;
+            drawn(
+                chart
+                    .configure_mesh()
+                    .x_desc("epoch")
+                    .y_desc(*axis)
+                    .x_labels(5)
+                    .y_labels(5)
+                    .draw(),
+            )?;
+            for (i, curve) in curves.iter().enumerate() {
+                let colour = Palette99::pick(i).to_rgba();
+                let finite = curve
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite());
+                chart
+                    .draw_series(LineSeries::new(finite, colour.stroke_width(2)))
+                    .map_err(|e| format!("{e:?}"))?
+                    .label(curve.label.clone())
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour));
+            }
+            if !curves.is_empty() {
+                drawn(
+                    chart
+                        .configure_series_labels()
+                        .background_style(WHITE.mix(0.8))
+                        .border_style(BLACK.mix(0.3))
+                        .draw(),
+                )?;
+            }
+        }
+        drawn(root.present())?;
+    }
+    Ok(format!("{}\n", svg.trim_end()))
+}
+
+/// A matrix of counts as a heat map, each row shaded by its share of the row's total (rows:
+/// true class, columns: predicted), with `labels` on both axes.
+pub fn heat_map(title: &str, labels: &[String], rows: &[Vec<usize>]) -> Result<String, String> {
+    let n = rows.len().max(1);
+    let mut svg = String::new();
+    {
+        let size = 60 + 14 * n as u32;
+        let root = SVGBackend::with_string(&mut svg, (size, size + 20)).into_drawing_area();
+        drawn(root.fill(&WHITE))?;
+        let root = root
+            .titled(title, ("sans-serif", 11))
+            .map_err(|e| format!("{e:?}"))?;
+        let label = |i: &usize| labels.get(*i).cloned().unwrap_or_default();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(4)
+            .x_label_area_size(24)
+            .y_label_area_size(24)
+            .build_cartesian_2d((0..n).into_segmented(), (0..n).into_segmented())
+            .map_err(|e| format!("{e:?}"))?;
+        drawn(
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(n)
+                .y_labels(n)
+                .x_label_formatter(&|v| match v {
+                    SegmentValue::CenterOf(i) => label(i),
+                    _ => String::new(),
+                })
+                .y_label_formatter(&|v| match v {
+                    SegmentValue::CenterOf(i) => {
+                        n.checked_sub(1 + i).map_or(String::new(), |r| label(&r))
+                    }
+                    _ => String::new(),
+                })
+                .label_style(("sans-serif", 8))
+                .draw(),
+        )?;
+        let cells = rows.iter().enumerate().flat_map(|(i, row)| {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            row.iter().enumerate().map(move |(j, &count)| {
+                let shade = (255.0 * (1.0 - count as f64 / total)).round() as u8;
+                // Row 0 at the top.
+                let (x, y) = (j, n - 1 - i);
+                Rectangle::new(
+                    [
+                        (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    RGBColor(shade, shade, 255).filled(),
+                )
+            })
+        });
+        chart.draw_series(cells).map_err(|e| format!("{e:?}"))?;
+        drawn(root.present())?;
+    }
+    Ok(format!("{}\n", svg.trim_end()))
 }
 
 #[cfg(test)]
@@ -115,7 +158,7 @@ mod tests {
     fn charts_are_svg_with_every_curve() {
         let curve = |label: &str| Curve {
             label: label.into(),
-            points: vec![(1.0, 2.0), (2.0, 1.0)],
+            points: vec![(1.0, 2.0), (2.0, 1.0), (3.0, f64::NAN)],
         };
         let svg = line_chart(
             "T",
@@ -123,9 +166,29 @@ mod tests {
                 ("loss", vec![curve("train"), curve("valid")]),
                 ("acc", vec![]),
             ],
-        );
+        )
+        .unwrap();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains(">valid<"));
+        // One 2-pixel line a curve (axes and legend marks are 1 pixel), and their legend.
+        assert_eq!(svg.matches(r#"stroke-width="2""#).count(), 2, "{svg}");
+        let text = |t: &str| svg.contains(&format!(">\n{t}\n</text>"));
+        assert!(
+            text("train") && text("valid") && text("epoch") && text("acc"),
+            "{svg}"
+        );
+        assert!(!svg.contains("NaN"));
+    }
+
+    #[test]
+    fn heat_maps_shade_each_row_by_its_share() {
+        let labels = vec!["a".to_string(), "b".to_string()];
+        let svg = heat_map("confusion", &labels, &[vec![3, 1], vec![0, 2]]).unwrap();
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        // Shares 3/4, 1/4, 0, 1: white-to-blue shades 64, 191, 255, 0.
+        for shade in ["#4040FF", "#BFBFFF", "#FFFFFF", "#0000FF"] {
+            assert!(svg.contains(shade), "{shade} in {svg}");
+        }
+        let text = |t: &str| svg.contains(&format!(">\n{t}\n</text>"));
+        assert!(text("a") && text("b"), "{svg}");
     }
 }

@@ -10,7 +10,6 @@ use burn::prelude::*;
 use miga_datasets::classes::{MicroGesture, NUM_CLASSES};
 use serde::Serialize;
 
-use crate::Result;
 use crate::features::FeatureSet;
 use crate::models::micro_gesture::{
     FeatureBatcher, FeatureItem, MicroGestureModel, TrainConfig, centre_video_features,
@@ -18,6 +17,7 @@ use crate::models::micro_gesture::{
 };
 use crate::run_info::RunInfo;
 use crate::training::{Scores, load_best, score_items};
+use crate::{Error, Result};
 
 /// A trained micro-gesture run, loaded for inference.
 pub struct TrainedRun<B: Backend> {
@@ -177,7 +177,13 @@ impl Evaluation {
                 serde_json::to_string_pretty(self).unwrap_or_default(),
             ),
             ("confusion.csv", self.confusion_csv()),
-            ("confusion.svg", self.confusion_svg()),
+            (
+                "confusion.svg",
+                self.confusion_svg().map_err(|reason| Error::Mismatch {
+                    path: dir.join("confusion.svg"),
+                    reason: format!("the chart could not be drawn: {reason}"),
+                })?,
+            ),
             ("per_class.csv", per_class),
         ] {
             miga_datasets::io::write_atomic(&dir.join(name), text.as_bytes())?;
@@ -196,42 +202,15 @@ impl Evaluation {
         csv
     }
 
-    /// The confusion matrix as an SVG heat map, rows normalised per true class.
-    pub fn confusion_svg(&self) -> String {
-        let (cell, margin) = (14.0, 40.0);
-        let size = margin + cell * NUM_CLASSES as f64 + 10.0;
-        let mut svg = format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-family="sans-serif" font-size="8"><rect width="100%" height="100%" fill="white"/><text x="{}" y="12" text-anchor="middle" font-size="11">confusion (rows: true class code, columns: predicted)</text>"#,
-            size / 2.0
-        );
-        for (i, (c, row)) in MicroGesture::all().zip(&self.confusion).enumerate() {
-            let total = row.iter().sum::<usize>().max(1) as f64;
-            let y = margin + i as f64 * cell;
-            let _ = write!(
-                svg,
-                r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-                margin - 3.0,
-                y + 10.0,
-                c.code()
-            );
-            let _ = write!(
-                svg,
-                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-                margin + i as f64 * cell + 7.0,
-                margin - 3.0,
-                c.code()
-            );
-            for (j, &n) in row.iter().enumerate() {
-                let shade = 255.0 * (1.0 - n as f64 / total);
-                let _ = write!(
-                    svg,
-                    r##"<rect x="{}" y="{y}" width="{cell}" height="{cell}" fill="rgb({shade:.0},{shade:.0},255)" stroke="#eee"/>"##,
-                    margin + j as f64 * cell
-                );
-            }
-        }
-        svg.push_str("</svg>\n");
-        svg
+    /// The confusion matrix as an SVG heat map, rows normalised per true class (or why it could
+    /// not be drawn).
+    pub fn confusion_svg(&self) -> std::result::Result<String, String> {
+        let codes: Vec<String> = MicroGesture::all().map(|c| c.code().to_string()).collect();
+        crate::plot::heat_map(
+            "confusion (rows: true class code, columns: predicted)",
+            &codes,
+            &self.confusion,
+        )
     }
 }
 
@@ -272,7 +251,7 @@ mod tests {
                 .unwrap()
                 .starts_with("2,1,0")
         );
-        assert!(e.confusion_svg().starts_with("<svg"));
+        assert!(e.confusion_svg().unwrap().starts_with("<svg"));
         let ids = ["0001_0".to_string(), "0001_1".to_string()];
         assert_eq!(
             submission_csv(&ids, &scores[..2]),

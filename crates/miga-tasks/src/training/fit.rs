@@ -282,7 +282,12 @@ where
         curves.into_iter().partition(|c| c.label.ends_with("Loss"));
     miga_datasets::io::write_atomic(
         &plot,
-        line_chart("Training", &[("loss", loss), ("accuracy (%)", acc)]).as_bytes(),
+        line_chart("Training", &[("loss", loss), ("accuracy (%)", acc)])
+            .map_err(|reason| Error::Mismatch {
+                path: plot.clone(),
+                reason: format!("the training chart could not be drawn: {reason}"),
+            })?
+            .as_bytes(),
     )?;
     Ok(TrainSummary {
         epochs: summary.epochs,
