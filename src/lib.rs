@@ -10,7 +10,8 @@
 //! - [`backbones`]: video, skeleton and face backbones, generic over `B: Backend`;
 //! - [`fusion`]: the fusion modules, which take backbone tokens as tensors;
 //! - [`datasets`]: annotations, protocols, skeletons, video decoding, batching;
-//! - [`tasks`]: extraction, training and evaluation of the two tasks;
+//! - [`tasks`]: the composed networks (`tasks::models`), the training core and the two tasks
+//!   (`tasks::micro_gesture`, `tasks::emotion`): extraction, training, evaluation, prediction;
 //! - [`device`]: `--device` parsing and dispatch of generic work onto a compiled backend;
 //! - [`agreement`]: runs one computation on two backends and compares the outputs;
 //! - [`check`]: the parity checks against the committed reference fixtures, on any device;

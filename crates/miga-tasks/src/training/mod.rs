@@ -89,6 +89,31 @@ pub struct TrainConfig<F, S> {
     pub loss: ClassificationLossConfig,
 }
 
+impl<F, S> TrainConfig<F, S> {
+    /// Settings for `fusion` seeing `streams`, with the defaults the tasks share: 30 epochs of
+    /// 32 items, AdamW at a peak rate of 1e-3 (2 warm-up epochs, cosine to 1e-5, weight decay
+    /// 0.05), patience 10, seed 0, the newest 2 checkpoints kept.
+    pub fn new(streams: S, fusion: F) -> Self {
+        Self {
+            streams,
+            epochs: 30,
+            batch: 32,
+            learning_rate: 1e-3,
+            min_learning_rate: 1e-5,
+            warmup_epochs: 2,
+            weight_decay: 0.05,
+            patience: 10,
+            seed: 0,
+            keep_checkpoints: 2,
+            keep_every: 0,
+            checkpoint_every: 0,
+            transductive_centring: false,
+            fusion,
+            loss: ClassificationLossConfig::new(),
+        }
+    }
+}
+
 /// What a training run gave.
 #[derive(Debug, Clone)]
 pub struct TrainSummary {

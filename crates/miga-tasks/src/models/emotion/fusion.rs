@@ -19,22 +19,12 @@ pub type EmotionTrainConfig = TrainConfig<InterFusionConfig, EmotionStreams>;
 
 impl Default for EmotionTrainConfig {
     fn default() -> Self {
+        // Fewer, smaller batches (one item is a whole video) for longer, at half the rate.
         Self {
-            streams: EmotionStreams::Both,
             epochs: 40,
             batch: 8,
             learning_rate: 5e-4,
-            min_learning_rate: 1e-5,
-            warmup_epochs: 2,
-            weight_decay: 0.05,
-            patience: 10,
-            seed: 0,
-            keep_checkpoints: 2,
-            keep_every: 0,
-            checkpoint_every: 0,
-            transductive_centring: false,
-            fusion: InterFusionConfig::new(),
-            loss: ClassificationLossConfig::new(),
+            ..TrainConfig::new(EmotionStreams::Both, InterFusionConfig::new())
         }
     }
 }

@@ -19,23 +19,7 @@ pub type TrainConfig = crate::training::TrainConfig<CmtfConfig, Streams>;
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self {
-            streams: Streams::Both,
-            epochs: 30,
-            batch: 32,
-            learning_rate: 1e-3,
-            min_learning_rate: 1e-5,
-            warmup_epochs: 2,
-            weight_decay: 0.05,
-            patience: 10,
-            seed: 0,
-            keep_checkpoints: 2,
-            keep_every: 0,
-            checkpoint_every: 0,
-            transductive_centring: false,
-            fusion: CmtfConfig::new(),
-            loss: ClassificationLossConfig::new(),
-        }
+        crate::training::TrainConfig::new(Streams::Both, CmtfConfig::new())
     }
 }
 
