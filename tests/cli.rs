@@ -1287,3 +1287,149 @@ fn killed_extraction_and_training_resume_with_nothing_lost_or_repeated() {
     // The run folders are hundreds of MB; CI's disk is small.
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Online recognition through the binary: background clips extracted with the labelled ones,
+/// a run trained on them, micro-gestures found in the untrimmed test videos (detections,
+/// timeline, frames/s, F1 at the labels) and scored again by `miga eval --task online`; the
+/// labels scored against themselves give F1 = 1.
+#[test]
+fn detect_and_score_micro_gestures_in_untrimmed_synthetic_videos() {
+    let dir = synthetic_dataset(
+        "online",
+        6,
+        3,
+        "mvit = \"mvit_v2_xs\"\n[clip]\nframes = 4\nskeleton_frames = 16\n[clip.rgb]\nresize = 64\ncrop = 64\n",
+    );
+    let path = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    for split in ["train", "validate"] {
+        let (ok, stdout, stderr) = output(&[
+            "extract",
+            "--data",
+            &path("data"),
+            "--split",
+            split,
+            "--out",
+            &path(split),
+            "--config",
+            &path("extract.toml"),
+            "--background",
+            "1",
+            "--background-length",
+            "16",
+        ]);
+        assert!(ok, "{stderr}");
+        assert!(stderr.contains("background clips added"), "{stderr}");
+        assert!(stdout.contains("clips in part 0/1"), "{stdout}");
+    }
+    std::fs::write(
+        dir.join("train.toml"),
+        "epochs = 2\nbatch = 4\nwarmup_epochs = 1\n[fusion]\nd_model = 32\nheads = 2\nff_dim = 64\nlayers = 1\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = output(&[
+        "train",
+        "--features",
+        &path("train"),
+        "--valid",
+        &path("validate"),
+        "--out",
+        &path("run"),
+        "--config",
+        &path("train.toml"),
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = output(&[
+        "detect",
+        "--run",
+        &path("run"),
+        "--data",
+        &path("data"),
+        "--split",
+        "test",
+        "--out",
+        &path("detect"),
+        "--window",
+        "16",
+        "--stride",
+        "8",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("frames/s") && stdout.contains("F1"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(dir.join("detect/detections.csv")).unwrap();
+    assert!(csv.starts_with("video,class,start,end,score\n"), "{csv}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("detect/detect.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["videos"].as_u64(), Some(2));
+    assert!(summary["frames_per_second"].as_f64().unwrap() > 0.0);
+    let timelines: Vec<_> = std::fs::read_dir(dir.join("detect/timeline"))
+        .unwrap()
+        .collect();
+    assert_eq!(timelines.len(), 2);
+    let online = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap()
+    };
+    let f1 = online("detect/online.json")["overall"]["f1"]
+        .as_f64()
+        .unwrap();
+    assert!((0.0..=1.0).contains(&f1));
+    // Scored again from the file: the same numbers.
+    let (ok, stdout, stderr) = output(&[
+        "eval",
+        "--task",
+        "online",
+        "--detections",
+        &path("detect/detections.csv"),
+        "--data",
+        &path("data"),
+        "--split",
+        "test",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2 videos, tIoU 0.5"), "{stdout}");
+    assert_eq!(
+        online("detect/online.json")["overall"]["f1"].as_f64(),
+        Some(f1)
+    );
+    // A video's labels as detections: every instance found.
+    let labels = std::fs::read_dir(dir.join("data"))
+        .unwrap()
+        .flat_map(|e| walk(&e.unwrap().path()))
+        .find(|p| p.to_string_lossy().ends_with("_label.csv"))
+        .unwrap();
+    let id = labels
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .replace("_label", "");
+    let mut truth = String::from("video,class,start,end,score\n");
+    for line in std::fs::read_to_string(&labels).unwrap().lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() == 3 && f[0].parse::<f64>().is_ok() {
+            truth.push_str(&format!("{id},{},{},{},1\n", f[0], f[1], f[2]));
+        }
+    }
+    std::fs::write(dir.join("truth.csv"), truth).unwrap();
+    let (ok, stdout, stderr) = output(&[
+        "eval",
+        "--task",
+        "online",
+        "--detections",
+        &path("truth.csv"),
+        "--labels",
+        labels.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("F1 1.000"), "{stdout}");
+}
+
+/// Every file under `path`.
+fn walk(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries.flat_map(|e| walk(&e.unwrap().path())).collect(),
+        Err(_) => vec![path.to_path_buf()],
+    }
+}

@@ -23,6 +23,7 @@ pub mod synth;
 pub mod tensors;
 #[cfg(test)]
 mod testing;
+pub mod untrimmed;
 pub mod video;
 
 pub use annotations::{Clip, LabelTable, Segment, SegmentFormat};

@@ -150,6 +150,81 @@ pub fn heat_map(title: &str, labels: &[String], rows: &[Vec<usize>]) -> Result<S
     Ok(format!("{}\n", svg.trim_end()))
 }
 
+/// A bar of a timeline: frames `start..=end`, coloured by `group`, with a label.
+#[derive(Debug, Clone)]
+pub struct Bar {
+    /// First frame.
+    pub start: u32,
+    /// Last frame, inclusive.
+    pub end: u32,
+    /// Colour group (e.g. the class index).
+    pub group: usize,
+    /// Text drawn on the bar.
+    pub label: String,
+}
+
+/// Lanes of bars over `frames` frames, one lane a row, named on the left.
+pub fn timeline(
+    title: &str,
+    frames: usize,
+    lanes: &[(String, Vec<Bar>)],
+) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let height = 70 + 40 * lanes.len().max(1) as u32;
+        let root = SVGBackend::with_string(&mut svg, (1000, height)).into_drawing_area();
+        drawn(root.fill(&WHITE))?;
+        let root = root
+            .titled(title, ("sans-serif", 14))
+            .map_err(|e| format!("{e:?}"))?;
+        let rows = lanes.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .x_label_area_size(24)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..frames.max(1) as f64, 0f64..rows as f64)
+            .map_err(|e| format!("{e:?}"))?;
+        drawn(
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .y_labels(rows * 2 + 1)
+                .y_label_formatter(&|y| {
+                    let lane = rows as f64 - y - 0.5;
+                    match lanes.get(lane.round() as usize) {
+                        Some((name, _)) if (lane - lane.round()).abs() < 1e-6 => name.clone(),
+                        _ => String::new(),
+                    }
+                })
+                .x_desc("frame")
+                .draw(),
+        )?;
+        for (row, (_, bars)) in lanes.iter().enumerate() {
+            let top = (rows - row) as f64 - 0.15;
+            let bottom = (rows - row - 1) as f64 + 0.15;
+            for bar in bars {
+                let colour = Palette99::pick(bar.group).to_rgba();
+                let (x0, x1) = (f64::from(bar.start), f64::from(bar.end) + 1.0);
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x0, bottom), (x1, top)],
+                        colour.filled(),
+                    )))
+                    .map_err(|e| format!("{e:?}"))?;
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        bar.label.clone(),
+                        (x0, top),
+                        ("sans-serif", 10),
+                    )))
+                    .map_err(|e| format!("{e:?}"))?;
+            }
+        }
+        drawn(root.present())?;
+    }
+    Ok(format!("{}\n", svg.trim_end()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,12 +17,29 @@ use miga::tasks::training::Scores;
 
 #[derive(Args)]
 pub struct EvalArgs {
+    /// What is evaluated: a trained run (`clips`: micro-gesture or emotion, after the run), or
+    /// detections from `miga detect` against label files (`online`)
+    #[arg(long, value_enum, default_value = "clips")]
+    task: EvalTask,
     /// Run folder written by `miga train`
-    #[arg(long)]
-    run: PathBuf,
+    #[arg(long, required_unless_present = "detections")]
+    run: Option<PathBuf>,
     /// Features to evaluate on (labelled; from `miga extract` with the run's settings)
-    #[arg(long, required_unless_present = "data")]
+    #[arg(long, required_unless_present_any = ["data", "detections"])]
     features: Option<PathBuf>,
+    /// With --task online: the detections (`video,class,start,end,score`); scored against the
+    /// label files of --data's --split, or --labels; writes online.json beside them
+    #[arg(long, conflicts_with_all = ["run", "features"])]
+    detections: Option<PathBuf>,
+    /// With --task online and one video: its label file (`<ID>_label.csv`)
+    #[arg(long, requires = "detections", conflicts_with = "data")]
+    labels: Option<PathBuf>,
+    /// With --task online: the temporal IoU a detection needs to count
+    #[arg(long, default_value_t = 0.5)]
+    tiou: f64,
+    /// With --task online: also count the non-micro-gesture class (code 99)
+    #[arg(long)]
+    count_99: bool,
     /// For an end-to-end run: the data whose raw clips to evaluate on (a MiGA 2025 folder or
     /// the iMiGUE release)
     #[arg(long, conflicts_with = "features")]
@@ -62,15 +79,23 @@ pub struct PredictArgs {
     device: DeviceSpec,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EvalTask {
+    /// A trained run on clips (micro-gesture) or videos (emotion).
+    Clips,
+    /// Online recognition: detections against label files.
+    Online,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
-enum SplitArg {
+pub(crate) enum SplitArg {
     Train,
     Validate,
     Test,
 }
 
 impl SplitArg {
-    fn split(self) -> Split {
+    pub(crate) fn split(self) -> Split {
         match self {
             Self::Train => Split::Train,
             Self::Validate => Split::Validate,
@@ -157,6 +182,22 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 pub fn eval(args: EvalArgs) -> Result<(), Error> {
+    if args.task == EvalTask::Online || args.detections.is_some() {
+        let detections = args
+            .detections
+            .ok_or_else(|| Error::InvalidArgument("--task online needs --detections".into()))?;
+        return crate::detect::eval(crate::detect::OnlineEval {
+            detections,
+            data: args.data,
+            labels: args.labels,
+            split: args.split.split(),
+            tiou: args.tiou,
+            count_99: args.count_99,
+        });
+    }
+    let run = args
+        .run
+        .ok_or_else(|| Error::InvalidArgument("--run is needed".into()))?;
     let name = match &args.features {
         Some(features) => features
             .file_name()
@@ -170,10 +211,8 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
         .or(args.data.clone())
         .unwrap_or_default();
     let input = Input::new(args.features, args.data, args.split)?;
-    let (Scores { labels, scores, .. }, emotion) = scores(&args.run, input, args.device)?;
-    let out = args
-        .out
-        .unwrap_or_else(|| args.run.join(format!("eval-{name}")));
+    let (Scores { labels, scores, .. }, emotion) = scores(&run, input, args.device)?;
+    let out = args.out.unwrap_or_else(|| run.join(format!("eval-{name}")));
     let none = || {
         Err(Error::InvalidArgument(format!(
             "{}: nothing labelled to evaluate",

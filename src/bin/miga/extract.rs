@@ -8,6 +8,7 @@ use miga::Error;
 use miga::datasets::clips::{ClipRecord, Modalities};
 use miga::datasets::emotion::EmotionRecord;
 use miga::datasets::synth::LABELS_CSV;
+use miga::datasets::untrimmed::{UntrimmedVideo, background_clips};
 use miga::datasets::{DataSource, LabelTable, Split};
 use miga::device::{BackendTask, DeviceSpec, Precision};
 use miga::tasks::emotion::{EmotionExtractStreams, EmotionExtraction, extract_emotion};
@@ -98,6 +99,15 @@ pub struct ExtractArgs {
     /// features are the same either way)
     #[arg(long)]
     clip_cache: Option<PathBuf>,
+    /// Micro-gestures, for online recognition (`miga detect`): also extract about this many
+    /// background clips a labelled clip, drawn from the stretches of each video no label covers
+    /// and labelled non-micro-gesture (99), so that a model learns "no micro-gesture" (MiGA
+    /// 2025 folders)
+    #[arg(long, default_value_t = 0.0)]
+    background: f64,
+    /// Frames of each background clip (as `miga detect --window`)
+    #[arg(long, default_value_t = 32)]
+    background_length: usize,
 }
 
 enum Job {
@@ -221,9 +231,29 @@ pub fn run(args: ExtractArgs) -> Result<(), Error> {
                     ModalitiesArg::Skeleton => Modalities::Skeleton,
                 };
             }
-            let (records, problems) = source.clips(split);
+            let (mut records, problems) = source.clips(split);
             for problem in &problems {
                 tracing::warn!("{problem}");
+            }
+            if args.background > 0.0 {
+                let DataSource::Miga(layout) = &source else {
+                    return Err(Error::InvalidArgument(
+                        "--background needs a MiGA 2025 folder (whole videos with label files)"
+                            .into(),
+                    ));
+                };
+                let (videos, problems) = UntrimmedVideo::from_miga(layout, split);
+                for problem in &problems {
+                    tracing::warn!("{problem}");
+                }
+                let background = background_clips(
+                    &videos,
+                    args.background,
+                    args.background_length,
+                    settings.seed,
+                );
+                tracing::info!("{} background clips added", background.len());
+                records.extend(background);
             }
             check_streams(&records, settings.clip.modalities, &data)?;
             let (video, skeleton) = (

@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod data;
 mod demo;
+mod detect;
 mod evaluate;
 mod export;
 mod extract;
@@ -98,6 +99,11 @@ enum Command {
         after_help = "Examples:\n  miga eval --run runs/mg --features features/test\n  miga eval --run runs/e2e --data miga2025/ --split validate   (an end-to-end run, on raw clips)\n  writes runs/mg/eval-test/{metrics.json, confusion.csv, confusion.svg, per_class.csv}"
     )]
     Eval(evaluate::EvalArgs),
+    /// Find every micro-gesture (class, start, end) in untrimmed videos with a trained run
+    #[command(
+        after_help = "Examples:\n  miga detect --run runs/mg --video 0001.mp4 --skeleton 0001_openpose.xlsx --out detect/0001\n  miga detect --run runs/mg --data miga2025/ --split test --out detect/test --stride 4\n  writes detect/test/{detections.csv, detect.json, timeline/<video>.svg} (and online.json, the F1 at\n  --tiou, when the videos have label files)\n\nWindows of --window frames every --stride frames are classified; each frame takes the mean of\nits windows' class probabilities, smoothed over --smooth frames; a frame whose best\nmicro-gesture is below --threshold, or not above the non-micro-gesture class (99), is\nbackground; runs of one class of at least --min-length frames are the instances\n(docs/online.md)."
+    )]
+    Detect(detect::DetectArgs),
     /// Export a trained run as safetensors (PyTorch's conventions) and a JSON config
     #[command(
         after_help = "Example:\n  miga export --run runs/mg --out exported/mg\n  writes exported/mg/model.safetensors and exported/mg/config.json; `miga eval --run exported/mg`\n  loads it back\n\nKeys are miga's module paths (`fusion.video_projection.weight`); linear weights are [out, in]\nas PyTorch stores them; norms' scale and shift are `weight` and `bias`."
@@ -179,6 +185,7 @@ fn run(command: Command) -> Result<(), Error> {
         Command::Train(args) => train::run(args),
         Command::Runs(args) => train::runs(args),
         Command::Eval(args) => evaluate::eval(args),
+        Command::Detect(args) => detect::run(args),
         Command::Predict(args) => evaluate::predict(args),
         Command::Export(args) => export::run(args),
         Command::Video(args) => video::run(args),

@@ -5,6 +5,7 @@
 mod end_to_end;
 mod evaluate;
 mod extract;
+pub mod online;
 mod pipeline;
 mod train;
 

@@ -1,0 +1,325 @@
+//! `miga detect`: micro-gesture online recognition in untrimmed videos, and `miga eval --task
+//! online`'s scoring of detections against label files.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use clap::Args;
+use miga::Error;
+use miga::datasets::annotations::{SegmentFormat, read_segments};
+use miga::datasets::classes::{MicroGesture, NON_MICRO_GESTURE_CODE};
+use miga::datasets::clips::SkeletonSource;
+use miga::datasets::io::write_atomic;
+use miga::datasets::untrimmed::UntrimmedVideo;
+use miga::datasets::{MigaLayout, Split};
+use miga::device::{BackendTask, DeviceSpec};
+use miga::tasks::micro_gesture::MicroGesturePipeline;
+use miga::tasks::micro_gesture::online::{
+    DetectSettings, Detection, Instance, detect, evaluate_online, instances_csv, timeline_svg,
+    truth,
+};
+
+/// Where the videos are: one video with its streams, or a split of a MiGA layout.
+#[derive(Args)]
+pub struct Videos {
+    /// One video (MP4 or frame folder)
+    #[arg(long, conflicts_with = "data")]
+    video: Option<PathBuf>,
+    /// Its OpenPose skeleton (`<ID>_openpose.xlsx` or a folder of OpenPose JSON frames)
+    #[arg(long, conflicts_with = "data")]
+    skeleton: Option<PathBuf>,
+    /// Its labels (`<ID>_label.csv`), to score the detections and draw them on the timeline
+    #[arg(long, conflicts_with = "data")]
+    labels: Option<PathBuf>,
+    /// A MiGA 2025 folder: every video of --split
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// With --data: which split
+    #[arg(long, value_enum, default_value = "test")]
+    split: crate::evaluate::SplitArg,
+}
+
+impl Videos {
+    /// The videos, with their labelled segments where there are label files.
+    fn open(&self) -> Result<Vec<UntrimmedVideo>, Error> {
+        if let Some(root) = &self.data {
+            let (videos, problems) =
+                UntrimmedVideo::from_miga(&MigaLayout::scan(root)?, self.split.split());
+            for problem in &problems {
+                tracing::warn!("{problem}");
+            }
+            if videos.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: no video in the {} split",
+                    root.display(),
+                    self.split.split()
+                )));
+            }
+            return Ok(videos);
+        }
+        let skeleton = self.skeleton.clone().map(|path| match path.is_dir() {
+            true => SkeletonSource::OpenPose(path),
+            false => SkeletonSource::Xlsx(path),
+        });
+        let named = self
+            .video
+            .as_ref()
+            .or(self.skeleton.as_ref())
+            .ok_or_else(|| {
+                Error::InvalidArgument("--video and/or --skeleton, or --data, is needed".into())
+            })?;
+        let stem = named
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let id = stem.strip_suffix("_openpose").unwrap_or(&stem);
+        let segments = match &self.labels {
+            Some(path) => read_segments(path, SegmentFormat::MigaFrames)?,
+            None => Vec::new(),
+        };
+        Ok(vec![UntrimmedVideo::new(
+            id,
+            self.video.clone(),
+            skeleton,
+            segments,
+        )?])
+    }
+}
+
+#[derive(Args)]
+pub struct DetectArgs {
+    /// A micro-gesture run (on features or end to end) from `miga train`
+    #[arg(long)]
+    run: PathBuf,
+    #[command(flatten)]
+    videos: Videos,
+    /// Output folder: detections.csv, detect.json, timeline/<video>.svg (and online.json when
+    /// labels are given)
+    #[arg(long)]
+    out: PathBuf,
+    /// Frames a window
+    #[arg(long, default_value_t = DetectSettings::default().window)]
+    window: usize,
+    /// Frames between window starts
+    #[arg(long, default_value_t = DetectSettings::default().stride)]
+    stride: usize,
+    /// Frames of the moving average over per-frame scores (1: none)
+    #[arg(long, default_value_t = DetectSettings::default().smooth)]
+    smooth: usize,
+    /// Least probability of a frame's class (else the frame is background)
+    #[arg(long, default_value_t = DetectSettings::default().threshold)]
+    threshold: f32,
+    /// Instances shorter than this many frames are dropped
+    #[arg(long, default_value_t = DetectSettings::default().min_length)]
+    min_length: usize,
+    /// With labels: the temporal IoU a detection needs to count
+    #[arg(long, default_value_t = 0.5)]
+    tiou: f64,
+    /// Device (cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+}
+
+/// `miga eval --task online`: detections scored against label files.
+pub struct OnlineEval {
+    /// The detections file.
+    pub detections: PathBuf,
+    /// A MiGA 2025 folder whose --split label files are the truth.
+    pub data: Option<PathBuf>,
+    /// Or one video's label file.
+    pub labels: Option<PathBuf>,
+    /// The split of `data`.
+    pub split: Split,
+    /// The temporal IoU a match needs.
+    pub tiou: f64,
+    /// Whether code 99 counts as a class.
+    pub count_99: bool,
+}
+
+struct Detecting {
+    run: PathBuf,
+    videos: Vec<UntrimmedVideo>,
+    settings: DetectSettings,
+}
+
+impl BackendTask for Detecting {
+    type Output = Result<Vec<Detection>, Error>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let pipeline = MicroGesturePipeline::<B>::from_run(&self.run, &device)?;
+        let mut out = Vec::new();
+        for video in &self.videos {
+            let found = detect(&pipeline, video, &self.settings)?;
+            tracing::info!(
+                "{}: {} instances in {} frames ({:.0} frames/s)",
+                video.id,
+                found.instances.len(),
+                found.frames,
+                found.frames_per_second()
+            );
+            out.push(found);
+        }
+        Ok(out)
+    }
+}
+
+fn ignored(count_99: bool) -> Vec<MicroGesture> {
+    match count_99 {
+        true => Vec::new(),
+        false => MicroGesture::from_code(NON_MICRO_GESTURE_CODE)
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    Ok(write_atomic(path, text.as_bytes())?)
+}
+
+fn report(
+    truth: &[Instance],
+    detections: &[Instance],
+    tiou: f64,
+    count_99: bool,
+    out: &Path,
+) -> Result<(), Error> {
+    let evaluation = evaluate_online(truth, detections, tiou, &ignored(count_99));
+    evaluation.write(out)?;
+    println!(
+        "{} videos, tIoU {}: precision {:.3}, recall {:.3}, F1 {:.3} (mean class F1 {:.3}) -> {}",
+        evaluation.videos,
+        tiou,
+        evaluation.overall.precision,
+        evaluation.overall.recall,
+        evaluation.overall.f1,
+        evaluation.mean_class_f1,
+        out.join("online.json").display()
+    );
+    Ok(())
+}
+
+/// The segments of `labels` as instances of video `id`.
+fn segments_of(id: &str, labels: &Path) -> Result<Vec<Instance>, Error> {
+    Ok(read_segments(labels, SegmentFormat::MigaFrames)?
+        .into_iter()
+        .map(|s| Instance {
+            video: id.to_string(),
+            class: s.class,
+            start: s.start_frame,
+            end: s.end_frame,
+            score: 1.0,
+        })
+        .collect())
+}
+
+pub fn run(args: DetectArgs) -> Result<(), Error> {
+    let settings = DetectSettings {
+        window: args.window,
+        stride: args.stride,
+        smooth: args.smooth,
+        threshold: args.threshold,
+        min_length: args.min_length,
+    };
+    settings.validate()?;
+    let videos = args.videos.open()?;
+    let detections = args.device.run(Detecting {
+        run: args.run.clone(),
+        videos: videos.clone(),
+        settings: settings.clone(),
+    })??;
+    let found: Vec<Instance> = detections
+        .iter()
+        .flat_map(|d| d.instances.clone())
+        .collect();
+    write(&args.out.join("detections.csv"), &instances_csv(&found))?;
+    let labelled = videos.iter().any(|v| !v.segments.is_empty());
+    for (video, detection) in videos.iter().zip(&detections) {
+        let known = truth(video);
+        let svg = timeline_svg(
+            &video.id,
+            video.frames,
+            labelled.then_some(known.as_slice()),
+            &detection.instances,
+        )
+        .map_err(|reason| Error::InvalidArgument(format!("timeline of {}: {reason}", video.id)))?;
+        write(
+            &args.out.join("timeline").join(format!("{}.svg", video.id)),
+            &svg,
+        )?;
+    }
+    let (frames, seconds): (usize, f64) = detections
+        .iter()
+        .fold((0, 0.0), |(f, s), d| (f + d.frames, s + d.seconds));
+    let summary = serde_json::json!({
+        "run": args.run,
+        "settings": settings,
+        "videos": detections.len(),
+        "frames": frames,
+        "windows": detections.iter().map(|d| d.windows).sum::<usize>(),
+        "seconds": seconds,
+        "frames_per_second": frames as f64 / seconds.max(1e-9),
+        "device": args.device.to_string(),
+    });
+    write(
+        &args.out.join("detect.json"),
+        &serde_json::to_string_pretty(&summary).unwrap_or_default(),
+    )?;
+    println!(
+        "{} instances in {} videos ({} frames, {:.0} frames/s) -> {}",
+        found.len(),
+        detections.len(),
+        frames,
+        frames as f64 / seconds.max(1e-9),
+        args.out.join("detections.csv").display()
+    );
+    if labelled {
+        let known: Vec<Instance> = videos.iter().flat_map(truth).collect();
+        report(&known, &found, args.tiou, false, &args.out)?;
+    }
+    Ok(())
+}
+
+pub fn eval(args: OnlineEval) -> Result<(), Error> {
+    let found = miga::tasks::micro_gesture::online::read_instances(&args.detections)?;
+    let known: Vec<Instance> = match (&args.data, &args.labels) {
+        (Some(root), _) => {
+            let layout = MigaLayout::scan(root)?;
+            let mut known = Vec::new();
+            for (id, video) in layout
+                .videos
+                .iter()
+                .filter(|(_, v)| v.split == Some(args.split))
+            {
+                let Some(labels) = &video.labels else {
+                    continue;
+                };
+                known.extend(segments_of(id, labels)?);
+            }
+            known
+        }
+        (None, Some(labels)) => {
+            let stem = labels
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            segments_of(stem.strip_suffix("_label").unwrap_or(&stem), labels)?
+        }
+        (None, None) => {
+            return Err(Error::InvalidArgument(
+                "--task online needs the truth: --data (with --split) or --labels".into(),
+            ));
+        }
+    };
+    if known.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no labelled segments to score against (give --labels, or --data with label files)"
+                .into(),
+        ));
+    }
+    let out = args
+        .detections
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    report(&known, &found, args.tiou, args.count_99, &out)
+}
