@@ -1376,6 +1376,71 @@ fn detect_and_score_micro_gestures_in_untrimmed_synthetic_videos() {
         .as_f64()
         .unwrap();
     assert!((0.0..=1.0).contains(&f1));
+    // Followed as a stream (here a finished video, taken as ended after --idle): the batch
+    // detections of that video, row for row.
+    let files: Vec<std::path::PathBuf> = walk(&dir.join("data"));
+    let skeleton = files
+        .iter()
+        .find(|p| {
+            p.to_string_lossy().contains("imigue_skeleton_test")
+                && p.to_string_lossy().ends_with("_openpose.xlsx")
+        })
+        .unwrap();
+    let id = skeleton
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .replace("_openpose", "");
+    let video = files
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy() == format!("{id}.mp4"))
+        })
+        .unwrap();
+    let (ok, stdout, stderr) = output(&[
+        "detect",
+        "--run",
+        &path("run"),
+        "--follow",
+        "--video",
+        video.to_str().unwrap(),
+        "--skeleton",
+        skeleton.to_str().unwrap(),
+        "--out",
+        &path("follow"),
+        "--window",
+        "16",
+        "--stride",
+        "8",
+        "--poll",
+        "0.05",
+        "--idle",
+        "0.3",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("within 28 frames of their end"), "{stderr}");
+    // Instances alike; scores within float rounding (the windows are batched differently).
+    let rows = |text: &str| -> Vec<(String, f64)> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{id},")))
+            .map(|l| {
+                let (instance, score) = l.rsplit_once(',').unwrap();
+                (instance.to_string(), score.parse().unwrap())
+            })
+            .collect()
+    };
+    let same = |a: Vec<(String, f64)>, b: &[(String, f64)]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.0 == y.0 && (x.1 - y.1).abs() < 1e-4)
+    };
+    let batch = rows(&csv);
+    let followed = std::fs::read_to_string(dir.join("follow/detections.csv")).unwrap();
+    assert!(followed.starts_with("video,class,start,end,score\n"));
+    assert!(same(rows(&followed), &batch), "{followed}\n{csv}");
+    assert!(same(rows(&stdout), &batch), "{stdout}");
     // Scored again from the file: the same numbers.
     let (ok, stdout, stderr) = output(&[
         "eval",

@@ -72,7 +72,7 @@ impl Demo {
                     }
                     started = Instant::now();
                     let unit = match stage {
-                        Stage::Data => "videos",
+                        Stage::Data | Stage::Detect(_) => "videos",
                         Stage::Extract(..) => "items",
                         Stage::Train(..) => "runs",
                     };

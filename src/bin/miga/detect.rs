@@ -11,12 +11,13 @@ use miga::datasets::classes::{MicroGesture, NON_MICRO_GESTURE_CODE};
 use miga::datasets::clips::SkeletonSource;
 use miga::datasets::io::write_atomic;
 use miga::datasets::untrimmed::UntrimmedVideo;
+use miga::datasets::video::Video;
 use miga::datasets::{MigaLayout, Split};
 use miga::device::{BackendTask, DeviceSpec};
 use miga::tasks::micro_gesture::MicroGesturePipeline;
 use miga::tasks::micro_gesture::online::{
-    DetectSettings, Detection, Instance, detect, evaluate_online, instances_csv, timeline_svg,
-    truth,
+    DetectSettings, Detection, Follower, Instance, detect, evaluate_online, instances_csv,
+    timeline_svg, truth,
 };
 
 /// Where the videos are: one video with its streams, or a split of a MiGA layout.
@@ -115,6 +116,18 @@ pub struct DetectArgs {
     /// With labels: the temporal IoU a detection needs to count
     #[arg(long, default_value_t = 0.5)]
     tiou: f64,
+    /// Follow a growing video: --video a frame folder and --skeleton a folder of OpenPose JSON
+    /// frames (or a finished table) being written; instances are printed (and appended to
+    /// detections.csv) as soon as they are final, within window + stride + smooth/2 frames of
+    /// their end; the video is taken as finished after --idle seconds without a new frame
+    #[arg(long, requires = "video", conflicts_with = "data")]
+    follow: bool,
+    /// With --follow: seconds between looks at the folders
+    #[arg(long, default_value_t = 0.5)]
+    poll: f64,
+    /// With --follow: seconds without a new frame after which the video is finished
+    #[arg(long, default_value_t = 10.0)]
+    idle: f64,
     /// Device (cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
@@ -221,6 +234,9 @@ pub fn run(args: DetectArgs) -> Result<(), Error> {
         min_length: args.min_length,
     };
     settings.validate()?;
+    if args.follow {
+        return follow(args, settings);
+    }
     let videos = args.videos.open()?;
     let detections = args.device.run(Detecting {
         run: args.run.clone(),
@@ -322,4 +338,125 @@ pub fn eval(args: OnlineEval) -> Result<(), Error> {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     report(&known, &found, args.tiou, args.count_99, &out)
+}
+
+/// Frames of a growing stream that are whole in both streams: the video folder's frames, and
+/// the skeleton's where there is one (an OpenPose folder's JSON files; a table's rows).
+fn available(video: &Path, skeleton: Option<&SkeletonSource>) -> Result<usize, Error> {
+    let frames = Video::open(video)?.info().frames;
+    let skeleton = match skeleton {
+        None => usize::MAX,
+        Some(SkeletonSource::OpenPose(dir)) => std::fs::read_dir(dir)
+            .map_err(|e| miga::datasets::Error::io(dir, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with("_keypoints.json"))
+            .count(),
+        Some(table) => table.read()?.frames(),
+    };
+    Ok(frames.min(skeleton))
+}
+
+struct Following {
+    args: DetectArgs,
+    settings: DetectSettings,
+}
+
+impl BackendTask for Following {
+    type Output = Result<usize, Error>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        use std::io::Write;
+        let Following { args, settings } = self;
+        let video = args
+            .videos
+            .video
+            .clone()
+            .expect("--follow requires --video");
+        let skeleton = args
+            .videos
+            .skeleton
+            .clone()
+            .map(|path| match path.is_dir() {
+                true => SkeletonSource::OpenPose(path),
+                false => SkeletonSource::Xlsx(path),
+            });
+        let stem = video
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let pipeline = MicroGesturePipeline::<B>::from_run(&args.run, &device)?;
+        let mut follower = Follower::new(&stem, settings.clone());
+        let csv = args.out.join("detections.csv");
+        std::fs::create_dir_all(&args.out).map_err(|e| miga::datasets::Error::io(&args.out, e))?;
+        let mut file = std::fs::File::create(&csv)
+            .and_then(|mut f| f.write_all(b"video,class,start,end,score\n").map(|()| f))
+            .map_err(|e| miga::datasets::Error::io(&csv, e))?;
+        let mut emit = |instances: Vec<Instance>| -> Result<usize, Error> {
+            let text = instances_csv(&instances);
+            let rows = text.split_once('\n').map_or("", |(_, rows)| rows);
+            print!("{rows}");
+            file.write_all(rows.as_bytes())
+                .and_then(|()| file.flush())
+                .map_err(|e| miga::datasets::Error::io(&csv, e))?;
+            Ok(instances.len())
+        };
+        let mut file_rows = 0;
+        let (mut seen, mut last_growth) = (0usize, std::time::Instant::now());
+        let score = |windows: Vec<(usize, usize)>, frames: usize| -> Result<Vec<Vec<f32>>, Error> {
+            let stream = UntrimmedVideo {
+                id: stem.clone(),
+                frames,
+                rgb: Some(video.clone()),
+                skeleton: skeleton.clone(),
+                segments: Vec::new(),
+            };
+            let clips: Vec<_> = windows.iter().map(|&(a, b)| stream.window(a, b)).collect();
+            Ok(pipeline
+                .predict(&clips)?
+                .into_iter()
+                .map(|p| p.probabilities)
+                .collect())
+        };
+        loop {
+            // The newest frame may still be being written: it counts once a later one is there
+            // (or the stream has ended); a folder that does not read yet is tried again.
+            let frames = available(&video, skeleton.as_ref()).map_or(seen, |n| n.saturating_sub(1));
+            if frames > seen {
+                (seen, last_growth) = (frames, std::time::Instant::now());
+                let due = follower.due(frames);
+                for (window, p) in due.clone().into_iter().zip(score(due, frames)?) {
+                    follower.add(window, p);
+                }
+                file_rows += emit(follower.release(frames))?;
+            } else if last_growth.elapsed().as_secs_f64() >= args.idle {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_secs_f64(args.poll.max(0.01)));
+        }
+        // The stream has ended: every frame counts.
+        seen = available(&video, skeleton.as_ref())?.max(seen);
+        let rest = follower.finish(seen);
+        for (window, p) in rest.clone().into_iter().zip(score(rest, seen)?) {
+            follower.add(window, p);
+        }
+        file_rows += emit(follower.release_all(seen))?;
+        Ok(file_rows)
+    }
+}
+
+fn follow(args: DetectArgs, settings: DetectSettings) -> Result<(), Error> {
+    tracing::info!(
+        "following {}: instances are given out within {} frames of their end",
+        args.videos
+            .video
+            .as_deref()
+            .unwrap_or(Path::new(""))
+            .display(),
+        settings.latency()
+    );
+    let device = args.device;
+    let out = args.out.join("detections.csv");
+    let count = device.run(Following { args, settings })??;
+    tracing::info!("{count} instances -> {}", out.display());
+    Ok(())
 }

@@ -6,8 +6,10 @@
 //! validation split (docs/tasks.md keeps the history); the test split is scored once per run.
 //! [`SeedStudy`] repeats the demo over seeds and reports the spread.
 
+mod online;
 mod seeds;
 
+pub use online::{ONLINE, OnlineDemo};
 pub use seeds::{Paired, SeedRow, SeedStudy};
 
 use std::path::{Path, PathBuf};
@@ -64,6 +66,8 @@ pub struct DemoConfig {
     /// [`TrainConfig::transductive_centring`] (it uses the test clips' per-video statistics),
     /// in its own row.
     pub transductive_row: bool,
+    /// The online rows: micro-gestures found in the untrimmed videos (`miga detect`).
+    pub online: OnlineDemo,
 }
 
 impl DemoConfig {
@@ -196,6 +200,7 @@ impl Default for DemoConfig {
             },
             test: true,
             transductive_row: false,
+            online: OnlineDemo::default(),
         }
     }
 }
@@ -255,6 +260,12 @@ pub struct DemoSummary {
     pub seconds: f64,
     /// The chance level of each task's first metric (1/classes present; 0.5).
     pub chance: [f64; 2],
+    /// Online detection's speed (video frames a second), when the online rows ran.
+    #[serde(default)]
+    pub online_frames_per_second: Option<f64>,
+    /// The temporal IoU of the online rows.
+    #[serde(default)]
+    pub online_tiou: f64,
 }
 
 /// The seeds a demo run used (micro-gesture extraction and training; [`DemoConfig::with_seed`]
@@ -274,7 +285,7 @@ fn percent(x: f64) -> String {
 }
 
 fn metric_cells(task: &str, m: [f64; 3]) -> [String; 3] {
-    if task == MICRO_GESTURE {
+    if task != EMOTION {
         m.map(percent)
     } else {
         [
@@ -290,7 +301,7 @@ impl DemoSummary {
     /// task's per-class test accuracy by stream.
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| task | streams | validation top-1 / accuracy | test items | top-1 / accuracy | top-5 / F1 | mean class acc. / AUROC |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+            "| task | streams | validation top-1 / accuracy / F1 | test items | top-1 / accuracy / F1 | top-5 / F1 / precision | mean class acc. / AUROC / recall |\n| --- | --- | --- | --- | --- | --- | --- |\n",
         );
         for r in &self.rows {
             let [a, b, c] = match r.metrics {
@@ -301,7 +312,7 @@ impl DemoSummary {
                 "| {} | {} | {} | {} | {a} | {b} | {c} |\n",
                 r.task,
                 r.streams,
-                percent(r.validation[0]),
+                metric_cells(&r.task, r.validation)[0],
                 r.items
             ));
         }
@@ -313,6 +324,12 @@ impl DemoSummary {
             self.seeds.extraction,
             self.seeds.training,
         ));
+        if let Some(fps) = self.online_frames_per_second {
+            out.push_str(&format!(
+                "Online: F1, precision and recall of the micro-gesture instances found in the untrimmed videos (tIoU {}, docs/online.md), detection at {fps:.0} frames/s.\n",
+                self.online_tiou
+            ));
+        }
         for task in [MICRO_GESTURE, EMOTION] {
             let rows: Vec<&DemoRow> = self
                 .rows
@@ -371,6 +388,8 @@ pub enum Stage {
     Extract(&'static str, Split),
     /// Training one model.
     Train(&'static str, &'static str),
+    /// Finding micro-gestures in the untrimmed videos of a split.
+    Detect(Split),
 }
 
 impl std::fmt::Display for Stage {
@@ -379,6 +398,7 @@ impl std::fmt::Display for Stage {
             Self::Data => write!(f, "synthetic data"),
             Self::Extract(task, split) => write!(f, "{task} features, {split}"),
             Self::Train(task, streams) => write!(f, "training {task} ({streams})"),
+            Self::Detect(split) => write!(f, "online detection, {split}"),
         }
     }
 }
@@ -630,6 +650,13 @@ pub fn run_demo<B: AutodiffBackend>(
         }
         rows.push(row);
     }
+    let mut online_frames_per_second = None;
+    if config.online.background > 0.0 {
+        let (online, fps) =
+            online::online_rows::<B>(config, dir, &layout, (&train, &valid), device, progress)?;
+        rows.extend(online);
+        online_frames_per_second = Some(fps);
+    }
     let (train, _) = read(EMOTION, Split::Train)?;
     let (valid, valid_path) = read(EMOTION, Split::Validate)?;
     let test = read_test(EMOTION)?;
@@ -684,6 +711,8 @@ pub fn run_demo<B: AutodiffBackend>(
         rows,
         seconds: start.elapsed().as_secs_f64(),
         chance: [1.0 / classes as f64, 0.5],
+        online_frames_per_second,
+        online_tiou: config.online.tiou,
     };
     miga_datasets::io::write_atomic(&dir.join("summary.md"), summary.table().as_bytes())?;
     miga_datasets::io::write_atomic(
@@ -779,14 +808,16 @@ mod tests {
             emotion_training: tiny_training(1),
             test: true,
             transductive_row: true,
+            online: OnlineDemo::default(),
         };
         let device = Default::default();
         let mut stages = Vec::new();
         let summary =
             run_demo::<Autodiff<Flex>>(&config, &dir, &device, &mut |s, _, _| stages.push(s))
                 .unwrap();
-        assert_eq!(summary.rows.len(), 8);
+        assert_eq!(summary.rows.len(), 10);
         assert!(stages.contains(&Stage::Train(EMOTION, "fusion")));
+        assert!(stages.contains(&Stage::Detect(Split::Test)));
         assert!(stages.contains(&Stage::Train(MICRO_GESTURE, TRANSDUCTIVE)));
         for file in [
             "summary.md",
@@ -800,16 +831,23 @@ mod tests {
             "runs/micro-gesture/fusion-transductive/eval-test/metrics.json",
             "runs/emotion/late-fusion/eval-test/metrics.json",
             "features/emotion/test/index-0of1.json",
+            "runs/online/fusion/detect-test/detections.csv",
+            "runs/online/fusion/detect-validate/online.json",
         ] {
             assert!(dir.join(file).exists(), "{file}");
         }
         // Every row scored on both splits; per-class tables with each class's cue.
         let table = summary.table();
+        assert!(summary.rows.iter().all(|r| r.metrics.is_some()));
         assert!(
             summary
                 .rows
                 .iter()
-                .all(|r| r.metrics.is_some() && !r.per_class.is_empty())
+                .all(|r| r.task == ONLINE || !r.per_class.is_empty())
+        );
+        assert!(
+            table.contains("Online: F1") && table.contains("frames/s"),
+            "{table}"
         );
         assert!(table.contains("| told apart by |"), "{table}");
         assert!(table.contains("| Lose |"), "{table}");
@@ -818,11 +856,11 @@ mod tests {
         let again =
             run_demo::<Autodiff<Flex>>(&config, &dir, &device, &mut |s, _, _| stages.push(s))
                 .unwrap();
-        assert_eq!(again.rows.len(), 8);
+        assert_eq!(again.rows.len(), 10);
         assert!(again.seconds < summary.seconds);
         // Two identical runs: every spread is zero, the comparisons are the runs' own.
         let study = SeedStudy::new(&[summary.clone(), again]);
-        assert_eq!(study.rows.len(), 8);
+        assert_eq!(study.rows.len(), 10);
         assert!(study.rows.iter().all(|r| r.test_moments(0).1 == 0.0));
         for paired in &study.paired {
             let fusion = summary

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(doc)]
 use super::DemoConfig;
 use super::{DemoSummary, TRANSDUCTIVE, metric_cells, single_stream};
-use crate::micro_gesture::MICRO_GESTURE;
+use crate::emotion::EMOTION;
 
 /// Mean and sample standard deviation (0 for fewer than two values).
 fn moments(values: &[f64]) -> (f64, f64) {
@@ -165,7 +165,7 @@ impl SeedStudy {
     pub fn table(&self) -> String {
         let pm = |(mean, sd): (f64, f64), task: &str, k: usize| {
             let shown = metric_cells(task, [mean; 3])[k].clone();
-            let spread = if task == MICRO_GESTURE || k == 0 {
+            let spread = if task != EMOTION || k == 0 {
                 format!("{:.1}", sd * 100.0)
             } else {
                 format!("{sd:.3}")
@@ -173,7 +173,7 @@ impl SeedStudy {
             format!("{shown} ± {spread}")
         };
         let mut out = format!(
-            "Over {} seeds ({}), mean ± standard deviation:\n\n| task | streams | validation top-1 / accuracy | test top-1 / accuracy | top-5 / F1 | mean class acc. / AUROC |\n| --- | --- | --- | --- | --- | --- |\n",
+            "Over {} seeds ({}), mean ± standard deviation:\n\n| task | streams | validation top-1 / accuracy / F1 | test top-1 / accuracy / F1 | top-5 / F1 / precision | mean class acc. / AUROC / recall |\n| --- | --- | --- | --- | --- | --- |\n",
             self.seeds.len(),
             self.seeds
                 .iter()

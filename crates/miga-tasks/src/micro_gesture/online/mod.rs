@@ -4,10 +4,12 @@
 //! docs/online.md describes the procedure, its parameters and the metric.
 
 mod detect;
+mod follow;
 mod metric;
 mod segments;
 
 pub use detect::{Detection, detect, truth};
+pub use follow::Follower;
 pub use metric::{Counts, OnlineEvaluation, evaluate_online, temporal_iou};
 pub use segments::{
     DetectSettings, Instance, frame_scores, instances, instances_csv, read_instances,
