@@ -54,6 +54,15 @@ def readme_block(run, study, where):
         f"on the test split (seed "
         f"{seeds['data']}, {where}, {run['seconds']:.0f} s)."
     )
+    online = [r for r in run["rows"] if r["task"] == "online"]
+    if len(online) == 2 and run.get("online_frames_per_second"):
+        fusion, baseline = online
+        text += (
+            f" Online recognition in the untrimmed test videos: F1 {pct(fusion['metrics'][0])} "
+            f"at temporal IoU {run['online_tiou']} ({baseline['streams']}: "
+            f"{pct(baseline['metrics'][0])}), detecting at "
+            f"{run['online_frames_per_second']:.0f} frames/s."
+        )
     if study:
         parts = []
         for p in study["paired"]:
@@ -63,6 +72,17 @@ def readme_block(run, study, where):
             parts.append(
                 f"{p['task']} fusion minus {p['single']} {100 * mean:+.1f} points on average "
                 f"(above on {above}, level on {level}, below on {below} seeds)"
+            )
+        online = [r for r in study["rows"] if r["task"] == "online"]
+        if len(online) == 2:
+            def mean_sd(row):
+                f1 = [m[0] for m in row["test"]]
+                mean = sum(f1) / len(f1)
+                sd = (sum((x - mean) ** 2 for x in f1) / max(len(f1) - 1, 1)) ** 0.5
+                return f"{100 * mean:.1f} ± {100 * sd:.1f}%"
+            parts.append(
+                f"online F1 {mean_sd(online[0])} against {mean_sd(online[1])} for calling every "
+                f"window the most frequent class"
             )
         text += (
             f" Over {len(study['seeds'])} seeds (data, backbones and training all redrawn): "
