@@ -124,9 +124,10 @@ impl UntrimmedVideo {
     }
 }
 
-/// Background clips for training: about `ratio` of them a labelled segment of each video, each
-/// `length` frames inside a stretch no segment covers (fewer where the stretches are short),
-/// labelled non-micro-gesture (code 99), ids `<video>_bg<k>`. The same seed draws the same clips.
+/// Background clips for training: `ratio` of them a labelled segment of each video (rounded),
+/// each `length` frames inside a stretch no segment covers (drawn with replacement; none in a
+/// video without a stretch that long), labelled non-micro-gesture (code 99), ids
+/// `<video>_bg<k>`. The same seed draws the same clips.
 pub fn background_clips(
     videos: &[UntrimmedVideo],
     ratio: f64,

@@ -118,9 +118,10 @@ pub struct DetectArgs {
     tiou: f64,
     /// Follow a growing video: --video a frame folder and --skeleton a folder of OpenPose JSON
     /// frames (or a finished table) being written; instances are printed (and appended to
-    /// detections.csv) as soon as they are final, within window + stride + smooth/2 frames of
-    /// their end; the video is taken as finished after --idle seconds without a new frame
-    #[arg(long, requires = "video", conflicts_with = "data")]
+    /// detections.csv, the only file written) as soon as they are final, within
+    /// window + smooth/2 + 2 frames of their end; the video is taken as finished after --idle
+    /// seconds without a new frame
+    #[arg(long, requires = "video", conflicts_with_all = ["data", "labels"])]
     follow: bool,
     /// With --follow: seconds between looks at the folders
     #[arg(long, default_value_t = 0.5)]
@@ -147,6 +148,8 @@ pub struct OnlineEval {
     pub tiou: f64,
     /// Whether code 99 counts as a class.
     pub count_99: bool,
+    /// Where online.json goes [default: beside the detections].
+    pub out: Option<PathBuf>,
 }
 
 struct Detecting {
@@ -187,6 +190,16 @@ fn ignored(count_99: bool) -> Vec<MicroGesture> {
 
 fn write(path: &Path, text: &str) -> Result<(), Error> {
     Ok(write_atomic(path, text.as_bytes())?)
+}
+
+/// Checks a temporal IoU threshold: in (0, 1].
+fn check_tiou(tiou: f64) -> Result<(), Error> {
+    if tiou > 0.0 && tiou <= 1.0 {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "--tiou {tiou} must be above 0 and at most 1"
+    )))
 }
 
 fn report(
@@ -234,6 +247,7 @@ pub fn run(args: DetectArgs) -> Result<(), Error> {
         min_length: args.min_length,
     };
     settings.validate()?;
+    check_tiou(args.tiou)?;
     if args.follow {
         return follow(args, settings);
     }
@@ -296,6 +310,7 @@ pub fn run(args: DetectArgs) -> Result<(), Error> {
 }
 
 pub fn eval(args: OnlineEval) -> Result<(), Error> {
+    check_tiou(args.tiou)?;
     let found = miga::tasks::micro_gesture::online::read_instances(&args.detections)?;
     let known: Vec<Instance> = match (&args.data, &args.labels) {
         (Some(root), _) => {
@@ -332,11 +347,12 @@ pub fn eval(args: OnlineEval) -> Result<(), Error> {
                 .into(),
         ));
     }
-    let out = args
-        .detections
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.detections
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    });
     report(&known, &found, args.tiou, args.count_99, &out)
 }
 
@@ -433,8 +449,9 @@ impl BackendTask for Following {
             }
             std::thread::sleep(std::time::Duration::from_secs_f64(args.poll.max(0.01)));
         }
-        // The stream has ended: every frame counts.
-        seen = available(&video, skeleton.as_ref())?.max(seen);
+        // The stream has ended: every frame counts, and the video's length is what batch
+        // detection takes (its frames), so that the windows are the same.
+        seen = Video::open(&video)?.info().frames;
         let rest = follower.finish(seen);
         for (window, p) in rest.clone().into_iter().zip(score(rest, seen)?) {
             follower.add(window, p);

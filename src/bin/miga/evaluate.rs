@@ -47,7 +47,8 @@ pub struct EvalArgs {
     /// With --data: which split
     #[arg(long, value_enum, default_value = "validate")]
     split: SplitArg,
-    /// Output folder [default: RUN/eval-<features folder name>]
+    /// Output folder [default: RUN/eval-<features folder name>; with --task online, beside the
+    /// detections]
     #[arg(long)]
     out: Option<PathBuf>,
     /// Device (cpu, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])
@@ -193,6 +194,7 @@ pub fn eval(args: EvalArgs) -> Result<(), Error> {
             split: args.split.split(),
             tiou: args.tiou,
             count_99: args.count_99,
+            out: args.out,
         });
     }
     let run = args

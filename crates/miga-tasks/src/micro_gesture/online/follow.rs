@@ -7,8 +7,9 @@
 //! last window of the finished video starts at its length minus `window`, at or after the
 //! frames available now minus `window`. An instance is final when the frame after it is final
 //! too. The latency, from an instance's last frame to its release, is therefore at most
-//! [`DetectSettings::latency`] frames (window + stride + smooth / 2), plus the time to score
-//! the windows and the polling interval.
+//! window + smooth / 2 + 1 frames ([`DetectSettings::latency`] adds one for the newest frame,
+//! which `miga detect --follow` counts once a later one is there), plus the time to score the
+//! windows and the polling interval.
 
 use super::{DetectSettings, Instance, frame_scores, instances};
 

@@ -18,8 +18,8 @@ use super::Instance;
 /// Temporal IoU of two frame ranges, inclusive at both ends.
 pub fn temporal_iou(a: (u32, u32), b: (u32, u32)) -> f64 {
     let length = |(s, e): (u32, u32)| f64::from(e.saturating_sub(s)) + 1.0;
-    let overlap = (a.1.min(b.1) + 1).saturating_sub(a.0.max(b.0));
-    let overlap = f64::from(overlap);
+    let overlap = (u64::from(a.1.min(b.1)) + 1).saturating_sub(u64::from(a.0.max(b.0)));
+    let overlap = overlap as f64;
     overlap / (length(a) + length(b) - overlap)
 }
 
@@ -78,7 +78,8 @@ impl OnlineEvaluation {
     }
 }
 
-/// Scores `detections` against `truth` at temporal IoU `tiou` (see the module documentation).
+/// Scores `detections` against `truth` at temporal IoU `tiou` (see the module documentation; a
+/// match needs some overlap whatever `tiou` is).
 /// Instances of the classes in `ignored` (usually the non-micro-gesture class, code 99, which
 /// marks "no micro-gesture") are left out on both sides.
 pub fn evaluate_online(
@@ -117,7 +118,7 @@ pub fn evaluate_online(
                     let overlap = temporal_iou((detection.start, detection.end), (t.start, t.end));
                     (k, overlap)
                 })
-                .filter(|&(_, overlap)| overlap >= tiou)
+                .filter(|&(_, overlap)| overlap > 0.0 && overlap >= tiou)
                 .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
             match best {
                 Some((k, _)) => {
@@ -177,6 +178,10 @@ mod tests {
         assert_eq!(temporal_iou((0, 9), (5, 14)), 5.0 / 15.0);
         assert_eq!(temporal_iou((0, 9), (10, 19)), 0.0);
         assert_eq!(temporal_iou((0, 9), (0, 4)), 0.5);
+        assert_eq!(
+            temporal_iou((u32::MAX - 1, u32::MAX), (u32::MAX, u32::MAX)),
+            0.5
+        );
     }
 
     #[test]

@@ -74,6 +74,12 @@ impl DetectSettings {
         if self.window == 0 || self.stride == 0 || self.smooth == 0 {
             return bad("window, stride and smooth must be at least 1".into());
         }
+        if self.smooth.is_multiple_of(2) {
+            return bad(format!(
+                "smooth {} must be odd (a moving average centred on the frame)",
+                self.smooth
+            ));
+        }
         if self.stride > self.window {
             return bad(format!(
                 "stride {} is longer than the window {}: frames between windows would have no score",
@@ -106,10 +112,11 @@ impl DetectSettings {
         out
     }
 
-    /// The frames after which a frame's smoothed scores can no longer change once the windows
-    /// up to `frame` have been scored: the latency of streaming detection, in frames.
+    /// The most frames that can arrive after an instance's last frame before streaming
+    /// detection gives it out (window + smooth / 2 + 1, and one more for the newest frame,
+    /// which counts once a later one is there).
     pub fn latency(&self) -> usize {
-        self.window + self.stride + self.smooth / 2
+        self.window + self.smooth / 2 + 2
     }
 }
 
@@ -221,7 +228,7 @@ pub fn read_instances(path: &Path) -> Result<Vec<Instance>> {
         source,
     })?;
     let mut out = Vec::new();
-    for (number, line) in text.lines().enumerate().skip(1) {
+    for (number, line) in text.lines().enumerate() {
         let bad = |reason: &str| {
             Error::from(miga_datasets::Error::format(
                 path,
@@ -236,9 +243,13 @@ pub fn read_instances(path: &Path) -> Result<Vec<Instance>> {
         let [video, class, start, end, score] = fields[..] else {
             return Err(bad("expected video,class,start,end,score"));
         };
+        if number == 0 && class.parse::<f64>().is_err() {
+            continue; // the header
+        }
         let class = class
             .parse::<f64>()
             .ok()
+            .filter(|c| c.fract() == 0.0 && *c >= 0.0)
             .and_then(|c| MicroGesture::from_code(c as u32))
             .ok_or_else(|| bad("the class is not an iMiGUE code (1..31, 99)"))?;
         let frame = |text: &str| {
@@ -337,6 +348,20 @@ mod tests {
             err.contains("detections.csv") && err.contains("line 2"),
             "{err}"
         );
+        std::fs::write(&path, "v,3.5,0,3,0.5\n").unwrap();
+        let err = read_instances(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("line 1") && err.contains("iMiGUE code"),
+            "{err}"
+        );
+        // Without a header: every line is an instance.
+        std::fs::write(&path, "v,12,0,3,0.5\n").unwrap();
+        assert_eq!(read_instances(&path).unwrap().len(), 1);
+        let even = DetectSettings {
+            smooth: 4,
+            ..DetectSettings::default()
+        };
+        assert!(even.validate().is_err());
         std::fs::remove_dir_all(&dir).ok();
     }
 
