@@ -17,7 +17,7 @@ use miga::device::{BackendTask, DeviceSpec};
 use miga::tasks::micro_gesture::MicroGesturePipeline;
 use miga::tasks::micro_gesture::online::{
     DetectSettings, Detection, Follower, Instance, detect, evaluate_online, instances_csv,
-    timeline_svg, truth,
+    labelled, timeline_svg,
 };
 
 /// Where the videos are: one video with its streams, or a split of a MiGA layout.
@@ -58,10 +58,6 @@ impl Videos {
             }
             return Ok(videos);
         }
-        let skeleton = self.skeleton.clone().map(|path| match path.is_dir() {
-            true => SkeletonSource::OpenPose(path),
-            false => SkeletonSource::Xlsx(path),
-        });
         let named = self
             .video
             .as_ref()
@@ -69,17 +65,13 @@ impl Videos {
             .ok_or_else(|| {
                 Error::InvalidArgument("--video and/or --skeleton, or --data, is needed".into())
             })?;
-        let stem = named
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let id = stem.strip_suffix("_openpose").unwrap_or(&stem);
+        let (id, skeleton) = (video_id(named), self.skeleton.clone().map(skeleton_source));
         let segments = match &self.labels {
             Some(path) => read_segments(path, SegmentFormat::MigaFrames)?,
             None => Vec::new(),
         };
         Ok(vec![UntrimmedVideo::new(
-            id,
+            &id,
             self.video.clone(),
             skeleton,
             segments,
@@ -226,16 +218,31 @@ fn report(
 
 /// The segments of `labels` as instances of video `id`.
 fn segments_of(id: &str, labels: &Path) -> Result<Vec<Instance>, Error> {
-    Ok(read_segments(labels, SegmentFormat::MigaFrames)?
-        .into_iter()
-        .map(|s| Instance {
-            video: id.to_string(),
-            class: s.class,
-            start: s.start_frame,
-            end: s.end_frame,
-            score: 1.0,
-        })
-        .collect())
+    Ok(labelled(
+        id,
+        &read_segments(labels, SegmentFormat::MigaFrames)?,
+    ))
+}
+
+/// A skeleton given on the command line: a folder of OpenPose JSON frames, or a table.
+fn skeleton_source(path: PathBuf) -> SkeletonSource {
+    match path.is_dir() {
+        true => SkeletonSource::OpenPose(path),
+        false => SkeletonSource::Xlsx(path),
+    }
+}
+
+/// A video's id from one of its files (`0001.mp4`, `0001_openpose.xlsx`, `0001_label.csv`).
+fn video_id(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ["_openpose", "_label"]
+        .iter()
+        .find_map(|suffix| stem.strip_suffix(suffix))
+        .unwrap_or(&stem)
+        .to_string()
 }
 
 pub fn run(args: DetectArgs) -> Result<(), Error> {
@@ -262,13 +269,13 @@ pub fn run(args: DetectArgs) -> Result<(), Error> {
         .flat_map(|d| d.instances.clone())
         .collect();
     write(&args.out.join("detections.csv"), &instances_csv(&found))?;
-    let labelled = videos.iter().any(|v| !v.segments.is_empty());
+    let has_labels = videos.iter().any(|v| !v.segments.is_empty());
     for (video, detection) in videos.iter().zip(&detections) {
-        let known = truth(video);
+        let known = labelled(&video.id, &video.segments);
         let svg = timeline_svg(
             &video.id,
             video.frames,
-            labelled.then_some(known.as_slice()),
+            has_labels.then_some(known.as_slice()),
             &detection.instances,
         )
         .map_err(|reason| Error::InvalidArgument(format!("timeline of {}: {reason}", video.id)))?;
@@ -302,8 +309,11 @@ pub fn run(args: DetectArgs) -> Result<(), Error> {
         frames as f64 / seconds.max(1e-9),
         args.out.join("detections.csv").display()
     );
-    if labelled {
-        let known: Vec<Instance> = videos.iter().flat_map(truth).collect();
+    if has_labels {
+        let known: Vec<Instance> = videos
+            .iter()
+            .flat_map(|v| labelled(&v.id, &v.segments))
+            .collect();
         report(&known, &found, args.tiou, false, &args.out)?;
     }
     Ok(())
@@ -328,13 +338,7 @@ pub fn eval(args: OnlineEval) -> Result<(), Error> {
             }
             known
         }
-        (None, Some(labels)) => {
-            let stem = labels
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            segments_of(stem.strip_suffix("_label").unwrap_or(&stem), labels)?
-        }
+        (None, Some(labels)) => segments_of(&video_id(labels), labels)?,
         (None, None) => {
             return Err(Error::InvalidArgument(
                 "--task online needs the truth: --data (with --split) or --labels".into(),
@@ -388,18 +392,8 @@ impl BackendTask for Following {
             .video
             .clone()
             .expect("--follow requires --video");
-        let skeleton = args
-            .videos
-            .skeleton
-            .clone()
-            .map(|path| match path.is_dir() {
-                true => SkeletonSource::OpenPose(path),
-                false => SkeletonSource::Xlsx(path),
-            });
-        let stem = video
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let skeleton = args.videos.skeleton.clone().map(skeleton_source);
+        let stem = video_id(&video);
         let pipeline = MicroGesturePipeline::<B>::from_run(&args.run, &device)?;
         let mut follower = Follower::new(&stem, settings.clone());
         let csv = args.out.join("detections.csv");

@@ -14,7 +14,7 @@ use super::{DemoConfig, DemoRow, Stage};
 use crate::Result;
 use crate::features::{FeatureSet, item_label};
 use crate::micro_gesture::online::{
-    DetectSettings, Instance, OnlineEvaluation, detect, evaluate_online, instances_csv, truth,
+    DetectSettings, Instance, OnlineEvaluation, detect, evaluate_online, instances_csv, labelled,
 };
 use crate::micro_gesture::{
     MicroGesturePipeline, Streams, TrainConfig, extract_micro_gesture, train_micro_gesture,
@@ -105,14 +105,19 @@ pub(super) fn online_rows<B: AutodiffBackend>(
             None => Ok(videos),
         }
     };
+    // Each video is opened once (for its length): the validation videos serve twice.
+    let (train_videos, valid_videos) = (videos(Split::Train)?, videos(Split::Validate)?);
     // Labelled and background clips together, for training and validation.
     let mut with_background = Vec::new();
-    for (split, labelled) in [(Split::Train, train), (Split::Validate, valid)] {
+    for (split, split_videos, clips_set) in [
+        (Split::Train, &train_videos, train),
+        (Split::Validate, &valid_videos, valid),
+    ] {
         let path = dir
             .join("features/micro-gesture-background")
             .join(split.to_string());
         let clips = background_clips(
-            &videos(split)?,
+            split_videos,
             online.background,
             online.detect.window,
             config.micro_gesture_extraction.seed,
@@ -128,7 +133,7 @@ pub(super) fn online_rows<B: AutodiffBackend>(
             &mut |done, total| progress(stage, done, total),
         )?;
         let mut set = FeatureSet::read(&path)?;
-        set.items.extend(labelled.items.clone());
+        set.items.extend(clips_set.items.clone());
         with_background.push(set);
     }
     let run = dir.join("runs").join(ONLINE).join("fusion");
@@ -161,15 +166,14 @@ pub(super) fn online_rows<B: AutodiffBackend>(
     let ignored = MicroGesture::from_code(miga_datasets::classes::NON_MICRO_GESTURE_CODE)
         .into_iter()
         .collect::<Vec<_>>();
-    let splits: &[Split] = if config.test {
-        &[Split::Validate, Split::Test]
-    } else {
-        &[Split::Validate]
-    };
+    let test_videos = config.test.then(|| videos(Split::Test)).transpose()?;
     let mut scored = Vec::new();
     let (mut frames, mut seconds) = (0usize, 0.0f64);
-    for &split in splits {
-        let videos = videos(split)?;
+    for (split, videos) in [
+        (Split::Validate, Some(&valid_videos)),
+        (Split::Test, test_videos.as_ref()),
+    ] {
+        let Some(videos) = videos else { continue };
         let mut found = Vec::new();
         for (k, video) in videos.iter().enumerate() {
             progress(Stage::Detect(split), k, videos.len());
@@ -179,7 +183,10 @@ pub(super) fn online_rows<B: AutodiffBackend>(
             found.extend(detection.instances);
         }
         progress(Stage::Detect(split), videos.len(), videos.len());
-        let known: Vec<Instance> = videos.iter().flat_map(truth).collect();
+        let known: Vec<Instance> = videos
+            .iter()
+            .flat_map(|v| labelled(&v.id, &v.segments))
+            .collect();
         let out = run.join(format!("detect-{split}"));
         miga_datasets::io::write_atomic(
             &out.join("detections.csv"),
@@ -187,7 +194,7 @@ pub(super) fn online_rows<B: AutodiffBackend>(
         )?;
         let fusion = evaluate_online(&known, &found, online.tiou, &ignored);
         fusion.write(&out)?;
-        let trivial = baseline(&videos, frequent, online.detect.window);
+        let trivial = baseline(videos, frequent, online.detect.window);
         let trivial = evaluate_online(&known, &trivial, online.tiou, &ignored);
         let instances = fusion.overall.true_positives + fusion.overall.false_negatives;
         scored.push(SplitScores {

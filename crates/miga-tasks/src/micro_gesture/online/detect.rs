@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use burn::prelude::*;
+use miga_datasets::annotations::Segment;
 use miga_datasets::clips::ClipRecord;
 use miga_datasets::untrimmed::UntrimmedVideo;
 
@@ -62,13 +63,12 @@ pub fn detect<B: Backend>(
     })
 }
 
-/// The labelled segments of `video` as instances (score 1).
-pub fn truth(video: &UntrimmedVideo) -> Vec<Instance> {
-    video
-        .segments
+/// Labelled segments of video `video` as instances (score 1): the ground truth.
+pub fn labelled(video: &str, segments: &[Segment]) -> Vec<Instance> {
+    segments
         .iter()
         .map(|s| Instance {
-            video: video.id.clone(),
+            video: video.to_string(),
             class: s.class,
             start: s.start_frame,
             end: s.end_frame,

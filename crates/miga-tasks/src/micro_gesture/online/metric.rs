@@ -161,6 +161,7 @@ mod tests {
     use miga_datasets::annotations::{SegmentFormat, read_segments};
 
     use super::*;
+    use crate::micro_gesture::online::labelled;
 
     fn instance(video: &str, code: u32, start: u32, end: u32, score: f32) -> Instance {
         Instance {
@@ -229,15 +230,7 @@ mod tests {
                 unreadable.push(video);
                 continue;
             };
-            for s in segments {
-                truth.push(Instance {
-                    video: video.clone(),
-                    class: s.class,
-                    start: s.start_frame,
-                    end: s.end_frame,
-                    score: 1.0,
-                });
-            }
+            truth.extend(labelled(&video, &segments));
         }
         // One real file is refused: 341.txt's first line has class code 0.
         assert_eq!(unreadable, ["341"]);

@@ -8,7 +8,7 @@ mod follow;
 mod metric;
 mod segments;
 
-pub use detect::{Detection, detect, truth};
+pub use detect::{Detection, detect, labelled};
 pub use follow::Follower;
 pub use metric::{Counts, OnlineEvaluation, evaluate_online, temporal_iou};
 pub use segments::{
