@@ -110,8 +110,9 @@ impl BackendTask for Forward<'_> {
             Subject::Fusion(case) if case.starts_with("cmtf") => {
                 let config: CmtfConfig = config(&self.dir.join("config.json"))?;
                 let model = config.init::<B>(device)?;
-                let model =
-                    load_checkpoint(model, &self.dir.join("weights.safetensors"), None, &[], &[])?;
+                let names = model.pytorch_names().to_miga();
+                let weights = self.dir.join("weights.safetensors");
+                let model = load_checkpoint(model, &weights, None, &names, &[])?;
                 let out = model.try_forward(cmtf_input(self.io, &config, device)?)?;
                 vec![
                     ("logits", out.logits.into_data()),
@@ -123,8 +124,9 @@ impl BackendTask for Forward<'_> {
             Subject::Fusion(_) => {
                 let config: InterFusionConfig = config(&self.dir.join("config.json"))?;
                 let model = config.init::<B>(device)?;
-                let model =
-                    load_checkpoint(model, &self.dir.join("weights.safetensors"), None, &[], &[])?;
+                let names = model.pytorch_names().to_miga();
+                let weights = self.dir.join("weights.safetensors");
+                let model = load_checkpoint(model, &weights, None, &names, &[])?;
                 let out = model.try_forward(interfusion_input(self.io, device)?)?;
                 let face = out.face_weights.ok_or_else(|| missing("face_weights"))?;
                 let context = out

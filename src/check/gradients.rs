@@ -166,9 +166,11 @@ impl AutodiffTask for Step<'_> {
                 config.dropout = 0.0;
                 config.modality_dropout = 0.0;
                 let weights = dir.join("weights.safetensors");
-                let model = load_checkpoint(config.init::<B>(device)?, &weights, None, &[], &[])?;
+                let model = config.init::<B>(device)?;
+                let names = model.pytorch_names().to_miga();
+                let model = load_checkpoint(model, &weights, None, &names, &[])?;
                 let reference = config.init::<B::InnerBackend>(device)?;
-                let reference = load_checkpoint(reference, &grads, None, &[], &[])?;
+                let reference = load_checkpoint(reference, &grads, None, &names, &[])?;
                 self.step(model, reference, device, |m| {
                     let o = m.try_forward(cmtf_input(io, &config, device)?)?;
                     Ok(vec![
@@ -184,9 +186,11 @@ impl AutodiffTask for Step<'_> {
                 config.dropout = 0.0;
                 config.modality_dropout = 0.0;
                 let weights = dir.join("weights.safetensors");
-                let model = load_checkpoint(config.init::<B>(device)?, &weights, None, &[], &[])?;
+                let model = config.init::<B>(device)?;
+                let names = model.pytorch_names().to_miga();
+                let model = load_checkpoint(model, &weights, None, &names, &[])?;
                 let reference = config.init::<B::InnerBackend>(device)?;
-                let reference = load_checkpoint(reference, &grads, None, &[], &[])?;
+                let reference = load_checkpoint(reference, &grads, None, &names, &[])?;
                 self.step(model, reference, device, |m| {
                     let o = m.try_forward(interfusion_input(io, device)?)?;
                     let mut outputs =

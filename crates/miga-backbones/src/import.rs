@@ -33,8 +33,9 @@ fn is_safetensors(path: &Path) -> bool {
 ///
 /// `remaps` rename file keys to the module's (regex, replacement); `ignorable` are regexes of
 /// file keys that may stay unused (buffers miga recomputes). Every backbone loads through it;
-/// it serves any Burn module whose PyTorch twin uses the same names (the fusion modules and
-/// `scripts/fusion_reference.py`).
+/// it serves any Burn module with a PyTorch twin (the fusion modules and
+/// `scripts/fusion_reference.py`, renamed by their `pytorch_names`). Enum modules take no path
+/// segment of their own, as in PyTorch, where a module has no variants.
 pub fn load_checkpoint<B: Backend, M: Module<B>>(
     mut module: M,
     path: &Path,
@@ -53,6 +54,7 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
     let result = if is_safetensors(path) {
         let mut store = SafetensorsStore::from_file(path)
             .with_from_adapter(PyTorchToBurnAdapter)
+            .skip_enum_variants(true)
             .allow_partial(true)
             .validate(false)
             .remap(remapper);

@@ -7,7 +7,10 @@
 //!   Win/Lose.
 //!
 //! Both are built from the pre-norm transformer pieces in [`layers`] and trained with
-//! [`ClassificationLoss`]. The paper does not publish their internals: the choices made here
+//! [`ClassificationLoss`]. Each variant of a module is a module type of its own
+//! ([`CmtfLayers`], [`InterFusionStreams`]); [`PyTorchNames`] spells the parameters as the
+//! PyTorch twins and exports do, and [`legacy`] reads records from before the variants were
+//! types. The paper does not publish their internals: the choices made here
 //! are documented in docs/models/fusion.md and each is a config field.
 
 mod check;
@@ -15,20 +18,27 @@ mod cmtf;
 mod error;
 mod interfusion;
 pub mod layers;
+pub mod legacy;
 mod loss;
+mod names;
 #[cfg(test)]
 mod testing;
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-pub use cmtf::{Cmtf, CmtfConfig, CmtfInput, CmtfOutput, CmtfVariant, SkeletonTokens, VideoTokens};
+pub use cmtf::{
+    Cmtf, CmtfConfig, CmtfInput, CmtfLayers, CmtfOutput, CmtfVariant, CrossLayers, JointLayers,
+    SkeletonTokens, VideoTokens,
+};
 pub use error::{Error, Result};
 pub use interfusion::{
-    InterFusion, InterFusionConfig, InterFusionInput, InterFusionOutput, InterFusionVariant,
-    Sequence, SequenceBranch,
+    BranchClassifier, GatedFusion, InterFusion, InterFusionConfig, InterFusionInput,
+    InterFusionOutput, InterFusionStreams, InterFusionVariant, LateFusion, Sequence,
+    SequenceBranch, SingleStream,
 };
 pub use loss::{ClassificationLoss, ClassificationLossConfig};
+pub use names::PyTorchNames;
 
 /// One attention map of a fusion module, from `forward_with_attention`.
 #[derive(Debug, Clone)]

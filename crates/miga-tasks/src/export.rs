@@ -3,12 +3,14 @@
 //! with, and every tensor's name and shape).
 //!
 //! Key names are the paths of miga's module tree, dotted as PyTorch's `state_dict` keys are
-//! (`fusion.video_projection.weight`, `fusion.video_layers.0.attention.query.bias`,
-//! `video_norm.mean`); linear weights are `[out, in]` as PyTorch stores them (Burn's are
-//! `[in, out]`), and the norms' scale and shift are `weight` and `bias` (Burn's `gamma` and
-//! `beta`), running statistics `running_mean` and `running_var`. An exported folder loads
-//! back wherever a run folder does (`miga eval --run`, `TrainedRun::load`, `EmotionRun::load`),
-//! through the strict loader: the same outputs as the run it came from (tested).
+//! (`fusion.video_projection.weight`, `video_norm.mean`), the fusion module's variant parts
+//! named as its PyTorch twin names them (`fusion.cross_layers.0.cross_a.attention.query.bias`
+//! for miga's `fusion.layers.blocks.0...`; `miga_fusion::PyTorchNames`); linear weights are
+//! `[out, in]` as PyTorch stores them (Burn's are `[in, out]`), and the norms' scale and shift
+//! are `weight` and `bias` (Burn's `gamma` and `beta`), running statistics `running_mean` and
+//! `running_var`. An exported folder loads back wherever a run folder does (`miga eval --run`,
+//! `TrainedRun::load`, `EmotionRun::load`), through the strict loader: the same outputs as the
+//! run it came from (tested).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -16,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+use burn_store::{BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, SafetensorsStore};
 
 use crate::emotion::{EMOTION, EmotionRun};
 use crate::micro_gesture::{MICRO_GESTURE, MICRO_GESTURE_END_TO_END, TrainedRun, load_end_to_end};
@@ -24,7 +26,7 @@ use crate::run_info::read_run_info;
 pub use crate::run_info::{
     EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_MODEL, ExportConfig, is_export, read_export,
 };
-use crate::training::BestEpoch;
+use crate::training::{BestEpoch, TaskModel};
 use crate::{Error, Result};
 
 /// Exports the run in `run` (its best model) into `out` (created; files already there are
@@ -61,8 +63,9 @@ pub fn export_run<B: Backend>(run: &Path, out: &Path, device: &B::Device) -> Res
         format: EXPORT_FORMAT.into(),
         task: info.task.clone(),
         miga_version: env!("CARGO_PKG_VERSION").into(),
-        conventions: "safetensors, f32; keys are miga's module paths; linear weights [out, in] \
-                      (PyTorch's); norms' scale and shift `weight` and `bias`"
+        conventions: "safetensors, f32; keys are miga's module paths, the fusion module's as its \
+                      PyTorch twin (scripts/fusion_reference.py) names them; linear weights \
+                      [out, in] (PyTorch's); norms' scale and shift `weight` and `bias`"
             .into(),
         best: BestEpoch::read(run),
         settings,
@@ -76,14 +79,18 @@ pub fn export_run<B: Backend>(run: &Path, out: &Path, device: &B::Device) -> Res
 }
 
 /// Writes every tensor of `module` to `path` in PyTorch's conventions, atomically.
-fn write_tensors<B: Backend, M: Module<B>>(module: &M, path: &Path) -> Result<()> {
+fn write_tensors<B: Backend, M: Module<B> + TaskModel>(module: &M, path: &Path) -> Result<()> {
     let partial = path.with_extension("safetensors.partial");
     let failed = |reason: String| Error::Mismatch {
         path: path.to_path_buf(),
         reason,
     };
+    let names = KeyRemapper::from_patterns(module.pytorch_names().to_twin())
+        .map_err(|e| failed(e.to_string()))?;
     let mut store = SafetensorsStore::from_file(&partial)
         .with_to_adapter(BurnToPyTorchAdapter)
+        .skip_enum_variants(true)
+        .remap(names)
         .metadata("format", EXPORT_FORMAT);
     module
         .save_into(&mut store)

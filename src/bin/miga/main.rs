@@ -106,7 +106,7 @@ enum Command {
     Detect(detect::DetectArgs),
     /// Export a trained run as safetensors (PyTorch's conventions) and a JSON config
     #[command(
-        after_help = "Example:\n  miga export --run runs/mg --out exported/mg\n  writes exported/mg/model.safetensors and exported/mg/config.json; `miga eval --run exported/mg`\n  loads it back\n\nKeys are miga's module paths (`fusion.video_projection.weight`); linear weights are [out, in]\nas PyTorch stores them; norms' scale and shift are `weight` and `bias`."
+        after_help = "Example:\n  miga export --run runs/mg --out exported/mg\n  writes exported/mg/model.safetensors and exported/mg/config.json; `miga eval --run exported/mg`\n  loads it back\n\nKeys are miga's module paths (`fusion.video_projection.weight`), the fusion module's parts\nnamed as its PyTorch twin names them (`fusion.cross_layers.0...`, scripts/fusion_reference.py);\nlinear weights are [out, in] as PyTorch stores them; norms' scale and shift are `weight` and\n`bias`."
     )]
     Export(export::ExportArgs),
     /// Write predictions: the MiGA submission file (`Id,Target`)

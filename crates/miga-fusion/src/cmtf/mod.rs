@@ -11,14 +11,17 @@ use miga_kernels::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
 use crate::layers::{
-    CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding, grid_regions,
-    masked_mean, modality_dropout, norm_layer, pool_regions,
+    Stream, embed_steps, embedding, grid_regions, masked_mean, modality_dropout, norm_layer,
+    pool_regions,
 };
 use crate::loss::ClassificationLoss;
+use crate::names::PyTorchNames;
 
 mod io;
+mod layers;
 
 pub use io::{CmtfInput, CmtfOutput, SkeletonTokens, VideoTokens};
+pub use layers::{CmtfLayers, CrossLayers, JointLayers};
 
 const MODULE: &str = "cmtf";
 
@@ -119,12 +122,8 @@ pub struct Cmtf<B: Backend> {
     pub video_cells: Option<Param<Tensor<B, 2>>>,
     /// Embeddings of the body parts `[parts, d_model]` (more than one part).
     pub skeleton_parts: Option<Param<Tensor<B, 2>>>,
-    /// The [CLS] token of the joint variant `[d_model]`.
-    pub cls: Option<Param<Tensor<B, 1>>>,
-    /// Fusion layers of the cross variant.
-    pub cross_layers: Vec<CrossBlock<B>>,
-    /// Fusion layers of the joint variant.
-    pub joint_layers: Vec<EncoderLayer<B>>,
+    /// The fusion layers, of the configured variant.
+    pub layers: CmtfLayers<B>,
     /// Final norm of the video tokens.
     pub video_norm: LayerNorm<B>,
     /// Final norm of the skeleton tokens.
@@ -249,11 +248,6 @@ impl CmtfConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> crate::Result<Cmtf<B>> {
         self.validate()?;
         let d = self.d_model;
-        let layer = LayerConfig::new(d, self.heads, self.ff_dim, self.dropout);
-        let (cross, joint) = match self.variant {
-            CmtfVariant::Cross => (self.layers, 0),
-            CmtfVariant::Joint => (0, self.layers),
-        };
         let head = |width: usize| {
             LinearConfig::new(width, self.num_classes)
                 .init(device)
@@ -269,11 +263,7 @@ impl CmtfConfig {
             video_cells: (cells > 1).then(|| embedding([cells, d], device)),
             skeleton_parts: (self.skeleton_parts.len() > 1)
                 .then(|| embedding([self.skeleton_parts.len(), d], device)),
-            cls: (self.variant == CmtfVariant::Joint).then(|| embedding([d], device)),
-            cross_layers: (0..cross)
-                .map(|_| layer.cross_block(true, device))
-                .collect(),
-            joint_layers: (0..joint).map(|_| layer.encoder(device)).collect(),
+            layers: self.fusion_layers(device),
             video_norm: norm_layer(d, device),
             skeleton_norm: norm_layer(d, device),
             fused_norm: norm_layer(fused, device),
@@ -456,6 +446,17 @@ impl<B: Backend> Cmtf<B> {
         self.head.weight.dims()[1]
     }
 
+    /// The names of this module's parameters in its PyTorch twin and in exports: the layers
+    /// are `cross_layers`, or `cls` and `joint_layers` (see [`PyTorchNames`]).
+    pub fn pytorch_names(&self) -> PyTorchNames {
+        match self.layers {
+            CmtfLayers::Cross(_) => PyTorchNames::new([("cross_layers", "layers.blocks")]),
+            CmtfLayers::Joint(_) => {
+                PyTorchNames::new([("cls", "layers.cls"), ("joint_layers", "layers.blocks")])
+            }
+        }
+    }
+
     /// Pools tokens `[B, T, N, C]` over `regions` of the N per-step tokens (empty: one mean
     /// over all; `None`: the tokens are the regions already), projects them and adds the
     /// `modality` embedding, the regions' own embeddings and the clock.
@@ -567,62 +568,7 @@ impl<B: Backend> Cmtf<B> {
             _ => Stream::absent(b, d, &device),
         };
         let mut maps = Vec::new();
-        let (v, s, fused) = match &self.cls {
-            None => {
-                let (mut v, mut s) = (v, s);
-                for (layer, block) in self.cross_layers.iter().enumerate() {
-                    let (nv, ns, m) = block.forward(v, s, weights);
-                    (v, s) = (nv, ns);
-                    maps.extend(m.named(
-                        layer,
-                        [
-                            "video self",
-                            "skeleton self",
-                            "video->skeleton",
-                            "skeleton->video",
-                        ],
-                    ));
-                }
-                (v, s, None)
-            }
-            Some(cls) => {
-                let (nv, ns) = (v.tokens.dims()[1], s.tokens.dims()[1]);
-                let cls_padding = Tensor::<B, 2, Int>::zeros([b, 1], &device).bool();
-                let mut x = Tensor::cat(
-                    vec![
-                        cls.val().reshape([1, 1, d]).expand([b, 1, d]),
-                        v.tokens,
-                        s.tokens,
-                    ],
-                    1,
-                );
-                let padding =
-                    Tensor::cat(vec![cls_padding, v.padding.clone(), s.padding.clone()], 1);
-                for (layer, encoder) in self.joint_layers.iter().enumerate() {
-                    let (nx, w) = encoder.forward(x, Some(padding.clone()), weights);
-                    x = nx;
-                    if let Some(weights) = w {
-                        maps.push(AttentionMap {
-                            layer,
-                            name: "joint self",
-                            weights,
-                        });
-                    }
-                }
-                let fused = x.clone().narrow(1, 0, 1).reshape([b, d]);
-                (
-                    Stream {
-                        tokens: x.clone().narrow(1, 1, nv),
-                        padding: v.padding,
-                    },
-                    Stream {
-                        tokens: x.narrow(1, 1 + nv, ns),
-                        padding: s.padding,
-                    },
-                    Some(fused),
-                )
-            }
-        };
+        let (v, s, fused) = self.layers.forward(v, s, weights, &mut maps);
         let (zv, video_present) = masked_mean(self.video_norm.forward(v.tokens), v.padding);
         let (zs, skeleton_present) = masked_mean(self.skeleton_norm.forward(s.tokens), s.padding);
         let fused = fused.unwrap_or_else(|| {

@@ -145,3 +145,21 @@ impl<B: Backend> CrossBlock<B> {
         )
     }
 }
+
+/// Runs `blocks` in turn on streams `a` and `b`, adding each block's attention maps (when
+/// `weights` is set) to `maps`, named `names`: self a, self b, a to b, b to a.
+pub fn run_cross_blocks<B: Backend>(
+    blocks: &[CrossBlock<B>],
+    mut a: Stream<B>,
+    mut b: Stream<B>,
+    weights: bool,
+    names: [&'static str; 4],
+    maps: &mut Vec<AttentionMap<B>>,
+) -> (Stream<B>, Stream<B>) {
+    for (layer, block) in blocks.iter().enumerate() {
+        let (na, nb, m) = block.forward(a, b, weights);
+        (a, b) = (na, nb);
+        maps.extend(m.named(layer, names));
+    }
+    (a, b)
+}

@@ -11,7 +11,7 @@ mod time;
 mod tokens;
 
 pub use attention::{MaskedAttention, MaskedAttentionConfig};
-pub use cross::{CrossBlock, CrossMaps, Stream};
+pub use cross::{CrossBlock, CrossMaps, Stream, run_cross_blocks};
 pub use dropout::modality_dropout;
 pub use encoder::EncoderLayer;
 pub use norm::{NORM_EPSILON, norm_layer};

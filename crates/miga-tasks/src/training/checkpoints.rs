@@ -171,8 +171,28 @@ impl<B: Backend> Recorder<B> for RunRecorder {
         &self,
         file: &mut PathBuf,
     ) -> std::result::Result<I, RecorderError> {
-        <Mpk as Recorder<B>>::load_item(&Mpk::new(), file)
+        match <Mpk as Recorder<B>>::load_item(&Mpk::new(), file) {
+            Ok(item) => Ok(item),
+            Err(error) => upgraded(&file.with_extension("mpk")).unwrap_or(Err(error)),
+        }
     }
+}
+
+/// The record in `path` brought to today's layout, when it was written before the fusion
+/// variants were types ([`miga_fusion::legacy`]); `None` when it is not such a record.
+fn upgraded<I: DeserializeOwned>(path: &Path) -> Option<std::result::Result<I, RecorderError>> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut record = rmpv::decode::read_value(&mut bytes.as_slice()).ok()?;
+    if miga_fusion::legacy::upgrade_record(&mut record) == 0 {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &record).ok()?;
+    Some(
+        rmp_serde::from_slice(&bytes).map_err(|e| {
+            RecorderError::Unknown(format!("{}, an older record: {e}", path.display()))
+        }),
+    )
 }
 
 fn lock(plan: &Mutex<Plan>) -> MutexGuard<'_, Plan> {
@@ -504,7 +524,159 @@ pub(crate) fn no_improvement_since(losses: &[Option<f64>], patience: usize) -> b
 
 #[cfg(test)]
 mod tests {
+    use burn::backend::Flex;
+    use burn::module::Module;
+    use burn::tensor::backend::Backend as _;
+    use burn::tensor::{Bool, Tensor, TensorData};
+    use miga_datasets::tensors::read_tensors;
+    use miga_fusion::{
+        CmtfConfig, CmtfInput, InterFusionConfig, InterFusionInput, InterFusionVariant, Sequence,
+        SkeletonTokens, VideoTokens,
+    };
+
     use super::*;
+    use crate::emotion::EmotionTrainConfig;
+    use crate::micro_gesture::TrainConfig;
+    use crate::models::emotion::EmotionModel;
+    use crate::models::micro_gesture::MicroGestureModel;
+
+    type B = Flex;
+    type Io = BTreeMap<String, TensorData>;
+
+    fn crate_path(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+    }
+
+    fn json<T: DeserializeOwned>(path: PathBuf) -> T {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn mask(io: &Io, key: &str) -> Tensor<B, 2, Bool> {
+        Tensor::<B, 2>::from_data(io[key].clone(), &Default::default()).greater_elem(0.5)
+    }
+
+    fn cmtf_input(io: &Io, config: &CmtfConfig) -> CmtfInput<B> {
+        let tensor = |key: &str| io[key].clone();
+        let device = Default::default();
+        CmtfInput {
+            video: Some(VideoTokens {
+                tokens: Tensor::from_data(tensor("video"), &device),
+                class_embedding: config
+                    .video_class_token
+                    .then(|| Tensor::from_data(tensor("video_class"), &device)),
+                padding: Some(mask(io, "video_padding")),
+            }),
+            skeleton: Some(SkeletonTokens {
+                tokens: Tensor::from_data(tensor("skeleton"), &device),
+                padding: Some(mask(io, "skeleton_padding")),
+                pooled: false,
+            }),
+        }
+    }
+
+    fn interfusion_input(io: &Io) -> InterFusionInput<B> {
+        let tokens = |key: &str| Tensor::<B, 3>::from_data(io[key].clone(), &Default::default());
+        InterFusionInput {
+            face: Some(Sequence::new(tokens("face")).with_padding(mask(io, "face_padding"))),
+            expressions: io
+                .contains_key("expressions")
+                .then(|| tokens("expressions")),
+            context: Some(
+                Sequence::new(tokens("context")).with_padding(mask(io, "context_padding")),
+            ),
+        }
+    }
+
+    /// Every parameter of `module`, in visit order (which initialises a fresh one's).
+    fn parameters<M: Module<B>>(module: &M) -> Vec<TensorData> {
+        struct Values(Vec<TensorData>);
+        impl burn::module::ModuleVisitor<B> for Values {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+                self.0.push(param.val().into_data());
+            }
+        }
+        let mut values = Values(Vec::new());
+        module.visit(&mut values);
+        values.0
+    }
+
+    /// Records written by miga before the fusion variants were types (tests/fixtures/legacy,
+    /// its README says how) load through the run recorder. Each variant's record is a fresh
+    /// model from seed 7: it loads into exactly the parameters seed 7 gives today (the upgrade
+    /// puts every tensor in its place, and a seed still draws the model it drew). The whole
+    /// models hold the parity fixtures' weights: they give what those weights give read from
+    /// the PyTorch twin's file.
+    #[test]
+    fn records_from_before_the_typed_variants_load() {
+        let legacy = crate_path("tests/fixtures/legacy");
+        let fixtures = crate_path("../miga-fusion/tests/fixtures");
+        let device = Default::default();
+        let recorder = RunRecorder::new();
+        let seeded = |init: &dyn Fn() -> Vec<TensorData>, old: Vec<TensorData>, case: &str| {
+            let _rng = crate::rng_lock();
+            B::seed(&device, 7);
+            let today = init();
+            assert!(today.len() == old.len() && today == old, "{case}");
+        };
+        for case in ["cmtf_cross", "cmtf_joint"] {
+            let dir = fixtures.join(case);
+            let config: CmtfConfig = json(dir.join("config.json"));
+            let init = || config.init::<B>(&device).unwrap();
+            let old = init()
+                .load_file(legacy.join(case), &recorder, &device)
+                .unwrap();
+            seeded(&|| parameters(&init()), parameters(&old), case);
+            if case == "cmtf_cross" {
+                let names = old.pytorch_names().to_miga();
+                let weights = dir.join("weights.safetensors");
+                let twin = miga_backbones::load_checkpoint(init(), &weights, None, &names, &[]);
+                let whole = TrainConfig {
+                    fusion: config.clone(),
+                    ..TrainConfig::default()
+                };
+                let whole = MicroGestureModel::<B>::new(&whole, &device).unwrap();
+                let whole = whole
+                    .load_file(legacy.join("micro_gesture_model"), &recorder, &device)
+                    .unwrap();
+                let io = read_tensors(dir.join("io.safetensors")).unwrap();
+                let old = whole.fusion.forward(cmtf_input(&io, &config)).logits;
+                let new = twin.unwrap().forward(cmtf_input(&io, &config)).logits;
+                assert_eq!(old.into_data(), new.into_data());
+            }
+        }
+        let dir = fixtures.join("interfusion_full");
+        for (case, variant) in [
+            ("interfusion_full", InterFusionVariant::Full),
+            ("interfusion_face_only", InterFusionVariant::FaceOnly),
+            ("interfusion_context_only", InterFusionVariant::ContextOnly),
+            ("interfusion_late", InterFusionVariant::LateFusion),
+        ] {
+            let mut config: InterFusionConfig = json(dir.join("config.json"));
+            config.variant = variant;
+            let init = || config.init::<B>(&device).unwrap();
+            let old = init()
+                .load_file(legacy.join(case), &recorder, &device)
+                .unwrap();
+            seeded(&|| parameters(&init()), parameters(&old), case);
+            if variant == InterFusionVariant::Full {
+                let names = old.pytorch_names().to_miga();
+                let weights = dir.join("weights.safetensors");
+                let twin = miga_backbones::load_checkpoint(init(), &weights, None, &names, &[]);
+                let whole = EmotionTrainConfig {
+                    fusion: config.clone(),
+                    ..EmotionTrainConfig::default()
+                };
+                let whole = EmotionModel::<B>::new(&whole, &device).unwrap();
+                let whole = whole
+                    .load_file(legacy.join("emotion_model"), &recorder, &device)
+                    .unwrap();
+                let io = read_tensors(dir.join("io.safetensors")).unwrap();
+                let old = whole.fusion.forward(interfusion_input(&io)).logits;
+                let new = twin.unwrap().forward(interfusion_input(&io)).logits;
+                assert_eq!(old.into_data(), new.into_data());
+            }
+        }
+    }
 
     #[test]
     fn early_stopping_counts_from_the_logged_losses() {

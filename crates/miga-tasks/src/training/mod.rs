@@ -14,7 +14,7 @@ mod scoring;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use miga_fusion::ClassificationLossConfig;
+use miga_fusion::{ClassificationLossConfig, PyTorchNames};
 use serde::{Deserialize, Serialize};
 
 pub use checkpoints::{BestEpoch, RunRecorder};
@@ -32,6 +32,10 @@ pub trait TaskModel {
     const TASK: &'static str;
     /// The metrics logged each epoch besides the loss.
     const METRICS: Metrics;
+
+    /// How exports name the model's parameters: miga's paths, with the fusion module's as
+    /// its PyTorch twin has them.
+    fn pytorch_names(&self) -> PyTorchNames;
 }
 
 /// Training settings (`miga train --print-config` shows the defaults): `F` is the fusion

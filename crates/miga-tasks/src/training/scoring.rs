@@ -33,19 +33,26 @@ where
         });
     }
     let config: C = crate::config::from_toml(&C::default(), &info.config, &info_path)?;
+    let model = build(&config)?;
     if crate::run_info::is_export(run) {
         let path = run.join(crate::run_info::EXPORT_MODEL);
-        let model = miga_backbones::load_checkpoint(build(&config)?, &path, None, &[], &[])?;
+        let names = model.pytorch_names().to_miga();
+        let model = miga_backbones::load_checkpoint(model, &path, None, &names, &[])?;
         return Ok((info, config, model));
     }
     let best = run.join("best");
+    let mismatch = |reason: String| Error::Mismatch {
+        path: best.with_extension("mpk"),
+        reason,
+    };
     let record = RunRecorder::new()
         .load(best.clone(), device)
-        .map_err(|e| Error::Mismatch {
-            path: best.with_extension("mpk"),
-            reason: format!("does not match the run's settings: {e}"),
-        })?;
-    let model = build(&config)?.load_record(record);
+        .map_err(|e| mismatch(format!("does not match the run's settings: {e}")))?;
+    // Burn panics on a record of another fusion variant than the module's (a run.json edited
+    // after training): that is an error in the file, not in miga.
+    let model =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record)))
+            .map_err(|_| mismatch("holds another fusion variant than the run's settings".into()))?;
     Ok((info, config, model))
 }
 
@@ -100,4 +107,50 @@ pub struct Scores {
     pub labels: Vec<i64>,
     /// One score per class (logits) of each item.
     pub scores: Vec<Vec<f32>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use miga_fusion::CmtfVariant;
+
+    use super::*;
+    use crate::micro_gesture::{MICRO_GESTURE, TrainConfig};
+    use crate::models::micro_gesture::MicroGestureModel;
+    use crate::run_info::RunInfo;
+
+    /// A run whose `best.mpk` holds another fusion variant than its settings (a `run.json`
+    /// edited after training) is refused with an error naming the file (Burn would panic).
+    #[test]
+    fn a_record_of_another_variant_is_an_error() {
+        let run = crate::testing::scratch("other-variant");
+        std::fs::create_dir_all(&run).unwrap();
+        let legacy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy");
+        // A cross-variant model (written before the variants were types; read all the same).
+        std::fs::copy(legacy.join("micro_gesture_model.mpk"), run.join("best.mpk")).unwrap();
+        let fixture = legacy.join("../../../../miga-fusion/tests/fixtures/cmtf_cross/config.json");
+        let mut config = TrainConfig {
+            fusion: serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap(),
+            ..TrainConfig::default()
+        };
+        let device = Default::default();
+        let load = |config: &TrainConfig| {
+            let info = RunInfo {
+                task: MICRO_GESTURE.into(),
+                config: toml::to_string(config).unwrap(),
+                features: String::new(),
+            };
+            std::fs::write(run.join("run.json"), serde_json::to_string(&info).unwrap()).unwrap();
+            load_best::<Flex, _, TrainConfig>(&run, |c| MicroGestureModel::new(c, &device), &device)
+                .map(|_| ())
+        };
+        load(&config).unwrap();
+        config.fusion.variant = CmtfVariant::Joint;
+        let error = load(&config).unwrap_err().to_string();
+        assert!(
+            error.contains("best.mpk") && error.contains("another fusion variant"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&run).unwrap();
+    }
 }

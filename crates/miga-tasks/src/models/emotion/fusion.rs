@@ -144,4 +144,8 @@ impl<B: Backend> InferenceStep for EmotionModel<B> {
 impl<B: Backend> TaskModel for EmotionModel<B> {
     const TASK: &'static str = EMOTION;
     const METRICS: Metrics = Metrics::Binary;
+
+    fn pytorch_names(&self) -> miga_fusion::PyTorchNames {
+        self.fusion.pytorch_names().under("fusion")
+    }
 }

@@ -114,4 +114,8 @@ impl<B: Backend> InferenceStep for EndToEndModel<B> {
 impl<B: Backend> TaskModel for EndToEndModel<B> {
     const TASK: &'static str = MICRO_GESTURE_END_TO_END;
     const METRICS: Metrics = Metrics::Classes;
+
+    fn pytorch_names(&self) -> miga_fusion::PyTorchNames {
+        self.head.pytorch_names().under("head")
+    }
 }

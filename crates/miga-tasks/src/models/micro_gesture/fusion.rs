@@ -156,6 +156,10 @@ impl<B: Backend> InferenceStep for MicroGestureModel<B> {
 impl<B: Backend> TaskModel for MicroGestureModel<B> {
     const TASK: &'static str = MICRO_GESTURE;
     const METRICS: Metrics = Metrics::Classes;
+
+    fn pytorch_names(&self) -> miga_fusion::PyTorchNames {
+        self.fusion.pytorch_names().under("fusion")
+    }
 }
 
 #[cfg(test)]

@@ -2,18 +2,20 @@
 //! per-video prediction (Win/Lose). The design choices are documented in docs/models/fusion.md.
 
 use burn::config::Config;
-use burn::module::{Module, Param};
-use burn::nn::LinearConfig;
-use burn::tensor::activation::sigmoid;
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
-use miga_kernels::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
+use miga_kernels::nn::{Dropout, DropoutConfig};
 
 use crate::AttentionMap;
 use crate::check::{check_finite, check_padding, check_some_token, check_tokens, invalid};
-use crate::layers::{
-    AttentionPool, CrossBlock, EncoderLayer, LayerConfig, Stream, embed_steps, embedding,
-    modality_dropout, norm_layer,
+use crate::layers::{Stream, modality_dropout};
+use crate::names::PyTorchNames;
+
+mod streams;
+
+pub use streams::{
+    BranchClassifier, GatedFusion, InterFusionStreams, LateFusion, SequenceBranch, SingleStream,
 };
 
 const MODULE: &str = "interfusion";
@@ -133,24 +135,6 @@ pub struct InterFusionOutput<B: Backend> {
     pub gate: Option<Tensor<B, 2>>,
 }
 
-/// One stream: projection, intra-modal encoder, final norm, attention pooling, and a head of
-/// its own in the single-stream and late-fusion variants.
-#[derive(Module, Debug)]
-pub struct SequenceBranch<B: Backend> {
-    /// Projection to `d_model`.
-    pub projection: Linear<B>,
-    /// Projection of the expression probabilities (face stream with expressions).
-    pub expression_projection: Option<Linear<B>>,
-    /// Intra-modal encoder layers.
-    pub encoder: Vec<EncoderLayer<B>>,
-    /// Final norm.
-    pub norm: LayerNorm<B>,
-    /// Pooling over time.
-    pub pool: AttentionPool<B>,
-    /// The stream's own classifier.
-    pub head: Option<Linear<B>>,
-}
-
 /// InterFusion.
 ///
 /// ```
@@ -173,20 +157,8 @@ pub struct SequenceBranch<B: Backend> {
 /// ```
 #[derive(Module, Debug)]
 pub struct InterFusion<B: Backend> {
-    /// The face stream.
-    pub face: Option<SequenceBranch<B>>,
-    /// The context stream.
-    pub context: Option<SequenceBranch<B>>,
-    /// Modality embeddings `[2, d_model]`: face, context.
-    pub modality: Param<Tensor<B, 2>>,
-    /// Inter-modal layers (full variant).
-    pub inter_layers: Vec<CrossBlock<B>>,
-    /// Gate over the concatenated pooled streams (full variant).
-    pub gate: Option<Linear<B>>,
-    /// Norm of the fused embedding (full variant).
-    pub fused_norm: Option<LayerNorm<B>>,
-    /// Classifier (full variant).
-    pub head: Option<Linear<B>>,
+    /// The streams and how they meet, of the configured variant.
+    pub streams: InterFusionStreams<B>,
     dropout: Dropout,
     #[module(skip)]
     settings: Settings,
@@ -267,37 +239,8 @@ impl InterFusionConfig {
     /// Builds the module after [`InterFusionConfig::validate`].
     pub fn init<B: Backend>(&self, device: &B::Device) -> crate::Result<InterFusion<B>> {
         self.validate()?;
-        use InterFusionVariant::*;
-        let d = self.d_model;
-        let layer = LayerConfig::new(d, self.heads, self.ff_dim, self.dropout);
-        let full = self.variant == Full;
-        let head = || LinearConfig::new(d, self.num_classes).init(device).into();
-        let branch = |input: usize, expressions: usize| SequenceBranch {
-            projection: LinearConfig::new(input, d).init(device).into(),
-            expression_projection: (expressions > 0)
-                .then(|| LinearConfig::new(expressions, d).init(device).into()),
-            encoder: (0..self.intra_layers)
-                .map(|_| layer.encoder(device))
-                .collect(),
-            norm: norm_layer(d, device),
-            pool: AttentionPool::new(d, device),
-            head: (!full).then(head),
-        };
         Ok(InterFusion {
-            face: (self.variant != ContextOnly)
-                .then(|| branch(self.face_dim, self.expression_classes)),
-            context: (self.variant != FaceOnly).then(|| branch(self.context_dim, 0)),
-            modality: embedding([2, d], device),
-            inter_layers: if full {
-                (0..self.inter_layers)
-                    .map(|_| layer.cross_block(false, device))
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            gate: full.then(|| LinearConfig::new(2 * d, d).init(device).into()),
-            fused_norm: full.then(|| norm_layer(d, device)),
-            head: full.then(head),
+            streams: self.streams(device),
             dropout: DropoutConfig::new(self.dropout).init(),
             settings: Settings {
                 face_dim: self.face_dim,
@@ -307,53 +250,6 @@ impl InterFusionConfig {
                 modality_dropout: self.modality_dropout,
             },
         })
-    }
-}
-
-impl<B: Backend> SequenceBranch<B> {
-    /// Embeds `sequence` (plus its `expressions`) with the `modality` embedding `[1, D]` and the
-    /// clock, and runs the intra-modal encoder; the attention weights per layer when asked for.
-    fn encode(
-        &self,
-        sequence: Sequence<B>,
-        expressions: Option<Tensor<B, 3>>,
-        modality: Tensor<B, 2>,
-        clock_scale: f64,
-        weights: bool,
-    ) -> (Stream<B>, Vec<Tensor<B, 4>>) {
-        let [b, n, c] = sequence.tokens.dims();
-        let padding = Stream::padding_or_none(sequence.padding, [b, n], &sequence.tokens.device());
-        let mut stream = embed_steps(
-            &self.projection,
-            sequence.tokens.reshape([b, n, 1, c]),
-            padding,
-            modality,
-            clock_scale,
-        );
-        if let (Some(p), Some(e)) = (&self.expression_projection, expressions) {
-            stream.tokens = stream.tokens + p.forward(e);
-        }
-        let mut maps = Vec::new();
-        for encoder in &self.encoder {
-            let (tokens, w) = encoder.forward(stream.tokens, Some(stream.padding.clone()), weights);
-            stream.tokens = tokens;
-            maps.extend(w);
-        }
-        (stream, maps)
-    }
-
-    /// Pooled embedding `[B, D]`, pooling weights `[B, N]` and scores of this stream's head.
-    fn pool(
-        &self,
-        s: Stream<B>,
-        dropout: &Dropout,
-    ) -> (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 2>>) {
-        let (z, weights) = self.pool.forward(self.norm.forward(s.tokens), s.padding);
-        let logits = self
-            .head
-            .as_ref()
-            .map(|h| h.forward(dropout.forward(z.clone())));
-        (z, weights, logits)
     }
 }
 
@@ -372,18 +268,25 @@ impl<B: Backend> InterFusion<B> {
                 Ok(())
             }
         };
+        let variant = self.streams.variant();
         needed(
             input.face.is_some(),
-            self.face.is_some() && self.context.is_none(),
+            variant == InterFusionVariant::FaceOnly,
             "face",
         )?;
         needed(
             input.context.is_some(),
-            self.context.is_some() && self.face.is_none(),
+            variant == InterFusionVariant::ContextOnly,
             "context",
         )?;
-        let face = input.face.as_ref().filter(|_| self.face.is_some());
-        let context = input.context.as_ref().filter(|_| self.context.is_some());
+        let face = input
+            .face
+            .as_ref()
+            .filter(|_| self.streams.face().is_some());
+        let context = input
+            .context
+            .as_ref()
+            .filter(|_| self.streams.context().is_some());
         let batch = match (face, context) {
             (Some(f), _) => f.tokens.dims()[0],
             (None, Some(c)) => c.tokens.dims()[0],
@@ -442,15 +345,19 @@ impl<B: Backend> InterFusion<B> {
         self.check_input(&input)?;
         let mut paddings = Vec::new();
         for (name, sequence, used) in [
-            ("face", &input.face, self.face.is_some()),
-            ("context", &input.context, self.context.is_some()),
+            ("face", &input.face, self.streams.face().is_some()),
+            ("context", &input.context, self.streams.context().is_some()),
         ] {
             if let Some(s) = sequence.as_ref().filter(|_| used) {
                 check_finite(MODULE, name, &s.tokens)?;
                 paddings.push(s.padding.as_ref());
             }
         }
-        if let Some(e) = input.expressions.as_ref().filter(|_| self.face.is_some()) {
+        if let Some(e) = input
+            .expressions
+            .as_ref()
+            .filter(|_| self.streams.face().is_some())
+        {
             check_finite(MODULE, "expressions", e)?;
         }
         check_some_token(MODULE, &paddings)?;
@@ -477,13 +384,14 @@ impl<B: Backend> InterFusion<B> {
 
     /// Classes of the head(s).
     pub fn num_classes(&self) -> usize {
-        let head = self
-            .head
-            .as_ref()
-            .or(self.face.as_ref().and_then(|f| f.head.as_ref()))
-            .or(self.context.as_ref().and_then(|c| c.head.as_ref()))
-            .expect("every variant has a head");
-        head.weight.dims()[1]
+        self.streams.head().weight.dims()[1]
+    }
+
+    /// The names of this module's parameters in its PyTorch twin and in exports: optional
+    /// `face` and `context` streams, each with an optional `head`, and the full model's
+    /// `inter_layers`, `gate`, `fused_norm` and `head` beside them (see [`PyTorchNames`]).
+    pub fn pytorch_names(&self) -> PyTorchNames {
+        self.streams.pytorch_names()
     }
 
     fn run(
@@ -495,8 +403,10 @@ impl<B: Backend> InterFusion<B> {
             (Some(face), Some(context))
                 if self.settings.modality_dropout > 0.0
                     && B::ad_enabled(&face.tokens.device())
-                    && self.face.is_some()
-                    && self.context.is_some() =>
+                    && matches!(
+                        self.streams,
+                        InterFusionStreams::Full(_) | InterFusionStreams::LateFusion(_)
+                    ) =>
             {
                 let padding = |s: &Sequence<B>| {
                     let [b, n, _] = s.tokens.dims();
@@ -521,15 +431,15 @@ impl<B: Backend> InterFusion<B> {
             streams => streams,
         };
         let mut maps = Vec::new();
-        let mut encode = |branch: &Option<SequenceBranch<B>>,
+        let mut encode = |branch: Option<&SequenceBranch<B>>,
                           sequence: Option<Sequence<B>>,
                           expressions: Option<Tensor<B, 3>>,
                           modality: usize,
                           name: &'static str| {
-            let (stream, layers) = branch.as_ref()?.encode(
+            let (stream, layers) = branch?.encode(
                 sequence?,
                 expressions,
-                self.modality.val().narrow(0, modality, 1),
+                self.streams.modality().val().narrow(0, modality, 1),
                 self.settings.clock_scale,
                 weights,
             );
@@ -545,94 +455,11 @@ impl<B: Backend> InterFusion<B> {
             );
             Some(stream)
         };
-        let face = encode(&self.face, face, input.expressions, 0, "face self");
-        let context = encode(&self.context, context, None, 1, "context self");
-        let some = face
-            .as_ref()
-            .or(context.as_ref())
-            .expect("checked: one stream");
-        let [b, _, d] = some.tokens.dims();
-        let device = some.tokens.device();
-        let (mut face, mut context) = match (&self.face, &self.context) {
-            (Some(_), Some(_)) => (
-                Some(face.unwrap_or_else(|| Stream::absent(b, d, &device))),
-                Some(context.unwrap_or_else(|| Stream::absent(b, d, &device))),
-            ),
-            _ => (face, context),
-        };
-        if let (Some(f), Some(c)) = (&mut face, &mut context) {
-            for (layer, block) in self.inter_layers.iter().enumerate() {
-                let (nf, nc, m) = block.forward(f.clone(), c.clone(), weights);
-                (*f, *c) = (nf, nc);
-                maps.extend(m.named(
-                    layer,
-                    [
-                        "face self",
-                        "context self",
-                        "face->context",
-                        "context->face",
-                    ],
-                ));
-            }
-        }
-        let present = |s: &Stream<B>| s.padding.clone().bool_not().any_dim(1).float();
-        let pooled = |branch: &Option<SequenceBranch<B>>, s: Option<Stream<B>>| {
-            let s = s?;
-            let present = present(&s);
-            let (z, w, logits) = branch.as_ref()?.pool(s, &self.dropout);
-            Some((z, w, logits, present))
-        };
-        let face = pooled(&self.face, face);
-        let context = pooled(&self.context, context);
-        let output = match (face, context) {
-            (Some((zf, wf, lf, af)), Some((zc, wc, lc, ac))) => match (&self.gate, lf, lc) {
-                (Some(gate), _, _) => {
-                    // A missing stream hands the whole embedding to the other one.
-                    let g = sigmoid(gate.forward(Tensor::cat(vec![zf.clone(), zc.clone()], 1)));
-                    let g = g * (af.clone() * ac.clone()) + af * (-ac + 1.0);
-                    let fused = zf * g.clone() + zc * (-g.clone() + 1.0);
-                    let embedding = self.fused_norm.as_ref().expect("full").forward(fused);
-                    let logits = self
-                        .head
-                        .as_ref()
-                        .expect("full")
-                        .forward(self.dropout.forward(embedding.clone()));
-                    InterFusionOutput {
-                        logits,
-                        embedding,
-                        face_weights: Some(wf),
-                        context_weights: Some(wc),
-                        gate: Some(g),
-                    }
-                }
-                (None, Some(lf), Some(lc)) => {
-                    let n = (af.clone() + ac.clone()).clamp_min(1.0);
-                    InterFusionOutput {
-                        logits: (lf * af.clone() + lc * ac.clone()) / n.clone(),
-                        embedding: (zf * af + zc * ac) / n,
-                        face_weights: Some(wf),
-                        context_weights: Some(wc),
-                        gate: None,
-                    }
-                }
-                _ => unreachable!("late fusion has a head per stream"),
-            },
-            (Some((z, w, logits, _)), None) => InterFusionOutput {
-                logits: logits.expect("single-stream head"),
-                embedding: z,
-                face_weights: Some(w),
-                context_weights: None,
-                gate: None,
-            },
-            (None, Some((z, w, logits, _))) => InterFusionOutput {
-                logits: logits.expect("single-stream head"),
-                embedding: z,
-                face_weights: None,
-                context_weights: Some(w),
-                gate: None,
-            },
-            (None, None) => unreachable!("checked: one stream"),
-        };
+        let face = encode(self.streams.face(), face, input.expressions, 0, "face self");
+        let context = encode(self.streams.context(), context, None, 1, "context self");
+        let output = self
+            .streams
+            .combine(face, context, &self.dropout, weights, &mut maps);
         (output, maps)
     }
 }
