@@ -449,6 +449,21 @@ mod tests {
             skeleton.frames_with_people()
         );
         assert!(skeleton.clone().normalise().is_ok());
+        // A stream sees a prefix, and the body frame of a prefix is not the finished video's
+        // (docs/online.md, Streaming): measured on 2026-12-07, the centre 0.62, 0.53, 0.51,
+        // 0.034 and 0.005 shoulder widths off after 1, 5, 10, 30 and 60 s, the scale 11-12%
+        // smaller after 1 s to 10 min.
+        let whole = skeleton.body_frame().unwrap();
+        for seconds in [1usize, 5, 10, 30, 60, 300, 600] {
+            let prefix: Vec<usize> = (0..seconds * 25).collect();
+            let body = skeleton.gather(&prefix).unwrap().body_frame().unwrap();
+            let shift = (body.centre[0] - whole.centre[0]).hypot(body.centre[1] - whole.centre[1]);
+            let scale = body.scale / whole.scale - 1.0;
+            assert!(
+                (seconds > 10 || shift / whole.scale > 0.5) && (-0.13..-0.11).contains(&scale),
+                "{seconds} s: centre {shift}, scale {scale}"
+            );
+        }
         // Its 56 labelled clips cut from the sequence with the right frame counts.
         let table = crate::LabelTable::read(dir.join("../../../labels_20200831.csv")).unwrap();
         let clips: Vec<_> = table.clips.iter().filter(|c| c.video == 298).collect();

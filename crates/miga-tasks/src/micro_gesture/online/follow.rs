@@ -1,6 +1,8 @@
 //! Streaming detection (`miga detect --follow`): windows are scored as frames arrive, and an
-//! instance is given out once nothing that arrives later can change it, so that the instances
-//! given out over a stream are those of the batch procedure on the finished video.
+//! instance is given out once no window scored later can change it, so that the instances
+//! given out over a stream are those of the batch procedure on the windows' scores. (The
+//! scores themselves can differ from batch detection's: a window's skeleton is normalised to
+//! the frames there when it is scored; docs/online.md, Streaming.)
 //!
 //! A frame's smoothed scores are final once every window that will ever cover it has been
 //! scored and so have its `smooth / 2` neighbours: windows start every `stride` frames, and the
