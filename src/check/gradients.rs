@@ -262,19 +262,28 @@ fn stream_loss<B: Backend>(outputs: Outputs<B>, device: &B::Device) -> Tensor<B,
         .unwrap_or_else(|| Tensor::zeros([1], device))
 }
 
-/// Each float parameter's gradient in visit order, with its module path.
+/// Each float parameter's gradient in visit order, with its module path (as burn-store and
+/// the exports spell it: an enum module's variant adds no segment).
 struct GradientsOf<'a, B: AutodiffBackend> {
     grads: &'a B::Gradients,
     out: Vec<(String, Option<Option<TensorData>>)>,
     path: Vec<String>,
 }
 
+fn is_variant(container: &str) -> bool {
+    container.starts_with("Enum:")
+}
+
 impl<B: AutodiffBackend> ModuleVisitor<B> for GradientsOf<'_, B> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container: &str) {
+        if !is_variant(container) {
+            self.path.push(name.to_string());
+        }
     }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _: &str, container: &str) {
+        if !is_variant(container) {
+            self.path.pop();
+        }
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let tensor = param.val();

@@ -9,8 +9,7 @@
 //! Both are built from the pre-norm transformer pieces in [`layers`] and trained with
 //! [`ClassificationLoss`]. Each variant of a module is a module type of its own
 //! ([`CmtfLayers`], [`InterFusionStreams`]); [`PyTorchNames`] spells the parameters as the
-//! PyTorch twins and exports do, and [`legacy`] reads records from before the variants were
-//! types. The paper does not publish their internals: the choices made here
+//! PyTorch twins and exports do. The paper does not publish their internals: the choices made here
 //! are documented in docs/models/fusion.md and each is a config field.
 
 mod check;
@@ -18,7 +17,6 @@ mod cmtf;
 mod error;
 mod interfusion;
 pub mod layers;
-pub mod legacy;
 mod loss;
 mod names;
 #[cfg(test)]

@@ -134,11 +134,87 @@ fn tensor_shapes(path: &PathBuf) -> Result<Vec<(String, Vec<usize>)>> {
 mod tests {
     use burn::backend::{Autodiff, Flex};
 
+    use std::collections::BTreeSet;
+
+    use miga_datasets::tensors::read_tensors;
+    use miga_fusion::{CmtfConfig, InterFusionConfig, InterFusionVariant};
+
     use super::*;
+    use crate::emotion::{EmotionStreams, EmotionTrainConfig};
     use crate::features::FeatureSet;
-    use crate::micro_gesture::train_micro_gesture;
+    use crate::micro_gesture::{TrainConfig, train_micro_gesture};
+    use crate::models::emotion::EmotionModel;
+    use crate::models::micro_gesture::MicroGestureModel;
     use crate::testing::tiny_config;
     use crate::testing::tiny_features;
+
+    /// Every fusion variant is exported with exactly its PyTorch twin's names: those of the
+    /// parity fixtures the twin wrote (scripts/fusion_reference.py); a single-stream variant's
+    /// are the late-fusion twin's for its stream.
+    #[test]
+    fn every_variant_is_exported_with_its_twins_names() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../miga-fusion/tests/fixtures");
+        let twin = |case: &str| -> BTreeSet<String> {
+            let weights = read_tensors(fixtures.join(case).join("weights.safetensors"));
+            weights.unwrap().into_keys().collect()
+        };
+        let config = |case: &str| -> String {
+            std::fs::read_to_string(fixtures.join(case).join("config.json")).unwrap()
+        };
+        let out = crate::testing::scratch("twin-names");
+        std::fs::create_dir_all(&out).unwrap();
+        let exported = |model: &dyn Fn(&Path)| -> BTreeSet<String> {
+            let path = out.join("model.safetensors");
+            model(&path);
+            let keys = read_tensors(&path).unwrap().into_keys();
+            keys.filter_map(|k| k.strip_prefix("fusion.").map(str::to_string))
+                .collect()
+        };
+        let device = Default::default();
+        for case in ["cmtf_cross", "cmtf_joint"] {
+            let fusion: CmtfConfig = serde_json::from_str(&config(case)).unwrap();
+            let settings = TrainConfig {
+                fusion,
+                ..TrainConfig::default()
+            };
+            let model = MicroGestureModel::<Flex>::new(&settings, &device).unwrap();
+            let names = exported(&|path| write_tensors(&model, path).unwrap());
+            assert_eq!(names, twin(case), "{case}");
+        }
+        let late = twin("interfusion_late");
+        let stream = |name: &str| -> BTreeSet<String> {
+            let prefix = format!("{name}.");
+            let of_stream = |k: &&String| k.starts_with(&prefix) || *k == "modality";
+            late.iter().filter(of_stream).cloned().collect()
+        };
+        for (case, streams, expected) in [
+            (
+                "interfusion_full",
+                EmotionStreams::Both,
+                twin("interfusion_full"),
+            ),
+            ("interfusion_late", EmotionStreams::Late, late.clone()),
+            ("interfusion_late", EmotionStreams::Face, stream("face")),
+            (
+                "interfusion_late",
+                EmotionStreams::Context,
+                stream("context"),
+            ),
+        ] {
+            let mut fusion: InterFusionConfig = serde_json::from_str(&config(case)).unwrap();
+            // The emotion model takes its variant from `streams`.
+            fusion.variant = InterFusionVariant::Full;
+            let settings = EmotionTrainConfig {
+                fusion,
+                streams,
+                ..EmotionTrainConfig::default()
+            };
+            let model = EmotionModel::<Flex>::new(&settings, &device).unwrap();
+            let names = exported(&|path| write_tensors(&model, path).unwrap());
+            assert_eq!(names, expected, "{case} {streams:?}");
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
 
     /// A run exported and loaded back (strictly) scores every item exactly as the run does; its
     /// keys follow PyTorch's conventions.
@@ -174,6 +250,14 @@ mod tests {
                 .all(|n| !n.ends_with("gamma") && !n.ends_with("beta")),
             "{names:?}"
         );
+        // The fusion's layers as its PyTorch twin names them (scripts/fusion_reference.py).
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("fusion.cross_layers.0.")),
+            "{names:?}"
+        );
+        assert!(names.iter().all(|n| !n.contains("blocks")), "{names:?}");
         // Linear weights are [out, in]: the head's rows are the classes.
         let original = TrainedRun::<Flex>::load(&run, &device).unwrap();
         let [d_in, d_out] = original.model.fusion.head.dims();

@@ -8,7 +8,10 @@ use super::{CmtfConfig, CmtfVariant};
 use crate::AttentionMap;
 use crate::layers::{CrossBlock, EncoderLayer, LayerConfig, Stream, embedding, run_cross_blocks};
 
-/// The fusion layers of a [`super::Cmtf`], as its [`CmtfVariant`] has them.
+/// The fusion layers of a [`super::Cmtf`], as its [`CmtfVariant`] has them. They sit where
+/// the record of miga's first CMTF had its `cls`, `cross_layers` and `joint_layers`, in that
+/// order: Burn initialises a parameter when the module is first mapped, in field order, so a
+/// seed draws the model it always drew.
 #[derive(Module, Debug)]
 pub enum CmtfLayers<B: Backend> {
     /// Per-modality self-attention, bidirectional cross-attention and feed-forward per layer.

@@ -178,12 +178,28 @@ impl<B: Backend> Recorder<B> for RunRecorder {
     }
 }
 
+/// `model` with `record` (read from `file`, without extension) loaded into it. Burn panics on
+/// a record of another fusion variant than the module's (a `run.json` edited after training):
+/// that is an error naming the file here (the panic's message is still printed).
+pub(crate) fn load_record_checked<B: Backend, M: burn::module::Module<B>>(
+    model: M,
+    record: M::Record,
+    file: &Path,
+) -> crate::Result<M> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record))).map_err(
+        |_| crate::Error::Mismatch {
+            path: file.with_extension("mpk"),
+            reason: "holds another fusion variant than the run's settings".into(),
+        },
+    )
+}
+
 /// The record in `path` brought to today's layout, when it was written before the fusion
-/// variants were types ([`miga_fusion::legacy`]); `None` when it is not such a record.
+/// variants were types ([`super::legacy`]); `None` when it is not such a record.
 fn upgraded<I: DeserializeOwned>(path: &Path) -> Option<std::result::Result<I, RecorderError>> {
     let bytes = std::fs::read(path).ok()?;
     let mut record = rmpv::decode::read_value(&mut bytes.as_slice()).ok()?;
-    if miga_fusion::legacy::upgrade_record(&mut record) == 0 {
+    if super::legacy::upgrade_record(&mut record) == 0 {
         return None;
     }
     let mut bytes = Vec::new();

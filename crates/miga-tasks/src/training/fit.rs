@@ -24,7 +24,9 @@ use burn::train::{
     MultiDeviceOptim, SupervisedTraining, TrainStep, TrainingStrategy,
 };
 
-use super::checkpoints::{BestEpoch, RunCheckpoints, RunRecorder, ValidScores, prune};
+use super::checkpoints::{
+    BestEpoch, RunCheckpoints, RunRecorder, ValidScores, load_record_checked, prune,
+};
 use super::optim::{FusedAdamW, OnCpuWorkers};
 use super::render::{EpochLines, LossPatience, ResumedMetricLogger};
 use super::{Metrics, RunSpec, TaskModel, TrainSummary, main_device};
@@ -172,6 +174,16 @@ where
         .init()
         .map_err(|e| bad(format!("{e:?}")))?;
     if let Some(epoch) = start {
+        // burn-train loads the checkpoint into the model itself, and would panic on one of
+        // another fusion variant: it is tried on a copy first.
+        let checkpoint = dir.join(format!("model-{epoch}"));
+        let record = RunRecorder::new()
+            .load::<<M as Module<B>>::Record>(checkpoint.clone(), device)
+            .map_err(|e| Error::Mismatch {
+                path: checkpoint.with_extension("mpk"),
+                reason: e.to_string(),
+            })?;
+        load_record_checked(model.clone(), record, &checkpoint)?;
         best_of_earlier_run::<B, M>(run, epoch, device)?;
     }
     let scores = ValidScores::default();

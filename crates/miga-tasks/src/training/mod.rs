@@ -6,6 +6,7 @@
 
 pub mod checkpoints;
 mod fit;
+pub mod legacy;
 mod optim;
 mod render;
 mod run_spec;

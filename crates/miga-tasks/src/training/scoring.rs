@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::record::Recorder;
 
 use super::TaskModel;
-use super::checkpoints::RunRecorder;
+use super::checkpoints::{RunRecorder, load_record_checked};
 use crate::features::FeatureSet;
 use crate::run_info::{RunInfo, read_run_info};
 use crate::{Error, Result};
@@ -41,18 +41,13 @@ where
         return Ok((info, config, model));
     }
     let best = run.join("best");
-    let mismatch = |reason: String| Error::Mismatch {
-        path: best.with_extension("mpk"),
-        reason,
-    };
     let record = RunRecorder::new()
         .load(best.clone(), device)
-        .map_err(|e| mismatch(format!("does not match the run's settings: {e}")))?;
-    // Burn panics on a record of another fusion variant than the module's (a run.json edited
-    // after training): that is an error in the file, not in miga.
-    let model =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record)))
-            .map_err(|_| mismatch("holds another fusion variant than the run's settings".into()))?;
+        .map_err(|e| Error::Mismatch {
+            path: best.with_extension("mpk"),
+            reason: format!("does not match the run's settings: {e}"),
+        })?;
+    let model = load_record_checked(model, record, &best)?;
     Ok((info, config, model))
 }
 

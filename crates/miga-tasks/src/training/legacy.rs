@@ -1,12 +1,14 @@
 //! Records written before the fusion variants were types, brought to today's layout so that
 //! trained runs keep loading.
 //!
-//! Until 2026-12-07 a [`crate::Cmtf`] record held `cls`, `cross_layers` and `joint_layers`
-//! side by side, and an [`crate::InterFusion`] record optional `face` and `context` streams
-//! (each with an optional `head`) beside optional `gate`, `fused_norm` and `head`; the
-//! variant was whichever parts were present. [`upgrade_record`] rewrites those maps of a
-//! MessagePack record (Burn's named MessagePack, as run folders hold it) into the
-//! [`crate::CmtfLayers`] and [`crate::InterFusionStreams`] layout; the tensors are not touched.
+//! Until 2026-12-07 a [`miga_fusion::Cmtf`] record held `cls`, `cross_layers` and
+//! `joint_layers` side by side, and an [`miga_fusion::InterFusion`] record optional `face` and
+//! `context` streams (each with an optional `head`) beside the modality embeddings and optional
+//! `gate`, `fused_norm` and `head`; the variant was whichever parts were present.
+//! [`upgrade_record`] rewrites those maps of a record in Burn's named MessagePack (as run
+//! folders hold them, [`super::RunRecorder`]) into the [`miga_fusion::CmtfLayers`] and
+//! [`miga_fusion::InterFusionStreams`] layout; the tensors are not touched. The parts' field
+//! names are the fusion modules'; the enum layout is rmp-serde's (`{"Variant": value}`).
 
 use rmpv::Value;
 
@@ -77,15 +79,6 @@ fn upgrade_cmtf(entries: &mut Entries) -> bool {
 }
 
 fn upgrade_interfusion(entries: &mut Entries) -> bool {
-    let names = [
-        "face",
-        "context",
-        "modality",
-        "inter_layers",
-        "gate",
-        "fused_norm",
-        "head",
-    ];
     // An old stream had a `head` field, present or not; today's branches have none (so the
     // full model's record, which has the old field names, is not taken for an old one).
     let old_stream = |name: &str| {
@@ -97,6 +90,15 @@ fn upgrade_interfusion(entries: &mut Entries) -> bool {
     if !old_stream("face") && !old_stream("context") {
         return false;
     }
+    let names = [
+        "face",
+        "context",
+        "modality",
+        "inter_layers",
+        "gate",
+        "fused_norm",
+        "head",
+    ];
     let Some(
         [
             face,
