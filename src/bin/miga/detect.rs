@@ -361,17 +361,22 @@ pub fn eval(args: OnlineEval) -> Result<(), Error> {
 }
 
 /// Frames of a growing stream that are whole in both streams: the video folder's frames, and
-/// the skeleton's where there is one (an OpenPose folder's JSON files; a table's rows).
-fn available(video: &Path, skeleton: Option<&SkeletonSource>) -> Result<usize, Error> {
+/// the skeleton's where there is one (an OpenPose folder's JSON files; `table_frames`, the rows
+/// of a finished table, read once).
+fn available(
+    video: &Path,
+    skeleton: Option<&SkeletonSource>,
+    table_frames: Option<usize>,
+) -> Result<usize, Error> {
     let frames = Video::open(video)?.info().frames;
-    let skeleton = match skeleton {
-        None => usize::MAX,
-        Some(SkeletonSource::OpenPose(dir)) => std::fs::read_dir(dir)
+    let skeleton = match (skeleton, table_frames) {
+        (Some(SkeletonSource::OpenPose(dir)), _) => std::fs::read_dir(dir)
             .map_err(|e| miga::datasets::Error::io(dir, e))?
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().ends_with("_keypoints.json"))
             .count(),
-        Some(table) => table.read()?.frames(),
+        (_, Some(rows)) => rows,
+        (_, None) => usize::MAX,
     };
     Ok(frames.min(skeleton))
 }
@@ -410,6 +415,10 @@ impl BackendTask for Following {
                 .map_err(|e| miga::datasets::Error::io(&csv, e))?;
             Ok(instances.len())
         };
+        let table_frames = match &skeleton {
+            Some(table @ SkeletonSource::Xlsx(_)) => Some(table.read()?.frames()),
+            _ => None,
+        };
         let mut file_rows = 0;
         let (mut seen, mut last_growth) = (0usize, std::time::Instant::now());
         let score = |windows: Vec<(usize, usize)>, frames: usize| -> Result<Vec<Vec<f32>>, Error> {
@@ -430,7 +439,8 @@ impl BackendTask for Following {
         loop {
             // The newest frame may still be being written: it counts once a later one is there
             // (or the stream has ended); a folder that does not read yet is tried again.
-            let frames = available(&video, skeleton.as_ref()).map_or(seen, |n| n.saturating_sub(1));
+            let frames = available(&video, skeleton.as_ref(), table_frames)
+                .map_or(seen, |n| n.saturating_sub(1));
             if frames > seen {
                 (seen, last_growth) = (frames, std::time::Instant::now());
                 let due = follower.due(frames);

@@ -138,14 +138,19 @@ where
     // The newest epoch whose checkpoint reads back: a process killed while writing one leaves
     // a truncated or missing file, and the run then continues after the epoch before.
     let dir = run.join("checkpoint");
-    let start = spec.resumable.iter().copied().find(|epoch| {
-        readable::<B, <M as Module<B>>::Record>(dir.join(format!("model-{epoch}")), device)
-            && readable_as(&optimizer, dir.join(format!("optim-{epoch}")), device)
+    let resumed = spec.resumable.iter().copied().find_map(|epoch| {
+        let model = dir.join(format!("model-{epoch}"));
+        let record = RunRecorder::new()
+            .load::<<M as Module<B>>::Record>(model.clone(), device)
+            .ok()?;
+        (readable_as(&optimizer, dir.join(format!("optim-{epoch}")), device)
             && readable::<B, <ComposedLrScheduler as LrScheduler>::Record<B>>(
                 dir.join(format!("scheduler-{epoch}")),
                 device,
-            )
+            ))
+        .then_some((epoch, model, record))
     });
+    let start = resumed.as_ref().map(|(epoch, _, _)| *epoch);
     let first = start.map_or(1, |epoch| epoch + 1);
     let clock = spec.clock.clone();
     let loader_train: Arc<dyn DataLoader<B, <M as TrainStep>::Input>> = Arc::new(EpochLoader::new(
@@ -173,16 +178,9 @@ where
         )
         .init()
         .map_err(|e| bad(format!("{e:?}")))?;
-    if let Some(epoch) = start {
+    if let Some((epoch, checkpoint, record)) = resumed {
         // burn-train loads the checkpoint into the model itself, and would panic on one of
         // another fusion variant: it is tried on a copy first.
-        let checkpoint = dir.join(format!("model-{epoch}"));
-        let record = RunRecorder::new()
-            .load::<<M as Module<B>>::Record>(checkpoint.clone(), device)
-            .map_err(|e| Error::Mismatch {
-                path: checkpoint.with_extension("mpk"),
-                reason: e.to_string(),
-            })?;
         load_record_checked(model.clone(), record, &checkpoint)?;
         best_of_earlier_run::<B, M>(run, epoch, device)?;
     }
